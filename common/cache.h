@@ -1,0 +1,141 @@
+/*
+ * cache - tokens and destinations shared by the processes of one user,
+ * as files in a private directory (DESIGN.md "Caching").
+ *
+ * An entry is one file KIND-HEX.json, HEX the SHA-256 of everything that
+ * changes the answer, holding {"v":1,"what":..,"stored_at":..,
+ * "expires_at":..,"stale_until":..,"data":..}. It is written to a temporary
+ * file (0600) and renamed into place. A file that is not a regular file of
+ * this user with no group or other permission, or that does not parse, is
+ * ignored and replaced by the next store: the cache makes deliveries
+ * faster, it never makes one fail. Every failure to use the cache falls
+ * back to asking the service.
+ *
+ * Single flight: cache_get() locks KIND-HEX.lock (flock, bounded wait)
+ * before it fetches and looks again once it holds the lock, so processes
+ * that miss at the same time make one fetch. A failed fetch is remembered
+ * for a few seconds (KIND-HEX.fail), so the processes queued behind it
+ * report the same failure, or serve a stale entry, without asking again.
+ */
+#ifndef BTPRELAY_CACHE_H
+#define BTPRELAY_CACHE_H
+
+#include <time.h>
+#include <jansson.h>
+#include "dsn.h"
+
+#define CACHE_KIND_MAX 16
+#define CACHE_KEY_SIZE (CACHE_KIND_MAX + 1 + 64 + 1)	/* "KIND-" + hex + NUL */
+
+/* fetch results besides 0 */
+#define CACHE_FAIL (-1)		/* failed; nothing may stand in */
+#define CACHE_TRANSIENT (-2)	/* failed in a way that may go away: a stale entry may stand in */
+#define CACHE_OUT_OF_TIME (-4)	/* this process's own deadline: a stale entry may stand in, and
+				   the failure is not noted for the others */
+
+struct cache {
+	char *dir;		/* NULL: caching is off */
+};
+
+struct cache_entry {
+	json_t *data;		/* the cached value (a new reference), NULL when none */
+	time_t stored_at;	/* wall clock */
+	time_t expires_at;	/* fresh until */
+	time_t stale_until;	/* may stand in for a failed fetch until (>= expires_at) */
+	int hit;		/* cache_get: from the cache, not from a fetch */
+	int stale;		/* cache_get: an expired entry standing in for a failed fetch */
+};
+
+/*
+ * cache_open - use dir when it is safe: created 0700 when missing (not
+ * when running as root: the directory would then belong to root), refused
+ * with a warning when it is not a directory, belongs to another user or
+ * grants group or other users any access. "" or NULL turns caching off
+ * silently. Returns 0 when on, -1 when off; never a delivery failure.
+ */
+int cache_open(struct cache *c, const char *dir);
+void cache_close(struct cache *c);
+
+/*
+ * cache_key - "KIND-" + SHA-256 hex over the n parts (NULL counts as "");
+ * each part is hashed with its length, so ("ab","c") and ("a","bc")
+ * differ. kind is a short name: "token", "destination".
+ */
+void cache_key(char key[CACHE_KEY_SIZE], const char *kind, const char *const *parts, size_t n);
+
+/*
+ * cache_load - the entry under key, whatever its age: 0 with e filled,
+ * -1 when there is none or it cannot be trusted (logged).
+ */
+int cache_load(const struct cache *c, const char *key, struct cache_entry *e);
+/*
+ * cache_store - write data under key (what: a description without
+ * secrets, for logs and listings). stale_until below expires_at counts as
+ * expires_at. Returns 0, or -1 (logged; nothing else happens).
+ */
+int cache_store(const struct cache *c, const char *key, const char *what, const json_t *data,
+		time_t expires_at, time_t stale_until);
+/* cache_remove - remove the entry and its failure note; 0, or -1 when there was none */
+int cache_remove(const struct cache *c, const char *key);
+/* cache_entry_free - wipe the strings of e->data (it may hold tokens), release it */
+void cache_entry_free(struct cache_entry *e);
+
+/*
+ * cache_lock - an flock(LOCK_EX) on KIND-HEX.lock, polled until deadline
+ * (conn_now() clock). Returns the locked descriptor, or -1 when the wait
+ * ran out or the lock file cannot be used (the caller goes on unlocked).
+ */
+int cache_lock(const struct cache *c, const char *key, double deadline);
+/* cache_unlock - release a lock from cache_lock; -1 is ignored */
+void cache_unlock(int fd);
+
+/*
+ * cache_fetch_fn - ask the service: return 0 with fresh->data (a new
+ * reference), fresh->expires_at and fresh->stale_until set (an expiry not
+ * in the future means "do not cache"), or CACHE_FAIL, CACHE_TRANSIENT or
+ * another negative code of the caller's with the outcome set.
+ */
+typedef int (*cache_fetch_fn)(void *arg, struct cache_entry *fresh, struct outcome *o);
+
+struct cache_request {
+	const char *key;
+	const char *kind;	/* "token", "destination": log lines say "token cache hit" */
+	const char *what;	/* what the entry is, no secrets: "connectivity (provider)" */
+	int refresh;		/* fetch even when a fresh entry exists, and replace it */
+	int fail_ttl;		/* seconds a failed fetch is remembered; 0 = not at all */
+	double lock_deadline;	/* conn_now() clock: the longest wait for another's fetch */
+};
+
+/*
+ * cache_get - a fresh entry, else fetch once for all processes: lock,
+ * look again, fetch, store. When the fetch fails with CACHE_TRANSIENT (or
+ * CACHE_OUT_OF_TIME) and an expired entry is within its stale_until, that
+ * entry is returned with
+ * e->stale set; any other failure (an answer such as "not found") removes
+ * the old entry, so it never stands in later. Returns 0 with e filled
+ * (free it with cache_entry_free), or the fetch's negative code with the
+ * outcome set. With caching off it just calls fetch.
+ */
+int cache_get(const struct cache *c, const struct cache_request *r, cache_fetch_fn fetch,
+	      void *arg, struct cache_entry *e, struct outcome *o);
+
+/*
+ * cache_drop_if - under the lock, remove the entry under key when match()
+ * says its data is the one a service just refused; an entry another
+ * process already replaced stays. Returns 1 when removed, else 0.
+ */
+int cache_drop_if(const struct cache *c, const char *key,
+		  int (*match)(void *arg, const json_t *data), void *arg, double lock_deadline);
+
+/*
+ * cache_list - call fn for every entry (files KIND-HEX.json) with what it
+ * says about itself; untrusted files are reported with what = NULL.
+ * Returns the number of entries, or -1 when the directory cannot be read.
+ */
+typedef void (*cache_list_fn)(void *arg, const char *file, const char *what,
+			      const struct cache_entry *e);
+int cache_list(const struct cache *c, cache_list_fn fn, void *arg);
+/* cache_clear - remove every entry, failure note and temporary file; the count, or -1 */
+int cache_clear(const struct cache *c);
+
+#endif

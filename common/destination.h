@@ -1,0 +1,77 @@
+/*
+ * destination - a MAIL destination, and where to find it.
+ *
+ * Lookup chain, first match wins: the destinations file (JSON array in the
+ * format of the `destinations` environment variable), the destinations
+ * declared in the configuration file (destination.NAME.PROPERTY lines),
+ * then the Destination Service (Find; $skipTokenRetrieval=true unless the
+ * destination's Authentication is an OAuth2 kind), for the provider or a
+ * subscriber tenant per destination_selection, through the shared cache.
+ * Properties are those of REFERENCE.md §4; both sender spellings
+ * (mail.smtp.from, mail.from) and the smtps variants are understood.
+ *
+ * Failures defer (an operator can fix them): not found -> 4.3.5 naming the
+ * destination; not MAIL, no host or port -> 4.3.5; service unreachable,
+ * timeout, 5xx -> 4.4.3 (unless an expired cached copy may stand in);
+ * 401 (after one new token)/403 -> 4.7.0.
+ */
+#ifndef BTPRELAY_DESTINATION_H
+#define BTPRELAY_DESTINATION_H
+
+#include <time.h>
+#include <jansson.h>
+#include "bindings.h"
+#include "config.h"
+#include "dsn.h"
+
+struct mail_destination {
+	char *name;
+	char *source;		/* "destinations file /etc/...", "Destination Service" */
+	int onpremise;		/* ProxyType OnPremise: through the SOCKS5 proxy */
+	char *authentication;	/* NoAuthentication, BasicAuthentication, ... */
+	char *host;		/* mail.smtp.host (or mail.smtps.host) */
+	unsigned port;		/* mail.smtp.port (or mail.smtps.port) */
+	int smtps;		/* mail.transport.protocol=smtps: TLS from the first byte */
+	char *user;		/* mail.user, NULL = none */
+	char *password;		/* mail.password, NULL = none; wiped by dest_free */
+	int auth;		/* mail.smtp.auth: 1, 0, -1 = not set */
+	char *from;		/* mail.smtp.from or mail.from, NULL = none */
+	char *location_id;	/* CloudConnectorLocationId, NULL = none */
+	int starttls_enable;	/* mail.smtp.starttls.enable: 1, 0, -1 */
+	int starttls_required;	/* mail.smtp.starttls.required: 1, 0, -1 */
+
+	/* where it was found */
+	int tenant_is_subscriber;	/* found with the subscriber's token: fetch the
+					   Connectivity token for that tenant too */
+	long cache_age;		/* seconds since the Destination Service said this, when it
+				   came from the cache; -1 otherwise */
+	int stale;		/* from the cache past its TTL: the Destination Service failed */
+
+	/* authTokens[0] of an OAuth2* destination (for AUTH XOAUTH2) */
+	struct {
+		char *type;		/* "Bearer", NULL = no token */
+		char *value;		/* the token; wiped by dest_free */
+		time_t expires_at;	/* from expires_in; 0 = not said */
+		char *error;		/* the service could not get the token: why */
+	} oauth_token;
+};
+
+/*
+ * dest_from_properties - fill d from a flat configuration object (the
+ * Find response's destinationConfiguration, or one entry of the
+ * destinations file, either raw properties or {name,type,originalProperties}).
+ */
+int dest_from_properties(const json_t *props, const char *source,
+			 struct mail_destination *d, struct outcome *o);
+/* dest_resolve - the lookup chain for name */
+int dest_resolve(const struct config *cfg, const struct bindings *b, const char *name,
+		 struct mail_destination *d, struct outcome *o);
+/*
+ * dest_resolve_until - dest_resolve whose HTTP calls (retries included)
+ * end by deadline (conn_now() clock; 0 = only their own timeouts)
+ */
+int dest_resolve_until(const struct config *cfg, const struct bindings *b, const char *name,
+		       double deadline, struct mail_destination *d, struct outcome *o);
+void dest_free(struct mail_destination *d);
+
+#endif

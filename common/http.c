@@ -1,0 +1,380 @@
+/*
+ * http - one bounded HTTP(S) request through libcurl.
+ *
+ * Each try uses its own easy handle: a few calls per delivery do not
+ * justify connection reuse, and a fresh handle carries no state from one
+ * call to the next. The timeout covers each whole try, only http and https
+ * are spoken, redirects are not followed, TLS peer and host name are
+ * verified, and a response body larger than HTTP_MAX_BODY aborts the
+ * transfer. What may go away by itself (a timeout, a refused or reset
+ * connection, a failed name lookup, a 5xx answer) is tried again after
+ * 0.5 s, 1 s, 2 s, ... up to opt->retries times, never past opt->deadline;
+ * a 4xx, a TLS verification failure or an oversized answer is final.
+ * Returns 0 when a response arrived (any status), -1 with a short text in
+ * resp->error otherwise ("connection refused", "timed out after 10 s",
+ * "TLS: ..."). The body may hold a token: http_response_free() wipes it.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <curl/curl.h>
+
+#include "conn.h"
+#include "http.h"
+#include "log.h"
+#include "util.h"
+
+#define HTTP_DEFAULT_TIMEOUT 10
+#define HTTP_BACKOFF_FIRST 0.5		/* seconds before the second try, doubled after */
+#define HTTP_MIN_TRY 1.0		/* a try with less time left is not started */
+#ifdef PACKAGE_VERSION
+#define HTTP_USER_AGENT "btprelay/" PACKAGE_VERSION
+#else
+#define HTTP_USER_AGENT "btprelay"
+#endif
+
+static int http_initialized;
+
+/* http_global_init - once per process, before threads */
+void http_global_init(void)
+{
+	if (!http_initialized) {
+		curl_global_init(CURL_GLOBAL_DEFAULT);
+		http_initialized = 1;
+	}
+}
+
+struct http_sink {
+	struct http_response *resp;
+	size_t cap;
+	int too_large;
+};
+
+/* http_options_init - the configured timeout, CA file and retries, and a deadline */
+void http_options_init(struct http_options *opt, const struct config *cfg, double deadline)
+{
+	memset(opt, 0, sizeof(*opt));
+	opt->timeout = cfg->http_timeout;
+	opt->ca_file = cfg->http_ca_file;
+	opt->retries = cfg->http_retries;
+	opt->deadline = deadline;
+}
+
+/* http_write - libcurl write callback: append to the body, refuse beyond the cap */
+static size_t http_write(char *data, size_t size, size_t nmemb, void *arg)
+{
+	struct http_sink *sink = arg;
+	struct http_response *resp = sink->resp;
+	size_t n = size * nmemb;
+	char *grown;
+
+	if (n > HTTP_MAX_BODY - resp->len) {
+		sink->too_large = 1;
+		return 0;		/* aborts the transfer: CURLE_WRITE_ERROR */
+	}
+	if (resp->len + n + 1 > sink->cap) {
+		size_t cap = sink->cap ? sink->cap : 4096;
+
+		while (cap < resp->len + n + 1)
+			cap *= 2;
+		/* not realloc: the old block may hold a token and must be wiped */
+		grown = xmalloc(cap);
+		if (resp->body != NULL) {
+			memcpy(grown, resp->body, resp->len);
+			explicit_bzero(resp->body, sink->cap);
+			free(resp->body);
+		}
+		resp->body = grown;
+		sink->cap = cap;
+	}
+	memcpy(resp->body + resp->len, data, n);
+	resp->len += n;
+	resp->body[resp->len] = '\0';
+	return n;
+}
+
+/* http_describe - a short text for a transport failure */
+static void http_describe(CURL *curl, CURLcode rc, const char *errbuf, int timeout,
+			  struct http_response *resp)
+{
+	long os_errno = 0;
+	const char *detail = errbuf[0] ? errbuf : curl_easy_strerror(rc);
+
+	curl_easy_getinfo(curl, CURLINFO_OS_ERRNO, &os_errno);
+	switch (rc) {
+	case CURLE_OPERATION_TIMEDOUT:
+		resp->timed_out = 1;
+		resp->retryable = 1;
+		snprintf(resp->error, sizeof(resp->error), "timed out after %d s", timeout);
+		break;
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_RESOLVE_PROXY:
+		resp->retryable = 1;
+		snprintf(resp->error, sizeof(resp->error), "host name lookup failed (%s)", detail);
+		break;
+	case CURLE_COULDNT_CONNECT:
+		resp->retryable = 1;
+		if (os_errno == ECONNREFUSED)
+			snprintf(resp->error, sizeof(resp->error), "connection refused");
+		else if (os_errno != 0)
+			snprintf(resp->error, sizeof(resp->error), "cannot connect: %s",
+				 strerror((int)os_errno));
+		else
+			snprintf(resp->error, sizeof(resp->error), "cannot connect (%s)", detail);
+		break;
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_SSL_CERTPROBLEM:
+	case CURLE_SSL_CIPHER:
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_ISSUER_ERROR:
+	case CURLE_USE_SSL_FAILED:
+		snprintf(resp->error, sizeof(resp->error), "TLS: %s", detail);
+		break;
+	case CURLE_UNSUPPORTED_PROTOCOL:
+	case CURLE_URL_MALFORMAT:
+		snprintf(resp->error, sizeof(resp->error), "bad URL (%s)", detail);
+		break;
+	case CURLE_GOT_NOTHING:
+		resp->retryable = 1;
+		snprintf(resp->error, sizeof(resp->error), "connection closed without a response");
+		break;
+	case CURLE_PARTIAL_FILE:
+		resp->retryable = 1;
+		snprintf(resp->error, sizeof(resp->error), "connection closed in the response");
+		break;
+	case CURLE_RECV_ERROR:
+	case CURLE_SEND_ERROR:
+		resp->retryable = 1;
+		if (os_errno == ECONNRESET)
+			snprintf(resp->error, sizeof(resp->error), "connection reset");
+		else
+			snprintf(resp->error, sizeof(resp->error), "%s", detail);
+		break;
+	default:
+		snprintf(resp->error, sizeof(resp->error), "%s", detail);
+		break;
+	}
+}
+
+/* http_set_client_cert - mutual TLS from PEM blobs; -1 when libcurl cannot */
+static int http_set_client_cert(CURL *curl, const struct http_options *opt,
+				struct http_response *resp)
+{
+#if LIBCURL_VERSION_NUM >= 0x074700
+	struct curl_blob cert, key;
+
+	cert.data = (void *)opt->client_cert_pem;
+	cert.len = strlen(opt->client_cert_pem);
+	cert.flags = CURL_BLOB_COPY;
+	key.data = (void *)opt->client_key_pem;
+	key.len = strlen(opt->client_key_pem);
+	key.flags = CURL_BLOB_COPY;
+	if (curl_easy_setopt(curl, CURLOPT_SSLCERT_BLOB, &cert) != CURLE_OK
+	    || curl_easy_setopt(curl, CURLOPT_SSLCERTTYPE, "PEM") != CURLE_OK
+	    || curl_easy_setopt(curl, CURLOPT_SSLKEY_BLOB, &key) != CURLE_OK
+	    || curl_easy_setopt(curl, CURLOPT_SSLKEYTYPE, "PEM") != CURLE_OK) {
+		snprintf(resp->error, sizeof(resp->error),
+			 "libcurl cannot use a client certificate from memory");
+		return -1;
+	}
+	return 0;
+#else
+	(void)curl;
+	(void)opt;
+	snprintf(resp->error, sizeof(resp->error),
+		 "X.509 bindings need libcurl 7.71 or later (client certificate from memory)");
+	return -1;
+#endif
+}
+
+/* http_try - one request within timeout_ms; 0 when a response arrived, -1 on transport failure */
+static int http_try(const struct http_options *opt, long timeout_ms, const char *method,
+		    const char *url, const char *const *headers, const char *body,
+		    const char *basic_user, const char *basic_password,
+		    struct http_response *resp)
+{
+	struct curl_slist *list = NULL, *next;
+	struct http_sink sink;
+	char errbuf[CURL_ERROR_SIZE];
+	int timeout = (int)((timeout_ms + 999) / 1000);
+	CURLcode rc;
+	CURL *curl;
+	int ret = -1;
+
+	memset(resp, 0, sizeof(*resp));
+	memset(&sink, 0, sizeof(sink));
+	sink.resp = resp;
+	errbuf[0] = '\0';
+
+	http_global_init();
+	if ((curl = curl_easy_init()) == NULL) {
+		snprintf(resp->error, sizeof(resp->error), "cannot initialize libcurl");
+		return -1;
+	}
+	for (; headers != NULL && *headers != NULL; headers++) {
+		if ((next = curl_slist_append(list, *headers)) == NULL)
+			goto out;
+		list = next;
+	}
+	/* no "Expect: 100-continue" round trip for larger form bodies */
+	if (body != NULL && (next = curl_slist_append(list, "Expect:")) != NULL)
+		list = next;
+
+	curl_easy_setopt(curl, CURLOPT_URL, url);
+	curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout_ms);
+	curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
+#if LIBCURL_VERSION_NUM >= 0x075500
+	curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+	curl_easy_setopt(curl, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+	curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L);
+	if (opt->ca_file != NULL && opt->ca_file[0] != '\0')
+		curl_easy_setopt(curl, CURLOPT_CAINFO, opt->ca_file);
+	curl_easy_setopt(curl, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)HTTP_MAX_BODY);
+	curl_easy_setopt(curl, CURLOPT_USERAGENT, HTTP_USER_AGENT);
+	curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
+	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, http_write);
+	curl_easy_setopt(curl, CURLOPT_WRITEDATA, &sink);
+	if (list != NULL)
+		curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
+
+	if (strcmp(method, "GET") == 0) {
+		curl_easy_setopt(curl, CURLOPT_HTTPGET, 1L);
+	} else {
+		if (strcmp(method, "POST") != 0)
+			curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
+		curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body ? body : "");
+		curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, (long)(body ? strlen(body) : 0));
+	}
+	if (basic_user != NULL) {
+		curl_easy_setopt(curl, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+		curl_easy_setopt(curl, CURLOPT_USERNAME, basic_user);
+		curl_easy_setopt(curl, CURLOPT_PASSWORD, basic_password ? basic_password : "");
+	}
+	if (opt->client_cert_pem != NULL && opt->client_key_pem != NULL
+	    && http_set_client_cert(curl, opt, resp) < 0)
+		goto out;
+
+	rc = curl_easy_perform(curl);
+	if (rc == CURLE_OK) {
+		curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &resp->status);
+		if (resp->body == NULL) {
+			resp->body = xmalloc(1);
+			resp->body[0] = '\0';
+			sink.cap = 1;
+		}
+		ret = 0;
+	} else if (sink.too_large || rc == CURLE_FILESIZE_EXCEEDED) {
+		snprintf(resp->error, sizeof(resp->error),
+			 "response larger than %d bytes", HTTP_MAX_BODY);
+	} else {
+		http_describe(curl, rc, errbuf, timeout, resp);
+	}
+out:
+	if (ret != 0) {
+		resp->status = 0;
+		http_response_free(resp);
+		if (resp->error[0] == '\0')
+			snprintf(resp->error, sizeof(resp->error), "out of memory in libcurl");
+	}
+	/* header copies may hold a bearer token */
+	for (next = list; next != NULL; next = next->next)
+		explicit_bzero(next->data, strlen(next->data));
+	curl_slist_free_all(list);
+	curl_easy_cleanup(curl);
+	return ret;
+}
+
+/* http_sleep - wait seconds, whatever signals arrive */
+static void http_sleep(double seconds)
+{
+	struct timespec ts;
+
+	ts.tv_sec = (time_t)seconds;
+	ts.tv_nsec = (long)((seconds - (double)ts.tv_sec) * 1e9);
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+/* http_request - the request, tried again on failures that may go away */
+int http_request(const struct http_options *opt, const char *method, const char *url,
+		 const char *const *headers, const char *body,
+		 const char *basic_user, const char *basic_password,
+		 struct http_response *resp)
+{
+	double backoff = HTTP_BACKOFF_FIRST, left;
+	int timeout = opt->timeout > 0 ? opt->timeout : HTTP_DEFAULT_TIMEOUT;
+	int tries = 1 + (opt->retries > 0 ? opt->retries : 0), n, rc;
+	long timeout_ms;
+	char why[64];
+
+	for (n = 1;; n++) {
+		timeout_ms = timeout * 1000L;
+		if (opt->deadline > 0) {
+			left = opt->deadline - conn_now();
+			if (left < HTTP_MIN_TRY && n == 1) {
+				memset(resp, 0, sizeof(*resp));
+				resp->timed_out = 1;
+				snprintf(resp->error, sizeof(resp->error),
+					 "no time left before the delivery deadline");
+				return -1;
+			}
+			if (left * 1000 < (double)timeout_ms)
+				timeout_ms = (long)(left * 1000);
+		}
+		rc = http_try(opt, timeout_ms, method, url, headers, body, basic_user,
+			      basic_password, resp);
+		resp->tries = n;
+		if (rc == 0 && resp->status >= 500) {
+			resp->retryable = 1;
+			snprintf(why, sizeof(why), "HTTP %ld", resp->status);
+		} else if (rc < 0 && resp->retryable) {
+			snprintf(why, sizeof(why), "%.60s", resp->error);
+		} else {
+			break;
+		}
+		if (n >= tries || (opt->deadline > 0
+				   && conn_now() + backoff + HTTP_MIN_TRY > opt->deadline))
+			break;
+		log_debug("%s %s: %s; trying again in %.1f s (try %d of %d)", method, url, why,
+			  backoff, n + 1, tries);
+		http_response_free(resp);
+		http_sleep(backoff);
+		backoff *= 2;
+	}
+	if (rc < 0 && n > 1) {
+		size_t len = strlen(resp->error);
+
+		snprintf(resp->error + len, sizeof(resp->error) - len, " (after %d tries)", n);
+	}
+	return rc;
+}
+
+/* http_budget - every try at its full timeout plus every pause */
+double http_budget(const struct http_options *opt)
+{
+	int timeout = opt->timeout > 0 ? opt->timeout : HTTP_DEFAULT_TIMEOUT;
+	int retries = opt->retries > 0 ? opt->retries : 0, i;
+	double total = timeout, backoff = HTTP_BACKOFF_FIRST;
+
+	for (i = 0; i < retries; i++, backoff *= 2)
+		total += backoff + timeout;
+	return total;
+}
+
+/* http_response_free - wipe and release the body (it may hold a token) */
+void http_response_free(struct http_response *resp)
+{
+	if (resp->body != NULL) {
+		explicit_bzero(resp->body, resp->len);
+		free(resp->body);
+	}
+	resp->body = NULL;
+	resp->len = 0;
+}

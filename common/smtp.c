@@ -1,0 +1,1013 @@
+/*
+ * smtp - the SMTP client session to the relay (RFC 5321, 3207, 4954, 2920,
+ * 6152, 6531, 1870).
+ *
+ * The session is a state machine (enum smtp_state in smtp.h); smtp_enter()
+ * is the only place that changes state. Every reply goes through one
+ * reader, smtp_read_reply(), which reads the whole reply (all lines, with
+ * bounded memory) and refuses anything that is not "DDD[ -]text".
+ *
+ * smtp_session_open() returns 0 when the relay is ready for MAIL, and
+ * smtp_send_message() 0 when the relay answered 2xx to the final dot for
+ * every recipient. Both return -1 with an outcome: the relay's own reply
+ * through dsn_from_reply() (5xx bounces, 4xx defers), or a deferral that
+ * names the stage for everything else (connection lost, timeout, garbage,
+ * TLS, AUTH refused, an unreadable message). A session whose connection
+ * can no longer be trusted is SMTP_STATE_BROKEN: smtp_quit() sends nothing.
+ *
+ * Credentials never reach a log line or a text, and the buffers that held
+ * their base64 form are wiped.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "smtp.h"
+#include "tls.h"
+#include "util.h"
+
+#define SMTP_REPLY_LINES_MAX	1000	/* lines in one reply */
+#define SMTP_ADDRESS_MAX	986	/* RFC 5321: 1000 - "RCPT TO:<>" - CRLF */
+#define SMTP_CMD_MAX		1200	/* MAIL FROM:<986 bytes> and its parameters */
+#define SMTP_BODY_CHUNK		65536	/* read from the message fd at a time */
+#define SMTP_CRED_MAX		4096	/* user + password for AUTH PLAIN */
+#define SMTP_EXCERPT_MAX	120	/* of garbage, in texts */
+
+static const char *const smtp_state_names[] = {
+	"NEW", "GREETING", "EHLO", "HELO", "STARTTLS", "AUTH", "READY", "MAIL", "RCPT",
+	"DATA", "BODY", "EOD", "RSET", "QUIT", "BROKEN",
+};
+
+/* smtp_enter - the one place where the session changes state */
+static void smtp_enter(struct smtp_session *s, enum smtp_state state)
+{
+	s->state = state;
+}
+
+/* smtp_relay - the relay's name for texts */
+static const char *smtp_relay(const struct smtp_session *s)
+{
+	return s->opt->relay_name && *s->opt->relay_name ? s->opt->relay_name : "relay";
+}
+
+/* smtp_timeout - set the per-operation timeout, when one is configured */
+static void smtp_timeout(struct smtp_session *s, int ms)
+{
+	if (ms > 0)
+		conn_set_timeout(s->conn, ms);
+}
+
+/*
+ * smtp_conn_fail - defer 4.4.2 for a connection failure (closed, reset,
+ * timeout) while writing a command or reading the reply to stage. The
+ * session is broken from here on.
+ */
+static int smtp_conn_fail(struct smtp_session *s, enum dsn_stage stage, int writing,
+			  struct outcome *o)
+{
+	struct conn *c = s->conn;
+	const char *what = dsn_stage_name(stage);
+	char detail[sizeof(c->errtext) + 4] = "";
+	int timeout = c->err == CONN_TIMEOUT;
+
+	if ((c->err == CONN_IO || c->err == CONN_TLS) && c->errtext[0])
+		snprintf(detail, sizeof(detail), " (%s)", c->errtext);
+	if (s->state == SMTP_STATE_BODY) {
+		if (timeout)
+			dsn_defer(o, "4.4.2", "timeout sending the message body to relay");
+		else
+			dsn_defer(o, "4.4.2", "lost connection with relay while sending the message body%s",
+				  detail);
+	} else if (stage == DSN_STAGE_GREETING) {
+		if (timeout)
+			dsn_defer(o, "4.4.2", "timeout waiting for the greeting from relay");
+		else
+			dsn_defer(o, "4.4.2", "lost connection with relay while receiving the greeting%s",
+				  detail);
+	} else if (stage == DSN_STAGE_EOD) {
+		/*
+		 * The relay may have taken the message and failed to say so:
+		 * deferring can deliver it twice. That is unavoidable (RFC 1047);
+		 * losing it would be worse.
+		 */
+		if (timeout)
+			dsn_defer(o, "4.4.2", "timeout reading reply to %s from relay "
+				  "(the message may be delivered twice)", what);
+		else
+			dsn_defer(o, "4.4.2", "lost connection with relay after end of data%s "
+				  "(the message may be delivered twice)", detail);
+	} else if (timeout) {
+		dsn_defer(o, "4.4.2", "timeout %s %s", writing ? "sending" : "reading reply to", what);
+	} else {
+		dsn_defer(o, "4.4.2", "lost connection with relay while sending %s%s", what, detail);
+	}
+	log_debug("smtp %s: %s", smtp_state_names[s->state], o->text);
+	smtp_enter(s, SMTP_STATE_BROKEN);
+	return -1;
+}
+
+/* smtp_garbage - defer 4.5.0 for a reply that is not SMTP; the session is broken */
+static int smtp_garbage(struct smtp_session *s, enum dsn_stage stage, const char *why,
+			const char *line, size_t len, struct outcome *o)
+{
+	char excerpt[SMTP_EXCERPT_MAX + 1];
+
+	if (line == NULL) {
+		dsn_defer(o, "4.5.0", "protocol error: relay sent %s in reply to %s", why,
+			  dsn_stage_name(stage));
+	} else {
+		str_printable(excerpt, sizeof(excerpt), line, len);
+		dsn_defer(o, "4.5.0", "protocol error: relay sent %s in reply to %s: %s%s", why,
+			  dsn_stage_name(stage), len ? excerpt : "(empty line)",
+			  len > SMTP_EXCERPT_MAX ? "..." : "");
+	}
+	log_debug("smtp %s: %s", smtp_state_names[s->state], o->text);
+	smtp_enter(s, SMTP_STATE_BROKEN);
+	return -1;
+}
+
+/* smtp_reply_line - parse one reply line: "250-text", "250 text" or "250" */
+int smtp_reply_line(const char *line, size_t len, int *code, int *last)
+{
+	if (len < 3 || line[0] < '2' || line[0] > '5' || line[1] < '0' || line[1] > '9'
+	    || line[2] < '0' || line[2] > '9')
+		return -1;
+	if (len == 3 || line[3] == ' ')
+		*last = 1;
+	else if (line[3] == '-')
+		*last = 0;
+	else
+		return -1;
+	*code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
+	return 0;
+}
+
+/* smtp_ehlo_word - whether the word at p (n bytes) is name, ignoring case */
+static int smtp_ehlo_word(const char *p, size_t n, const char *name)
+{
+	return strlen(name) == n && strncasecmp(p, name, n) == 0;
+}
+
+/* smtp_ehlo_keyword - the SMTP_EXT_* bit for one EHLO line (after "250-"), and SIZE's value */
+unsigned smtp_ehlo_keyword(const char *line, unsigned long *size)
+{
+	static const struct {
+		const char *name;
+		unsigned bit;
+	} words[] = {
+		{ "PIPELINING", SMTP_EXT_PIPELINING },
+		{ "STARTTLS", SMTP_EXT_STARTTLS },
+		{ "8BITMIME", SMTP_EXT_8BITMIME },
+		{ "SMTPUTF8", SMTP_EXT_SMTPUTF8 },
+		{ "ENHANCEDSTATUSCODES", SMTP_EXT_ENHANCEDSTATUSCODES },
+	};
+	const char *p;
+	size_t kl, i, n;
+	unsigned bits = 0;
+
+	kl = strcspn(line, " =\t");
+	p = line + kl;
+	p += strspn(p, " =\t");
+
+	if (smtp_ehlo_word(line, kl, "AUTH")) {
+		/* "AUTH PLAIN LOGIN", or the pre-RFC 4954 form "AUTH=LOGIN" */
+		while (*p) {
+			n = strcspn(p, " =\t");
+			if (smtp_ehlo_word(p, n, "PLAIN"))
+				bits |= SMTP_EXT_AUTH_PLAIN;
+			else if (smtp_ehlo_word(p, n, "LOGIN"))
+				bits |= SMTP_EXT_AUTH_LOGIN;
+			p += n;
+			p += strspn(p, " =\t");
+		}
+		return bits;
+	}
+	if (smtp_ehlo_word(line, kl, "SIZE")) {
+		unsigned long v = 0;
+
+		/* No value, or not a number: the relay announces no limit. */
+		for (; *p >= '0' && *p <= '9'; p++) {
+			if (v > (ULONG_MAX - (unsigned long)(*p - '0')) / 10) {
+				v = ULONG_MAX;
+				break;
+			}
+			v = v * 10 + (unsigned long)(*p - '0');
+		}
+		if (size)
+			*size = v;
+		return SMTP_EXT_SIZE;
+	}
+	for (i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+		if (smtp_ehlo_word(line, kl, words[i].name))
+			return words[i].bit;
+	return 0;
+}
+
+/*
+ * smtp_read_reply - read one whole reply to stage into r: every line
+ * checked, the code the same on every line, the text joined by spaces and
+ * cut at SMTP_REPLY_MAX (the rest is read and dropped). When ext is not
+ * NULL, the lines after the first are EHLO keywords. -1 with o deferred
+ * on connection failure or garbage (the session is then broken).
+ */
+static int smtp_read_reply(struct smtp_session *s, enum dsn_stage stage, struct smtp_reply *r,
+			   unsigned *ext, unsigned long *size, struct outcome *o)
+{
+	struct conn *c = s->conn;
+	char line[SMTP_LINE_MAX];
+	size_t tlen = 0, nlines = 0;
+	int code, last = 0;
+	ssize_t n;
+
+	r->code = 0;
+	r->text[0] = 0;
+	do {
+		n = conn_read_line(c, line, sizeof(line));
+		if (n < 0) {
+			if (c->err == CONN_TOOLONG)
+				return smtp_garbage(s, stage, "a reply line longer than 1023 bytes",
+						    NULL, 0, o);
+			return smtp_conn_fail(s, stage, 0, o);
+		}
+		if (smtp_reply_line(line, (size_t)n, &code, &last) < 0)
+			return smtp_garbage(s, stage, "garbage", line, (size_t)n, o);
+		if (nlines > 0 && code != r->code)
+			return smtp_garbage(s, stage, "a reply with mixed codes", line, (size_t)n, o);
+		if (++nlines > SMTP_REPLY_LINES_MAX)
+			return smtp_garbage(s, stage, "a reply of more than 1000 lines", line,
+					    (size_t)n, o);
+		r->code = code;
+		if (ext && nlines > 1)
+			*ext |= smtp_ehlo_keyword(n > 4 ? line + 4 : "", size);
+		/* Verbatim but printable; lines joined by one space. */
+		if (tlen + 1 < sizeof(r->text)) {
+			if (tlen > 0)
+				r->text[tlen++] = ' ';
+			str_printable(r->text + tlen, sizeof(r->text) - tlen, line, (size_t)n);
+			tlen += strlen(r->text + tlen);
+		}
+	} while (!last);
+	log_debug("smtp %s: < %s", smtp_state_names[s->state], r->text);
+	return 0;
+}
+
+/* smtp_reply_fail - the outcome of an unwanted reply to stage */
+static int smtp_reply_fail(struct smtp_session *s, enum dsn_stage stage,
+			   const struct smtp_reply *r, struct outcome *o)
+{
+	if (r->code / 100 == 4 || r->code / 100 == 5) {
+		dsn_from_reply(o, smtp_relay(s), r->code, r->text, stage);
+		/* 421: the relay is closing the connection. */
+		if (r->code == 421)
+			smtp_enter(s, SMTP_STATE_BROKEN);
+	} else {
+		dsn_defer(o, "4.5.0", "protocol error: unexpected reply from %s in reply to %s: %s",
+			  smtp_relay(s), dsn_stage_name(stage), r->text);
+	}
+	return -1;
+}
+
+/*
+ * smtp_cmd - queue one command line (CRLF added), without flushing. logas
+ * replaces the line in the debug log when it carries a secret.
+ */
+static int smtp_cmd(struct smtp_session *s, enum dsn_stage stage, const char *line,
+		    const char *logas, struct outcome *o)
+{
+	log_debug("smtp %s: > %s", smtp_state_names[s->state], logas ? logas : line);
+	if (conn_puts(s->conn, line) < 0 || conn_write(s->conn, "\r\n", 2) < 0)
+		return smtp_conn_fail(s, stage, 1, o);
+	return 0;
+}
+
+/* smtp_flush - send what is queued */
+static int smtp_flush(struct smtp_session *s, enum dsn_stage stage, struct outcome *o)
+{
+	if (conn_flush(s->conn) < 0)
+		return smtp_conn_fail(s, stage, 1, o);
+	return 0;
+}
+
+/* smtp_chat - one command in lock-step: send, flush, read the whole reply */
+static int smtp_chat(struct smtp_session *s, enum dsn_stage stage, const char *line,
+		     const char *logas, struct smtp_reply *r, struct outcome *o)
+{
+	if (smtp_cmd(s, stage, line, logas, o) < 0 || smtp_flush(s, stage, o) < 0)
+		return -1;
+	return smtp_read_reply(s, stage, r, NULL, NULL, o);
+}
+
+/*
+ * smtp_ehlo - EHLO, and HELO when EHLO is refused with 5xx (but not after
+ * STARTTLS: a relay that spoke ESMTP before TLS must do so after it).
+ * Capabilities learned earlier are discarded.
+ */
+static int smtp_ehlo(struct smtp_session *s, int after_tls, struct smtp_reply *r,
+		     struct outcome *o)
+{
+	char line[SMTP_CMD_MAX];
+	const char *name = s->opt->helo_name && *s->opt->helo_name ? s->opt->helo_name : "localhost";
+	unsigned ext = 0;
+	unsigned long size = 0;
+	size_t i;
+
+	for (i = 0; name[i]; i++) {
+		if ((unsigned char)name[i] <= ' ' || name[i] == 0x7f || i >= 255) {
+			dsn_defer(o, "4.3.5", "invalid HELO name: control characters, spaces, "
+				  "or longer than 255 bytes");
+			return -1;
+		}
+	}
+	s->ext = 0;
+	s->size_limit = 0;
+	smtp_enter(s, SMTP_STATE_EHLO);
+	snprintf(line, sizeof(line), "EHLO %s", name);
+	if (smtp_cmd(s, DSN_STAGE_EHLO, line, NULL, o) < 0
+	    || smtp_flush(s, DSN_STAGE_EHLO, o) < 0
+	    || smtp_read_reply(s, DSN_STAGE_EHLO, r, &ext, &size, o) < 0)
+		return -1;
+	if (r->code == 250) {
+		s->ext = ext;
+		s->size_limit = ext & SMTP_EXT_SIZE ? size : 0;
+		s->helo_only = 0;
+		return 0;
+	}
+	if (r->code / 100 != 5 || after_tls)
+		return smtp_reply_fail(s, DSN_STAGE_EHLO, r, o);
+
+	smtp_enter(s, SMTP_STATE_HELO);
+	snprintf(line, sizeof(line), "HELO %s", name);
+	if (smtp_chat(s, DSN_STAGE_EHLO, line, NULL, r, o) < 0)
+		return -1;
+	if (r->code != 250)
+		return smtp_reply_fail(s, DSN_STAGE_EHLO, r, o);
+	s->helo_only = 1;
+	return 0;
+}
+
+/* smtp_starttls - STARTTLS, the handshake, EHLO again */
+static int smtp_starttls(struct smtp_session *s, struct smtp_reply *r, struct outcome *o)
+{
+	const struct smtp_options *opt = s->opt;
+	struct conn *c = s->conn;
+	char desc[128];
+
+	smtp_enter(s, SMTP_STATE_STARTTLS);
+	if (smtp_chat(s, DSN_STAGE_STARTTLS, "STARTTLS", NULL, r, o) < 0)
+		return -1;
+	if (r->code != 220) {
+		if (opt->tls_level == TLS_LEVEL_ENCRYPT) {
+			dsn_defer(o, "4.7.4", "relay refused STARTTLS, but TLS is required (%s): %s",
+				  opt->tls_required_by ? opt->tls_required_by
+				  : "smtp_tls_security_level=encrypt", r->text);
+			return -1;
+		}
+		if (r->code == 421 || r->code / 100 < 4)
+			return smtp_reply_fail(s, DSN_STAGE_STARTTLS, r, o);
+		/* Opportunistic TLS: the session goes on in plaintext (RFC 3207 §4.1). */
+		log_info("relay %s refused STARTTLS, continuing without TLS: %s", smtp_relay(s),
+			 r->text);
+		return 0;
+	}
+	/*
+	 * Bytes after the 220 were sent before TLS but would be read as if they
+	 * came through it: a man in the middle injecting replies (CVE-2011-0411).
+	 */
+	if (conn_pending(c) > 0) {
+		dsn_defer(o, "4.5.0", "protocol error: relay sent %zu bytes after its reply to "
+			  "STARTTLS (possible command injection); not starting TLS", conn_pending(c));
+		smtp_enter(s, SMTP_STATE_BROKEN);
+		return -1;
+	}
+	if (tls_handshake(c, opt->tls_ctx, opt->tls_sni, opt->tls_verify_name) < 0) {
+		dsn_defer(o, "4.7.5", "TLS handshake with relay failed: %s", c->errtext);
+		smtp_enter(s, SMTP_STATE_BROKEN);
+		return -1;
+	}
+	s->tls_active = 1;
+	tls_describe(c, desc, sizeof(desc));
+	log_debug("smtp STARTTLS: %s", desc);
+	return smtp_ehlo(s, 1, r, o);
+}
+
+/* smtp_tls - STARTTLS when the policy wants it and the relay offers it */
+static int smtp_tls(struct smtp_session *s, struct smtp_reply *r, struct outcome *o)
+{
+	const struct smtp_options *opt = s->opt;
+	const char *why = opt->tls_required_by ? opt->tls_required_by
+		: "smtp_tls_security_level=encrypt";
+
+	if (s->tls_active || opt->tls_level == TLS_LEVEL_NONE)
+		return 0;
+	if (!(s->ext & SMTP_EXT_STARTTLS)) {
+		if (opt->tls_level == TLS_LEVEL_ENCRYPT) {
+			dsn_defer(o, "4.7.4", "relay does not offer STARTTLS, but TLS is required (%s)",
+				  why);
+			return -1;
+		}
+		log_debug("smtp: relay does not offer STARTTLS, continuing without TLS");
+		return 0;
+	}
+	if (opt->tls_ctx == NULL) {
+		if (opt->tls_level == TLS_LEVEL_ENCRYPT) {
+			dsn_defer(o, "4.3.5", "TLS is required (%s), but no TLS context is configured",
+				  why);
+			return -1;
+		}
+		return 0;
+	}
+	return smtp_starttls(s, r, o);
+}
+
+/* smtp_auth_fail - a refused AUTH is an operator's fix: defer, never bounce */
+static int smtp_auth_fail(struct smtp_session *s, const struct smtp_reply *r, struct outcome *o)
+{
+	if (r->code / 100 == 4)
+		return smtp_reply_fail(s, DSN_STAGE_AUTH, r, o);
+	dsn_defer(o, "4.7.0", "SMTP authentication failed: %s said: %s (in reply to %s)",
+		  smtp_relay(s), r->text, dsn_stage_name(DSN_STAGE_AUTH));
+	/* A relay still waiting for a continuation line is out of step with us. */
+	if (r->code / 100 == 3)
+		smtp_enter(s, SMTP_STATE_BROKEN);
+	return -1;
+}
+
+/* smtp_b64_line - prefix + base64(data) as one allocated line; NULL if too long */
+static char *smtp_b64_line(const char *prefix, const char *data, size_t len, size_t *size)
+{
+	size_t plen = strlen(prefix);
+	char *line;
+
+	if (len > SMTP_CRED_MAX)
+		return NULL;
+	*size = plen + (len + 2) / 3 * 4 + 1;
+	line = xmalloc(*size);
+	memcpy(line, prefix, plen);
+	if (len > 0 && base64_encode(data, len, line + plen, *size - plen) == 0) {
+		free(line);
+		return NULL;
+	}
+	line[plen + (len + 2) / 3 * 4] = 0;
+	return line;
+}
+
+/* smtp_wipe - wipe and free a buffer that held credentials */
+static void smtp_wipe(void *p, size_t size)
+{
+	if (p) {
+		explicit_bzero(p, size);
+		free(p);
+	}
+}
+
+/* smtp_auth_plain - AUTH PLAIN with the initial response: base64("\0user\0password") */
+static int smtp_auth_plain(struct smtp_session *s, struct smtp_reply *r, struct outcome *o)
+{
+	const char *user = s->opt->auth_user;
+	const char *pass = s->opt->auth_password ? s->opt->auth_password : "";
+	size_t ulen = strlen(user), plen = strlen(pass), rawlen = 1 + ulen + 1 + plen, lsize = 0;
+	char *raw, *line = NULL;
+	int rc;
+
+	if (ulen > SMTP_CRED_MAX || plen > SMTP_CRED_MAX) {
+		dsn_defer(o, "4.3.5", "SMTP AUTH user name or password too long");
+		return -1;
+	}
+	raw = xmalloc(rawlen);
+	raw[0] = 0;
+	memcpy(raw + 1, user, ulen);
+	raw[1 + ulen] = 0;
+	memcpy(raw + 2 + ulen, pass, plen);
+	line = smtp_b64_line("AUTH PLAIN ", raw, rawlen, &lsize);
+	smtp_wipe(raw, rawlen);
+	if (line == NULL) {
+		dsn_defer(o, "4.3.5", "SMTP AUTH user name or password too long");
+		return -1;
+	}
+	rc = smtp_chat(s, DSN_STAGE_AUTH, line, "AUTH PLAIN (credentials not logged)", r, o);
+	smtp_wipe(line, lsize);
+	if (rc < 0)
+		return -1;
+	if (r->code != 235)
+		return smtp_auth_fail(s, r, o);
+	return 0;
+}
+
+/* smtp_auth_login - AUTH LOGIN: user name and password, each after a 334 prompt */
+static int smtp_auth_login(struct smtp_session *s, struct smtp_reply *r, struct outcome *o)
+{
+	const char *secret[2] = { s->opt->auth_user,
+		s->opt->auth_password ? s->opt->auth_password : "" };
+	static const char *const logas[2] = { "(user name not logged)", "(password not logged)" };
+	size_t i, lsize = 0;
+	char *line;
+	int rc;
+
+	if (smtp_chat(s, DSN_STAGE_AUTH, "AUTH LOGIN", NULL, r, o) < 0)
+		return -1;
+	for (i = 0; i < 2; i++) {
+		if (r->code != 334)
+			return smtp_auth_fail(s, r, o);
+		line = smtp_b64_line("", secret[i], strlen(secret[i]), &lsize);
+		if (line == NULL) {
+			dsn_defer(o, "4.3.5", "SMTP AUTH user name or password too long");
+			smtp_enter(s, SMTP_STATE_BROKEN);
+			return -1;
+		}
+		rc = smtp_chat(s, DSN_STAGE_AUTH, line, logas[i], r, o);
+		smtp_wipe(line, lsize);
+		if (rc < 0)
+			return -1;
+	}
+	if (r->code != 235)
+		return smtp_auth_fail(s, r, o);
+	return 0;
+}
+
+/*
+ * smtp_auth - AUTH PLAIN, else LOGIN. Whether credentials may travel on
+ * this connection (TLS, or the proxy tunnel) is the caller's decision.
+ */
+static int smtp_auth(struct smtp_session *s, struct smtp_reply *r, struct outcome *o)
+{
+	smtp_enter(s, SMTP_STATE_AUTH);
+	if (s->ext & SMTP_EXT_AUTH_PLAIN)
+		return smtp_auth_plain(s, r, o);
+	if (s->ext & SMTP_EXT_AUTH_LOGIN)
+		return smtp_auth_login(s, r, o);
+	dsn_defer(o, "4.7.0", "relay offers no AUTH mechanism we support (PLAIN, LOGIN)");
+	return -1;
+}
+
+/* smtp_session_open - greeting, EHLO (HELO), STARTTLS, AUTH */
+int smtp_session_open(struct smtp_session *s, struct conn *c,
+		      const struct smtp_options *opt, struct outcome *o)
+{
+	struct smtp_reply r;
+
+	memset(s, 0, sizeof(*s));
+	s->conn = c;
+	s->opt = opt;
+	s->tls_active = opt->implicit_tls != 0;
+	smtp_timeout(s, opt->command_timeout_ms);
+
+	smtp_enter(s, SMTP_STATE_GREETING);
+	if (smtp_read_reply(s, DSN_STAGE_GREETING, &r, NULL, NULL, o) < 0)
+		return -1;
+	if (r.code != 220)
+		return smtp_reply_fail(s, DSN_STAGE_GREETING, &r, o);
+	if (smtp_ehlo(s, 0, &r, o) < 0 || smtp_tls(s, &r, o) < 0)
+		return -1;
+	if (opt->auth_user && smtp_auth(s, &r, o) < 0)
+		return -1;
+	smtp_enter(s, SMTP_STATE_READY);
+	return 0;
+}
+
+/* smtp_all - every recipient gets the same outcome, and so does the request */
+static int smtp_all(const struct smtp_envelope *env, struct outcome *rcpt_out,
+		    const struct outcome *o)
+{
+	size_t i;
+
+	for (i = 0; i < env->nrcpt; i++)
+		rcpt_out[i] = *o;
+	return -1;
+}
+
+/*
+ * smtp_summarize - some recipients failed (rcpt_out[i].cls != DSN_OK):
+ * the others get "not attempted" (4.0.0), and o the worst outcome with
+ * every failed recipient's reply.
+ */
+static void smtp_summarize(const struct smtp_envelope *env, struct outcome *rcpt_out,
+			   struct outcome *o)
+{
+	char text[DSN_TEXT_SIZE], addr[120];
+	size_t i, off = 0, nfail = 0, first = 0, worst = 0;
+	int n;
+
+	for (i = 0; i < env->nrcpt; i++) {
+		if (rcpt_out[i].cls == DSN_OK)
+			continue;
+		if (nfail == 0 || dsn_worse(&rcpt_out[i], &rcpt_out[worst]))
+			worst = i;
+		if (nfail++ == 0)
+			first = i;
+		str_printable(addr, sizeof(addr), env->rcpt[i], strlen(env->rcpt[i]));
+		if (off < sizeof(text)) {
+			n = snprintf(text + off, sizeof(text) - off, "%s<%s>: %s", off ? "; " : "",
+				     addr, rcpt_out[i].text);
+			off += n > 0 ? (size_t)n : 0;
+		}
+	}
+	if (nfail == 0)
+		return;
+	if (env->nrcpt == 1) {
+		*o = rcpt_out[0];
+		return;
+	}
+	dsn_set(o, rcpt_out[worst].cls, rcpt_out[worst].status, "%s", text);
+
+	str_printable(addr, sizeof(addr), env->rcpt[first], strlen(env->rcpt[first]));
+	for (i = 0; i < env->nrcpt; i++) {
+		if (rcpt_out[i].cls != DSN_OK)
+			continue;
+		if (nfail > 1)
+			dsn_defer(&rcpt_out[i], "4.0.0", "delivery not attempted: another recipient "
+				  "of this request was rejected (<%s> and %zu more)", addr, nfail - 1);
+		else
+			dsn_defer(&rcpt_out[i], "4.0.0", "delivery not attempted: another recipient "
+				  "of this request was rejected (<%s>)", addr);
+	}
+}
+
+/* smtp_address_bad - why an address can never be given to the relay, or NULL */
+static const char *smtp_address_bad(const char *a)
+{
+	if (strpbrk(a, "\r\n"))
+		return "contains CR or LF";
+	if (strlen(a) > SMTP_ADDRESS_MAX)
+		return "longer than 986 bytes";
+	return NULL;
+}
+
+/* smtp_needs_utf8 - whether an address has a byte >= 0x80 */
+static int smtp_needs_utf8(const char *a)
+{
+	for (; *a; a++)
+		if ((unsigned char)*a >= 0x80)
+			return 1;
+	return 0;
+}
+
+/* smtp_addr_fail - bounce for one address that the relay can never be given */
+static void smtp_addr_fail(struct outcome *out, const char *a, const char *who, int utf8)
+{
+	char addr[120];
+	size_t len = strlen(a);
+
+	str_printable(addr, sizeof(addr), a, len);
+	if (utf8)
+		dsn_bounce(out, "5.6.7", "relay does not support SMTPUTF8, required by address "
+			   "<%s>%s", addr, who);
+	else
+		dsn_bounce(out, "5.1.3", "invalid address <%s%s>%s: %s", addr,
+			   len >= sizeof(addr) ? "..." : "", who, smtp_address_bad(a));
+}
+
+/*
+ * smtp_check_envelope - refuse, before MAIL, what the relay can never be
+ * given: CR/LF or over-long addresses, SMTPUTF8 addresses when the relay
+ * lacks SMTPUTF8, a message over the relay's SIZE. Sets *utf8 when
+ * SMTPUTF8 is needed. -1 with every outcome filled.
+ */
+static int smtp_check_envelope(struct smtp_session *s, const struct smtp_envelope *env,
+			       int *utf8, struct outcome *rcpt_out, struct outcome *o)
+{
+	int have_utf8 = (s->ext & SMTP_EXT_SMTPUTF8) != 0, bad = 0;
+	size_t i;
+
+	*utf8 = smtp_needs_utf8(env->sender);
+	if (smtp_address_bad(env->sender) || (*utf8 && !have_utf8)) {
+		smtp_addr_fail(o, env->sender, " (envelope sender)", !smtp_address_bad(env->sender));
+		return smtp_all(env, rcpt_out, o);
+	}
+	if ((s->ext & SMTP_EXT_SIZE) && s->size_limit > 0 && env->size >= 0
+	    && (unsigned long)env->size > s->size_limit) {
+		dsn_bounce(o, "5.3.4", "message size %ld exceeds size limit %lu of relay",
+			   env->size, s->size_limit);
+		return smtp_all(env, rcpt_out, o);
+	}
+	for (i = 0; i < env->nrcpt; i++) {
+		int u = smtp_needs_utf8(env->rcpt[i]);
+
+		dsn_ok(&rcpt_out[i], "2.0.0", "not yet sent");
+		*utf8 |= u;
+		if (smtp_address_bad(env->rcpt[i]) || (u && !have_utf8)) {
+			smtp_addr_fail(&rcpt_out[i], env->rcpt[i], "", !smtp_address_bad(env->rcpt[i]));
+			bad = 1;
+		}
+	}
+	if (!bad)
+		return 0;
+	smtp_summarize(env, rcpt_out, o);
+	return -1;
+}
+
+/* smtp_rset - abandon the transaction; the reply does not change any outcome */
+static void smtp_rset(struct smtp_session *s)
+{
+	struct smtp_reply r;
+	struct outcome ignored;
+
+	if (s->state == SMTP_STATE_BROKEN)
+		return;
+	smtp_enter(s, SMTP_STATE_RSET);
+	if (smtp_chat(s, DSN_STAGE_RSET, "RSET", NULL, &r, &ignored) < 0)
+		return;
+	smtp_enter(s, SMTP_STATE_READY);
+}
+
+/* smtp_abort - a transaction that must not complete: close without the final dot */
+static void smtp_abort(struct smtp_session *s)
+{
+	conn_close(s->conn);
+	smtp_enter(s, SMTP_STATE_BROKEN);
+}
+
+/*
+ * smtp_body - stream the message from fd: LF -> CRLF, dot-stuffing, the
+ * final dot. Memory is two fixed buffers whatever the message size. A read
+ * error aborts the connection: a truncated message is never ended with a
+ * dot.
+ */
+static int smtp_body(struct smtp_session *s, int fd, struct outcome *o)
+{
+	struct smtp_body_state st;
+	char *in = xmalloc(SMTP_BODY_CHUNK), *out = xmalloc(2 * SMTP_BODY_CHUNK + 2);
+	size_t k;
+	ssize_t n;
+	int rc = -1;
+
+	smtp_enter(s, SMTP_STATE_BODY);
+	smtp_body_init(&st);
+	for (;;) {
+		n = read(fd, in, SMTP_BODY_CHUNK);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			dsn_defer(o, "4.3.0", "error reading the message: %s", strerror(errno));
+			smtp_abort(s);
+			goto done;
+		}
+		if (n == 0)
+			break;
+		k = smtp_body_convert(&st, in, (size_t)n, out);
+		if (conn_write(s->conn, out, k) < 0) {
+			smtp_conn_fail(s, DSN_STAGE_DATA, 1, o);
+			goto done;
+		}
+	}
+	k = smtp_body_finish(&st, out);
+	if (conn_write(s->conn, out, k) < 0 || conn_flush(s->conn) < 0) {
+		smtp_conn_fail(s, DSN_STAGE_EOD, 1, o);
+		goto done;
+	}
+	rc = 0;
+done:
+	free(in);
+	free(out);
+	return rc;
+}
+
+/* smtp_mail_line - "MAIL FROM:<sender>" with SIZE=, BODY=8BITMIME, SMTPUTF8 */
+static void smtp_mail_line(const struct smtp_session *s, const struct smtp_envelope *env,
+			   int utf8, char *line, size_t size)
+{
+	size_t off;
+
+	off = (size_t)snprintf(line, size, "MAIL FROM:<%s>", env->sender);
+	if ((s->ext & SMTP_EXT_SIZE) && env->size >= 0)
+		off += (size_t)snprintf(line + off, size - off, " SIZE=%ld", env->size);
+	/* Declaring 8BITMIME for 7-bit content is valid (RFC 6152); a pipe cannot be pre-scanned. */
+	if (s->ext & SMTP_EXT_8BITMIME)
+		off += (size_t)snprintf(line + off, size - off, " BODY=8BITMIME");
+	if (utf8)
+		snprintf(line + off, size - off, " SMTPUTF8");
+}
+
+/*
+ * smtp_pipeline_replies - with PIPELINING, MAIL and the RCPTs are queued:
+ * add DATA when there is one recipient, send it all in one write, then
+ * read every reply in order. rcpt_out[i] gets each RCPT's outcome; *r ends
+ * as DATA's reply when *data_sent. -1 with every outcome filled when MAIL
+ * failed, the connection failed, or the relay said 421.
+ */
+static int smtp_pipeline_replies(struct smtp_session *s, const struct smtp_envelope *env,
+				 int *data_sent, struct smtp_reply *r, struct outcome *rcpt_out,
+				 struct outcome *o)
+{
+	struct outcome lost;
+	size_t i;
+	int mail_ok;
+
+	if (env->nrcpt == 1) {
+		smtp_enter(s, SMTP_STATE_DATA);
+		if (smtp_cmd(s, DSN_STAGE_DATA, "DATA", NULL, o) < 0)
+			return smtp_all(env, rcpt_out, o);
+		*data_sent = 1;
+	}
+	if (smtp_flush(s, DSN_STAGE_MAIL, o) < 0)
+		return smtp_all(env, rcpt_out, o);
+
+	smtp_enter(s, SMTP_STATE_MAIL);
+	if (smtp_read_reply(s, DSN_STAGE_MAIL, r, NULL, NULL, o) < 0)
+		return smtp_all(env, rcpt_out, o);
+	mail_ok = r->code / 100 == 2;
+	if (!mail_ok) {
+		/*
+		 * Every recipient shares MAIL's outcome. The other replies (503)
+		 * are read to keep the session in step; if the relay hangs up
+		 * instead, MAIL's reply still says best what happened.
+		 */
+		smtp_reply_fail(s, DSN_STAGE_MAIL, r, o);
+		for (i = 0; i < env->nrcpt + (size_t)*data_sent && s->state != SMTP_STATE_BROKEN; i++)
+			smtp_read_reply(s, i < env->nrcpt ? DSN_STAGE_RCPT : DSN_STAGE_DATA, r,
+					NULL, NULL, &lost);
+		/* A 354 would leave the relay waiting for a body: hang up. */
+		if (s->state != SMTP_STATE_BROKEN && *data_sent && r->code == 354)
+			smtp_abort(s);
+		if (s->state != SMTP_STATE_BROKEN)
+			smtp_enter(s, SMTP_STATE_READY);
+		return smtp_all(env, rcpt_out, o);
+	}
+	for (i = 0; i < env->nrcpt; i++) {
+		smtp_enter(s, SMTP_STATE_RCPT);
+		if (smtp_read_reply(s, DSN_STAGE_RCPT, r, NULL, NULL, o) < 0)
+			return smtp_all(env, rcpt_out, o);
+		if (r->code / 100 == 2) {
+			dsn_from_reply(&rcpt_out[i], smtp_relay(s), r->code, r->text, DSN_STAGE_RCPT);
+		} else if (smtp_reply_fail(s, DSN_STAGE_RCPT, r, &rcpt_out[i]) < 0
+			   && s->state == SMTP_STATE_BROKEN) {
+			*o = rcpt_out[i];	/* 421: the relay is going away */
+			return smtp_all(env, rcpt_out, o);
+		}
+	}
+	if (*data_sent) {
+		smtp_enter(s, SMTP_STATE_DATA);
+		if (smtp_read_reply(s, DSN_STAGE_DATA, r, NULL, NULL, o) < 0)
+			return smtp_all(env, rcpt_out, o);
+	}
+	return 0;
+}
+
+/* smtp_send_message - MAIL, RCPT..., DATA, body, final reply */
+int smtp_send_message(struct smtp_session *s, const struct smtp_envelope *env,
+		      int body_fd, struct outcome *rcpt_out, struct outcome *o)
+{
+	struct smtp_reply r;
+	char line[SMTP_CMD_MAX];
+	size_t i, nok = 0;
+	int utf8, pipelined = (s->ext & SMTP_EXT_PIPELINING) != 0, data_sent = 0;
+
+	if (s->state != SMTP_STATE_READY) {
+		dsn_defer(o, "4.3.0", "SMTP session not ready for a message (state %s)",
+			  smtp_state_names[s->state]);
+		return smtp_all(env, rcpt_out, o);
+	}
+	if (env->nrcpt == 0) {
+		dsn_defer(o, "4.3.0", "no recipients");
+		return -1;
+	}
+	if (smtp_check_envelope(s, env, &utf8, rcpt_out, o) < 0)
+		return -1;
+
+	/*
+	 * MAIL and every RCPT (and DATA with a single recipient) go out in one
+	 * write when the relay pipelines; otherwise each waits for its reply.
+	 */
+	smtp_enter(s, SMTP_STATE_MAIL);
+	smtp_mail_line(s, env, utf8, line, sizeof(line));
+	if (smtp_cmd(s, DSN_STAGE_MAIL, line, NULL, o) < 0)
+		return smtp_all(env, rcpt_out, o);
+	if (!pipelined) {
+		if (smtp_flush(s, DSN_STAGE_MAIL, o) < 0
+		    || smtp_read_reply(s, DSN_STAGE_MAIL, &r, NULL, NULL, o) < 0)
+			return smtp_all(env, rcpt_out, o);
+		if (r.code / 100 != 2) {
+			smtp_reply_fail(s, DSN_STAGE_MAIL, &r, o);
+			return smtp_all(env, rcpt_out, o);
+		}
+	}
+	for (i = 0; i < env->nrcpt; i++) {
+		smtp_enter(s, SMTP_STATE_RCPT);
+		snprintf(line, sizeof(line), "RCPT TO:<%s>", env->rcpt[i]);
+		if (smtp_cmd(s, DSN_STAGE_RCPT, line, NULL, o) < 0)
+			return smtp_all(env, rcpt_out, o);
+		if (pipelined)
+			continue;
+		if (smtp_flush(s, DSN_STAGE_RCPT, o) < 0
+		    || smtp_read_reply(s, DSN_STAGE_RCPT, &r, NULL, NULL, o) < 0)
+			return smtp_all(env, rcpt_out, o);
+		if (r.code / 100 == 2) {
+			dsn_from_reply(&rcpt_out[i], smtp_relay(s), r.code, r.text, DSN_STAGE_RCPT);
+		} else if (smtp_reply_fail(s, DSN_STAGE_RCPT, &r, &rcpt_out[i]) < 0
+			   && s->state == SMTP_STATE_BROKEN) {
+			*o = rcpt_out[i];	/* 421: the relay is going away */
+			return smtp_all(env, rcpt_out, o);
+		}
+	}
+	if (pipelined && smtp_pipeline_replies(s, env, &data_sent, &r, rcpt_out, o) < 0)
+		return -1;
+
+	for (i = 0; i < env->nrcpt; i++)
+		nok += rcpt_out[i].cls == DSN_OK;
+	if (nok < env->nrcpt) {
+		/* DATA only when every RCPT was accepted; a pipelined DATA's reply is ignored. */
+		if (data_sent && r.code == 354)
+			smtp_abort(s);
+		else
+			smtp_rset(s);
+		smtp_summarize(env, rcpt_out, o);
+		return -1;
+	}
+
+	if (!data_sent) {
+		smtp_enter(s, SMTP_STATE_DATA);
+		if (smtp_chat(s, DSN_STAGE_DATA, "DATA", NULL, &r, o) < 0)
+			return smtp_all(env, rcpt_out, o);
+	}
+	if (r.code != 354) {
+		smtp_reply_fail(s, DSN_STAGE_DATA, &r, o);
+		smtp_rset(s);
+		return smtp_all(env, rcpt_out, o);
+	}
+
+	if (smtp_body(s, body_fd, o) < 0)
+		return smtp_all(env, rcpt_out, o);
+	smtp_enter(s, SMTP_STATE_EOD);
+	smtp_timeout(s, s->opt->data_done_timeout_ms);
+	if (smtp_read_reply(s, DSN_STAGE_EOD, &r, NULL, NULL, o) < 0)
+		return smtp_all(env, rcpt_out, o);
+	smtp_timeout(s, s->opt->command_timeout_ms);
+	smtp_enter(s, SMTP_STATE_READY);
+	if (r.code / 100 != 2) {
+		smtp_reply_fail(s, DSN_STAGE_EOD, &r, o);
+		return smtp_all(env, rcpt_out, o);
+	}
+	dsn_from_reply(o, smtp_relay(s), r.code, r.text, DSN_STAGE_EOD);
+	smtp_all(env, rcpt_out, o);
+	return 0;
+}
+
+/* smtp_quit - send QUIT without waiting for the reply */
+void smtp_quit(struct smtp_session *s)
+{
+	if (s->conn == NULL || s->state == SMTP_STATE_BROKEN || s->state == SMTP_STATE_QUIT
+	    || s->state == SMTP_STATE_NEW)
+		return;
+	smtp_enter(s, SMTP_STATE_QUIT);
+	log_debug("smtp QUIT: > QUIT");
+	if (conn_puts(s->conn, "QUIT\r\n") == 0)
+		conn_flush(s->conn);
+}
+
+/* smtp_body_init - the state at the start of a message */
+void smtp_body_init(struct smtp_body_state *st)
+{
+	st->at_line_start = 1;
+	st->last_was_cr = 0;
+}
+
+/*
+ * smtp_body_convert - LF -> CRLF (an existing CR before LF stays single),
+ * a bare CR passes through as Postfix's smtp does, a '.' at the start of
+ * a line is doubled. State carries across chunks. At most 2 * len bytes.
+ */
+size_t smtp_body_convert(struct smtp_body_state *st, const char *in, size_t len, char *out)
+{
+	size_t i, n = 0;
+	char ch;
+
+	for (i = 0; i < len; i++) {
+		ch = in[i];
+		if (ch == '\n') {
+			if (!st->last_was_cr)
+				out[n++] = '\r';
+			out[n++] = '\n';
+			st->at_line_start = 1;
+			st->last_was_cr = 0;
+			continue;
+		}
+		if (ch == '.' && st->at_line_start)
+			out[n++] = '.';
+		out[n++] = ch;
+		st->at_line_start = 0;
+		st->last_was_cr = ch == '\r';
+	}
+	return n;
+}
+
+/* smtp_body_finish - end an unterminated last line, then ".\r\n" */
+size_t smtp_body_finish(struct smtp_body_state *st, char *out)
+{
+	size_t n = 0;
+
+	if (!st->at_line_start) {
+		/* A trailing CR becomes the CR of the line end. */
+		if (!st->last_was_cr)
+			out[n++] = '\r';
+		out[n++] = '\n';
+	}
+	memcpy(out + n, ".\r\n", 3);
+	n += 3;
+	st->at_line_start = 1;
+	st->last_was_cr = 0;
+	return n;
+}

@@ -1,0 +1,135 @@
+/*
+ * smtp - the SMTP client session to the relay (RFC 5321, 3207, 4954, 2920).
+ *
+ * smtp_session_open: greeting, EHLO (HELO fallback), STARTTLS per policy,
+ * EHLO again, AUTH PLAIN or LOGIN when credentials are given.
+ * smtp_send_message: MAIL FROM (SIZE=, BODY=8BITMIME when offered, SMTPUTF8
+ * when an address needs it), RCPT TO per recipient (pipelined when
+ * PIPELINING is offered), DATA only when every RCPT was accepted
+ * (otherwise RSET), the body streamed from an fd with LF -> CRLF and
+ * dot-stuffing, the final reply. smtp_quit: QUIT without waiting.
+ *
+ * Every relay reply becomes an outcome through dsn_from_reply(); connection
+ * loss, timeouts and garbage defer with a text naming the stage. Success
+ * only after the 2xx reply to the final dot.
+ */
+#ifndef BTPRELAY_SMTP_H
+#define BTPRELAY_SMTP_H
+
+#include <stddef.h>
+#include <openssl/ssl.h>
+#include "config.h"
+#include "conn.h"
+#include "dsn.h"
+
+#define SMTP_REPLY_MAX 4096	/* a reply (all lines) longer than this is cut */
+#define SMTP_LINE_MAX 1024	/* one reply line */
+
+/* EHLO extensions */
+enum {
+	SMTP_EXT_PIPELINING = 1 << 0,
+	SMTP_EXT_STARTTLS = 1 << 1,
+	SMTP_EXT_SIZE = 1 << 2,
+	SMTP_EXT_8BITMIME = 1 << 3,
+	SMTP_EXT_SMTPUTF8 = 1 << 4,
+	SMTP_EXT_AUTH_PLAIN = 1 << 5,
+	SMTP_EXT_AUTH_LOGIN = 1 << 6,
+	SMTP_EXT_ENHANCEDSTATUSCODES = 1 << 7,
+};
+
+struct smtp_options {
+	const char *helo_name;
+	const char *relay_name;		/* for texts: "mail.corp.internal[via proxy]:25" */
+	enum tls_level tls_level;
+	const char *tls_required_by;	/* why ENCRYPT, for the 4.7.4 text; NULL = "smtp_tls_security_level=encrypt" */
+	SSL_CTX *tls_ctx;		/* NULL when tls_level is NONE */
+	const char *tls_sni;		/* NULL for none */
+	const char *tls_verify_name;	/* the name the relay's certificate must carry */
+	int implicit_tls;		/* smtps: TLS already started by the caller */
+	const char *auth_user;		/* NULL = no AUTH */
+	const char *auth_password;
+	int command_timeout_ms;
+	int data_done_timeout_ms;
+};
+
+/*
+ * Session states, in protocol order. Every transition goes through one
+ * function in smtp.c, and failure texts and debug logs name the state.
+ */
+enum smtp_state {
+	SMTP_STATE_NEW = 0,		/* connected, nothing read yet */
+	SMTP_STATE_GREETING,		/* waiting for 220 */
+	SMTP_STATE_EHLO,
+	SMTP_STATE_HELO,		/* EHLO refused, trying HELO */
+	SMTP_STATE_STARTTLS,
+	SMTP_STATE_AUTH,
+	SMTP_STATE_READY,		/* between transactions: MAIL may follow */
+	SMTP_STATE_MAIL,
+	SMTP_STATE_RCPT,
+	SMTP_STATE_DATA,
+	SMTP_STATE_BODY,		/* streaming the message */
+	SMTP_STATE_EOD,			/* final dot sent, waiting for the reply */
+	SMTP_STATE_RSET,
+	SMTP_STATE_QUIT,		/* QUIT sent: only conn_close() remains */
+	SMTP_STATE_BROKEN,		/* lost, timed out, out of sync: only conn_close() */
+};
+
+struct smtp_session {
+	struct conn *conn;
+	const struct smtp_options *opt;
+	enum smtp_state state;
+	unsigned ext;			/* SMTP_EXT_* offered by the relay */
+	unsigned long size_limit;	/* SIZE parameter, 0 = none */
+	int tls_active;
+	int helo_only;			/* EHLO refused, HELO used */
+};
+
+struct smtp_envelope {
+	const char *sender;		/* "" for the null sender */
+	const char *const *rcpt;
+	size_t nrcpt;
+	long size;			/* message size in bytes, -1 = unknown */
+};
+
+/* smtp_reply - one parsed reply */
+struct smtp_reply {
+	int code;			/* 3-digit code, 0 if garbage */
+	char text[SMTP_REPLY_MAX];	/* all lines verbatim, joined by a space */
+};
+
+/*
+ * smtp_session_open - up to and including AUTH; -1 with o filled on failure.
+ * Whatever it returns, end with smtp_quit() (which sends nothing when the
+ * connection is no longer usable) and conn_close().
+ */
+int smtp_session_open(struct smtp_session *s, struct conn *c,
+		      const struct smtp_options *opt, struct outcome *o);
+/*
+ * smtp_send_message - one transaction. rcpt_out[i] gets recipient i's
+ * outcome; o gets the transaction's (the worst, with every recipient's
+ * reply when they differ). Returns 0 when delivered to all recipients.
+ * body_fd is read to EOF only when DATA is sent.
+ */
+int smtp_send_message(struct smtp_session *s, const struct smtp_envelope *env,
+		      int body_fd, struct outcome *rcpt_out, struct outcome *o);
+/* smtp_quit - send QUIT, do not wait for the reply */
+void smtp_quit(struct smtp_session *s);
+
+/*
+ * smtp_reply_line - parse one reply line: "250-text" / "250 text".
+ * Returns 0 and sets *code and *last, or -1 when the line is not a reply.
+ */
+int smtp_reply_line(const char *line, size_t len, int *code, int *last);
+/* smtp_ehlo_keyword - the SMTP_EXT_* bit for one EHLO line (after "250-"), and SIZE's value */
+unsigned smtp_ehlo_keyword(const char *line, unsigned long *size);
+/*
+ * smtp_body_state / smtp_body_convert - LF -> CRLF and dot-stuffing over a
+ * stream of chunks. out must hold 2 * len + 2 bytes. Returns bytes written.
+ */
+struct smtp_body_state { int at_line_start; int last_was_cr; };
+void smtp_body_init(struct smtp_body_state *st);
+size_t smtp_body_convert(struct smtp_body_state *st, const char *in, size_t len, char *out);
+/* smtp_body_finish - the end: CRLF if the last line was not terminated, then ".\r\n"; out holds 5 bytes */
+size_t smtp_body_finish(struct smtp_body_state *st, char *out);
+
+#endif

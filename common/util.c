@@ -1,0 +1,216 @@
+/*
+ * util - allocation that cannot fail silently, bounded string copies,
+ * base64, and the permission check for files that hold secrets.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util.h"
+
+/* oom - out of memory is not a delivery outcome: die, and let the MTA retry (signal deaths defer) */
+static void oom(void)
+{
+	static const char msg[] = "4.3.0 btprelay: out of memory\n";
+
+	if (write(STDOUT_FILENO, msg, sizeof(msg) - 1) < 0) {
+		/* nothing else to do */
+	}
+	_exit(75);
+}
+
+void *xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+
+	if (p == NULL)
+		oom();
+	return p;
+}
+
+void *xcalloc(size_t n, size_t size)
+{
+	void *p = calloc(n ? n : 1, size ? size : 1);
+
+	if (p == NULL)
+		oom();
+	return p;
+}
+
+char *xstrdup(const char *s)
+{
+	char *p = strdup(s);
+
+	if (p == NULL)
+		oom();
+	return p;
+}
+
+/* str_copy - bounded copy, always terminated */
+size_t str_copy(char *dst, const char *src, size_t size)
+{
+	size_t len = strlen(src);
+
+	if (size > 0) {
+		size_t n = len < size - 1 ? len : size - 1;
+
+		memcpy(dst, src, n);
+		dst[n] = 0;
+	}
+	return len;
+}
+
+/* str_printable - control bytes become '?', for logs and exit texts */
+void str_printable(char *dst, size_t size, const char *s, size_t len)
+{
+	size_t i, n = 0;
+
+	if (size == 0)
+		return;
+	for (i = 0; i < len && n + 1 < size; i++) {
+		unsigned char ch = (unsigned char)s[i];
+
+		dst[n++] = (ch < 0x20 || ch == 0x7f) ? '?' : (char)ch;
+	}
+	dst[n] = 0;
+}
+
+static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/* base64_encode - RFC 4648 with padding */
+size_t base64_encode(const void *src, size_t len, char *dst, size_t dstsize)
+{
+	const unsigned char *in = src;
+	size_t need = (len + 2) / 3 * 4, i, o = 0;
+
+	if (dstsize < need + 1)
+		return 0;
+	for (i = 0; i + 2 < len; i += 3) {
+		dst[o++] = b64[in[i] >> 2];
+		dst[o++] = b64[((in[i] & 3) << 4) | (in[i + 1] >> 4)];
+		dst[o++] = b64[((in[i + 1] & 15) << 2) | (in[i + 2] >> 6)];
+		dst[o++] = b64[in[i + 2] & 63];
+	}
+	if (i < len) {
+		dst[o++] = b64[in[i] >> 2];
+		if (i + 1 < len) {
+			dst[o++] = b64[((in[i] & 3) << 4) | (in[i + 1] >> 4)];
+			dst[o++] = b64[(in[i + 1] & 15) << 2];
+		} else {
+			dst[o++] = b64[(in[i] & 3) << 4];
+			dst[o++] = '=';
+		}
+		dst[o++] = '=';
+	}
+	dst[o] = 0;
+	return o;
+}
+
+static int b64_value(char c)
+{
+	const char *p = c ? strchr(b64, c) : NULL;
+
+	return p ? (int)(p - b64) : -1;
+}
+
+/* base64_decode - strict: length a multiple of 4, padding only at the end */
+ssize_t base64_decode(const char *src, size_t len, void *dst, size_t dstsize)
+{
+	unsigned char *out = dst;
+	size_t i, o = 0;
+
+	if (len % 4 != 0)
+		return -1;
+	for (i = 0; i < len; i += 4) {
+		int v[4], k, pad = 0;
+
+		for (k = 0; k < 4; k++) {
+			if (src[i + k] == '=' && i + 4 == len && k >= 2) {
+				v[k] = 0;
+				pad++;
+			} else if (pad || (v[k] = b64_value(src[i + k])) < 0) {
+				return -1;
+			}
+		}
+		if (o + 3 - (size_t)pad > dstsize)
+			return -1;
+		out[o++] = (unsigned char)(v[0] << 2 | v[1] >> 4);
+		if (pad < 2)
+			out[o++] = (unsigned char)((v[1] & 15) << 4 | v[2] >> 2);
+		if (pad < 1)
+			out[o++] = (unsigned char)((v[2] & 3) << 6 | v[3]);
+	}
+	return (ssize_t)o;
+}
+
+/* file_check_private - refuse secrets files that other users can read or write */
+int file_check_private(const char *path, char *errbuf, size_t errlen)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0) {
+		snprintf(errbuf, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (st.st_mode & 007) {
+		snprintf(errbuf, errlen,
+			 "%s: accessible by other users (mode %04o); it holds secrets: chmod o-rwx %s",
+			 path, (unsigned)(st.st_mode & 07777), path);
+		return -1;
+	}
+	return 0;
+}
+
+/* file_read_all - a small file into memory; a file over max bytes is refused */
+char *file_read_all(const char *path, size_t max, size_t *len, char *errbuf, size_t errlen)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	size_t n = 0, cap = max + 1 < 4096 ? max + 1 : 4096;
+	char *buf;
+	ssize_t r;
+
+	if (fd < 0) {
+		snprintf(errbuf, errlen, "%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	buf = xmalloc(cap + 1);
+	for (;;) {
+		if (n == cap) {
+			if (cap > max) {
+				snprintf(errbuf, errlen, "%s: larger than %zu bytes", path, max);
+				goto fail;
+			}
+			cap = cap * 2 > max + 1 ? max + 1 : cap * 2;
+			buf = realloc(buf, cap + 1);
+			if (buf == NULL)
+				oom();
+		}
+		r = read(fd, buf + n, cap - n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			snprintf(errbuf, errlen, "%s: %s", path, strerror(errno));
+			goto fail;
+		}
+		if (r == 0)
+			break;
+		n += (size_t)r;
+	}
+	if (n > max) {
+		snprintf(errbuf, errlen, "%s: larger than %zu bytes", path, max);
+		goto fail;
+	}
+	close(fd);
+	buf[n] = 0;
+	if (len)
+		*len = n;
+	return buf;
+fail:
+	close(fd);
+	free(buf);
+	return NULL;
+}

@@ -1,0 +1,34 @@
+/*
+ * util - small helpers shared by the modules: strings, base64, files that
+ * hold secrets.
+ */
+#ifndef BTPRELAY_UTIL_H
+#define BTPRELAY_UTIL_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* xstrdup, xmalloc, xcalloc - allocate or abort (out of memory is not a delivery outcome) */
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+char *xstrdup(const char *s);
+/* strlcpy-like: always NUL-terminates, returns strlen(src) */
+size_t str_copy(char *dst, const char *src, size_t size);
+/* str_printable - copy s into dst, replacing control bytes (CR, LF, NUL, ...) by '?'; for log and exit texts */
+void str_printable(char *dst, size_t size, const char *s, size_t len);
+
+/* base64_encode - standard alphabet with '=' padding; returns length written (excl. NUL) or 0 if dst too small */
+size_t base64_encode(const void *src, size_t len, char *dst, size_t dstsize);
+/* base64_decode - standard alphabet, padding required; returns decoded length, or -1 on bad input/too small */
+ssize_t base64_decode(const char *src, size_t len, void *dst, size_t dstsize);
+
+/*
+ * file_check_private - a file that holds secrets must not be readable or
+ * writable by others (mode & 007 == 0). Returns 0, or -1 with errbuf
+ * "PATH: readable by other users (mode 0644); chmod o-rwx PATH".
+ */
+int file_check_private(const char *path, char *errbuf, size_t errlen);
+/* file_read_all - read a whole (small) file, at most max bytes; NUL-terminated; NULL + errbuf on failure */
+char *file_read_all(const char *path, size_t max, size_t *len, char *errbuf, size_t errlen);
+
+#endif

@@ -1,0 +1,200 @@
+# harness.sh - shared by the integration tests and the demo (bash, sourced).
+#
+# Starts the BTP emulator and a throwaway Postfix instance that routes
+# test domains to btprelay-transport through a pipe(8) service, all on
+# loopback, under one work directory that is removed at exit.
+#
+#   harness_init NAME            work dir, checks (root, postfix, swaks, python3)
+#   harness_start_emulator       emulator running; EMU, EMU_CTL set
+#   harness_install_transport    binary + btprelay.conf + bindings for user btprelay
+#   harness_start_postfix        Postfix on 127.0.0.1:$SMTP_PORT
+#   send_mail FROM TO [swaks args...]   prints the Postfix queue id
+#   wait_status QID RCPT [STATUS...]    waits for the final maillog line of QID/RCPT
+#   emu METHOD PATH [JSON]        the emulator's control API
+#   harness_stop                  everything down (also on EXIT)
+
+: "${top_srcdir:=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
+: "${top_builddir:=$top_srcdir}"
+TRANSPORT_USER=btprelay
+WAIT_SECONDS=${WAIT_SECONDS:-40}
+
+harness_skip() {	# reason: a missing tool is a skip (77), never a failure
+	echo "1..0 # SKIP $*"
+	exit 77
+}
+
+harness_init() {
+	local name=$1 tool
+	[ "$(id -u)" = 0 ] || harness_skip "needs root (a throwaway Postfix instance)"
+	for tool in postfix postconf postqueue swaks python3 openssl; do
+		command -v "$tool" >/dev/null 2>&1 || harness_skip "$tool not installed (tests/install-deps.sh)"
+	done
+	TRANSPORT_BIN=$top_builddir/plugin/transport/btprelay-transport
+	[ -x "$TRANSPORT_BIN" ] || { echo "Bail out! $TRANSPORT_BIN not built"; exit 99; }
+	# Every parent of the work dir must be traversable by postfix and btprelay.
+	WORK=$(mktemp -d "/tmp/btprelay-$name.XXXXXX")
+	chmod 755 "$WORK"
+	mkdir -p "$WORK/log" "$WORK/etc" "$WORK/bin"
+	trap harness_stop EXIT
+	id "$TRANSPORT_USER" >/dev/null 2>&1 ||
+		useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$TRANSPORT_USER"
+}
+
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+emu() {	# METHOD PATH [JSON]
+	"$top_srcdir/tests/emulator/emuctl" "$EMU" "$@"
+}
+
+harness_start_emulator() {
+	EMU=$WORK/emu
+	mkdir -p "$EMU"
+	python3 "$top_srcdir/tests/emulator/btp-emulator.py" --dir "$EMU" --log "$WORK/log/emulator.log" &
+	EMU_PID=$!
+	local i
+	for i in $(seq 150); do
+		[ -s "$EMU/ports.json" ] && break
+		kill -0 "$EMU_PID" 2>/dev/null || { echo "Bail out! emulator died: $(tail -5 "$WORK/log/emulator.log")"; exit 99; }
+		sleep 0.1
+	done
+	[ -s "$EMU/ports.json" ] || { echo "Bail out! emulator did not start"; exit 99; }
+	RELAY_PORT=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["relay"])' "$EMU/ports.json")
+}
+
+# harness_install_transport [extra btprelay.conf lines...]
+harness_install_transport() {
+	local line
+	install -m 755 "$TRANSPORT_BIN" "$WORK/bin/btprelay-transport"
+	install -m 644 "$EMU/certs/ca.pem" "$WORK/etc/ca.pem"
+	install -m 600 -o "$TRANSPORT_USER" "$EMU/vcap.json" "$WORK/etc/bindings.json"
+	touch "$WORK/log/btprelay.log"
+	chown "$TRANSPORT_USER" "$WORK/log/btprelay.log"
+	BTPRELAY_LOG=$WORK/log/btprelay.log
+	{
+		echo "# written by tests/lib/harness.sh"
+		echo "bindings_file = $WORK/etc/bindings.json"
+		echo "http_ca_file = $WORK/etc/ca.pem"
+		echo "http_timeout = 3"
+		echo "smtp_tls_ca_file = $WORK/etc/ca.pem"
+		echo "smtp_connect_timeout = 5"
+		echo "smtp_command_timeout = 5"
+		echo "smtp_data_done_timeout = 10"
+		echo "delivery_deadline = 60"
+		echo "log = $BTPRELAY_LOG"
+		echo "log_level = debug"
+		for line in "$@"; do echo "$line"; done
+	} > "$WORK/etc/btprelay.conf"
+	chmod 644 "$WORK/etc/btprelay.conf"
+}
+
+# harness_start_postfix [NAME...] - each NAME also gets the test domain NAME.dest.test,
+# routed to the destination NAME (transport_maps allow no regexp substitution)
+harness_start_postfix() {
+	local name
+	PF=$WORK/postfix
+	SMTP_PORT=$(free_port)
+	mkdir -p "$PF" "$WORK/spool" "$WORK/data"
+	chown postfix "$WORK/data"
+	cat > "$PF/transport.regexp" <<-'MAP'
+	/(^|@)corp\.example$/		btprelay:MAIL_ONPREM
+	/(^|@)internet\.example$/	btprelay:MAIL_INTERNET
+	/(^|@)noloc\.example$/		btprelay:MAIL_NOLOC
+	MAP
+	for name in "$@"; do
+		printf '/(^|@)%s\\.dest\\.test$/\tbtprelay:%s\n' "$name" "$name" >> "$PF/transport.regexp"
+	done
+	cat > "$PF/main.cf" <<-CF
+	compatibility_level = 3.6
+	queue_directory = $WORK/spool
+	data_directory = $WORK/data
+	myhostname = mta.btprelay.test
+	mydestination =
+	inet_interfaces = 127.0.0.1
+	inet_protocols = ipv4
+	mynetworks = 127.0.0.0/8
+	smtpd_relay_restrictions = permit_mynetworks, reject
+	transport_maps = regexp:$PF/transport.regexp
+	# Bounces and anything not routed to btprelay stay on this machine.
+	default_transport = discard:
+	maillog_file = $WORK/log/maillog
+	maillog_file_prefixes = $WORK/log
+	btprelay_destination_recipient_limit = 1
+	btprelay_time_limit = 120s
+	minimal_backoff_time = 1s
+	maximal_backoff_time = 2s
+	queue_run_delay = 1s
+	smtputf8_enable = yes
+	CF
+	sed "s|@SMTP_PORT@|$SMTP_PORT|; s|@WORK@|$WORK|g" "$top_srcdir/tests/lib/master.cf.in" > "$PF/master.cf"
+	postfix -c "$PF" set-permissions >/dev/null 2>&1 || true
+	script -qc "postfix -c $PF start" /dev/null > "$WORK/log/postfix-start.log" 2>&1 ||
+		{ echo "Bail out! postfix did not start: $(cat "$WORK/log/postfix-start.log") $(tail -5 "$WORK/log/maillog" 2>/dev/null)"; exit 99; }
+	local i
+	for i in $(seq 100); do
+		python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1",int(sys.argv[1])),1)' "$SMTP_PORT" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	echo "Bail out! postfix smtpd does not answer on port $SMTP_PORT"; exit 99
+}
+
+# send_mail FROM TO [swaks args...] - submit through Postfix's smtpd; prints the queue id
+send_mail() {
+	local from=$1 to=$2 out
+	shift 2
+	out=$(swaks --server "127.0.0.1:$SMTP_PORT" --from "$from" --to "$to" --helo client.test "$@" 2>&1)
+	printf '%s\n' "$out" >> "$WORK/log/swaks.log"
+	printf '%s\n' "$out" | sed -n 's/.*250 2\.0\.0 Ok: queued as \([0-9A-Za-z]*\).*/\1/p' | tail -1
+}
+
+# wait_status QID RCPT [STATUS] - the first maillog line of the pipe delivery agent
+# for QID and RCPT whose status is STATUS (any final status when omitted).
+# Prints the line; returns 1 after $WAIT_SECONDS without one.
+wait_status() {
+	local qid=$1 rcpt=$2 want=${3:-'\(sent\|deferred\|bounced\)'} i line
+	[ -n "$qid" ] || { echo "(no queue id)"; return 1; }
+	for i in $(seq $((WAIT_SECONDS * 10))); do
+		line=$(grep "postfix/pipe\[[0-9]*\]: $qid: to=<$rcpt>.*status=$want" "$WORK/log/maillog" 2>/dev/null | head -1)
+		[ -n "$line" ] && { printf '%s\n' "$line"; return 0; }
+		sleep 0.1
+	done
+	echo "(no status=$want line for $qid <$rcpt> after ${WAIT_SECONDS}s)"
+	return 1
+}
+
+flush_queue() {
+	postqueue -c "$PF" -f
+}
+
+harness_stop() {
+	if [ -n "${PF:-}" ] && [ -f "$PF/main.cf" ]; then
+		postfix -c "$PF" stop >/dev/null 2>&1 || postfix -c "$PF" abort >/dev/null 2>&1 || true
+	fi
+	if [ -n "${EMU_PID:-}" ]; then
+		kill "$EMU_PID" 2>/dev/null
+		wait "$EMU_PID" 2>/dev/null
+	fi
+	if [ -n "${WORK:-}" ] && [ -d "$WORK" ]; then
+		if [ -n "${KEEP_WORK:-}" ]; then echo "# work directory kept: $WORK"; else rm -rf "$WORK"; fi
+	fi
+}
+
+# TAP helpers for scripts
+TAP_N=0
+TAP_FAILED=0
+tap_ok() {	# CONDITION-EXIT-STATUS DESCRIPTION [DIAGNOSTIC]
+	TAP_N=$((TAP_N + 1))
+	if [ "$1" = 0 ]; then
+		echo "ok $TAP_N - $2"
+	else
+		TAP_FAILED=$((TAP_FAILED + 1))
+		echo "not ok $TAP_N - $2"
+		[ -n "${3:-}" ] && printf '%s\n' "$3" | sed 's/^/#   /'
+	fi
+	return 0
+}
+tap_done() {
+	echo "1..$TAP_N"
+	[ "$TAP_FAILED" = 0 ]
+}

@@ -1,0 +1,1489 @@
+/*
+ * test-destination - MAIL destination properties (OnPremise, Internet,
+ * smtps, both sender spellings, bad Type, no host, bad port, CR/LF
+ * injection), the destinations file in both shapes, and the lookup chain
+ * against a tiny in-process HTTP server standing in for the token service
+ * and the Destination Service (so oauth.c and http.c run too).
+ */
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <jansson.h>
+
+#include "cache.h"
+#include "conn.h"
+#include "destination.h"
+#include "http.h"
+#include "log.h"
+#include "oauth.h"
+#include "tap.h"
+
+static char dir[] = "/tmp/btprelay-test-destination-XXXXXX";
+static char file[512];
+
+static const char onprem_json[] =
+	"{\"Name\":\"MAIL_ONPREM\",\"Type\":\"MAIL\",\"ProxyType\":\"OnPremise\","
+	"\"Authentication\":\"BasicAuthentication\",\"mail.user\":\"relayuser\","
+	"\"mail.password\":\"s3cret\",\"mail.smtp.host\":\"mail.corp.internal\","
+	"\"mail.smtp.port\":\"25\",\"mail.smtp.auth\":\"true\","
+	"\"mail.transport.protocol\":\"smtp\",\"mail.smtp.from\":\"noreply@corp.example\","
+	"\"CloudConnectorLocationId\":\"LOC1\",\"mail.smtp.starttls.enable\":\"true\","
+	"\"mail.smtp.starttls.required\":\"FALSE\"}";
+
+/* from_text - dest_from_properties on a JSON text */
+static int from_text(const char *text, struct mail_destination *d, struct outcome *o)
+{
+	json_t *props = json_loads(text, 0, NULL);
+	int rc;
+
+	if (props == NULL) {
+		printf("# bad test JSON: %s\n", text);
+		exit(2);
+	}
+	rc = dest_from_properties(props, "test", d, o);
+	json_decref(props);
+	return rc;
+}
+
+static void test_properties(void)
+{
+	struct mail_destination d;
+	struct outcome o;
+
+	if (!ok(from_text(onprem_json, &d, &o) == 0, "OnPremise destination"))
+		printf("# %s\n", o.text);
+	is_str(d.name, "MAIL_ONPREM", "name");
+	is_str(d.source, "test", "source");
+	is_int(d.onpremise, 1, "OnPremise");
+	is_str(d.authentication, "BasicAuthentication", "authentication");
+	is_str(d.host, "mail.corp.internal", "host");
+	is_int(d.port, 25, "port");
+	is_int(d.smtps, 0, "not smtps");
+	is_str(d.user, "relayuser", "user");
+	is_str(d.password, "s3cret", "password");
+	is_int(d.auth, 1, "mail.smtp.auth true");
+	is_str(d.from, "noreply@corp.example", "mail.smtp.from");
+	is_str(d.location_id, "LOC1", "location id");
+	is_int(d.starttls_enable, 1, "starttls.enable");
+	is_int(d.starttls_required, 0, "starttls.required FALSE");
+	dest_free(&d);
+	dest_free(&d);
+	ok(d.password == NULL && d.host == NULL, "dest_free twice is safe");
+
+	ok(from_text("{\"Name\":\"MAIL_NET\",\"Type\":\"MAIL\",\"mail.smtp.host\":\"smtp.example\","
+		     "\"mail.smtp.port\":\"587\",\"mail.from\":\"a@example\","
+		     "\"CloudConnectorLocationId\":\"\",\"mail.smtp.auth\":\"false\"}", &d, &o) == 0,
+	   "Internet destination (no ProxyType)");
+	is_int(d.onpremise, 0, "no ProxyType: Internet");
+	is_int(d.port, 587, "port 587");
+	is_str(d.from, "a@example", "mail.from spelling");
+	ok(d.location_id == NULL, "empty location id: none");
+	ok(d.user == NULL && d.password == NULL, "no credentials");
+	is_int(d.auth, 0, "mail.smtp.auth false");
+	is_int(d.starttls_enable, -1, "starttls.enable not set");
+	ok(d.authentication == NULL, "no Authentication");
+	dest_free(&d);
+
+	ok(from_text("{\"Name\":\"M\",\"Type\":\"MAIL\",\"ProxyType\":\"Internet\","
+		     "\"mail.smtp.host\":\"h\",\"mail.smtp.port\":\"25\","
+		     "\"mail.from\":\"old@example\",\"mail.smtp.from\":\"new@example\"}", &d, &o) == 0,
+	   "both sender spellings");
+	is_str(d.from, "new@example", "mail.smtp.from wins over mail.from");
+	is_int(d.auth, -1, "mail.smtp.auth not set");
+	dest_free(&d);
+
+	ok(from_text("{\"Name\":\"M\",\"Type\":\"MAIL\",\"mail.transport.protocol\":\"smtps\","
+		     "\"mail.smtp.host\":\"plain\",\"mail.smtp.port\":\"25\","
+		     "\"mail.smtps.host\":\"secure\",\"mail.smtps.port\":\"465\"}", &d, &o) == 0,
+	   "smtps destination");
+	is_int(d.smtps, 1, "smtps");
+	is_str(d.host, "secure", "mail.smtps.host");
+	is_int(d.port, 465, "mail.smtps.port");
+	dest_free(&d);
+
+	ok(from_text("{\"Name\":\"M\",\"Type\":\"MAIL\",\"mail.transport.protocol\":\"smtps\","
+		     "\"mail.smtp.host\":\"plain\",\"mail.smtp.port\":\"465\"}", &d, &o) == 0,
+	   "smtps with only mail.smtp.*");
+	is_str(d.host, "plain", "falls back to mail.smtp.host");
+	is_int(d.port, 465, "falls back to mail.smtp.port");
+	dest_free(&d);
+
+	ok(from_text("{\"Name\":\"M\",\"Type\":\"MAIL\",\"mail.smtp.host\":\"plain\","
+		     "\"mail.smtp.port\":\"25\",\"mail.smtps.host\":\"secure\"}", &d, &o) == 0,
+	   "smtp ignores mail.smtps.*");
+	is_str(d.host, "plain", "mail.smtp.host for smtp");
+	is_int(d.smtps, 0, "not smtps");
+	dest_free(&d);
+
+	/* the SDK's {name,type,originalProperties} shape */
+	ok(from_text("{\"name\":\"MAIL_LOCAL\",\"type\":\"MAIL\",\"originalProperties\":{"
+		     "\"mail.smtp.host\":\"127.0.0.1\",\"mail.smtp.port\":\"2525\"}}", &d, &o) == 0,
+	   "name/type/originalProperties shape");
+	is_str(d.name, "MAIL_LOCAL", "lower-case name fills Name");
+	is_str(d.host, "127.0.0.1", "host from originalProperties");
+	is_int(d.port, 2525, "port from originalProperties");
+	dest_free(&d);
+}
+
+static void test_property_errors(void)
+{
+	static const struct {
+		const char *json, *want;
+	} cases[] = {
+		{ "{\"Name\":\"MAIL_X\",\"Type\":\"HTTP\",\"mail.smtp.host\":\"h\",\"mail.smtp.port\":\"25\"}",
+		  "destination MAIL_X: Type is HTTP, not MAIL" },
+		{ "{\"Name\":\"MAIL_X\",\"mail.smtp.host\":\"h\",\"mail.smtp.port\":\"25\"}",
+		  "destination MAIL_X: no Type (must be MAIL)" },
+		{ "{\"Type\":\"MAIL\",\"mail.smtp.host\":\"h\",\"mail.smtp.port\":\"25\"}",
+		  "destination in test has no Name" },
+		{ "{\"Name\":\"MAIL_X\",\"Type\":\"MAIL\",\"mail.smtp.port\":\"25\"}",
+		  "destination MAIL_X: no mail.smtp.host" },
+		{ "{\"Name\":\"MAIL_X\",\"Type\":\"MAIL\",\"mail.smtp.host\":\"\",\"mail.smtp.port\":\"25\"}",
+		  "destination MAIL_X: no mail.smtp.host" },
+		{ "{\"Name\":\"MAIL_X\",\"Type\":\"MAIL\",\"mail.transport.protocol\":\"smtps\",\"mail.smtp.port\":\"25\"}",
+		  "destination MAIL_X: no mail.smtps.host or mail.smtp.host" },
+		{ "{\"Name\":\"MAIL_X\",\"Type\":\"MAIL\",\"mail.smtp.host\":\"h\"}",
+		  "destination MAIL_X: no mail.smtp.port" },
+		{ "{\"Name\":\"MAIL_X\",\"Type\":\"MAIL\",\"mail.smtp.host\":\"h\",\"mail.smtp.port\":\"smtp\"}",
+		  "destination MAIL_X: port \"smtp\" is not a number from 1 to 65535" },
+		{ "{\"Name\":\"MAIL_X\",\"Type\":\"MAIL\",\"mail.smtp.host\":\"h\",\"mail.smtp.port\":\"0\"}",
+		  "destination MAIL_X: port \"0\" is not" },
+		{ "{\"Name\":\"MAIL_X\",\"Type\":\"MAIL\",\"mail.smtp.host\":\"h\",\"mail.smtp.port\":\"65536\"}",
+		  "destination MAIL_X: port \"65536\" is not" },
+		{ "{\"Name\":\"MAIL_X\",\"Type\":\"MAIL\",\"mail.smtp.host\":\"h\",\"mail.smtp.port\":\"-25\"}",
+		  "destination MAIL_X: port \"-25\" is not" },
+		{ "{\"Name\":\"MAIL_X\",\"Type\":\"MAIL\",\"mail.smtp.host\":\"h\",\"mail.smtp.port\":\" 25\"}",
+		  "destination MAIL_X: port \" 25\" is not" },
+		{ "{\"Name\":\"MAIL_X\",\"Type\":\"MAIL\",\"mail.smtp.host\":\"h\",\"mail.smtp.port\":25}",
+		  "destination MAIL_X: value of mail.smtp.port is not a string" },
+		{ "{\"Name\":\"MAIL_X\",\"Type\":\"MAIL\",\"mail.smtp.host\":\"h\",\"mail.smtp.port\":\"25\","
+		  "\"mail.smtp.from\":\"a@b\\r\\nRCPT TO:<x@y>\"}",
+		  "destination MAIL_X: value of mail.smtp.from contains CR, LF or NUL; refused" },
+		{ "{\"Name\":\"MAIL_X\",\"Type\":\"MAIL\",\"mail.smtp.host\":\"h\",\"mail.smtp.port\":\"25\","
+		  "\"mail.user\":\"u\\n\"}",
+		  "destination MAIL_X: value of mail.user contains CR, LF or NUL" },
+		{ "{\"Name\":\"MAIL_X\",\"Type\":\"MAIL\",\"mail.smtp.host\":\"h\\r\",\"mail.smtp.port\":\"25\"}",
+		  "destination MAIL_X: value of mail.smtp.host contains CR, LF or NUL" },
+		{ "{\"Name\":\"MAIL_X\",\"Type\":\"MAIL\",\"ProxyType\":\"PrivateLink\","
+		  "\"mail.smtp.host\":\"h\",\"mail.smtp.port\":\"25\"}",
+		  "destination MAIL_X: ProxyType PrivateLink is not supported" },
+		{ "{\"Name\":\"MAIL_X\",\"Type\":\"MAIL\",\"ProxyType\":\"Carrier\","
+		  "\"mail.smtp.host\":\"h\",\"mail.smtp.port\":\"25\"}",
+		  "destination MAIL_X: unknown ProxyType Carrier" },
+		{ "{\"Name\":\"MAIL_X\",\"Type\":\"MAIL\",\"mail.smtp.host\":\"h\",\"mail.smtp.port\":\"25\","
+		  "\"mail.smtp.auth\":\"maybe\"}",
+		  "destination MAIL_X: mail.smtp.auth is \"maybe\", not true or false" },
+		{ "{\"Name\":\"MAIL_X\",\"Type\":\"MAIL\",\"mail.smtp.host\":\"h\",\"mail.smtp.port\":\"25\","
+		  "\"mail.transport.protocol\":\"lmtp\"}",
+		  "destination MAIL_X: mail.transport.protocol is lmtp (smtp or smtps)" },
+		{ "{\"Name\":\"MAIL_X\",\"Type\":\"MAIL\",\"mail.smtp.host\":\"a b\",\"mail.smtp.port\":\"25\"}",
+		  "destination MAIL_X: the relay host is not a valid host name" },
+		{ "[1]", "destination in test is not a JSON object" },
+	};
+	struct mail_destination d;
+	struct outcome o;
+	json_t *props;
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		props = json_loads(cases[i].json, JSON_DECODE_ANY, NULL);
+		ok(props != NULL && dest_from_properties(props, "test", &d, &o) == -1,
+		   "refused: %s", cases[i].want);
+		json_decref(props);
+		has_str(o.text, cases[i].want, "text");
+		is_str(o.status, "4.3.5", "defers 4.3.5");
+		is_int(o.cls, DSN_DEFER, "class defer");
+		ok(d.name == NULL && d.host == NULL && d.source == NULL, "nothing left to free");
+	}
+
+	/* NUL inside a value (the Destination Service JSON may carry \u0000) */
+	props = json_loads("{\"Name\":\"MAIL_X\",\"Type\":\"MAIL\",\"mail.smtp.host\":\"h\","
+			   "\"mail.smtp.port\":\"25\"}", 0, NULL);
+	json_object_set_new(props, "mail.password", json_stringn("a\0b", 3));
+	ok(dest_from_properties(props, "test", &d, &o) == -1, "NUL in a value refused");
+	has_str(o.text, "value of mail.password contains CR, LF or NUL", "NUL: text");
+	json_decref(props);
+
+	/* the password never appears in a text */
+	props = json_loads("{\"Name\":\"MAIL_X\",\"Type\":\"MAIL\",\"mail.smtp.host\":\"h\","
+			   "\"mail.smtp.port\":\"x\",\"mail.password\":\"pw\\r\\nsecret\"}", 0, NULL);
+	ok(dest_from_properties(props, "test", &d, &o) == -1, "bad password refused");
+	ok(strstr(o.text, "secret") == NULL, "without quoting it");
+	json_decref(props);
+}
+
+/* write_file - the destinations file with content and mode */
+static void write_file(const char *content, mode_t mode)
+{
+	FILE *fp = fopen(file, "w");
+
+	if (fp == NULL) {
+		perror(file);
+		exit(2);
+	}
+	fputs(content, fp);
+	fclose(fp);
+	chmod(file, mode);
+}
+
+static void test_file(struct config *cfg)
+{
+	struct mail_destination d;
+	struct bindings b;
+	struct outcome o;
+	char want[800], source[600];
+
+	memset(&b, 0, sizeof(b));
+	free(cfg->destinations_file);
+	cfg->destinations_file = strdup(file);
+	snprintf(source, sizeof(source), "destinations file %s", file);
+	write_file("[{\"name\":\"MAIL_LOCAL\",\"type\":\"MAIL\",\"originalProperties\":{"
+		   "\"mail.smtp.host\":\"127.0.0.1\",\"mail.smtp.port\":\"2525\"}},\n"
+		   "{\"Name\":\"MAIL_ONPREM\",\"Type\":\"MAIL\",\"ProxyType\":\"OnPremise\","
+		   "\"mail.smtp.host\":\"mail.corp.internal\",\"mail.smtp.port\":\"25\","
+		   "\"mail.user\":\"u\",\"mail.password\":\"p\"},\n"
+		   "{\"name\":\"MAIL_BAD\",\"type\":\"HTTP\",\"originalProperties\":{}},\n"
+		   "42]", 0600);
+
+	if (!ok(dest_resolve(cfg, &b, "MAIL_LOCAL", &d, &o) == 0, "file: SDK shape found"))
+		printf("# %s\n", o.text);
+	is_str(d.name, "MAIL_LOCAL", "file: name");
+	is_str(d.source, source, "file: source names the file");
+	is_int(d.port, 2525, "file: port");
+	dest_free(&d);
+
+	ok(dest_resolve(cfg, &b, "MAIL_ONPREM", &d, &o) == 0, "file: raw properties found");
+	is_int(d.onpremise, 1, "file: OnPremise");
+	is_str(d.password, "p", "file: password");
+	dest_free(&d);
+
+	ok(dest_resolve(cfg, &b, "MAIL_BAD", &d, &o) == -1, "file: wrong type refused");
+	has_str(o.text, "destination MAIL_BAD: Type is HTTP, not MAIL", "file: says why");
+
+	ok(dest_resolve(cfg, &b, "MAIL_X", &d, &o) == -1, "file: not found");
+	snprintf(want, sizeof(want), "destination MAIL_X not found (destinations file %s, "
+		 "no Destination Service binding)", file);
+	is_str(o.text, want, "file: not-found text");
+	is_str(o.status, "4.3.5", "not found defers 4.3.5");
+
+	ok(dest_resolve(cfg, &b, "mail_local", &d, &o) == -1, "names are case-sensitive");
+
+	ok(dest_resolve(cfg, &b, "MAIL\r\nX", &d, &o) == -1, "a name with CR LF refused");
+	has_str(o.text, "\"MAIL??X\" is not a valid destination name", "name shown safely");
+	ok(dest_resolve(cfg, &b, "", &d, &o) == -1, "an empty name refused");
+
+	chmod(file, 0644);
+	ok(dest_resolve(cfg, &b, "MAIL_LOCAL", &d, &o) == -1, "world-readable file refused");
+	has_str(o.text, file, "refusal names the file");
+	has_str(o.text, "other users", "refusal says why");
+
+	write_file("[\n{\"Name\": \"A\",\n \"mail.password\": \"x\\q\"}]", 0600);
+	ok(dest_resolve(cfg, &b, "A", &d, &o) == -1, "bad JSON refused");
+	snprintf(want, sizeof(want), "destinations file %s: bad JSON at line 3", file);
+	has_str(o.text, want, "bad JSON: file and line");
+
+	write_file("{\"Name\":\"A\"}", 0600);
+	ok(dest_resolve(cfg, &b, "A", &d, &o) == -1, "an object, not an array: refused");
+	has_str(o.text, "not a JSON array", "says so");
+
+	unlink(file);
+	ok(dest_resolve(cfg, &b, "A", &d, &o) == -1, "missing destinations file: error");
+	snprintf(want, sizeof(want), "destinations file %s: No such file or directory", file);
+	is_str(o.text, want, "missing file named");
+
+	free(cfg->destinations_file);
+	cfg->destinations_file = strdup("");
+	ok(dest_resolve(cfg, &b, "MAIL_X", &d, &o) == -1, "no source at all: not found");
+	is_str(o.text, "destination MAIL_X not found (no destinations file, no Destination "
+	       "Service binding)", "no source: text");
+}
+
+/*
+ * The fake services: one forked process per connection, answering
+ * HTTP/1.1 with Connection: close, with counters and switches in shared
+ * memory (struct fake_state). Token: 200 for client_secret=good-secret in
+ * the form or Basic basic-id:basic-secret, else 401; the token is tok123
+ * for the provider (tok456 once tok123 is revoked), tok-SUB when the Host
+ * is SUB.localhost, tok-zid-ID with X-zid: ID. Find: needs a token it
+ * knows and $skipTokenRetrieval=true (but for MAIL_OAUTH); the provider
+ * has MAIL_ONPREM, MAIL_OAUTH, MAIL_OAUTH_ERR, MAIL_FLAKY (503 twice),
+ * MAIL_500, MAIL_403, MAIL_NOCONF, MAIL_SLOW (never answers), "MAIL SPACE";
+ * subscribers have MAIL_SUB; anything else is 404. down = 1 makes every
+ * Find answer 500, down = 2 makes it answer 404.
+ */
+struct fake_state {
+	int token_requests;
+	int find_requests;
+	int flaky;
+	int revoked;		/* tok123 is refused by Find, tok456 is issued instead */
+	int down;
+	int expires_in;		/* of issued tokens; 0 = 43199 */
+	char last_zid[64];	/* X-zid of the last token request */
+	char last_find_token[128];
+};
+static struct fake_state *fs;
+static pid_t server_pid;
+static unsigned server_port;
+
+/* header_value - the value of a request header into buf, "" when absent */
+static const char *header_value(const char *req, const char *name, char *buf, size_t size)
+{
+	const char *p = strcasestr(req, name);
+	size_t n;
+
+	buf[0] = '\0';
+	if (p == NULL)
+		return buf;
+	p += strlen(name);
+	while (*p == ' ')
+		p++;
+	n = strcspn(p, "\r\n");
+	if (n >= size)
+		n = size - 1;
+	memcpy(buf, p, n);
+	buf[n] = '\0';
+	return buf;
+}
+
+/* serve_token - the token service */
+static void serve_token(const char *req, const char **status, const char **body)
+{
+	static char ok_body[512];
+	char host[128], zid[64], token[96];
+
+	__atomic_fetch_add(&fs->token_requests, 1, __ATOMIC_SEQ_CST);
+	header_value(req, "\r\nHost:", host, sizeof(host));
+	header_value(req, "\r\nX-zid:", zid, sizeof(zid));
+	snprintf(fs->last_zid, sizeof(fs->last_zid), "%s", zid);
+	if (strstr(req, "client_secret=good-secret") != NULL
+	    || strstr(req, "Authorization: Basic YmFzaWMtaWQ6YmFzaWMtc2VjcmV0") != NULL) {
+		if (zid[0] != '\0')
+			snprintf(token, sizeof(token), "tok-zid-%s", zid);
+		else if (strncmp(host, "prov.", 5) != 0 && strstr(host, ".localhost") != NULL)
+			snprintf(token, sizeof(token), "tok-%.*s", (int)strcspn(host, "."), host);
+		else
+			snprintf(token, sizeof(token), "%s", fs->revoked ? "tok456" : "tok123");
+		snprintf(ok_body, sizeof(ok_body), "{\"access_token\":\"%s\",\"token_type\":"
+			 "\"bearer\",\"expires_in\":%d}", token,
+			 fs->expires_in ? fs->expires_in : 43199);
+		*status = "200 OK";
+		*body = ok_body;
+	} else if (strstr(req, "client_id=huge") != NULL) {
+		static char big[20000];
+
+		memset(big, 'A', sizeof(big) - 1);
+		memcpy(big, "{\"access_token\":\"", 17);
+		memcpy(big + sizeof(big) - 3, "\"}", 3);
+		*status = "200 OK";
+		*body = big;
+	} else if (strstr(req, "client_id=garbage") != NULL) {
+		*status = "200 OK";
+		*body = "<html>hello</html>";
+	} else {
+		*status = "401 Unauthorized";
+		*body = "{\"error\":\"unauthorized\",\"error_description\":\"Bad credentials\"}";
+	}
+}
+
+/* serve_find - the Destination Service; returns 0 when the connection must just close */
+static int serve_find(const char *req, const char **status, const char **body)
+{
+	static char found[4096];
+	const char *name = req + 52;
+	char auth[128];
+	int skip = strstr(req, "?$skipTokenRetrieval=true ") != NULL;
+	int provider, subscriber;
+
+	__atomic_fetch_add(&fs->find_requests, 1, __ATOMIC_SEQ_CST);
+	header_value(req, "\r\nAuthorization: Bearer", auth, sizeof(auth));
+	snprintf(fs->last_find_token, sizeof(fs->last_find_token), "%s", auth);
+	provider = (strcmp(auth, "tok123") == 0 && !fs->revoked) || strcmp(auth, "tok456") == 0;
+	subscriber = strncmp(auth, "tok-", 4) == 0;
+	if (!provider && !subscriber) {
+		*status = "401 Unauthorized";
+		*body = "{\"ErrorMessage\":\"bad token\"}";
+	} else if (!skip && strncmp(name, "MAIL_OAUTH", 10) != 0) {
+		*status = "400 Bad Request";
+		*body = "{\"ErrorMessage\":\"test: $skipTokenRetrieval=true expected\"}";
+	} else if (fs->down == 1) {
+		*status = "500 Internal Server Error";
+		*body = "{\"ErrorMessage\":\"down\"}";
+	} else if (fs->down == 2) {
+		/* the default 404 */
+	} else if (subscriber) {
+		if (strncmp(name, "MAIL_SUB?", 9) == 0 || strncmp(name, "MAIL_SUB ", 9) == 0) {
+			*status = "200 OK";
+			*body = "{\"owner\":{\"SubaccountId\":\"sub\",\"InstanceId\":null},"
+				"\"destinationConfiguration\":{\"Name\":\"MAIL_SUB\",\"Type\":\"MAIL\","
+				"\"ProxyType\":\"OnPremise\",\"mail.smtp.host\":\"sub.corp.internal\","
+				"\"mail.smtp.port\":\"25\"}}";
+		}
+	} else if (strncmp(name, "MAIL_ONPREM?", 12) == 0) {
+		*status = "200 OK";
+		snprintf(found, sizeof(found), "{\"owner\":{\"SubaccountId\":\"x\","
+			 "\"InstanceId\":null},\"destinationConfiguration\":%s}", onprem_json);
+		*body = found;
+	} else if (strncmp(name, "MAIL_OAUTH ", 11) == 0 || strncmp(name, "MAIL_OAUTH?", 11) == 0) {
+		*status = "200 OK";
+		*body = skip ? "{\"destinationConfiguration\":{\"Name\":\"MAIL_OAUTH\",\"Type\":\"MAIL\","
+			"\"Authentication\":\"OAuth2ClientCredentials\",\"mail.smtp.host\":\"o\","
+			"\"mail.smtp.port\":\"587\",\"mail.user\":\"u@o\"}}"
+			: "{\"destinationConfiguration\":{\"Name\":\"MAIL_OAUTH\",\"Type\":\"MAIL\","
+			"\"Authentication\":\"OAuth2ClientCredentials\",\"mail.smtp.host\":\"o\","
+			"\"mail.smtp.port\":\"587\",\"mail.user\":\"u@o\"},\"authTokens\":[{\"type\":"
+			"\"Bearer\",\"value\":\"relay-token\",\"http_header\":{\"key\":\"Authorization\","
+			"\"value\":\"Bearer relay-token\"},\"expires_in\":\"3600\"}]}";
+	} else if (strncmp(name, "MAIL_OAUTH_ERR", 14) == 0) {
+		*status = "200 OK";
+		*body = "{\"destinationConfiguration\":{\"Name\":\"MAIL_OAUTH_ERR\",\"Type\":\"MAIL\","
+			"\"Authentication\":\"OAuth2ClientCredentials\",\"mail.smtp.host\":\"o\","
+			"\"mail.smtp.port\":\"587\"},\"authTokens\":[{\"type\":\"\",\"value\":\"\","
+			"\"error\":\"Retrieval of OAuthToken failed due to: 401 Unauthorized\"}]}";
+	} else if (strncmp(name, "MAIL_FLAKY?", 11) == 0) {
+		if (__atomic_fetch_add(&fs->flaky, 1, __ATOMIC_SEQ_CST) < 2) {
+			*status = "503 Service Unavailable";
+			*body = "{\"ErrorMessage\":\"busy\"}";
+		} else {
+			*status = "200 OK";
+			*body = "{\"destinationConfiguration\":{\"Name\":\"MAIL_FLAKY\",\"Type\":\"MAIL\","
+				"\"mail.smtp.host\":\"f\",\"mail.smtp.port\":\"25\"}}";
+		}
+	} else if (strncmp(name, "MAIL_500?", 9) == 0) {
+		*status = "500 Internal Server Error";
+		*body = "{\"ErrorMessage\":\"boom\"}";
+	} else if (strncmp(name, "MAIL_403?", 9) == 0) {
+		*status = "403 Forbidden";
+		*body = "{}";
+	} else if (strncmp(name, "MAIL_NOCONF?", 12) == 0) {
+		*status = "200 OK";
+		*body = "{\"owner\":{}}";
+	} else if (strncmp(name, "MAIL_SLOW?", 10) == 0) {
+		sleep(3);
+		return 0;
+	} else if (strncmp(name, "MAIL%20SPACE?", 13) == 0) {
+		*status = "200 OK";
+		*body = "{\"destinationConfiguration\":{\"Name\":\"MAIL SPACE\",\"Type\":\"MAIL\","
+			"\"mail.smtp.host\":\"h\",\"mail.smtp.port\":\"25\"}}";
+	}
+	return 1;
+}
+
+/* serve_one - read one request, answer it */
+static void serve_one(int fd)
+{
+	static char resp[65536];
+	char req[16384];
+	const char *status = "404 Not Found", *body = "{\"ErrorMessage\":\"Configuration with "
+		"the specified name was not found\"}";
+	size_t n = 0;
+	ssize_t r;
+	char *end, *cl;
+	long want = 0;
+
+	for (;;) {
+		r = read(fd, req + n, sizeof(req) - 1 - n);
+		if (r <= 0)
+			return;
+		n += (size_t)r;
+		req[n] = '\0';
+		if ((end = strstr(req, "\r\n\r\n")) != NULL) {
+			cl = strcasestr(req, "Content-Length:");
+			want = cl ? strtol(cl + 15, NULL, 10) : 0;
+			if ((size_t)(end + 4 - req) + (size_t)want <= n)
+				break;
+		}
+	}
+	if (strncmp(req, "POST /auth/oauth/token ", 23) == 0
+	    && strstr(req, "client_id=toolarge") != NULL) {
+		/* 1.5 MiB, announced or not: the client must stop reading */
+		static char chunk[65536];
+		int i;
+
+		snprintf(resp, sizeof(resp), "HTTP/1.1 200 OK\r\n%sConnection: close\r\n\r\n",
+			 strstr(req, "client_id=toolarge-cl") ? "Content-Length: 1572864\r\n" : "");
+		if (write(fd, resp, strlen(resp)) < 0)
+			return;
+		memset(chunk, ' ', sizeof(chunk));
+		for (i = 0; i < 24; i++)
+			if (write(fd, chunk, sizeof(chunk)) < 0)
+				return;
+		return;
+	}
+	if (strncmp(req, "POST /auth/oauth/token ", 23) == 0)
+		serve_token(req, &status, &body);
+	else if (strncmp(req, "GET /dest/destination-configuration/v1/destinations/", 52) == 0
+		 && !serve_find(req, &status, &body))
+		return;
+	snprintf(resp, sizeof(resp), "HTTP/1.1 %s\r\nContent-Type: application/json\r\n"
+		 "Content-Length: %zu\r\nConnection: close\r\n\r\n%s", status, strlen(body), body);
+	if (write(fd, resp, strlen(resp)) < 0)
+		return;
+}
+
+/* server_start - listen on 127.0.0.1, fork the answering process */
+static int server_start(void)
+{
+	struct sockaddr_in sa;
+	socklen_t len = sizeof(sa);
+	int lfd, fd, one = 1;
+
+	lfd = socket(AF_INET, SOCK_STREAM, 0);
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(lfd, 16) < 0
+	    || getsockname(lfd, (struct sockaddr *)&sa, &len) < 0)
+		return -1;
+	server_port = ntohs(sa.sin_port);
+	fflush(stdout);
+	if ((server_pid = fork()) < 0)
+		return -1;
+	if (server_pid == 0) {
+		signal(SIGPIPE, SIG_IGN);
+		/* one process per connection: a slow answer must not hold up the next test */
+		signal(SIGCHLD, SIG_IGN);
+		/* a lingering slow answerer must not hold the TAP output open */
+		if (freopen("/dev/null", "w", stdout) == NULL)
+			_exit(1);
+		for (;;) {
+			if ((fd = accept(lfd, NULL, NULL)) < 0)
+				continue;
+			if (fork() == 0) {
+				serve_one(fd);
+				_exit(0);
+			}
+			close(fd);
+		}
+	}
+	close(lfd);
+	return 0;
+}
+
+/* free_port - a local port nobody listens on */
+static unsigned free_port(void)
+{
+	struct sockaddr_in sa;
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	unsigned port;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	getsockname(fd, (struct sockaddr *)&sa, &len);
+	port = ntohs(sa.sin_port);
+	close(fd);
+	return port;
+}
+
+static void test_oauth(void)
+{
+	struct http_options opt = { 2, NULL, NULL, NULL, 0, 0 };
+	struct oauth_client c;
+	struct oauth_token tok;
+	struct outcome o;
+	char url[128], want[256];
+	time_t now = time(NULL);
+
+	memset(&c, 0, sizeof(c));
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u/auth/", server_port);
+	c.token_url = url;
+	c.client_id = "sb-x!b1|conn!b2";
+	c.client_secret = "good-secret";
+	ok(oauth_token_get(&c, &opt, "connectivity", &tok, &o) == 0, "token with the form");
+	is_str(tok.access_token, "tok123", "access_token");
+	ok(tok.expires_at >= now + 43199 && tok.expires_at <= time(NULL) + 43199,
+	   "expires_at from expires_in");
+	oauth_token_free(&tok);
+	oauth_token_free(&tok);
+	ok(tok.access_token == NULL, "oauth_token_free twice is safe");
+
+	c.client_id = "basic-id";
+	c.client_secret = "basic-secret";
+	ok(oauth_token_get(&c, &opt, "connectivity", &tok, &o) == 0, "401 to the form, Basic works");
+	is_str(tok.access_token, "tok123", "token after the Basic retry");
+	oauth_token_free(&tok);
+
+	c.client_secret = "wrong-secret";
+	ok(oauth_token_get(&c, &opt, "connectivity", &tok, &o) == -1, "bad credentials");
+	snprintf(want, sizeof(want), "connectivity token service http://127.0.0.1:%u/auth/oauth/token: "
+		 "HTTP 401 (unauthorized: Bad credentials)", server_port);
+	is_str(o.text, want, "401 text");
+	is_str(o.status, "4.7.0", "401 defers 4.7.0");
+	ok(strstr(o.text, "wrong-secret") == NULL, "no secret in the text");
+	ok(tok.access_token == NULL, "no token on failure");
+
+	c.client_id = "huge";
+	ok(oauth_token_get(&c, &opt, "destination", &tok, &o) == -1, "huge token refused");
+	has_str(o.text, "token too large", "says so");
+	is_str(o.status, "4.4.3", "defers 4.4.3");
+
+	c.client_id = "toolarge";
+	ok(oauth_token_get(&c, &opt, "destination", &tok, &o) == -1, "body over the cap refused");
+	has_str(o.text, "response larger than 1048576 bytes", "cap while reading");
+	c.client_id = "toolarge-cl";
+	ok(oauth_token_get(&c, &opt, "destination", &tok, &o) == -1,
+	   "announced body over the cap refused");
+	has_str(o.text, "response larger than 1048576 bytes", "cap from Content-Length");
+
+	c.client_id = "garbage";
+	ok(oauth_token_get(&c, &opt, "destination", &tok, &o) == -1, "non-JSON response refused");
+	has_str(o.text, "destination token service", "names the binding");
+	is_str(o.status, "4.4.3", "defers 4.4.3");
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u/auth/oauth/token", server_port);
+	c.client_id = "x";
+	c.client_secret = "good-secret";
+	ok(oauth_token_get(&c, &opt, "connectivity", &tok, &o) == 0,
+	   "token URL that already ends in /oauth/token");
+	oauth_token_free(&tok);
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u", free_port());
+	ok(oauth_token_get(&c, &opt, "connectivity", &tok, &o) == -1, "nobody listening");
+	has_str(o.text, "/oauth/token: connection refused", "connection refused text");
+	is_str(o.status, "4.4.3", "defers 4.4.3");
+
+	snprintf(url, sizeof(url), "ftp://127.0.0.1:%u", server_port);
+	ok(oauth_token_get(&c, &opt, "connectivity", &tok, &o) == -1, "ftp URL refused");
+}
+
+static void test_service(struct config *cfg)
+{
+	struct mail_destination d;
+	struct bindings b;
+	struct outcome o;
+	char tokurl[128], uri[128], want[800];
+
+	memset(&b, 0, sizeof(b));
+	snprintf(tokurl, sizeof(tokurl), "http://127.0.0.1:%u/auth", server_port);
+	snprintf(uri, sizeof(uri), "http://127.0.0.1:%u/dest/", server_port);
+	b.have_destination = 1;
+	b.destination.token_url = tokurl;
+	b.destination.client_id = "sb-dest";
+	b.destination.client_secret = "good-secret";
+	b.destination_uri = uri;
+	free(cfg->destinations_file);
+	cfg->destinations_file = strdup("");
+	cfg->http_timeout = 1;
+	cfg->http_retries = 0;		/* retries have their own test */
+
+	if (!ok(dest_resolve(cfg, &b, "MAIL_ONPREM", &d, &o) == 0, "found in the service"))
+		printf("# %s\n", o.text);
+	is_str(d.source, "Destination Service", "source");
+	is_str(d.host, "mail.corp.internal", "host from the service");
+	is_str(d.location_id, "LOC1", "location from the service");
+	dest_free(&d);
+
+	ok(dest_resolve(cfg, &b, "MAIL SPACE", &d, &o) == 0, "name is URL-encoded");
+	dest_free(&d);
+
+	ok(dest_resolve(cfg, &b, "MAIL_NONE", &d, &o) == -1, "404");
+	is_str(o.text, "destination MAIL_NONE not found in the Destination Service", "404 text");
+	is_str(o.status, "4.3.5", "404 defers 4.3.5");
+
+	ok(dest_resolve(cfg, &b, "MAIL_500", &d, &o) == -1, "500");
+	snprintf(want, sizeof(want), "Destination Service http://127.0.0.1:%u/dest: find MAIL_500: "
+		 "HTTP 500 (boom)", server_port);
+	is_str(o.text, want, "500 text");
+	is_str(o.status, "4.4.3", "500 defers 4.4.3");
+
+	ok(dest_resolve(cfg, &b, "MAIL_403", &d, &o) == -1, "403");
+	is_str(o.status, "4.7.0", "403 defers 4.7.0");
+
+	ok(dest_resolve(cfg, &b, "MAIL_NOCONF", &d, &o) == -1, "200 without a configuration");
+	is_str(o.status, "4.4.3", "malformed response defers 4.4.3");
+
+	ok(dest_resolve(cfg, &b, "MAIL_SLOW", &d, &o) == -1, "service too slow");
+	has_str(o.text, "timed out after 1 s", "timeout text");
+	is_str(o.status, "4.4.3", "timeout defers 4.4.3");
+
+	b.destination.client_secret = "bad-secret";
+	ok(dest_resolve(cfg, &b, "MAIL_ONPREM", &d, &o) == -1, "token refused");
+	has_str(o.text, "destination token service", "the token step is named");
+	is_str(o.status, "4.7.0", "token refusal defers 4.7.0");
+	b.destination.client_secret = "good-secret";
+
+	/* the file first, then the service */
+	free(cfg->destinations_file);
+	cfg->destinations_file = strdup(file);
+	write_file("[{\"Name\":\"MAIL_ONPREM\",\"Type\":\"MAIL\",\"mail.smtp.host\":\"from-file\","
+		   "\"mail.smtp.port\":\"25\"}]", 0600);
+	ok(dest_resolve(cfg, &b, "MAIL_ONPREM", &d, &o) == 0, "file wins over the service");
+	is_str(d.host, "from-file", "host from the file");
+	dest_free(&d);
+	ok(dest_resolve(cfg, &b, "MAIL_403", &d, &o) == -1, "not in the file: service asked");
+	is_str(o.status, "4.7.0", "the service's answer");
+	ok(dest_resolve(cfg, &b, "MAIL_NONE", &d, &o) == -1, "in neither");
+	snprintf(want, sizeof(want), "destination MAIL_NONE not found in the Destination Service "
+		 "nor in destinations file %s", file);
+	is_str(o.text, want, "in neither: text");
+	unlink(file);
+}
+
+static char cachedir[600], logfile[600];
+
+/* log_has - whether the debug log holds text */
+static int log_has(const char *text)
+{
+	static char buf[1 << 18];
+	FILE *fp = fopen(logfile, "r");
+	size_t n = fp ? fread(buf, 1, sizeof(buf) - 1, fp) : 0;
+
+	if (fp)
+		fclose(fp);
+	buf[n] = '\0';
+	return strstr(buf, text) != NULL;
+}
+
+/* log_reset - empty the debug log */
+static void log_reset(void)
+{
+	if (truncate(logfile, 0) < 0)
+		perror(logfile);
+}
+
+/* use_cache - the test cache (emptied) or none */
+static void use_cache(struct config *cfg, int on)
+{
+	struct cache c;
+
+	free(cfg->cache_dir);
+	cfg->cache_dir = strdup(on ? cachedir : "");
+	if (on && cache_open(&c, cachedir) == 0) {
+		cache_clear(&c);
+		cache_close(&c);
+	}
+}
+
+/* drop_fail_notes - forget remembered failures, as if their few seconds had passed */
+static void drop_fail_notes(void)
+{
+	struct dirent **names;
+	char path[1200];
+	int i, n = scandir(cachedir, &names, NULL, alphasort);
+
+	for (i = 0; i < n; i++) {
+		size_t len = strlen(names[i]->d_name);
+
+		if (len > 5 && strcmp(names[i]->d_name + len - 5, ".fail") == 0) {
+			snprintf(path, sizeof(path), "%s/%s", cachedir, names[i]->d_name);
+			unlink(path);
+		}
+		free(names[i]);
+	}
+	if (n >= 0)
+		free(names);
+}
+
+/* bind_server - bindings of both services pointing at the fake server */
+static void bind_server(struct bindings *b, char *tokurl, char *uri, size_t size)
+{
+	memset(b, 0, sizeof(*b));
+	snprintf(tokurl, size, "http://prov.localhost:%u/auth", server_port);
+	snprintf(uri, size, "http://127.0.0.1:%u/dest/", server_port);
+	b->have_destination = 1;
+	b->destination.token_url = tokurl;
+	b->destination.client_id = "sb-dest";
+	b->destination.client_secret = "good-secret";
+	b->destination_uri = uri;
+	b->have_connectivity = 1;
+	b->connectivity.token_url = tokurl;
+	b->connectivity.client_id = "sb-conn";
+	b->connectivity.client_secret = "good-secret";
+}
+
+/* set_str - replace a config string */
+static void set_str(char **field, const char *value)
+{
+	free(*field);
+	*field = strdup(value);
+}
+
+static void test_tenant_url(void)
+{
+	static const struct {
+		const char *url, *sub, *want;
+	} cases[] = {
+		{ "https://prov.authentication.eu10.hana.ondemand.com", "cust",
+		  "https://cust.authentication.eu10.hana.ondemand.com" },
+		{ "https://prov.authentication.cert.eu10.hana.ondemand.com/oauth/token", "c-1",
+		  "https://c-1.authentication.cert.eu10.hana.ondemand.com/oauth/token" },
+		{ "http://prov.localhost:8443/auth", "x", "http://x.localhost:8443/auth" },
+		{ "https://user@prov.example/p?q", "x", "https://user@x.example/p?q" },
+		{ "http://127.0.0.1:8080/auth", "x", NULL },
+		{ "https://localhost/auth", "x", NULL },
+		{ "https://[::1]:80/auth", "x", NULL },
+		{ "prov.example/auth", "x", NULL },
+		{ "https://prov.example", "a.b", NULL },
+		{ "https://prov.example", "-a", NULL },
+		{ "https://prov.example", "", NULL },
+	};
+	char err[256], *got;
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		got = oauth_tenant_url(cases[i].url, cases[i].sub, err, sizeof(err));
+		is_str(got, cases[i].want, "tenant URL %s + %s", cases[i].url, cases[i].sub);
+		if (got == NULL)
+			ok(err[0] != '\0', "... with a reason: %s", err);
+		free(got);
+	}
+}
+
+/* entry_life - expires_at - stored_at of the one entry of a kind, -1 when none */
+struct life {
+	const char *kind;
+	long life;
+	int n;
+};
+
+static void life_cb(void *arg, const char *name, const char *what, const struct cache_entry *e)
+{
+	struct life *l = arg;
+
+	(void)what;
+	if (strncmp(name, l->kind, strlen(l->kind)) == 0) {
+		l->n++;
+		l->life = (long)(e->expires_at - e->stored_at);
+	}
+}
+
+static long entry_life(const char *kind, int *n)
+{
+	struct life l = { kind, -1, 0 };
+	struct cache c;
+
+	if (cache_open(&c, cachedir) == 0) {
+		cache_list(&c, life_cb, &l);
+		cache_close(&c);
+	}
+	*n = l.n;
+	return l.life;
+}
+
+static void test_token_cache(struct config *cfg)
+{
+	struct bindings b;
+	struct http_options opt;
+	struct oauth_token tok, other;
+	struct outcome o;
+	char tokurl[128], uri[128];
+	long life;
+	int n;
+
+	bind_server(&b, tokurl, uri, sizeof(tokurl));
+	cfg->http_retries = 0;
+	http_options_init(&opt, cfg, 0);
+	use_cache(cfg, 1);
+	fs->token_requests = 0;
+	log_reset();
+	if (!ok(oauth_token_cached(cfg, &b.connectivity, &opt, "connectivity", 0, &tok, &o) == 0,
+		"cached token: first call"))
+		printf("# %s\n", o.text);
+	is_str(tok.access_token, "tok123", "cached token: the token");
+	is_int(fs->token_requests, 1, "first call: one request");
+	ok(log_has("token cache miss: connectivity (provider)"), "\"token cache miss\" logged");
+	oauth_token_free(&tok);
+	ok(oauth_token_cached(cfg, &b.connectivity, &opt, "connectivity", 0, &tok, &o) == 0
+	   && strcmp(tok.access_token, "tok123") == 0, "second call: same token");
+	ok(tok.expires_at > time(NULL) + 43000, "second call: the token's own expiry");
+	is_int(fs->token_requests, 1, "second call: no request");
+	ok(log_has("token cache hit: connectivity (provider)"), "\"token cache hit\" logged");
+	ok(!log_has("tok123"), "the token is never logged");
+	oauth_token_free(&tok);
+	life = entry_life("token-", &n);
+	is_int(n, 1, "one token entry");
+	ok(life >= 43199 - 300 - 2 && life <= 43199 - 300, "kept until expiry minus 300 s (%ld)",
+	   life);
+
+	ok(oauth_token_cached(cfg, &b.destination, &opt, "destination", 0, &tok, &o) == 0,
+	   "another client");
+	is_int(fs->token_requests, 2, "another client: its own request");
+	oauth_token_free(&tok);
+
+	/* a short-lived token: the margin is at most half its life */
+	use_cache(cfg, 1);
+	fs->expires_in = 20;
+	ok(oauth_token_cached(cfg, &b.connectivity, &opt, "connectivity", 0, &tok, &o) == 0,
+	   "short-lived token");
+	oauth_token_free(&tok);
+	life = entry_life("token-", &n);
+	ok(life >= 9 && life <= 10, "20 s token kept 10 s (margin capped at half) (%ld)", life);
+	fs->expires_in = 0;
+
+	/* forced refresh, and a refused token */
+	use_cache(cfg, 1);
+	fs->token_requests = 0;
+	oauth_token_cached(cfg, &b.connectivity, &opt, "connectivity", 0, &tok, &o);
+	oauth_token_free(&tok);
+	log_reset();
+	ok(oauth_token_cached(cfg, &b.connectivity, &opt, "connectivity", OAUTH_REFRESH, &tok,
+			      &o) == 0, "OAUTH_REFRESH");
+	is_int(fs->token_requests, 2, "OAUTH_REFRESH: fetched");
+	ok(log_has("token cache refresh: connectivity (provider)"), "\"token cache refresh\" logged");
+	other.access_token = "someone-elses";
+	other.expires_at = 0;
+	oauth_token_reject(cfg, &b.connectivity, &opt, "connectivity", 0, &other);
+	oauth_token_free(&tok);
+	ok(oauth_token_cached(cfg, &b.connectivity, &opt, "connectivity", 0, &tok, &o) == 0
+	   && fs->token_requests == 2, "rejecting another token keeps the cached one");
+	oauth_token_reject(cfg, &b.connectivity, &opt, "connectivity", 0, &tok);
+	oauth_token_free(&tok);
+	ok(oauth_token_cached(cfg, &b.connectivity, &opt, "connectivity", 0, &tok, &o) == 0,
+	   "after a rejection");
+	is_int(fs->token_requests, 3, "after a rejection: fetched once");
+	oauth_token_free(&tok);
+
+	/* caching off */
+	use_cache(cfg, 0);
+	fs->token_requests = 0;
+	oauth_token_cached(cfg, &b.connectivity, &opt, "connectivity", 0, &tok, &o);
+	oauth_token_free(&tok);
+	oauth_token_cached(cfg, &b.connectivity, &opt, "connectivity", 0, &tok, &o);
+	oauth_token_free(&tok);
+	is_int(fs->token_requests, 2, "cache_dir empty: a request per call");
+
+	/* a failed fetch is remembered, so a burst asks once */
+	use_cache(cfg, 1);
+	b.connectivity.client_secret = "bad";
+	fs->token_requests = 0;
+	ok(oauth_token_cached(cfg, &b.connectivity, &opt, "connectivity", 0, &tok, &o) == -1,
+	   "refused credentials");
+	is_str(o.status, "4.7.0", "refused: 4.7.0");
+	ok(oauth_token_cached(cfg, &b.connectivity, &opt, "connectivity", 0, &tok, &o) == -1,
+	   "refused again");
+	has_str(o.text, "HTTP 401 (unauthorized: Bad credentials)", "... the same text");
+	is_int(fs->token_requests, 2, "refused twice in a row: two requests (form, then Basic)");
+	b.connectivity.client_secret = "good-secret";
+	drop_fail_notes();
+}
+
+static void test_tenants(struct config *cfg)
+{
+	struct bindings b;
+	struct http_options opt;
+	struct oauth_token tok;
+	struct mail_destination d;
+	struct outcome o;
+	char tokurl[128], uri[128], ipurl[128];
+
+	bind_server(&b, tokurl, uri, sizeof(tokurl));
+	cfg->http_retries = 0;
+	http_options_init(&opt, cfg, 0);
+	use_cache(cfg, 1);
+	fs->token_requests = 0;
+
+	ok(oauth_token_cached(cfg, &b.connectivity, &opt, "connectivity", OAUTH_SUBSCRIBER, &tok,
+			      &o) == -1, "subscriber token without a tenant: error");
+	is_str(o.text, "connectivity token for a subscriber tenant, but neither tenant_subdomain "
+	       "nor tenant_id is configured", "says what is missing");
+	is_str(o.status, "4.3.5", "defers 4.3.5");
+
+	set_str(&cfg->tenant_subdomain, "cust");
+	if (!ok(oauth_token_cached(cfg, &b.connectivity, &opt, "connectivity", OAUTH_SUBSCRIBER,
+				   &tok, &o) == 0, "subscriber token by subdomain"))
+		printf("# %s\n", o.text);
+	is_str(tok.access_token, "tok-cust", "issued for the subdomain's host");
+	oauth_token_free(&tok);
+	ok(oauth_token_cached(cfg, &b.connectivity, &opt, "connectivity", 0, &tok, &o) == 0
+	   && strcmp(tok.access_token, "tok123") == 0, "the provider's token is another entry");
+	oauth_token_free(&tok);
+	is_int(fs->token_requests, 2, "two tenants, two requests");
+	oauth_token_cached(cfg, &b.connectivity, &opt, "connectivity", OAUTH_SUBSCRIBER, &tok, &o);
+	is_str(tok.access_token, "tok-cust", "subscriber token from the cache");
+	is_int(fs->token_requests, 2, "... without a request");
+	oauth_token_free(&tok);
+
+	snprintf(ipurl, sizeof(ipurl), "http://127.0.0.1:%u/auth", server_port);
+	b.connectivity.token_url = ipurl;
+	ok(oauth_token_cached(cfg, &b.connectivity, &opt, "connectivity", OAUTH_SUBSCRIBER, &tok,
+			      &o) == -1, "subdomain with an IP address token URL: error");
+	has_str(o.text, "the host has no first label to replace", "says why");
+	is_str(o.status, "4.3.5", "defers 4.3.5");
+
+	/* by tenant id: the provider's URL and X-zid */
+	set_str(&cfg->tenant_subdomain, "");
+	set_str(&cfg->tenant_id, "zz-9");
+	if (!ok(oauth_token_cached(cfg, &b.connectivity, &opt, "connectivity", OAUTH_SUBSCRIBER,
+				   &tok, &o) == 0, "subscriber token by tenant id"))
+		printf("# %s\n", o.text);
+	is_str(tok.access_token, "tok-zid-zz-9", "issued for the X-zid");
+	is_str(fs->last_zid, "zz-9", "X-zid header sent");
+	oauth_token_free(&tok);
+	b.connectivity.token_url = tokurl;
+
+	/* the Destination Service per destination_selection */
+	set_str(&cfg->tenant_id, "");
+	set_str(&cfg->tenant_subdomain, "cust");
+	cfg->destination_selection = DEST_SELECT_SUBSCRIBER_FIRST;
+	fs->find_requests = 0;
+	if (!ok(dest_resolve(cfg, &b, "MAIL_SUB", &d, &o) == 0, "subscriberFirst: the subscriber's"))
+		printf("# %s\n", o.text);
+	is_int(d.tenant_is_subscriber, 1, "found for the subscriber");
+	is_str(d.host, "sub.corp.internal", "the subscriber's destination");
+	is_str(fs->last_find_token, "tok-cust", "asked with the subscriber's token");
+	is_int(fs->find_requests, 1, "one Find");
+	dest_free(&d);
+	fs->find_requests = 0;
+	ok(dest_resolve(cfg, &b, "MAIL_ONPREM", &d, &o) == 0, "subscriberFirst: 404, then provider");
+	is_int(d.tenant_is_subscriber, 0, "found for the provider");
+	is_int(fs->find_requests, 2, "two Finds");
+	is_str(fs->last_find_token, "tok123", "the second with the provider's token");
+	dest_free(&d);
+	ok(dest_resolve(cfg, &b, "MAIL_NONE", &d, &o) == -1, "subscriberFirst: in neither");
+	is_str(o.text, "destination MAIL_NONE not found in the Destination Service (subscriber "
+	       "tenant nor provider)", "not found: both tenants named");
+
+	cfg->destination_selection = DEST_SELECT_ALWAYS_PROVIDER;
+	ok(dest_resolve(cfg, &b, "MAIL_SUB", &d, &o) == -1, "alwaysProvider: not the subscriber's");
+	is_str(o.text, "destination MAIL_SUB not found in the Destination Service", "404 text");
+	ok(dest_resolve(cfg, &b, "MAIL_ONPREM", &d, &o) == 0 && d.tenant_is_subscriber == 0,
+	   "alwaysProvider: the provider's");
+	dest_free(&d);
+
+	cfg->destination_selection = DEST_SELECT_ALWAYS_SUBSCRIBER;
+	ok(dest_resolve(cfg, &b, "MAIL_ONPREM", &d, &o) == -1,
+	   "alwaysSubscriber: no fallback to the provider");
+	is_str(o.text, "destination MAIL_ONPREM not found in the Destination Service (subscriber "
+	       "tenant)", "404 text names the tenant");
+	ok(dest_resolve(cfg, &b, "MAIL_SUB", &d, &o) == 0 && d.tenant_is_subscriber == 1,
+	   "alwaysSubscriber: the subscriber's");
+	dest_free(&d);
+
+	/* the cache key holds the tenant */
+	fs->find_requests = 0;
+	ok(dest_resolve(cfg, &b, "MAIL_SUB", &d, &o) == 0 && d.cache_age >= 0,
+	   "same tenant: from the cache");
+	dest_free(&d);
+	is_int(fs->find_requests, 0, "same tenant: no Find");
+	set_str(&cfg->tenant_subdomain, "other");
+	ok(dest_resolve(cfg, &b, "MAIL_SUB", &d, &o) == 0 && d.cache_age == -1,
+	   "another tenant: asked again");
+	is_str(fs->last_find_token, "tok-other", "with that tenant's token");
+	dest_free(&d);
+
+	set_str(&cfg->tenant_subdomain, "");
+	ok(dest_resolve(cfg, &b, "MAIL_SUB", &d, &o) == -1, "alwaysSubscriber without a tenant");
+	is_str(o.text, "destination_selection is alwaysSubscriber, but neither tenant_subdomain "
+	       "nor tenant_id is configured", "says what is missing");
+	cfg->destination_selection = DEST_SELECT_SUBSCRIBER_FIRST;
+	ok(dest_resolve(cfg, &b, "MAIL_ONPREM", &d, &o) == 0 && d.tenant_is_subscriber == 0,
+	   "subscriberFirst without a tenant: the provider");
+	dest_free(&d);
+	drop_fail_notes();
+}
+
+static void test_service_cache(struct config *cfg)
+{
+	struct bindings b;
+	struct mail_destination d;
+	struct outcome o;
+	char tokurl[128], uri[128];
+	time_t now;
+
+	bind_server(&b, tokurl, uri, sizeof(tokurl));
+	cfg->http_retries = 0;
+	cfg->destination_cache_ttl = 300;
+	cfg->destination_stale_ttl = 3600;
+	use_cache(cfg, 1);
+	fs->find_requests = fs->token_requests = 0;
+	log_reset();
+	ok(dest_resolve(cfg, &b, "MAIL_ONPREM", &d, &o) == 0 && d.cache_age == -1,
+	   "first lookup: from the service");
+	dest_free(&d);
+	ok(dest_resolve(cfg, &b, "MAIL_ONPREM", &d, &o) == 0, "second lookup");
+	ok(d.cache_age >= 0 && d.cache_age < 5 && !d.stale, "second lookup: from the cache");
+	is_str(d.password, "s3cret", "the password survives the cache");
+	is_str(d.location_id, "LOC1", "so does the location");
+	dest_free(&d);
+	is_int(fs->find_requests, 1, "one Find for two lookups");
+	is_int(fs->token_requests, 1, "one token for two lookups");
+	ok(log_has("destination cache miss: MAIL_ONPREM (subscriberFirst)"), "miss logged");
+	ok(log_has("destination cache hit: MAIL_ONPREM (subscriberFirst)"),
+	   "\"destination cache hit\" logged");
+	ok(!log_has("s3cret"), "no password in the log");
+
+	/* TTL 0: asked every time, but kept to stand in */
+	use_cache(cfg, 1);
+	cfg->destination_cache_ttl = 0;
+	fs->find_requests = 0;
+	dest_resolve(cfg, &b, "MAIL_ONPREM", &d, &o);
+	dest_free(&d);
+	dest_resolve(cfg, &b, "MAIL_ONPREM", &d, &o);
+	dest_free(&d);
+	is_int(fs->find_requests, 2, "TTL 0: a Find per lookup");
+	fs->down = 1;
+	log_reset();
+	if (!ok(dest_resolve(cfg, &b, "MAIL_ONPREM", &d, &o) == 0, "service failing: stale entry"))
+		printf("# %s\n", o.text);
+	ok(d.stale && d.cache_age >= 0, "... marked stale");
+	is_str(d.host, "mail.corp.internal", "... the last answer");
+	dest_free(&d);
+	ok(log_has("destination cache stale: MAIL_ONPREM"), "\"destination cache stale\" logged");
+	ok(log_has("HTTP 500 (down)"), "... with the failure");
+	fs->find_requests = 0;
+	ok(dest_resolve(cfg, &b, "MAIL_ONPREM", &d, &o) == 0 && d.stale, "still failing: stale");
+	dest_free(&d);
+	is_int(fs->find_requests, 0, "a failure just seen is not asked again");
+	drop_fail_notes();
+
+	fs->down = 2;
+	ok(dest_resolve(cfg, &b, "MAIL_ONPREM", &d, &o) == -1, "404: no stale entry");
+	has_str(o.text, "not found in the Destination Service", "404: not found");
+	fs->down = 1;
+	drop_fail_notes();
+	ok(dest_resolve(cfg, &b, "MAIL_ONPREM", &d, &o) == -1,
+	   "after a 404 the old entry never stands in");
+	has_str(o.text, "HTTP 500 (down)", "... the outage is reported");
+	is_str(o.status, "4.4.3", "... 4.4.3");
+	drop_fail_notes();
+
+	cfg->destination_stale_ttl = 0;
+	fs->down = 0;
+	dest_resolve(cfg, &b, "MAIL_ONPREM", &d, &o);
+	dest_free(&d);
+	fs->down = 1;
+	ok(dest_resolve(cfg, &b, "MAIL_ONPREM", &d, &o) == -1, "stale TTL 0: nothing stands in");
+	fs->down = 0;
+	drop_fail_notes();
+
+	/* OAuth destinations: the token comes along, the entry lives no longer than it */
+	use_cache(cfg, 1);
+	cfg->destination_cache_ttl = 300;
+	cfg->destination_stale_ttl = 3600;
+	fs->find_requests = 0;
+	now = time(NULL);
+	if (!ok(dest_resolve(cfg, &b, "MAIL_OAUTH", &d, &o) == 0, "OAuth2 destination"))
+		printf("# %s\n", o.text);
+	is_str(d.oauth_token.type, "Bearer", "token type");
+	is_str(d.oauth_token.value, "relay-token", "token value");
+	ok(d.oauth_token.expires_at >= now + 3600 && d.oauth_token.expires_at <= time(NULL) + 3600,
+	   "token expiry from expires_in");
+	ok(d.oauth_token.error == NULL, "no error");
+	is_int(fs->find_requests, 2, "Find with $skipTokenRetrieval, then without");
+	dest_free(&d);
+	ok(d.oauth_token.value == NULL, "dest_free releases the token");
+	ok(dest_resolve(cfg, &b, "MAIL_OAUTH", &d, &o) == 0 && d.cache_age >= 0
+	   && strcmp(d.oauth_token.value, "relay-token") == 0, "OAuth2 destination cached with its token");
+	dest_free(&d);
+	ok(dest_resolve(cfg, &b, "MAIL_OAUTH_ERR", &d, &o) == 0, "token retrieval failed: found");
+	has_str(d.oauth_token.error, "Retrieval of OAuthToken failed", "the service's error kept");
+	ok(d.oauth_token.value == NULL, "no token");
+	dest_free(&d);
+	fs->find_requests = 0;
+	ok(dest_resolve(cfg, &b, "MAIL_OAUTH_ERR", &d, &o) == 0 && d.cache_age == -1,
+	   "a destination without its token is not cached");
+	dest_free(&d);
+
+	/* a 401 from the Destination Service: a new token, once */
+	use_cache(cfg, 1);
+	cfg->destination_cache_ttl = 0;		/* the token stays cached, the destination not */
+	dest_resolve(cfg, &b, "MAIL_ONPREM", &d, &o);
+	dest_free(&d);
+	fs->revoked = 1;
+	fs->token_requests = fs->find_requests = 0;
+	if (!ok(dest_resolve(cfg, &b, "MAIL_ONPREM", &d, &o) == 0, "401: new token, asked again"))
+		printf("# %s\n", o.text);
+	dest_free(&d);
+	is_int(fs->token_requests, 1, "401: one new token");
+	is_int(fs->find_requests, 2, "401: two Finds");
+	is_str(fs->last_find_token, "tok456", "the second with the new token");
+	fs->token_requests = fs->find_requests = 0;
+	dest_resolve(cfg, &b, "MAIL_ONPREM", &d, &o);
+	dest_free(&d);
+	ok(fs->token_requests == 0 && fs->find_requests == 1, "the new token was cached");
+	fs->revoked = 0;
+	cfg->destination_cache_ttl = 300;
+}
+
+static void test_retries(struct config *cfg)
+{
+	struct bindings b;
+	struct mail_destination d;
+	struct http_options opt;
+	struct oauth_token tok;
+	struct oauth_client c;
+	struct outcome o;
+	char tokurl[128], uri[128], deadurl[128];
+	double t0;
+
+	bind_server(&b, tokurl, uri, sizeof(tokurl));
+	use_cache(cfg, 0);
+	cfg->http_timeout = 1;
+	cfg->http_retries = 2;
+	fs->flaky = 0;
+	fs->find_requests = 0;
+	if (!ok(dest_resolve(cfg, &b, "MAIL_FLAKY", &d, &o) == 0, "503 twice, then 200: found"))
+		printf("# %s\n", o.text);
+	dest_free(&d);
+	is_int(fs->find_requests, 3, "three tries");
+
+	cfg->http_retries = 0;
+	fs->flaky = 0;
+	fs->find_requests = 0;
+	ok(dest_resolve(cfg, &b, "MAIL_FLAKY", &d, &o) == -1, "no retries: the 503 stands");
+	has_str(o.text, "HTTP 503 (busy)", "503 text");
+	is_str(o.status, "4.4.3", "503 defers 4.4.3");
+	is_int(fs->find_requests, 1, "one try");
+
+	cfg->http_retries = 2;
+	fs->find_requests = 0;
+	ok(dest_resolve(cfg, &b, "MAIL_403", &d, &o) == -1 && fs->find_requests == 1,
+	   "403: never tried again");
+	fs->find_requests = 0;
+	ok(dest_resolve(cfg, &b, "MAIL_NONE", &d, &o) == -1 && fs->find_requests == 1,
+	   "404: never tried again");
+
+	cfg->http_retries = 1;
+	fs->find_requests = 0;
+	ok(dest_resolve(cfg, &b, "MAIL_SLOW", &d, &o) == -1, "timeouts: tried again");
+	has_str(o.text, "timed out after 1 s (after 2 tries)", "the text counts the tries");
+	is_int(fs->find_requests, 2, "two tries");
+
+	memset(&c, 0, sizeof(c));
+	snprintf(deadurl, sizeof(deadurl), "http://127.0.0.1:%u", free_port());
+	c.token_url = deadurl;
+	c.client_id = "x";
+	c.client_secret = "y";
+	cfg->http_retries = 2;
+	http_options_init(&opt, cfg, 0);
+	ok(oauth_token_get(&c, &opt, "connectivity", &tok, &o) == -1, "connection refused");
+	has_str(o.text, "connection refused (after 3 tries)", "... three tries");
+
+	/* every try ends by the deadline */
+	cfg->http_timeout = 10;
+	t0 = conn_now();
+	ok(dest_resolve_until(cfg, &b, "MAIL_SLOW", conn_now() + 1.5, &d, &o) == -1,
+	   "deadline: the slow service");
+	ok(conn_now() - t0 < 2.5, "deadline: given up in time (%.1f s)", conn_now() - t0);
+	has_str(o.text, "timed out", "deadline: a timeout");
+	use_cache(cfg, 1);
+	ok(dest_resolve_until(cfg, &b, "MAIL_ONPREM", conn_now() + 0.2, &d, &o) == -1,
+	   "deadline already (nearly) passed: no request");
+	has_str(o.text, "no time left before the delivery deadline", "says so");
+	ok(dest_resolve(cfg, &b, "MAIL_ONPREM", &d, &o) == 0,
+	   "one process out of time does not make the others fail");
+	dest_free(&d);
+	use_cache(cfg, 0);
+
+	opt.timeout = 10;
+	opt.retries = 2;
+	ok(http_budget(&opt) > 31.4 && http_budget(&opt) < 31.6, "budget: 3 x 10 s + 0.5 s + 1 s");
+	cfg->http_timeout = 1;
+	cfg->http_retries = 0;
+}
+
+static void test_config_destinations(void)
+{
+	struct config cfg;
+	struct bindings none, b;
+	struct mail_destination d;
+	struct outcome o;
+	char conf[700], err[512], want[2000], tokurl[128], uri[128];
+	FILE *fp;
+
+	snprintf(conf, sizeof(conf), "%s/btprelay.conf", dir);
+	fp = fopen(conf, "w");
+	fprintf(fp, "destinations_file = %s\n"
+		"cache_dir =\n"
+		"http_timeout = 1\n"
+		"http_retries = 0\n"
+		"destination.MAIL_CONF.mail.smtp.host = conf.example\n"
+		"destination.MAIL_CONF.mail.smtp.port = 2525\n"
+		"destination.MAIL_CONF.ProxyType = OnPremise\n"
+		"destination.MAIL_CONF.CloudConnectorLocationId = LOC9\n"
+		"destination.MAIL_CONF.mail.password = pw\n"
+		"destination.MAIL_NOPORT.mail.smtp.host = x\n"
+		"destination.MAIL_HTTP.Type = HTTP\n"
+		"destination.MAIL_HTTP.mail.smtp.host = x\n"
+		"destination.MAIL_HTTP.mail.smtp.port = 25\n"
+		"destination.MAIL_ONPREM.mail.smtp.host = from-config\n"
+		"destination.MAIL_ONPREM.mail.smtp.port = 25\n", file);
+	fclose(fp);
+	chmod(conf, 0600);
+	write_file("[{\"Name\":\"MAIL_FILE\",\"Type\":\"MAIL\",\"mail.smtp.host\":\"f\","
+		   "\"mail.smtp.port\":\"25\"}]", 0600);
+	if (!ok(config_load(&cfg, conf, err, sizeof(err)) == 0, "configuration with destinations"))
+		printf("# %s\n", err);
+	memset(&none, 0, sizeof(none));
+
+	if (!ok(dest_resolve(&cfg, &none, "MAIL_CONF", &d, &o) == 0, "declared in the configuration"))
+		printf("# %s\n", o.text);
+	snprintf(want, sizeof(want), "configuration file %s", conf);
+	is_str(d.source, want, "source names the configuration file");
+	is_str(d.host, "conf.example", "host");
+	is_int(d.port, 2525, "port");
+	is_int(d.onpremise, 1, "OnPremise");
+	is_str(d.location_id, "LOC9", "location");
+	is_str(d.password, "pw", "password");
+	is_str(d.name, "MAIL_CONF", "name from the key");
+	dest_free(&d);
+
+	ok(dest_resolve(&cfg, &none, "MAIL_NOPORT", &d, &o) == -1, "declared without a port");
+	is_str(o.text, "destination MAIL_NOPORT: no mail.smtp.port", "says what is missing");
+	ok(dest_resolve(&cfg, &none, "MAIL_HTTP", &d, &o) == -1, "declared with Type HTTP");
+	is_str(o.text, "destination MAIL_HTTP: Type is HTTP, not MAIL", "says so");
+
+	write_file("[{\"Name\":\"MAIL_CONF\",\"Type\":\"MAIL\",\"mail.smtp.host\":\"from-file\","
+		   "\"mail.smtp.port\":\"25\"}]", 0600);
+	ok(dest_resolve(&cfg, &none, "MAIL_CONF", &d, &o) == 0 && strcmp(d.host, "from-file") == 0,
+	   "the destinations file comes first");
+	dest_free(&d);
+
+	ok(dest_resolve(&cfg, &none, "MAIL_X", &d, &o) == -1, "in no source");
+	snprintf(want, sizeof(want), "destination MAIL_X not found (destinations file %s, "
+		 "configuration file %s, no Destination Service binding)", file, conf);
+	is_str(o.text, want, "not found: every place named");
+
+	bind_server(&b, tokurl, uri, sizeof(tokurl));
+	fs->find_requests = 0;
+	ok(dest_resolve(&cfg, &b, "MAIL_ONPREM", &d, &o) == 0 && strcmp(d.host, "from-config") == 0,
+	   "the configuration comes before the Destination Service");
+	is_int(fs->find_requests, 0, "... which is not asked");
+	dest_free(&d);
+	ok(dest_resolve(&cfg, &b, "MAIL_NONE", &d, &o) == -1, "in no source, with the service");
+	snprintf(want, sizeof(want), "destination MAIL_NONE not found in the Destination Service "
+		 "nor in destinations file %s nor in configuration file %s", file, conf);
+	is_str(o.text, want, "not found: every place named");
+	config_free(&cfg);
+	unlink(conf);
+	unlink(file);
+}
+
+static void test_burst(struct config *cfg)
+{
+	struct bindings b;
+	char tokurl[128], uri[128];
+	pid_t pids[20];
+	int i, status, good = 0;
+
+	bind_server(&b, tokurl, uri, sizeof(tokurl));
+	use_cache(cfg, 1);
+	cfg->http_timeout = 5;
+	cfg->http_retries = 0;
+	cfg->destination_cache_ttl = 300;
+	fs->find_requests = fs->token_requests = 0;
+	fflush(stdout);
+	for (i = 0; i < 20; i++) {
+		if ((pids[i] = fork()) == 0) {
+			struct mail_destination d;
+			struct http_options opt;
+			struct oauth_token tok;
+			struct outcome o;
+			int rc;
+
+			http_options_init(&opt, cfg, conn_now() + 30);
+			rc = dest_resolve_until(cfg, &b, "MAIL_ONPREM", conn_now() + 30, &d, &o) == 0
+			     && strcmp(d.host, "mail.corp.internal") == 0
+			     && oauth_token_cached(cfg, &b.connectivity, &opt, "connectivity",
+						   d.tenant_is_subscriber ? OAUTH_SUBSCRIBER : 0,
+						   &tok, &o) == 0;
+			_exit(rc ? 0 : 1);
+		}
+	}
+	for (i = 0; i < 20; i++)
+		if (waitpid(pids[i], &status, 0) > 0 && WIFEXITED(status)
+		    && WEXITSTATUS(status) == 0)
+			good++;
+	is_int(good, 20, "20 deliveries at once: all resolved and got a token");
+	is_int(fs->find_requests, 1, "20 deliveries at once: one Find request");
+	is_int(fs->token_requests, 2, "20 deliveries at once: one destination and one "
+	       "connectivity token request");
+
+	/* the same when the service is down: one try for the burst */
+	use_cache(cfg, 1);
+	fs->down = 1;
+	fs->find_requests = 0;
+	fflush(stdout);
+	for (i = 0; i < 10; i++) {
+		if ((pids[i] = fork()) == 0) {
+			struct mail_destination d;
+			struct outcome o;
+
+			_exit(dest_resolve(cfg, &b, "MAIL_ONPREM", &d, &o) == -1
+			      && strstr(o.text, "HTTP 500 (down)") != NULL ? 0 : 1);
+		}
+	}
+	good = 0;
+	for (i = 0; i < 10; i++)
+		if (waitpid(pids[i], &status, 0) > 0 && WIFEXITED(status)
+		    && WEXITSTATUS(status) == 0)
+			good++;
+	is_int(good, 10, "service down: 10 deliveries defer with its error");
+	is_int(fs->find_requests, 1, "service down: one Find for 10 deliveries");
+	fs->down = 0;
+	drop_fail_notes();
+}
+
+int main(void)
+{
+	struct config cfg;
+
+	if (mkdtemp(dir) == NULL) {
+		perror("mkdtemp");
+		return 2;
+	}
+	snprintf(file, sizeof(file), "%s/destinations.json", dir);
+	snprintf(cachedir, sizeof(cachedir), "%s/cache", dir);
+	mkdir(cachedir, 0700);
+	snprintf(logfile, sizeof(logfile), "%s/debug.log", dir);
+	fs = mmap(NULL, sizeof(*fs), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (fs == MAP_FAILED) {
+		perror("mmap");
+		return 2;
+	}
+	memset(fs, 0, sizeof(*fs));
+	/* the tests look for the cache's debug lines */
+	log_open("test-destination", logfile, LOG_LVL_DEBUG);
+	http_global_init();
+	config_defaults(&cfg);
+	/* no shared cache unless a test asks for one: never the real /var/cache */
+	free(cfg.cache_dir);
+	cfg.cache_dir = strdup("");
+	test_properties();
+	test_property_errors();
+	test_file(&cfg);
+	if (server_start() == 0) {
+		test_tenant_url();
+		test_oauth();
+		test_service(&cfg);
+		set_str(&cfg.destinations_file, "");
+		test_token_cache(&cfg);
+		test_tenants(&cfg);
+		test_service_cache(&cfg);
+		test_retries(&cfg);
+		test_config_destinations();
+		test_burst(&cfg);
+		kill(server_pid, SIGTERM);
+		waitpid(server_pid, NULL, 0);
+		{
+			char cmd[1300];
+
+			snprintf(cmd, sizeof(cmd), "rm -rf '%s'", cachedir);
+			if (system(cmd) != 0)
+				printf("# cannot remove %s\n", cachedir);
+		}
+	} else {
+		ok(0, "cannot start the fake HTTP server");
+	}
+	config_free(&cfg);
+	log_close();
+	if (getenv("BTPRELAY_TEST_KEEP_LOG") == NULL) {	/* to read what was logged */
+		unlink(logfile);
+		rmdir(dir);
+	}
+	unlink(file);
+	return tap_done();
+}

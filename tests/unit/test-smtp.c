@@ -1,0 +1,1283 @@
+/*
+ * test-smtp - the SMTP client: reply-line and EHLO keyword parsing, the
+ * body conversion (CRLF, dot-stuffing, chunk boundaries), and whole
+ * sessions against a scripted fake relay (a thread on a loopback
+ * listener; the script is a list of expected client bytes and replies),
+ * asserting the exact bytes the client sent and every outcome.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <openssl/ssl.h>
+
+#include "conn.h"
+#include "dsn.h"
+#include "smtp.h"
+#include "tap.h"
+
+/* ---- the fake relay ---- */
+
+enum peer_op {
+	PEER_EXPECT = 1,	/* read exactly these bytes */
+	PEER_ALONE,		/* nothing more arrives for a while (no pipelining) */
+	PEER_SEND,
+	PEER_CLOSE,
+};
+
+struct peer_step {
+	enum peer_op op;
+	const char *data;
+	size_t len;
+};
+
+struct peer {
+	int lfd;
+	unsigned port;
+	pthread_t th;
+	struct peer_step steps[48];
+	size_t nsteps;
+	char *got;		/* every byte the client sent, NUL-terminated */
+	size_t gotlen, gotcap;
+	char why[512];		/* the first mismatch, "" if none */
+};
+
+#define PEER_WAIT_MS 3000
+
+/* peer_add - append a step; len 0 = strlen(data) */
+static void peer_add(struct peer *p, enum peer_op op, const char *data, size_t len)
+{
+	if (p->nsteps == sizeof(p->steps) / sizeof(p->steps[0]))
+		abort();
+	p->steps[p->nsteps].op = op;
+	p->steps[p->nsteps].data = data;
+	p->steps[p->nsteps].len = len || !data ? len : strlen(data);
+	p->nsteps++;
+}
+
+#define EXPECT(p, s) peer_add((p), PEER_EXPECT, (s), 0)
+#define SEND(p, s) peer_add((p), PEER_SEND, (s), 0)
+#define ALONE(p) peer_add((p), PEER_ALONE, NULL, 0)
+#define CLOSE(p) peer_add((p), PEER_CLOSE, NULL, 0)
+
+/* peer_recv - up to n bytes within wait_ms; returns bytes read (0 on EOF or timeout) */
+static size_t peer_recv(struct peer *p, int fd, size_t n, int wait_ms)
+{
+	struct pollfd pfd = { fd, POLLIN, 0 };
+	size_t have = 0;
+	ssize_t r;
+
+	while (have < n) {
+		if (p->gotcap - p->gotlen < 65536 + 1) {
+			p->gotcap = p->gotcap * 2 + 65536 + 1;
+			p->got = realloc(p->got, p->gotcap);
+		}
+		if (poll(&pfd, 1, wait_ms) <= 0)
+			break;
+		r = recv(fd, p->got + p->gotlen, n - have < 65536 ? n - have : 65536, 0);
+		if (r <= 0)
+			break;
+		p->gotlen += (size_t)r;
+		p->got[p->gotlen] = 0;
+		have += (size_t)r;
+	}
+	return have;
+}
+
+/* peer_mismatch - note the first difference between what came and what was expected */
+static void peer_mismatch(struct peer *p, size_t step, const char *want, size_t wlen,
+			  size_t start)
+{
+	size_t glen = p->gotlen - start;
+
+	snprintf(p->why, sizeof(p->why), "step %zu: want \"%.*s\", got \"%.*s\"", step,
+		 (int)(wlen < 150 ? wlen : 150), want, (int)(glen < 150 ? glen : 150),
+		 p->got + start);
+}
+
+/* peer_main - accept one client and play the script */
+static void *peer_main(void *arg)
+{
+	struct peer *p = arg;
+	struct pollfd pfd = { p->lfd, POLLIN, 0 };
+	size_t i, start;
+	int fd;
+
+	if (poll(&pfd, 1, PEER_WAIT_MS) <= 0 || (fd = accept(p->lfd, NULL, NULL)) < 0) {
+		snprintf(p->why, sizeof(p->why), "no client connected");
+		return NULL;
+	}
+	for (i = 0; i < p->nsteps; i++) {
+		const struct peer_step *st = &p->steps[i];
+
+		if (st->op == PEER_EXPECT) {
+			start = p->gotlen;
+			if (peer_recv(p, fd, st->len, PEER_WAIT_MS) != st->len
+			    || memcmp(p->got + start, st->data, st->len) != 0) {
+				peer_mismatch(p, i, st->data, st->len, start);
+				break;
+			}
+		} else if (st->op == PEER_ALONE) {
+			start = p->gotlen;
+			if (peer_recv(p, fd, 1, 150) > 0) {
+				snprintf(p->why, sizeof(p->why), "step %zu: client sent \"%s\" before the reply",
+					 i, p->got + start);
+				break;
+			}
+		} else if (st->op == PEER_SEND) {
+			if (send(fd, st->data, st->len, MSG_NOSIGNAL) != (ssize_t)st->len) {
+				snprintf(p->why, sizeof(p->why), "step %zu: send failed", i);
+				break;
+			}
+		} else if (st->op == PEER_CLOSE) {
+			close(fd);
+			return NULL;
+		}
+	}
+	/* Whatever else the client sends, until it hangs up. */
+	while (peer_recv(p, fd, 65536, PEER_WAIT_MS) > 0)
+		;
+	close(fd);
+	return NULL;
+}
+
+/* peer_start - listen on 127.0.0.1, an ephemeral port, and run the script in a thread */
+static void peer_start(struct peer *p)
+{
+	struct sockaddr_in sa;
+	socklen_t sl = sizeof(sa);
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	p->lfd = socket(AF_INET, SOCK_STREAM, 0);
+	if (p->lfd < 0 || bind(p->lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0
+	    || listen(p->lfd, 1) < 0 || getsockname(p->lfd, (struct sockaddr *)&sa, &sl) < 0) {
+		perror("peer_start");
+		exit(99);
+	}
+	p->port = ntohs(sa.sin_port);
+	p->gotcap = 65536 + 1;
+	p->got = calloc(1, p->gotcap);
+	pthread_create(&p->th, NULL, peer_main, p);
+}
+
+/* peer_finish - wait for the script to end */
+static void peer_finish(struct peer *p)
+{
+	pthread_join(p->th, NULL);
+	close(p->lfd);
+}
+
+/* peer_free - the transcript */
+static void peer_free(struct peer *p)
+{
+	free(p->got);
+	memset(p, 0, sizeof(*p));
+}
+
+/* ---- one session ---- */
+
+struct run {
+	struct smtp_options opt;
+	const char *sender;
+	const char *rcpt[4];
+	size_t nrcpt;
+	long size;
+	const char *body;		/* the message, LF line ends */
+	size_t bodylen;			/* 0 = strlen(body) */
+	int body_fd;			/* >= 0: use this fd instead of body */
+	int send;			/* run smtp_send_message after a successful open */
+	int timeout_ms;			/* conn timeout, 0 = 3000 */
+
+	int open_rc, send_rc;
+	struct smtp_session s;
+	struct outcome o, out[4];
+};
+
+/* run_init - the usual options: no TLS, no AUTH, one message to one recipient */
+static void run_init(struct run *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->opt.helo_name = "client.test";
+	r->opt.relay_name = "relay.test[127.0.0.1]:25";
+	r->opt.tls_level = TLS_LEVEL_NONE;
+	r->opt.command_timeout_ms = 3000;
+	r->opt.data_done_timeout_ms = 3000;
+	r->sender = "a@x.test";
+	r->rcpt[0] = "b@corp.example";
+	r->nrcpt = 1;
+	r->size = -1;
+	r->body = "Subject: hi\n\n.dot\nbody\n";
+	r->body_fd = -1;
+	r->send = 1;
+	r->open_rc = r->send_rc = 99;
+}
+
+/* body_file - a temporary file holding the body, positioned at its start */
+static int body_file(const char *body, size_t len)
+{
+	char path[] = "/tmp/test-smtp.XXXXXX";
+	int fd = mkstemp(path);
+
+	if (fd < 0) {
+		perror("mkstemp");
+		exit(99);
+	}
+	unlink(path);
+	if (write(fd, body, len) != (ssize_t)len || lseek(fd, 0, SEEK_SET) != 0) {
+		perror("body_file");
+		exit(99);
+	}
+	return fd;
+}
+
+/* run_session - connect to p, open the session, send the message, QUIT */
+static void run_session(struct peer *p, struct run *r)
+{
+	struct smtp_envelope env;
+	struct conn c;
+	int fd;
+
+	peer_start(p);
+	conn_init(&c, r->timeout_ms ? r->timeout_ms : 3000, 0);
+	if (conn_connect(&c, "127.0.0.1", p->port) < 0) {
+		printf("# connect: %s\n", c.errtext);
+		exit(99);
+	}
+	r->open_rc = smtp_session_open(&r->s, &c, &r->opt, &r->o);
+	if (r->open_rc == 0 && r->send) {
+		env.sender = r->sender;
+		env.rcpt = r->rcpt;
+		env.nrcpt = r->nrcpt;
+		env.size = r->size;
+		if (r->body_fd >= 0)
+			fd = r->body_fd;
+		else
+			fd = body_file(r->body, r->bodylen ? r->bodylen : strlen(r->body));
+		r->send_rc = smtp_send_message(&r->s, &env, fd, r->out, &r->o);
+		close(fd);
+	}
+	smtp_quit(&r->s);
+	conn_close(&c);
+	peer_finish(p);
+	r->s.conn = NULL;
+}
+
+/* ---- parsers ---- */
+
+static void test_reply_line(void)
+{
+	static const struct {
+		const char *line;
+		int rc, code, last;
+	} t[] = {
+		{ "250 ok", 0, 250, 1 },
+		{ "250-PIPELINING", 0, 250, 0 },
+		{ "250", 0, 250, 1 },
+		{ "554 5.7.1 no", 0, 554, 1 },
+		{ "421-closing", 0, 421, 0 },
+		{ "220 ", 0, 220, 1 },
+		{ "25", -1, 0, 0 },
+		{ "", -1, 0, 0 },
+		{ "250x", -1, 0, 0 },
+		{ "2a0 ok", -1, 0, 0 },
+		{ "150 ok", -1, 0, 0 },
+		{ "650 ok", -1, 0, 0 },
+		{ "HTTP/1.1 400", -1, 0, 0 },
+		{ " 250 ok", -1, 0, 0 },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		int code = 0, last = 0, rc;
+
+		rc = smtp_reply_line(t[i].line, strlen(t[i].line), &code, &last);
+		is_int(rc, t[i].rc, "reply line \"%s\": %s", t[i].line, t[i].rc ? "garbage" : "valid");
+		if (rc == 0)
+			ok(code == t[i].code && last == t[i].last, "reply line \"%s\": code %d, last %d",
+			   t[i].line, t[i].code, t[i].last);
+	}
+}
+
+static void test_ehlo_keyword(void)
+{
+	static const struct {
+		const char *line;
+		unsigned bits;
+		unsigned long size;
+	} t[] = {
+		{ "PIPELINING", SMTP_EXT_PIPELINING, 7 },
+		{ "pipelining", SMTP_EXT_PIPELINING, 7 },
+		{ "STARTTLS", SMTP_EXT_STARTTLS, 7 },
+		{ "8BITMIME", SMTP_EXT_8BITMIME, 7 },
+		{ "SMTPUTF8", SMTP_EXT_SMTPUTF8, 7 },
+		{ "ENHANCEDSTATUSCODES", SMTP_EXT_ENHANCEDSTATUSCODES, 7 },
+		{ "SIZE 10240000", SMTP_EXT_SIZE, 10240000 },
+		{ "size 52428800", SMTP_EXT_SIZE, 52428800 },
+		{ "SIZE", SMTP_EXT_SIZE, 0 },
+		{ "SIZE 99999999999999999999999", SMTP_EXT_SIZE, (unsigned long)-1 },
+		{ "AUTH PLAIN LOGIN", SMTP_EXT_AUTH_PLAIN | SMTP_EXT_AUTH_LOGIN, 7 },
+		{ "AUTH LOGIN CRAM-MD5 PLAIN", SMTP_EXT_AUTH_PLAIN | SMTP_EXT_AUTH_LOGIN, 7 },
+		{ "auth plain", SMTP_EXT_AUTH_PLAIN, 7 },
+		{ "AUTH=LOGIN", SMTP_EXT_AUTH_LOGIN, 7 },
+		{ "AUTH=PLAIN LOGIN", SMTP_EXT_AUTH_PLAIN | SMTP_EXT_AUTH_LOGIN, 7 },
+		{ "AUTH CRAM-MD5 XOAUTH2", 0, 7 },
+		{ "AUTH PLAINX", 0, 7 },
+		{ "PIPELININGX", 0, 7 },
+		{ "STARTTLSNOW", 0, 7 },
+		{ "DSN", 0, 7 },
+		{ "", 0, 7 },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		unsigned long size = 7;
+		unsigned bits = smtp_ehlo_keyword(t[i].line, &size);
+
+		ok(bits == t[i].bits && size == t[i].size, "EHLO \"%s\" -> bits %#x, size %lu",
+		   t[i].line, t[i].bits, t[i].size);
+	}
+	is_int(smtp_ehlo_keyword("SIZE 100", NULL), SMTP_EXT_SIZE, "EHLO SIZE without a size pointer");
+}
+
+/* convert - run the body conversion over chunks separated by '|' in spec */
+static void convert(const char *spec, char *out, size_t *outlen)
+{
+	struct smtp_body_state st;
+	const char *p = spec, *bar;
+	size_t n = 0;
+
+	smtp_body_init(&st);
+	for (;;) {
+		bar = strchr(p, '|');
+		n += smtp_body_convert(&st, p, bar ? (size_t)(bar - p) : strlen(p), out + n);
+		if (!bar)
+			break;
+		p = bar + 1;
+	}
+	n += smtp_body_finish(&st, out + n);
+	out[n] = 0;
+	*outlen = n;
+}
+
+static void test_body_convert(void)
+{
+	static const struct {
+		const char *in;		/* chunks separated by '|' */
+		const char *out;	/* including the final dot */
+		const char *name;
+	} t[] = {
+		{ "", ".\r\n", "empty message" },
+		{ "a\n", "a\r\n.\r\n", "bare LF" },
+		{ "a\r\n", "a\r\n.\r\n", "CRLF stays CRLF" },
+		{ "a\nb\n", "a\r\nb\r\n.\r\n", "two lines" },
+		{ ".\n", "..\r\n.\r\n", "a lone dot" },
+		{ ".a\n..b\n", "..a\r\n...b\r\n.\r\n", "leading dots doubled" },
+		{ "a.b\n", "a.b\r\n.\r\n", "dot inside a line" },
+		{ "a\rb\n", "a\rb\r\n.\r\n", "bare CR passed through" },
+		{ "a\r.b\n", "a\r.b\r\n.\r\n", "dot after a bare CR is not at a line start" },
+		{ "a\r|\nb\n", "a\r\nb\r\n.\r\n", "CR | LF across chunks" },
+		{ "a\n|.b\n", "a\r\n..b\r\n.\r\n", "line-start dot after a chunk boundary" },
+		{ "a|.b\n", "a.b\r\n.\r\n", "dot after a boundary mid-line" },
+		{ ".|.\n", "...\r\n.\r\n", "dot, boundary, dot" },
+		{ "abc", "abc\r\n.\r\n", "no final newline" },
+		{ "abc\r", "abc\r\n.\r\n", "final CR completes the line end" },
+		{ "\n\n", "\r\n\r\n.\r\n", "empty lines" },
+		{ "a\r\r\n", "a\r\r\n.\r\n", "CR CR LF" },
+		{ "|||a\n||", "a\r\n.\r\n", "empty chunks" },
+	};
+	char out[256];
+	size_t i, n;
+
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		convert(t[i].in, out, &n);
+		ok(n == strlen(t[i].out) && memcmp(out, t[i].out, n) == 0, "body: %s", t[i].name);
+	}
+	{
+		/* The worst case fills exactly 2 * len bytes. */
+		struct smtp_body_state st;
+		char in[4] = { '\n', '\n', '\n', '\n' }, o2[10];
+
+		smtp_body_init(&st);
+		is_int(smtp_body_convert(&st, in, 4, o2), 8, "body: 4 LF -> 8 bytes");
+		smtp_body_init(&st);
+		is_int(smtp_body_convert(&st, ".\n.\n", 4, o2), 8, "body: 2 dot lines -> 8 bytes");
+	}
+}
+
+/* ---- sessions ---- */
+
+#define GREETING "220 relay.test ESMTP\r\n"
+#define EHLO "EHLO client.test\r\n"
+#define EHLO_PIPE "250-relay.test\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n" \
+	"250-8BITMIME\r\n250 ENHANCEDSTATUSCODES\r\n"
+#define BODY_OUT "Subject: hi\r\n\r\n..dot\r\nbody\r\n.\r\n"
+
+static void test_pipelined(void)
+{
+	struct peer p = { 0 };
+	struct run r;
+
+	run_init(&r);
+	r.size = 23;
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, EHLO_PIPE);
+	/* One write with MAIL, RCPT and DATA: the relay replies only once it has all three. */
+	EXPECT(&p, "MAIL FROM:<a@x.test> SIZE=23 BODY=8BITMIME\r\nRCPT TO:<b@corp.example>\r\nDATA\r\n");
+	SEND(&p, "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n");
+	EXPECT(&p, BODY_OUT);
+	SEND(&p, "250 2.0.0 Ok: queued as 4F2A\r\n");
+	EXPECT(&p, "QUIT\r\n");
+	SEND(&p, "221 2.0.0 Bye\r\n");
+	run_session(&p, &r);
+	is_str(p.why, "", "pipelined: the relay saw the expected commands");
+	is_int(r.open_rc, 0, "pipelined: session open");
+	is_int(r.send_rc, 0, "pipelined: delivered");
+	ok(r.s.ext == (SMTP_EXT_PIPELINING | SMTP_EXT_SIZE | SMTP_EXT_8BITMIME
+		       | SMTP_EXT_ENHANCEDSTATUSCODES) && r.s.size_limit == 10240000,
+	   "pipelined: EHLO capabilities");
+	is_int(r.o.cls, DSN_OK, "pipelined: outcome ok");
+	is_str(r.o.status, "2.0.0", "pipelined: status 2.0.0");
+	has_str(r.o.text, "250 2.0.0 Ok: queued as 4F2A", "pipelined: the relay's reply verbatim");
+	ok(r.out[0].cls == DSN_OK && strcmp(r.out[0].text, r.o.text) == 0, "pipelined: recipient ok");
+	is_str(p.got, EHLO "MAIL FROM:<a@x.test> SIZE=23 BODY=8BITMIME\r\nRCPT TO:<b@corp.example>\r\n"
+	       "DATA\r\n" BODY_OUT "QUIT\r\n", "pipelined: exact client bytes");
+	peer_free(&p);
+}
+
+static void test_pipelined_two(void)
+{
+	struct peer p = { 0 };
+	struct run r;
+
+	run_init(&r);
+	r.rcpt[1] = "c@corp.example";
+	r.nrcpt = 2;
+	r.sender = "";
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, "250-relay.test\r\n250 PIPELINING\r\n");
+	/* Two recipients: DATA waits for the RCPT replies. */
+	EXPECT(&p, "MAIL FROM:<>\r\nRCPT TO:<b@corp.example>\r\nRCPT TO:<c@corp.example>\r\n");
+	ALONE(&p);
+	SEND(&p, "250 ok\r\n250 ok\r\n250 ok\r\n");
+	EXPECT(&p, "DATA\r\n");
+	SEND(&p, "354 go\r\n");
+	EXPECT(&p, BODY_OUT);
+	SEND(&p, "250 queued\r\n");
+	EXPECT(&p, "QUIT\r\n");
+	run_session(&p, &r);
+	is_str(p.why, "", "pipelined, 2 rcpt: DATA after the RCPT replies; null sender <>");
+	is_int(r.send_rc, 0, "pipelined, 2 rcpt: delivered");
+	ok(r.out[0].cls == DSN_OK && r.out[1].cls == DSN_OK, "pipelined, 2 rcpt: both ok");
+	is_str(r.o.status, "2.0.0", "pipelined, 2 rcpt: synthesized 2.0.0");
+	peer_free(&p);
+}
+
+static void test_lockstep(void)
+{
+	struct peer p = { 0 };
+	struct run r;
+
+	run_init(&r);
+	r.rcpt[1] = "c@corp.example";
+	r.nrcpt = 2;
+	r.size = 23;
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, "250-relay.test\r\n250 SIZE\r\n");
+	EXPECT(&p, "MAIL FROM:<a@x.test> SIZE=23\r\n");
+	ALONE(&p);
+	SEND(&p, "250 ok\r\n");
+	EXPECT(&p, "RCPT TO:<b@corp.example>\r\n");
+	ALONE(&p);
+	SEND(&p, "250 ok\r\n");
+	EXPECT(&p, "RCPT TO:<c@corp.example>\r\n");
+	ALONE(&p);
+	SEND(&p, "250 ok\r\n");
+	EXPECT(&p, "DATA\r\n");
+	ALONE(&p);
+	SEND(&p, "354 go\r\n");
+	EXPECT(&p, BODY_OUT);
+	SEND(&p, "250-2.0.0 queued\r\n250 2.0.0 as ABC\r\n");
+	EXPECT(&p, "QUIT\r\n");
+	run_session(&p, &r);
+	is_str(p.why, "", "lock-step: one command per reply, no BODY= without 8BITMIME");
+	is_int(r.send_rc, 0, "lock-step: delivered");
+	has_str(r.o.text, "250-2.0.0 queued 250 2.0.0 as ABC", "lock-step: multi-line reply joined");
+	peer_free(&p);
+}
+
+static void test_helo_fallback(void)
+{
+	struct peer p = { 0 };
+	struct run r;
+
+	run_init(&r);
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, "502 5.5.2 Error: command not recognized\r\n");
+	EXPECT(&p, "HELO client.test\r\n");
+	SEND(&p, "250 relay.test\r\n");
+	EXPECT(&p, "MAIL FROM:<a@x.test>\r\n");
+	SEND(&p, "250 ok\r\n");
+	EXPECT(&p, "RCPT TO:<b@corp.example>\r\n");
+	SEND(&p, "250 ok\r\n");
+	EXPECT(&p, "DATA\r\n");
+	SEND(&p, "354 go\r\n");
+	EXPECT(&p, BODY_OUT);
+	SEND(&p, "250 ok\r\n");
+	EXPECT(&p, "QUIT\r\n");
+	run_session(&p, &r);
+	is_str(p.why, "", "HELO fallback after 502 to EHLO");
+	ok(r.send_rc == 0 && r.s.helo_only && r.s.ext == 0, "HELO fallback: delivered, no extensions");
+	peer_free(&p);
+}
+
+static void test_auth(void)
+{
+	struct peer p = { 0 };
+	struct run r;
+
+	run_init(&r);
+	r.send = 0;
+	r.opt.auth_user = "user";
+	r.opt.auth_password = "pass";
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, "250-relay.test\r\n250-AUTH LOGIN PLAIN\r\n250 PIPELINING\r\n");
+	EXPECT(&p, "AUTH PLAIN AHVzZXIAcGFzcw==\r\n");
+	SEND(&p, "235 2.7.0 Authentication successful\r\n");
+	EXPECT(&p, "QUIT\r\n");
+	run_session(&p, &r);
+	is_str(p.why, "", "AUTH PLAIN: initial response base64(\\0user\\0pass)");
+	is_int(r.open_rc, 0, "AUTH PLAIN: session open");
+	peer_free(&p);
+
+	run_init(&r);
+	r.send = 0;
+	r.opt.auth_user = "user";
+	r.opt.auth_password = "pass";
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, "250-relay.test\r\n250 AUTH=LOGIN\r\n");
+	EXPECT(&p, "AUTH LOGIN\r\n");
+	SEND(&p, "334 VXNlcm5hbWU6\r\n");
+	EXPECT(&p, "dXNlcg==\r\n");
+	SEND(&p, "334 UGFzc3dvcmQ6\r\n");
+	EXPECT(&p, "cGFzcw==\r\n");
+	SEND(&p, "235 2.7.0 ok\r\n");
+	EXPECT(&p, "QUIT\r\n");
+	run_session(&p, &r);
+	is_str(p.why, "", "AUTH LOGIN (legacy AUTH=LOGIN): user and password after 334");
+	is_int(r.open_rc, 0, "AUTH LOGIN: session open");
+	peer_free(&p);
+
+	run_init(&r);
+	r.opt.auth_user = "user";
+	r.opt.auth_password = "pass";
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, "250-relay.test\r\n250 AUTH PLAIN\r\n");
+	EXPECT(&p, "AUTH PLAIN AHVzZXIAcGFzcw==\r\n");
+	SEND(&p, "535 5.7.8 Error: authentication failed: bad credentials\r\n");
+	EXPECT(&p, "QUIT\r\n");
+	run_session(&p, &r);
+	is_str(p.why, "", "AUTH 535: QUIT follows");
+	is_int(r.open_rc, -1, "AUTH 535: open fails");
+	ok(r.o.cls == DSN_DEFER && strcmp(r.o.status, "4.7.0") == 0, "AUTH 535: defer 4.7.0");
+	has_str(r.o.text, "535 5.7.8 Error: authentication failed: bad credentials",
+		"AUTH 535: the relay's reply");
+	ok(!strstr(r.o.text, "pass") && !strstr(r.o.text, "AHVzZXIAcGFzcw"),
+	   "AUTH 535: no credentials in the text");
+	peer_free(&p);
+
+	run_init(&r);
+	r.opt.auth_user = "user";
+	r.opt.auth_password = "pass";
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, "250-relay.test\r\n250 AUTH CRAM-MD5\r\n");
+	EXPECT(&p, "QUIT\r\n");
+	run_session(&p, &r);
+	ok(r.open_rc == -1 && r.o.cls == DSN_DEFER && strcmp(r.o.status, "4.7.0") == 0,
+	   "AUTH without PLAIN/LOGIN: defer 4.7.0");
+	is_str(r.o.text, "relay offers no AUTH mechanism we support (PLAIN, LOGIN)",
+	       "AUTH without PLAIN/LOGIN: text");
+	is_str(p.why, "", "AUTH without PLAIN/LOGIN: no AUTH sent");
+	peer_free(&p);
+}
+
+static void test_rcpt_rejected(void)
+{
+	struct peer p = { 0 };
+	struct run r;
+
+	run_init(&r);
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, EHLO_PIPE);
+	EXPECT(&p, "MAIL FROM:<a@x.test> BODY=8BITMIME\r\nRCPT TO:<b@corp.example>\r\nDATA\r\n");
+	SEND(&p, "250 2.1.0 Ok\r\n550-5.1.1 <b@corp.example>: Recipient address rejected:\r\n"
+	     "550 5.1.1 User unknown in local recipient table\r\n554 5.5.1 Error: no valid recipients\r\n");
+	EXPECT(&p, "RSET\r\n");
+	SEND(&p, "250 2.0.0 Ok\r\n");
+	EXPECT(&p, "QUIT\r\n");
+	run_session(&p, &r);
+	is_str(p.why, "", "RCPT 550: pipelined DATA's 554 ignored, RSET, QUIT");
+	is_int(r.send_rc, -1, "RCPT 550: not delivered");
+	ok(r.o.cls == DSN_BOUNCE && strcmp(r.o.status, "5.1.1") == 0, "RCPT 550: bounce 5.1.1");
+	has_str(r.o.text, "550-5.1.1 <b@corp.example>: Recipient address rejected: 550 5.1.1 User "
+		"unknown in local recipient table", "RCPT 550: the reply, lines joined");
+	ok(r.out[0].cls == DSN_BOUNCE && strcmp(r.out[0].text, r.o.text) == 0,
+	   "RCPT 550: the recipient's outcome");
+	peer_free(&p);
+
+	/* A relay that says 354 to DATA with no valid recipient gets no body: hang up. */
+	run_init(&r);
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, "250-relay.test\r\n250 PIPELINING\r\n");
+	EXPECT(&p, "MAIL FROM:<a@x.test>\r\nRCPT TO:<b@corp.example>\r\nDATA\r\n");
+	SEND(&p, "250 ok\r\n550 5.1.1 unknown\r\n354 go ahead anyway\r\n");
+	run_session(&p, &r);
+	is_str(p.got, EHLO "MAIL FROM:<a@x.test>\r\nRCPT TO:<b@corp.example>\r\nDATA\r\n",
+	       "354 after a rejected RCPT: nothing more sent, connection closed");
+	ok(r.o.cls == DSN_BOUNCE && strcmp(r.o.status, "5.1.1") == 0, "354 after a rejected RCPT: "
+	   "the RCPT's outcome");
+	peer_free(&p);
+
+	/* DATA refused after every RCPT was accepted: RSET, the DATA reply for all. */
+	run_init(&r);
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, "250 relay.test\r\n");
+	EXPECT(&p, "MAIL FROM:<a@x.test>\r\n");
+	SEND(&p, "250 ok\r\n");
+	EXPECT(&p, "RCPT TO:<b@corp.example>\r\n");
+	SEND(&p, "250 ok\r\n");
+	EXPECT(&p, "DATA\r\n");
+	SEND(&p, "554 5.7.1 not now\r\n");
+	EXPECT(&p, "RSET\r\n");
+	SEND(&p, "250 ok\r\n");
+	EXPECT(&p, "QUIT\r\n");
+	run_session(&p, &r);
+	is_str(p.why, "", "DATA 554: RSET, QUIT");
+	ok(r.send_rc == -1 && r.o.cls == DSN_BOUNCE && strcmp(r.o.status, "5.7.1") == 0
+	   && r.out[0].cls == DSN_BOUNCE, "DATA 554: bounce per the reply");
+	has_str(r.o.text, "554 5.7.1 not now", "DATA 554: text");
+	peer_free(&p);
+}
+
+static void test_one_of_two_rejected(void)
+{
+	struct peer p = { 0 };
+	struct run r;
+
+	run_init(&r);
+	r.rcpt[0] = "gone@corp.example";
+	r.rcpt[1] = "c@corp.example";
+	r.nrcpt = 2;
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, "250-relay.test\r\n250 PIPELINING\r\n");
+	EXPECT(&p, "MAIL FROM:<a@x.test>\r\nRCPT TO:<gone@corp.example>\r\nRCPT TO:<c@corp.example>\r\n");
+	SEND(&p, "250 ok\r\n550 5.1.1 no such user\r\n250 ok\r\n");
+	EXPECT(&p, "RSET\r\n");
+	SEND(&p, "250 ok\r\n");
+	EXPECT(&p, "QUIT\r\n");
+	run_session(&p, &r);
+	is_str(p.why, "", "1 of 2 rejected: RSET, no DATA");
+	ok(strstr(p.got, "DATA") == NULL, "1 of 2 rejected: DATA never sent");
+	ok(r.send_rc == -1 && r.o.cls == DSN_BOUNCE && strcmp(r.o.status, "5.1.1") == 0,
+	   "1 of 2 rejected: request bounces 5.1.1");
+	has_str(r.o.text, "<gone@corp.example>: ", "1 of 2 rejected: text names the recipient");
+	has_str(r.o.text, "550 5.1.1 no such user", "1 of 2 rejected: text has the reply");
+	ok(r.out[0].cls == DSN_BOUNCE, "1 of 2 rejected: the rejected one bounces");
+	ok(r.out[1].cls == DSN_DEFER && strcmp(r.out[1].status, "4.0.0") == 0,
+	   "1 of 2 rejected: the accepted one defers 4.0.0");
+	has_str(r.out[1].text, "delivery not attempted: another recipient of this request was "
+		"rejected (<gone@corp.example>)", "1 of 2 rejected: why the other was not attempted");
+	peer_free(&p);
+
+	/* Both rejected, differently: the worst wins, both replies in the text. */
+	run_init(&r);
+	r.rcpt[0] = "b@corp.example";
+	r.rcpt[1] = "c@corp.example";
+	r.nrcpt = 2;
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, "250 relay.test\r\n");
+	EXPECT(&p, "MAIL FROM:<a@x.test>\r\n");
+	SEND(&p, "250 ok\r\n");
+	EXPECT(&p, "RCPT TO:<b@corp.example>\r\n");
+	SEND(&p, "451 4.3.0 try later\r\n");
+	EXPECT(&p, "RCPT TO:<c@corp.example>\r\n");
+	SEND(&p, "550 5.1.1 unknown\r\n");
+	EXPECT(&p, "RSET\r\n");
+	SEND(&p, "250 ok\r\n");
+	EXPECT(&p, "QUIT\r\n");
+	run_session(&p, &r);
+	is_str(p.why, "", "2 of 2 rejected, lock-step: RSET");
+	ok(r.o.cls == DSN_BOUNCE && strcmp(r.o.status, "5.1.1") == 0, "2 of 2 rejected: worst wins");
+	has_str(r.o.text, "<b@corp.example>: ", "2 of 2 rejected: first recipient named");
+	has_str(r.o.text, "451 4.3.0 try later", "2 of 2 rejected: first reply");
+	has_str(r.o.text, "; <c@corp.example>: ", "2 of 2 rejected: second recipient named");
+	has_str(r.o.text, "550 5.1.1 unknown", "2 of 2 rejected: second reply");
+	ok(r.out[0].cls == DSN_DEFER && r.out[1].cls == DSN_BOUNCE, "2 of 2 rejected: each its own");
+	peer_free(&p);
+}
+
+static void test_mail_rejected(void)
+{
+	struct peer p = { 0 };
+	struct run r;
+
+	run_init(&r);
+	r.rcpt[1] = "c@corp.example";
+	r.nrcpt = 2;
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, "250-relay.test\r\n250 PIPELINING\r\n");
+	EXPECT(&p, "MAIL FROM:<a@x.test>\r\nRCPT TO:<b@corp.example>\r\nRCPT TO:<c@corp.example>\r\n");
+	SEND(&p, "553 5.7.1 <a@x.test>: Sender address rejected\r\n503 5.5.1 need MAIL\r\n"
+	     "503 5.5.1 need MAIL\r\n");
+	EXPECT(&p, "QUIT\r\n");
+	run_session(&p, &r);
+	is_str(p.why, "", "MAIL 553: no DATA, no RSET");
+	ok(r.send_rc == -1 && r.o.cls == DSN_BOUNCE && strcmp(r.o.status, "5.7.1") == 0,
+	   "MAIL 553: bounce 5.7.1");
+	has_str(r.o.text, "553 5.7.1 <a@x.test>: Sender address rejected", "MAIL 553: reply text");
+	ok(strcmp(r.out[0].text, r.o.text) == 0 && strcmp(r.out[1].text, r.o.text) == 0,
+	   "MAIL 553: every recipient gets MAIL's outcome");
+	peer_free(&p);
+}
+
+static void test_eod(void)
+{
+	struct peer p = { 0 };
+	struct run r;
+
+	run_init(&r);
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, "250 relay.test\r\n");
+	EXPECT(&p, "MAIL FROM:<a@x.test>\r\n");
+	SEND(&p, "250 ok\r\n");
+	EXPECT(&p, "RCPT TO:<b@corp.example>\r\n");
+	SEND(&p, "250 ok\r\n");
+	EXPECT(&p, "DATA\r\n");
+	SEND(&p, "354 go\r\n");
+	EXPECT(&p, BODY_OUT);
+	SEND(&p, "451 4.3.0 Error: queue file write error\r\n");
+	EXPECT(&p, "QUIT\r\n");
+	run_session(&p, &r);
+	is_str(p.why, "", "451 at end of data: QUIT follows");
+	ok(r.send_rc == -1 && r.o.cls == DSN_DEFER && strcmp(r.o.status, "4.3.0") == 0,
+	   "451 at end of data: defer 4.3.0");
+	has_str(r.o.text, "451 4.3.0 Error: queue file write error", "451 at end of data: text");
+	ok(r.out[0].cls == DSN_DEFER, "451 at end of data: the recipient defers");
+	peer_free(&p);
+
+	run_init(&r);
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, "250 relay.test\r\n");
+	EXPECT(&p, "MAIL FROM:<a@x.test>\r\n");
+	SEND(&p, "250 ok\r\n");
+	EXPECT(&p, "RCPT TO:<b@corp.example>\r\n");
+	SEND(&p, "250 ok\r\n");
+	EXPECT(&p, "DATA\r\n");
+	SEND(&p, "354 go\r\n");
+	EXPECT(&p, BODY_OUT);
+	CLOSE(&p);
+	run_session(&p, &r);
+	ok(r.send_rc == -1 && r.o.cls == DSN_DEFER && strcmp(r.o.status, "4.4.2") == 0,
+	   "closed after the dot: defer 4.4.2");
+	has_str(r.o.text, "lost connection with relay after end of data", "closed after the dot: text");
+	peer_free(&p);
+
+	run_init(&r);
+	r.opt.data_done_timeout_ms = 200;
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, "250 relay.test\r\n");
+	EXPECT(&p, "MAIL FROM:<a@x.test>\r\n");
+	SEND(&p, "250 ok\r\n");
+	EXPECT(&p, "RCPT TO:<b@corp.example>\r\n");
+	SEND(&p, "250 ok\r\n");
+	EXPECT(&p, "DATA\r\n");
+	SEND(&p, "354 go\r\n");
+	EXPECT(&p, BODY_OUT);
+	run_session(&p, &r);
+	ok(r.send_rc == -1 && r.o.cls == DSN_DEFER && strcmp(r.o.status, "4.4.2") == 0,
+	   "no reply to the dot within data_done_timeout: defer 4.4.2");
+	has_str(r.o.text, "timeout reading reply to", "timeout after the dot: text");
+	ok(strstr(p.got, "QUIT") == NULL, "timeout after the dot: no QUIT on a broken session");
+	peer_free(&p);
+}
+
+static void test_connection_problems(void)
+{
+	struct peer p = { 0 };
+	struct run r;
+
+	run_init(&r);
+	CLOSE(&p);
+	run_session(&p, &r);
+	ok(r.open_rc == -1 && r.o.cls == DSN_DEFER && strcmp(r.o.status, "4.4.2") == 0,
+	   "closed before the greeting: defer 4.4.2");
+	has_str(r.o.text, "lost connection with relay while receiving the greeting",
+		"closed before the greeting: text");
+	peer_free(&p);
+
+	run_init(&r);
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, "250-relay.test\r\n250 PIPELINING\r\n");
+	EXPECT(&p, "MAIL FROM:<a@x.test>\r\nRCPT TO:<b@corp.example>\r\nDATA\r\n");
+	SEND(&p, "250 ok\r\n");
+	CLOSE(&p);
+	run_session(&p, &r);
+	ok(r.send_rc == -1 && r.o.cls == DSN_DEFER && strcmp(r.o.status, "4.4.2") == 0,
+	   "closed after MAIL's reply: defer 4.4.2");
+	has_str(r.o.text, "lost connection with relay while sending RCPT TO",
+		"closed after MAIL's reply: text names RCPT TO");
+	peer_free(&p);
+
+	run_init(&r);
+	r.opt.command_timeout_ms = 200;
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, "250 relay.test\r\n");
+	EXPECT(&p, "MAIL FROM:<a@x.test>\r\n");
+	run_session(&p, &r);
+	ok(r.send_rc == -1 && r.o.cls == DSN_DEFER && strcmp(r.o.status, "4.4.2") == 0,
+	   "no reply to MAIL: defer 4.4.2");
+	has_str(r.o.text, "timeout reading reply to MAIL FROM", "no reply to MAIL: text");
+	peer_free(&p);
+
+	run_init(&r);
+	SEND(&p, "554 5.7.1 go away\r\n");
+	EXPECT(&p, "QUIT\r\n");
+	run_session(&p, &r);
+	is_str(p.why, "", "greeting 554: QUIT follows");
+	ok(r.open_rc == -1 && r.o.cls == DSN_BOUNCE && strcmp(r.o.status, "5.7.1") == 0,
+	   "greeting 554: bounce per the reply");
+	has_str(r.o.text, "554 5.7.1 go away", "greeting 554: text");
+	peer_free(&p);
+
+	run_init(&r);
+	SEND(&p, "421 4.3.2 shutting down\r\n");
+	run_session(&p, &r);
+	ok(r.open_rc == -1 && r.o.cls == DSN_DEFER && strcmp(r.o.status, "4.3.2") == 0,
+	   "greeting 421: defer");
+	ok(strstr(p.got, "QUIT") == NULL, "greeting 421: no QUIT to a relay that is closing");
+	peer_free(&p);
+}
+
+static void test_garbage(void)
+{
+	struct peer p = { 0 };
+	struct run r;
+	char *big;
+	size_t i;
+
+	run_init(&r);
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, "HTTP/1.1 400 Bad Request\r\n");
+	run_session(&p, &r);
+	ok(r.open_rc == -1 && r.o.cls == DSN_DEFER, "garbage reply: defer");
+	has_str(r.o.text, "protocol error: relay sent garbage in reply to EHLO",
+		"garbage reply: text names the stage");
+	has_str(r.o.text, ": HTTP/1.1 400 Bad Request", "garbage reply: excerpt");
+	ok(strstr(p.got, "QUIT") == NULL, "garbage reply: no QUIT when out of step");
+	peer_free(&p);
+
+	run_init(&r);
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, "250-relay.test\r\n550 oops\r\n");
+	run_session(&p, &r);
+	ok(r.open_rc == -1 && r.o.cls == DSN_DEFER, "mixed codes in one reply: defer");
+	has_str(r.o.text, "mixed codes", "mixed codes: text");
+	peer_free(&p);
+
+	run_init(&r);
+	SEND(&p, "220 \x01\x7f" "bell\r\n");
+	EXPECT(&p, EHLO);
+	SEND(&p, "250 relay\rx\r\n");
+	EXPECT(&p, "MAIL FROM:<a@x.test>\r\n");
+	SEND(&p, "550 5.1.0 bad\x1b[31m sender\r\n");
+	EXPECT(&p, "QUIT\r\n");
+	run_session(&p, &r);
+	is_str(p.why, "", "control bytes in replies: session goes on");
+	has_str(r.o.text, "550 5.1.0 bad?[31m sender", "control bytes replaced in texts");
+
+	/* Over-long reply: the text is cut, the rest read and dropped, keywords still seen. */
+	peer_free(&p);
+	big = malloc(200 * 60 + 64);
+	big[0] = 0;
+	strcat(big, "250-relay.test\r\n");
+	for (i = 0; i < 200; i++)
+		strcat(big, "250-XEXTENSION-WITH-A-LONG-NAME-TO-FILL-THE-BUFFER-QUICKLY\r\n");
+	strcat(big, "250 PIPELINING\r\n");
+	run_init(&r);
+	r.send = 0;
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, big);
+	EXPECT(&p, "QUIT\r\n");
+	run_session(&p, &r);
+	is_str(p.why, "", "EHLO reply of 12 KB: session goes on");
+	ok(r.open_rc == 0 && (r.s.ext & SMTP_EXT_PIPELINING), "EHLO reply of 12 KB: last keyword seen");
+	peer_free(&p);
+	free(big);
+
+	/* A line longer than SMTP_LINE_MAX. */
+	big = malloc(3000);
+	memset(big, 'x', 2997);
+	memcpy(big, "250 ", 4);
+	memcpy(big + 2995, "\r\n", 3);
+	run_init(&r);
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, big);
+	run_session(&p, &r);
+	ok(r.open_rc == -1 && r.o.cls == DSN_DEFER, "reply line of 3000 bytes: defer");
+	has_str(r.o.text, "longer than", "reply line of 3000 bytes: text");
+	peer_free(&p);
+	free(big);
+
+	/* More than 1000 lines. */
+	big = malloc(1002 * 8 + 16);
+	big[0] = 0;
+	for (i = 0; i < 1001; i++)
+		strcat(big, "250-xx\r\n");
+	strcat(big, "250 end\r\n");
+	run_init(&r);
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, big);
+	run_session(&p, &r);
+	ok(r.open_rc == -1 && r.o.cls == DSN_DEFER, "reply of 1002 lines: defer");
+	has_str(r.o.text, "more than 1000 lines", "reply of 1002 lines: text");
+	peer_free(&p);
+	free(big);
+}
+
+static void test_envelope_refused(void)
+{
+	struct peer p = { 0 };
+	struct run r;
+
+	run_init(&r);
+	r.size = 5000;
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, "250-relay.test\r\n250 SIZE 1000\r\n");
+	EXPECT(&p, "QUIT\r\n");
+	run_session(&p, &r);
+	is_str(p.why, "", "SIZE over the limit: QUIT");
+	ok(strstr(p.got, "MAIL") == NULL, "SIZE over the limit: no MAIL");
+	ok(r.send_rc == -1 && r.o.cls == DSN_BOUNCE && strcmp(r.o.status, "5.3.4") == 0,
+	   "SIZE over the limit: bounce 5.3.4");
+	is_str(r.o.text, "message size 5000 exceeds size limit 1000 of relay", "SIZE: text");
+	ok(r.out[0].cls == DSN_BOUNCE, "SIZE: the recipient bounces");
+	peer_free(&p);
+
+	run_init(&r);
+	r.rcpt[0] = "j\xc3\xb6rg@corp.example";
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, "250-relay.test\r\n250 8BITMIME\r\n");
+	EXPECT(&p, "QUIT\r\n");
+	run_session(&p, &r);
+	ok(strstr(p.got, "MAIL") == NULL, "SMTPUTF8 missing: no MAIL");
+	ok(r.send_rc == -1 && r.o.cls == DSN_BOUNCE && strcmp(r.o.status, "5.6.7") == 0,
+	   "SMTPUTF8 missing: bounce 5.6.7");
+	is_str(r.o.text, "relay does not support SMTPUTF8, required by address "
+	       "<j\xc3\xb6rg@corp.example>", "SMTPUTF8 missing: text");
+	peer_free(&p);
+
+	run_init(&r);
+	r.rcpt[0] = "j\xc3\xb6rg@corp.example";
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, "250-relay.test\r\n250-SMTPUTF8\r\n250 8BITMIME\r\n");
+	EXPECT(&p, "MAIL FROM:<a@x.test> BODY=8BITMIME SMTPUTF8\r\n");
+	SEND(&p, "250 ok\r\n");
+	EXPECT(&p, "RCPT TO:<j\xc3\xb6rg@corp.example>\r\n");
+	SEND(&p, "250 ok\r\n");
+	EXPECT(&p, "DATA\r\n");
+	SEND(&p, "354 go\r\n");
+	EXPECT(&p, BODY_OUT);
+	SEND(&p, "250 ok\r\n");
+	EXPECT(&p, "QUIT\r\n");
+	run_session(&p, &r);
+	is_str(p.why, "", "SMTPUTF8 offered: MAIL ... SMTPUTF8");
+	is_int(r.send_rc, 0, "SMTPUTF8 offered: delivered");
+	peer_free(&p);
+
+	run_init(&r);
+	r.rcpt[0] = "b@corp.example\r\nRCPT TO:<evil@x>";
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, "250 relay.test\r\n");
+	EXPECT(&p, "QUIT\r\n");
+	run_session(&p, &r);
+	is_str(p.why, "", "CR/LF in a recipient: nothing but QUIT");
+	ok(r.send_rc == -1 && r.o.cls == DSN_BOUNCE && strcmp(r.o.status, "5.1.3") == 0,
+	   "CR/LF in a recipient: bounce 5.1.3");
+	has_str(r.o.text, "invalid address <b@corp.example??RCPT TO:<evil@x>>", "CR/LF: text");
+	peer_free(&p);
+
+	run_init(&r);
+	r.sender = "a@x.test\n";
+	r.rcpt[1] = "c@corp.example";
+	r.nrcpt = 2;
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, "250 relay.test\r\n");
+	EXPECT(&p, "QUIT\r\n");
+	run_session(&p, &r);
+	ok(r.send_rc == -1 && r.o.cls == DSN_BOUNCE && strcmp(r.o.status, "5.1.3") == 0
+	   && r.out[0].cls == DSN_BOUNCE && r.out[1].cls == DSN_BOUNCE,
+	   "LF in the sender: every recipient bounces 5.1.3");
+	has_str(r.o.text, "invalid address", "LF in the sender: text");
+	peer_free(&p);
+
+	{
+		static char longaddr[1000];
+
+		memset(longaddr, 'l', 987);
+		memcpy(longaddr + 980, "@x.test", 8);
+		run_init(&r);
+		r.rcpt[0] = longaddr;
+		SEND(&p, GREETING);
+		EXPECT(&p, EHLO);
+		SEND(&p, "250 relay.test\r\n");
+		EXPECT(&p, "QUIT\r\n");
+		run_session(&p, &r);
+		ok(r.send_rc == -1 && strcmp(r.o.status, "5.1.3") == 0, "address of 987 bytes: 5.1.3");
+		has_str(r.o.text, "longer than 986 bytes", "address of 987 bytes: text");
+		peer_free(&p);
+	}
+}
+
+static void test_tls_policy(void)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	struct peer p = { 0 };
+	struct run r;
+
+	run_init(&r);
+	r.opt.tls_level = TLS_LEVEL_ENCRYPT;
+	r.opt.tls_ctx = ctx;
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, "250-relay.test\r\n250 PIPELINING\r\n");
+	EXPECT(&p, "QUIT\r\n");
+	run_session(&p, &r);
+	ok(r.open_rc == -1 && r.o.cls == DSN_DEFER && strcmp(r.o.status, "4.7.4") == 0,
+	   "encrypt, STARTTLS not offered: defer 4.7.4");
+	is_str(r.o.text, "relay does not offer STARTTLS, but TLS is required "
+	       "(smtp_tls_security_level=encrypt)", "encrypt, STARTTLS not offered: text");
+	peer_free(&p);
+
+	run_init(&r);
+	r.opt.tls_level = TLS_LEVEL_MAY;
+	r.opt.tls_ctx = ctx;
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, "250-relay.test\r\n250 STARTTLS\r\n");
+	EXPECT(&p, "STARTTLS\r\n");
+	SEND(&p, "220 2.0.0 Ready to start TLS\r\n250 injected\r\n");
+	run_session(&p, &r);
+	ok(r.open_rc == -1 && r.o.cls == DSN_DEFER, "bytes after 220 to STARTTLS: defer");
+	has_str(r.o.text, "after its reply to STARTTLS", "bytes after 220 to STARTTLS: text");
+	ok(r.s.tls_active == 0, "bytes after 220 to STARTTLS: no TLS started");
+	peer_free(&p);
+
+	run_init(&r);
+	r.opt.tls_level = TLS_LEVEL_MAY;
+	r.opt.tls_ctx = ctx;
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, "250-relay.test\r\n250 STARTTLS\r\n");
+	EXPECT(&p, "STARTTLS\r\n");
+	SEND(&p, "454 4.7.0 TLS not available\r\n");
+	EXPECT(&p, "MAIL FROM:<a@x.test>\r\n");
+	SEND(&p, "250 ok\r\n");
+	EXPECT(&p, "RCPT TO:<b@corp.example>\r\n");
+	SEND(&p, "250 ok\r\n");
+	EXPECT(&p, "DATA\r\n");
+	SEND(&p, "354 go\r\n");
+	EXPECT(&p, BODY_OUT);
+	SEND(&p, "250 ok\r\n");
+	EXPECT(&p, "QUIT\r\n");
+	run_session(&p, &r);
+	is_str(p.why, "", "may, STARTTLS refused: goes on in plaintext");
+	is_int(r.send_rc, 0, "may, STARTTLS refused: delivered");
+	peer_free(&p);
+
+	run_init(&r);
+	r.opt.tls_level = TLS_LEVEL_ENCRYPT;
+	r.opt.tls_ctx = ctx;
+	r.opt.tls_required_by = "mail.smtp.starttls.required";
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, "250-relay.test\r\n250 STARTTLS\r\n");
+	EXPECT(&p, "STARTTLS\r\n");
+	SEND(&p, "554 5.7.0 no TLS for you\r\n");
+	run_session(&p, &r);
+	ok(r.open_rc == -1 && r.o.cls == DSN_DEFER && strcmp(r.o.status, "4.7.4") == 0,
+	   "encrypt, STARTTLS refused with 554: defer 4.7.4, not bounce");
+	has_str(r.o.text, "(mail.smtp.starttls.required): 554 5.7.0 no TLS for you",
+		"encrypt, STARTTLS refused: why and the reply");
+	peer_free(&p);
+
+	run_init(&r);
+	r.opt.tls_level = TLS_LEVEL_MAY;
+	r.opt.tls_ctx = ctx;
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, "250-relay.test\r\n250 STARTTLS\r\n");
+	EXPECT(&p, "STARTTLS\r\n");
+	SEND(&p, "220 go ahead\r\n");
+	CLOSE(&p);
+	run_session(&p, &r);
+	ok(r.open_rc == -1 && r.o.cls == DSN_DEFER && strcmp(r.o.status, "4.7.5") == 0,
+	   "TLS handshake fails: defer 4.7.5");
+	has_str(r.o.text, "TLS handshake with relay failed: ", "TLS handshake fails: text");
+	peer_free(&p);
+
+	run_init(&r);
+	r.opt.tls_level = TLS_LEVEL_NONE;
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, "250-relay.test\r\n250 STARTTLS\r\n");
+	EXPECT(&p, "MAIL FROM:<a@x.test>\r\n");
+	SEND(&p, "250 ok\r\n");
+	EXPECT(&p, "RCPT TO:<b@corp.example>\r\n");
+	SEND(&p, "250 ok\r\n");
+	EXPECT(&p, "DATA\r\n");
+	SEND(&p, "354 go\r\n");
+	EXPECT(&p, BODY_OUT);
+	SEND(&p, "250 ok\r\n");
+	EXPECT(&p, "QUIT\r\n");
+	run_session(&p, &r);
+	is_str(p.why, "", "tls none: STARTTLS offered but never sent");
+	peer_free(&p);
+	SSL_CTX_free(ctx);
+}
+
+static void test_body_stream(void)
+{
+	struct peer p = { 0 };
+	struct run r;
+	char *in, *want, *expect;
+	size_t i, j, inlen = 0, wantlen = 0;
+	int fd;
+
+	/* ~300 KB of lines, every seventh with a leading dot: crosses many 64 KiB chunks. */
+	in = malloc(400000);
+	want = malloc(500000);
+	for (i = 0; inlen < 300000; i++) {
+		if (i % 7 == 0) {
+			in[inlen++] = '.';
+			want[wantlen++] = '.';
+			want[wantlen++] = '.';
+		}
+		for (j = 0; j < 60 + i % 41; j++) {
+			in[inlen++] = (char)('a' + (i + j) % 26);
+			want[wantlen++] = (char)('a' + (i + j) % 26);
+		}
+		in[inlen++] = '\n';
+		want[wantlen++] = '\r';
+		want[wantlen++] = '\n';
+	}
+	memcpy(want + wantlen, ".\r\n", 4);
+	wantlen += 3;
+	expect = malloc(wantlen + 1);
+	memcpy(expect, want, wantlen + 1);
+
+	run_init(&r);
+	r.body = in;
+	r.bodylen = inlen;
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, "250 relay.test\r\n");
+	EXPECT(&p, "MAIL FROM:<a@x.test>\r\n");
+	SEND(&p, "250 ok\r\n");
+	EXPECT(&p, "RCPT TO:<b@corp.example>\r\n");
+	SEND(&p, "250 ok\r\n");
+	EXPECT(&p, "DATA\r\n");
+	SEND(&p, "354 go\r\n");
+	peer_add(&p, PEER_EXPECT, expect, wantlen);
+	SEND(&p, "250 ok\r\n");
+	EXPECT(&p, "QUIT\r\n");
+	run_session(&p, &r);
+	is_str(p.why, "", "300 KB body: converted exactly across chunk boundaries");
+	is_int(r.send_rc, 0, "300 KB body: delivered");
+	peer_free(&p);
+	free(in);
+	free(want);
+	free(expect);
+
+	/* A read error on the message: no final dot, ever. */
+	fd = open("/", O_RDONLY | O_DIRECTORY);
+	run_init(&r);
+	r.body_fd = fd;
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, "250 relay.test\r\n");
+	EXPECT(&p, "MAIL FROM:<a@x.test>\r\n");
+	SEND(&p, "250 ok\r\n");
+	EXPECT(&p, "RCPT TO:<b@corp.example>\r\n");
+	SEND(&p, "250 ok\r\n");
+	EXPECT(&p, "DATA\r\n");
+	SEND(&p, "354 go\r\n");
+	run_session(&p, &r);
+	is_str(p.why, "", "read error: the relay got DATA");
+	ok(r.send_rc == -1 && r.o.cls == DSN_DEFER && strcmp(r.o.status, "4.3.0") == 0,
+	   "read error on the message: defer 4.3.0");
+	has_str(r.o.text, "error reading the message", "read error: text");
+	ok(strstr(p.got, "DATA\r\n") && !strstr(strstr(p.got, "DATA\r\n"), ".\r\n")
+	   && !strstr(p.got, "QUIT"), "read error: no final dot, no QUIT, connection closed");
+	peer_free(&p);
+}
+
+int main(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	test_reply_line();
+	test_ehlo_keyword();
+	test_body_convert();
+	test_pipelined();
+	test_pipelined_two();
+	test_lockstep();
+	test_helo_fallback();
+	test_auth();
+	test_rcpt_rejected();
+	test_one_of_two_rejected();
+	test_mail_rejected();
+	test_eod();
+	test_connection_problems();
+	test_garbage();
+	test_envelope_refused();
+	test_tls_policy();
+	test_body_stream();
+	return tap_done();
+}

@@ -1,0 +1,57 @@
+/* test-util - base64 both ways, printable copies, the secrets-file check */
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "tap.h"
+#include "util.h"
+
+int main(void)
+{
+	static const char *const vec[][2] = {
+		{ "", "" }, { "f", "Zg==" }, { "fo", "Zm8=" }, { "foo", "Zm9v" },
+		{ "foob", "Zm9vYg==" }, { "cloud-sdk-js", "Y2xvdWQtc2RrLWpz" }, { "LOC1", "TE9DMQ==" },
+	};
+	static const char *const bad[] = { "Zg=", "Z===", "Zg==Zg==", "Zm9v!", "=Zm9", "Zm=v" };
+	char buf[64], path[] = "/tmp/test-util.XXXXXX", err[256];
+	size_t i;
+	ssize_t n;
+	int fd;
+
+	for (i = 0; i < sizeof(vec) / sizeof(vec[0]); i++) {
+		is_int(base64_encode(vec[i][0], strlen(vec[i][0]), buf, sizeof(buf)), strlen(vec[i][1]),
+		       "encode length \"%s\"", vec[i][0]);
+		is_str(buf, vec[i][1], "encode \"%s\"", vec[i][0]);
+		n = base64_decode(vec[i][1], strlen(vec[i][1]), buf, sizeof(buf));
+		ok(n == (ssize_t)strlen(vec[i][0]) && memcmp(buf, vec[i][0], (size_t)n) == 0,
+		   "decode \"%s\"", vec[i][1]);
+	}
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		is_int(base64_decode(bad[i], strlen(bad[i]), buf, sizeof(buf)), -1, "reject \"%s\"", bad[i]);
+	is_int(base64_encode("foo", 3, buf, 4), 0, "encode refuses a small buffer");
+	is_int(base64_decode("Zm9v", 4, buf, 2), -1, "decode refuses a small buffer");
+
+	str_printable(buf, sizeof(buf), "a\r\nb\0c", 6);
+	is_str(buf, "a??b?c", "control bytes become ?");
+	is_int(str_copy(buf, "abcdef", 4), 6, "str_copy returns the source length");
+	is_str(buf, "abc", "str_copy truncates and terminates");
+
+	fd = mkstemp(path);
+	if (write(fd, "secret", 6) != 6)
+		return 1;
+	close(fd);
+	chmod(path, 0600);
+	is_int(file_check_private(path, err, sizeof(err)), 0, "0600 file accepted");
+	chmod(path, 0644);
+	is_int(file_check_private(path, err, sizeof(err)), -1, "0644 file refused");
+	has_str(err, "mode 0644", "refusal names the mode");
+	has_str(err, "chmod o-rwx", "refusal says how to fix it");
+	char *all = file_read_all(path, 100, NULL, err, sizeof(err));
+	is_str(all, "secret", "file_read_all");
+	free(all);
+	ok(file_read_all(path, 3, NULL, err, sizeof(err)) == NULL, "file_read_all refuses a file over the limit");
+	unlink(path);
+	ok(file_read_all(path, 100, NULL, err, sizeof(err)) == NULL, "missing file");
+	has_str(err, "No such file", "missing file text");
+	return tap_done();
+}

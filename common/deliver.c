@@ -73,26 +73,30 @@ static int open_tunnel(const struct config *cfg, struct route *rt, struct outcom
 	return r == SOCKS5_OK ? 0 : -1;
 }
 
+/* route_tls - the TLS context, made once per delivery and only when TLS may be used */
+static int route_tls(const struct config *cfg, struct route *rt, struct outcome *o)
+{
+	struct tls_trust trust = { cfg->smtp_tls_ca_file, cfg->smtp_tls_ca_path, 1 };
+	char err[256];
+
+	if (rt->tls_ctx == NULL && (rt->tls_ctx = tls_ctx_new(&trust, err, sizeof(err))) == NULL) {
+		dsn_defer(o, "4.7.5", "TLS configuration: %s", err);
+		return -1;
+	}
+	return 0;
+}
+
 /* open_route - resolve, connect (tunnel or direct), implicit TLS when smtps */
 static int open_route(const struct config *cfg, const char *name, struct route *rt,
 		      struct outcome *o)
 {
-	struct tls_trust trust = { cfg->smtp_tls_ca_file, cfg->smtp_tls_ca_path, 1 };
 	struct mail_destination *d = &rt->dest;
-	char err[256];
 
 	if (bindings_load(cfg, &rt->bind, o) < 0)
 		return -1;
 	if (dest_resolve_until(cfg, &rt->bind, name, rt->conn.deadline, d, o) < 0)
 		return -1;
 	snprintf(rt->relay, sizeof(rt->relay), "%s:%u", d->host, d->port);
-	if (d->smtps || cfg->smtp_tls_level != TLS_LEVEL_NONE || d->starttls_required == 1) {
-		rt->tls_ctx = tls_ctx_new(&trust, err, sizeof(err));
-		if (rt->tls_ctx == NULL) {
-			dsn_defer(o, "4.7.5", "TLS configuration: %s", err);
-			return -1;
-		}
-	}
 	if (d->onpremise) {
 		if (open_tunnel(cfg, rt, o) < 0)
 			return -1;
@@ -102,23 +106,13 @@ static int open_route(const struct config *cfg, const char *name, struct route *
 	} else {
 		snprintf(rt->relay, sizeof(rt->relay), "%s", rt->conn.peer);
 	}
+	if (d->smtps && route_tls(cfg, rt, o) < 0)
+		return -1;
 	if (d->smtps && tls_handshake(&rt->conn, rt->tls_ctx, d->host, d->host) < 0) {
 		dsn_defer(o, "4.7.5", "TLS handshake with %s failed: %s", rt->relay, rt->conn.errtext);
 		return -1;
 	}
 	return 0;
-}
-
-/* tls_policy - the configured level, raised or lowered by the destination's JavaMail hints */
-static enum tls_level tls_policy(const struct config *cfg, const struct mail_destination *d)
-{
-	if (d->starttls_required == 1)
-		return TLS_LEVEL_ENCRYPT;
-	if (d->starttls_enable == 0)
-		return TLS_LEVEL_NONE;
-	if (d->starttls_enable == 1 && cfg->smtp_tls_level == TLS_LEVEL_NONE)
-		return TLS_LEVEL_MAY;
-	return cfg->smtp_tls_level;
 }
 
 /* wants_auth - whether the destination asks for SMTP AUTH */
@@ -127,6 +121,46 @@ static int wants_auth(const struct mail_destination *d)
 	if (d->user == NULL || d->password == NULL || d->auth == 0)
 		return 0;
 	return d->authentication == NULL || strcmp(d->authentication, "NoAuthentication") != 0;
+}
+
+/*
+ * session_options - SMTP options for the route: the configured TLS level,
+ * raised or lowered by the destination's JavaMail hints, and raised to
+ * "encrypt" when credentials would otherwise cross the Internet in clear.
+ */
+static void session_options(const struct config *cfg, const struct route *rt,
+			    const char *helo, struct smtp_options *opt)
+{
+	const struct mail_destination *d = &rt->dest;
+
+	memset(opt, 0, sizeof(*opt));
+	opt->helo_name = helo;
+	opt->relay_name = rt->relay;
+	opt->tls_level = cfg->smtp_tls_level;
+	if (d->starttls_required == 1) {
+		opt->tls_level = TLS_LEVEL_ENCRYPT;
+		opt->tls_required_by = "mail.smtp.starttls.required=true";
+	} else if (d->starttls_enable == 0) {
+		opt->tls_level = TLS_LEVEL_NONE;
+	} else if (d->starttls_enable == 1 && opt->tls_level == TLS_LEVEL_NONE) {
+		opt->tls_level = TLS_LEVEL_MAY;
+	}
+	if (d->smtps)
+		opt->tls_level = TLS_LEVEL_NONE;	/* TLS is already on */
+	opt->tls_sni = d->host;
+	opt->tls_verify_name = d->host;
+	opt->implicit_tls = d->smtps;
+	opt->command_timeout_ms = cfg->smtp_command_timeout * 1000;
+	opt->data_done_timeout_ms = cfg->smtp_data_done_timeout * 1000;
+	if (wants_auth(d)) {
+		opt->auth_user = d->user;
+		opt->auth_password = d->password;
+		/* Over the Internet, credentials travel only inside TLS; through the proxy the Cloud Connector hop may do TLS itself. */
+		if (!d->onpremise && !d->smtps && opt->tls_level != TLS_LEVEL_ENCRYPT) {
+			opt->tls_level = TLS_LEVEL_ENCRYPT;
+			opt->tls_required_by = "credentials are never sent in clear text over the Internet";
+		}
+	}
 }
 
 /* log_recipient - "to=<r>, relay=..., delay=..., dsn=..., status=... (text)" */
@@ -163,34 +197,22 @@ void deliver(const struct config *cfg, const struct delivery *dl,
 		str_copy(helo, "localhost", sizeof(helo));
 	helo[sizeof(helo) - 1] = 0;
 
-	opt.helo_name = helo;
-	opt.relay_name = rt->relay;
-	opt.tls_level = rt->dest.smtps ? TLS_LEVEL_NONE : tls_policy(cfg, &rt->dest);
-	opt.tls_ctx = rt->tls_ctx;
-	opt.tls_sni = rt->dest.host;
-	opt.tls_verify_name = rt->dest.host;
-	opt.implicit_tls = rt->dest.smtps;
-	opt.command_timeout_ms = cfg->smtp_command_timeout * 1000;
-	opt.data_done_timeout_ms = cfg->smtp_data_done_timeout * 1000;
-	if (wants_auth(&rt->dest)) {
-		opt.auth_user = rt->dest.user;
-		opt.auth_password = rt->dest.password;
-		/* Over the Internet, credentials travel only inside TLS; through the proxy the Cloud Connector hop may do TLS itself. */
-		if (!rt->dest.onpremise && !rt->dest.smtps && opt.tls_level != TLS_LEVEL_ENCRYPT)
-			opt.tls_level = TLS_LEVEL_ENCRYPT;
-	}
-	conn_set_timeout(&rt->conn, opt.command_timeout_ms);
-	if (smtp_session_open(&s, &rt->conn, &opt, o) < 0)
+	session_options(cfg, rt, helo, &opt);
+	if (opt.tls_level != TLS_LEVEL_NONE && route_tls(cfg, rt, o) < 0)
 		goto done;
-	if (s.tls_active) {
-		char desc[128];
+	opt.tls_ctx = rt->tls_ctx;
+	conn_set_timeout(&rt->conn, opt.command_timeout_ms);
+	if (smtp_session_open(&s, &rt->conn, &opt, o) == 0) {
+		if (s.tls_active) {
+			char desc[128];
 
-		tls_describe(&rt->conn, desc, sizeof(desc));
-		log_info("TLS connection established to %s: %s", rt->relay, desc);
+			tls_describe(&rt->conn, desc, sizeof(desc));
+			log_info("TLS connection established to %s: %s", rt->relay, desc);
+		}
+		smtp_send_message(&s, &env, dl->body_fd, rcpt_out, o);
+		sent = 1;
 	}
-	smtp_send_message(&s, &env, dl->body_fd, rcpt_out, o);
-	sent = 1;
-	smtp_quit(&s);
+	smtp_quit(&s);		/* sends nothing when the session is broken */
 done:
 	for (i = 0; i < dl->nrcpt; i++) {
 		if (!sent)

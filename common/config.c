@@ -99,6 +99,11 @@ static const struct config_key config_table[] = {
 	CFG("milter_trace_header", CFG_BOOL, milter_trace_header, "no"),
 	CFG("milter_cache_ttl", CFG_DURATION, milter_cache_ttl, "300"),
 	CFG("milter_negative_ttl", CFG_DURATION, milter_negative_ttl, "60"),
+	CFG("smtp_tls_fingerprint", CFG_STRING, smtp_tls_fingerprint, ""),
+	CFG("smtp_tls_cert_file", CFG_STRING, smtp_tls_cert_file, ""),
+	CFG("smtp_tls_key_file", CFG_STRING, smtp_tls_key_file, ""),
+	CFG("smtp_auth_plaintext_onpremise", CFG_BOOL, smtp_auth_plaintext_onpremise, "yes"),
+	CFG_MAX("smtp_line_length_limit", CFG_COUNT, smtp_line_length_limit, "998", 1000000),
 };
 
 #define CONFIG_NKEYS (sizeof(config_table) / sizeof(config_table[0]))
@@ -174,7 +179,7 @@ static long config_parse_port(const char *text)
 	return n;
 }
 
-/* config_parse_tls_level - none, may, encrypt -> enum tls_level; -1 if invalid */
+/* config_parse_tls_level - none, may, encrypt, verify (secure) -> enum tls_level; -1 if invalid */
 static int config_parse_tls_level(const char *text)
 {
 	if (strcmp(text, "none") == 0)
@@ -183,6 +188,8 @@ static int config_parse_tls_level(const char *text)
 		return TLS_LEVEL_MAY;
 	if (strcmp(text, "encrypt") == 0)
 		return TLS_LEVEL_ENCRYPT;
+	if (strcmp(text, "verify") == 0 || strcmp(text, "secure") == 0)
+		return TLS_LEVEL_VERIFY;
 	return -1;
 }
 
@@ -262,7 +269,7 @@ static const char *config_hint(enum config_type type)
 	case CFG_PORT:
 		return "a port number, 1-65535, or 0";
 	case CFG_TLS_LEVEL:
-		return "none, may or encrypt";
+		return "none, may, encrypt, verify or secure";
 	case CFG_LOG_LEVEL:
 		return "error, warning, info or debug";
 	case CFG_LOG_TARGET:

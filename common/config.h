@@ -40,6 +40,7 @@ enum tls_level {
 	TLS_LEVEL_NONE = 0,	/* never STARTTLS */
 	TLS_LEVEL_MAY,		/* STARTTLS when offered, verified when used */
 	TLS_LEVEL_ENCRYPT,	/* STARTTLS required (defer when not offered), verified */
+	TLS_LEVEL_VERIFY,	/* encrypt, and no destination may lower TLS or its verification ("secure" too) */
 };
 
 struct config {
@@ -99,6 +100,13 @@ struct config {
 	int milter_trace_header;	/* add X-BTPRelay-Destination, default no */
 	int milter_cache_ttl;		/* seconds a found destination is kept, default 300 */
 	int milter_negative_ttl;	/* seconds "not found" or "unusable" is kept, default 60 */
+
+	/* SMTP to the relay: TLS trust, client certificate, AUTH, long lines (smtp.c, tls.c) */
+	char *smtp_tls_fingerprint;	/* SHA-256 certificate pins for every relay, "" = none */
+	char *smtp_tls_cert_file;	/* client certificate (PEM chain), "" = none */
+	char *smtp_tls_key_file;	/* its private key, "" = in smtp_tls_cert_file; must be private */
+	int smtp_auth_plaintext_onpremise;	/* AUTH without TLS through the proxy tunnel, default yes */
+	int smtp_line_length_limit;	/* longer lines broken with CRLF SPACE, default 998, 0 = never */
 };
 
 /*

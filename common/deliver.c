@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "bindings.h"
@@ -73,14 +75,66 @@ static int open_tunnel(const struct config *cfg, struct route *rt, struct outcom
 	return r == SOCKS5_OK ? 0 : -1;
 }
 
-/* route_tls - the TLS context, made once per delivery and only when TLS may be used */
+/*
+ * route_tls - the TLS context, made once per delivery and only when TLS
+ * may be used: smtp_tls_ca_file/path (else the system store) plus the
+ * certificates delivered with the destination (the TrustStoreLocation
+ * entry, else every entry that is a certificate), the client certificate,
+ * the destination's fingerprint pin checked for form. What weakens
+ * verification (tls_policy_resolve) is logged once, as a warning. For
+ * implicit TLS (smtps, mail.smtp.ssl.enable=true) also the handshake, once.
+ */
 static int route_tls(const struct config *cfg, struct route *rt, struct outcome *o)
 {
+	const struct mail_destination *d = &rt->dest;
 	struct tls_trust trust = { cfg->smtp_tls_ca_file, cfg->smtp_tls_ca_path, 1 };
-	char err[256];
+	struct tls_extra extra = { NULL, 0, cfg->smtp_tls_cert_file, cfg->smtp_tls_key_file };
+	struct tls_cert_blob *blobs;
+	struct tls_policy tp;
+	char err[512];
+	size_t i, n = 0;
 
-	if (rt->tls_ctx == NULL && (rt->tls_ctx = tls_ctx_new(&trust, err, sizeof(err))) == NULL) {
-		dsn_defer(o, "4.7.5", "TLS configuration: %s", err);
+	tls_policy_resolve(cfg, d, &tp);
+	if (rt->tls_ctx == NULL) {
+		if (tp.peer.fingerprints
+		    && tls_fingerprints_check(tp.peer.fingerprints, err, sizeof(err)) < 0) {
+			dsn_defer(o, "4.3.5", "TLS configuration: %s of destination %s: %s",
+				  d->ssl_fingerprint ? "mail.smtp.ssl.fingerprint" : "smtp_tls_fingerprint",
+				  d->name, err);
+			return -1;
+		}
+		blobs = xcalloc(d->ncertificates + 1, sizeof(*blobs));
+		for (i = 0; i < d->ncertificates; i++) {
+			const struct dest_certificate *c = &d->certificates[i];
+
+			if (c->content == NULL || (d->trust_store_location != NULL
+			    && (c->name == NULL || strcmp(c->name, d->trust_store_location) != 0)))
+				continue;
+			blobs[n].name = c->name;
+			blobs[n].base64 = c->content;
+			blobs[n++].optional = d->trust_store_location == NULL;
+		}
+		if (d->trust_store_location != NULL && n == 0) {
+			free(blobs);
+			dsn_defer(o, "4.3.5", "TLS configuration: destination %s: TrustStoreLocation %s "
+				  "names none of the certificates delivered with it", d->name,
+				  d->trust_store_location);
+			return -1;
+		}
+		extra.certs = blobs;
+		extra.ncerts = n;
+		rt->tls_ctx = tls_ctx_new_extra(&trust, &extra, err, sizeof(err));
+		free(blobs);
+		if (rt->tls_ctx == NULL) {
+			dsn_defer(o, "4.7.5", "TLS configuration: %s", err);
+			return -1;
+		}
+		if (tp.warnings[0])
+			log_warn("destination %s: %s", d->name, tp.warnings);
+	}
+	if (tp.implicit && rt->conn.ssl == NULL
+	    && tls_handshake_peer(&rt->conn, rt->tls_ctx, &tp.peer) < 0) {
+		dsn_defer(o, "4.7.5", "TLS handshake with %s failed: %s", rt->relay, rt->conn.errtext);
 		return -1;
 	}
 	return 0;
@@ -106,60 +160,73 @@ static int open_route(const struct config *cfg, const char *name, struct route *
 	} else {
 		snprintf(rt->relay, sizeof(rt->relay), "%s", rt->conn.peer);
 	}
-	if (d->smtps && route_tls(cfg, rt, o) < 0)
+	/* implicit TLS (smtps, mail.smtp.ssl.enable=true): the handshake comes first */
+	if ((d->smtps || d->ssl_enable == 1) && route_tls(cfg, rt, o) < 0)
 		return -1;
-	if (d->smtps && tls_handshake(&rt->conn, rt->tls_ctx, d->host, d->host) < 0) {
-		dsn_defer(o, "4.7.5", "TLS handshake with %s failed: %s", rt->relay, rt->conn.errtext);
-		return -1;
-	}
 	return 0;
 }
 
-/* wants_auth - whether the destination asks for SMTP AUTH */
-static int wants_auth(const struct mail_destination *d)
-{
-	if (d->user == NULL || d->password == NULL || d->auth == 0)
-		return 0;
-	return d->authentication == NULL || strcmp(d->authentication, "NoAuthentication") != 0;
-}
-
 /*
- * session_options - SMTP options for the route: the configured TLS level,
- * raised or lowered by the destination's JavaMail hints, and raised to
- * "encrypt" when credentials would otherwise cross the Internet in clear.
+ * session_options - SMTP options for the route: TLS per tls_policy_resolve()
+ * (smtp_tls_security_level and the destination's hints), AUTH per the
+ * destination (XOAUTH2 with the token of an OAuth2* destination, PLAIN or
+ * LOGIN with mail.user and mail.password; none for NoAuthentication or
+ * mail.smtp.auth=false), and TLS raised to "encrypt" when credentials
+ * would otherwise travel in clear: always over the Internet, through the
+ * proxy tunnel only with smtp_auth_plaintext_onpremise=no (the Cloud
+ * Connector hop may do TLS itself: "TCP TLS").
  */
 static void session_options(const struct config *cfg, const struct route *rt,
 			    const char *helo, struct smtp_options *opt)
 {
 	const struct mail_destination *d = &rt->dest;
+	int oauth = d->authentication != NULL && strncasecmp(d->authentication, "OAuth2", 6) == 0;
+	int plaintext_ok = d->onpremise && cfg->smtp_auth_plaintext_onpremise;
+	struct tls_policy tp;
 
 	memset(opt, 0, sizeof(*opt));
 	opt->helo_name = helo;
 	opt->relay_name = rt->relay;
-	opt->tls_level = cfg->smtp_tls_level;
-	if (d->starttls_required == 1) {
-		opt->tls_level = TLS_LEVEL_ENCRYPT;
-		opt->tls_required_by = "mail.smtp.starttls.required=true";
-	} else if (d->starttls_enable == 0) {
-		opt->tls_level = TLS_LEVEL_NONE;
-	} else if (d->starttls_enable == 1 && opt->tls_level == TLS_LEVEL_NONE) {
-		opt->tls_level = TLS_LEVEL_MAY;
-	}
-	if (d->smtps)
-		opt->tls_level = TLS_LEVEL_NONE;	/* TLS is already on */
-	opt->tls_sni = d->host;
-	opt->tls_verify_name = d->host;
-	opt->implicit_tls = d->smtps;
+	tls_policy_resolve(cfg, d, &tp);
+	opt->tls_level = tp.level;
+	opt->tls_required_by = tp.required_by;
+	opt->implicit_tls = tp.implicit;
+	opt->tls_sni = tp.peer.sni;
+	opt->tls_verify_name = tp.peer.name ? tp.peer.name : d->host;
+	opt->tls_no_name_check = tp.peer.name == NULL;
+	opt->tls_no_chain_check = tp.peer.no_chain;
+	opt->tls_fingerprints = tp.peer.fingerprints;
 	opt->command_timeout_ms = cfg->smtp_command_timeout * 1000;
 	opt->data_done_timeout_ms = cfg->smtp_data_done_timeout * 1000;
-	if (wants_auth(d)) {
+	opt->line_length_limit = cfg->smtp_line_length_limit;
+
+	if (d->auth == 0 || (d->authentication != NULL
+			     && strcasecmp(d->authentication, "NoAuthentication") == 0))
+		return;
+	if (oauth) {
+		opt->auth_user = d->user ? d->user : "";
+		if (d->user == NULL)
+			opt->auth_error = "an OAuth2 destination needs mail.user, the mailbox the token "
+				"is for (AUTH XOAUTH2)";
+		else if (d->oauth_token.value == NULL)
+			opt->auth_error = d->oauth_token.error ? d->oauth_token.error
+				: "the Destination Service returned no OAuth2 token (authTokens)";
+		else if (d->oauth_token.expires_at > 0 && d->oauth_token.expires_at <= time(NULL))
+			opt->auth_error = "the OAuth2 token from the Destination Service has expired";
+		else
+			opt->auth_xoauth2_token = d->oauth_token.value;
+	} else if (d->user != NULL && d->password != NULL) {
 		opt->auth_user = d->user;
 		opt->auth_password = d->password;
-		/* Over the Internet, credentials travel only inside TLS; through the proxy the Cloud Connector hop may do TLS itself. */
-		if (!d->onpremise && !d->smtps && opt->tls_level != TLS_LEVEL_ENCRYPT) {
-			opt->tls_level = TLS_LEVEL_ENCRYPT;
-			opt->tls_required_by = "credentials are never sent in clear text over the Internet";
-		}
+	} else {
+		return;
+	}
+	opt->auth_require_tls = !plaintext_ok;
+	if (!plaintext_ok && !tp.implicit && opt->tls_level < TLS_LEVEL_ENCRYPT) {
+		opt->tls_level = TLS_LEVEL_ENCRYPT;
+		opt->tls_required_by = d->onpremise
+			? "smtp_auth_plaintext_onpremise=no: credentials only inside TLS"
+			: "credentials are never sent in clear text over the Internet";
 	}
 }
 

@@ -269,6 +269,30 @@ static int dest_fill(const json_t *props, struct mail_destination *d, struct out
 			  "%d bytes", name, DEST_LOCATION_MAX);
 		return -1;
 	}
+
+	/* TLS hints (tls.c): for smtps, JavaMail reads mail.smtps.ssl.* */
+	{
+		static const char *const ssl_keys[][2] = {
+			{ "mail.smtps.ssl.enable", "mail.smtp.ssl.enable" },
+			{ "mail.smtps.ssl.checkserveridentity", "mail.smtp.ssl.checkserveridentity" },
+			{ "mail.smtps.ssl.trust", "mail.smtp.ssl.trust" },
+			{ "mail.smtps.ssl.fingerprint", "mail.smtp.ssl.fingerprint" },
+			{ "mail.smtps.ssl.verifyname", "mail.smtp.ssl.verifyname" },
+		};
+		const char *k[5];
+		size_t i;
+
+		for (i = 0; i < 5; i++)
+			k[i] = d->smtps && dest_get(props, ssl_keys[i][0]) != NULL ? ssl_keys[i][0]
+				: ssl_keys[i][1];
+		if (dest_bool(props, k[0], name, &d->ssl_enable, o) < 0
+		    || dest_bool(props, k[1], name, &d->ssl_checkserveridentity, o) < 0)
+			return -1;
+		d->ssl_trust = dest_dup(props, k[2]);
+		d->ssl_fingerprint = dest_dup(props, k[3]);
+		d->ssl_verifyname = dest_dup(props, k[4]);
+		d->trust_store_location = dest_dup(props, "TrustStoreLocation");
+	}
 	return 0;
 }
 
@@ -740,9 +764,14 @@ static int dest_fetch_cb(void *arg, struct cache_entry *fresh, struct outcome *o
 	/* a copy: the response is wiped */
 	fresh->data = json_pack("{s:o, s:b}", "properties", json_deep_copy(conf), "subscriber",
 				order[i - 1] == OAUTH_SUBSCRIBER);
+	dest_json_free(root);
+	if (fresh->data == NULL) {
+		dest_json_free(token);
+		dsn_defer(o, "4.3.0", "destination %s: out of memory", l->name);
+		return CACHE_FAIL;
+	}
 	if (token != NULL)
 		json_object_set_new(fresh->data, "auth_token", token);
-	dest_json_free(root);
 	return 0;
 }
 
@@ -933,4 +962,20 @@ void dest_free(struct mail_destination *d)
 	free(d->from);
 	free(d->location_id);
 	d->name = d->source = d->authentication = d->host = d->from = d->location_id = NULL;
+
+	/* TLS hints and certificates[] */
+	free(d->ssl_trust);
+	free(d->ssl_fingerprint);
+	free(d->ssl_verifyname);
+	free(d->trust_store_location);
+	d->ssl_trust = d->ssl_fingerprint = d->ssl_verifyname = d->trust_store_location = NULL;
+	while (d->ncertificates > 0) {
+		struct dest_certificate *c = &d->certificates[--d->ncertificates];
+
+		free(c->name);
+		free(c->type);
+		free(c->content);
+	}
+	free(d->certificates);
+	d->certificates = NULL;
 }

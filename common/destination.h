@@ -54,6 +54,30 @@ struct mail_destination {
 		time_t expires_at;	/* from expires_in; 0 = not said */
 		char *error;		/* the service could not get the token: why */
 	} oauth_token;
+
+	/*
+	 * TLS hints, read by tls_policy_resolve() (tls.c): JavaMail's
+	 * mail.smtp.ssl.* (mail.smtps.ssl.* first for smtps) and btprelay's own
+	 * mail.smtp.ssl.fingerprint and mail.smtp.ssl.verifyname.
+	 */
+	int ssl_enable;			/* mail.smtp.ssl.enable: 1 = TLS from the first byte; 1, 0, -1 */
+	char *ssl_trust;		/* mail.smtp.ssl.trust: "*" or host names, NULL = none */
+	int ssl_checkserveridentity;	/* mail.smtp.ssl.checkserveridentity: 1, 0, -1 */
+	char *ssl_fingerprint;		/* mail.smtp.ssl.fingerprint: SHA-256 pins, NULL = none */
+	char *ssl_verifyname;		/* mail.smtp.ssl.verifyname: the certificate's name, NULL = host */
+	char *trust_store_location;	/* TrustStoreLocation: which certificates[] entry to trust */
+
+	/*
+	 * certificates[] of the Find response, as sent (Content is base64 of a
+	 * PEM or DER file); trusted for the relay by tls.c. Filled where the
+	 * Find response is parsed; freed by dest_free.
+	 */
+	struct dest_certificate {
+		char *name;		/* Name */
+		char *type;		/* Type, e.g. CERTIFICATE */
+		char *content;		/* Content (base64) */
+	} *certificates;
+	size_t ncertificates;
 };
 
 /*

@@ -483,15 +483,19 @@ int oauth_token_cached(const struct config *cfg, const struct oauth_client *clie
 		value = json_string_value(json_object_get(e.data, "access_token"));
 		expires = json_is_integer(json_object_get(e.data, "expires_at"))
 			  ? (time_t)json_integer_value(json_object_get(e.data, "expires_at")) : 0;
-		if (oauth_visible(value) && expires > time(NULL)) {
+		/* a token just fetched is handed out even when it lives for 0 s */
+		if (oauth_visible(value) && (expires > time(NULL) || !e.hit)) {
 			tok->access_token = xstrdup(value);
 			tok->expires_at = expires;
 			rc = 0;
-		} else {
+		} else if (attempt == 0) {
 			/* a well-formed file with a useless token: replace it */
 			log_warn("token cache: %s: cached entry has no usable token; fetching one",
 				 s.what);
 			req.refresh = 1;
+		} else {
+			dsn_defer(o, "4.4.3", "%s token: no usable token from the cache or the "
+				  "token service", what);
 		}
 		cache_entry_free(&e);
 	}

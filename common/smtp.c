@@ -12,14 +12,26 @@
  * every recipient. Both return -1 with an outcome: the relay's own reply
  * through dsn_from_reply() (5xx bounces, 4xx defers), or a deferral that
  * names the stage for everything else (connection lost, timeout, garbage,
- * TLS, AUTH refused, an unreadable message). A session whose connection
- * can no longer be trusted is SMTP_STATE_BROKEN: smtp_quit() sends nothing.
+ * TLS, AUTH refused, an unreadable message). A 5xx to the greeting or to
+ * EHLO/HELO refuses the session, not the message: it defers too (as
+ * Postfix's smtp_skip_5xx_greeting does), with the relay's status in class
+ * 4. A session whose connection can no longer be trusted is
+ * SMTP_STATE_BROKEN: smtp_quit() sends nothing.
+ * btprelay-transport.8 has the whole table (tests/integration/status-table.txt).
+ *
+ * AUTH is XOAUTH2 when the caller gives a bearer token, else PLAIN, else
+ * LOGIN; with auth_require_tls nothing is sent outside TLS. The body is
+ * streamed: LF -> CRLF, dot-stuffing, and lines over line_length_limit
+ * broken with CRLF SPACE exactly as Postfix's smtp_line_length_limit does.
+ * Several recipients: DATA only when every RCPT was accepted, otherwise
+ * RSET and one outcome with every recipient's reply (smtp_summarize).
  *
  * Credentials never reach a log line or a text, and the buffers that held
  * their base64 form are wiped.
  */
 #include <errno.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +48,7 @@
 #define SMTP_CMD_MAX		1200	/* MAIL FROM:<986 bytes> and its parameters */
 #define SMTP_BODY_CHUNK		65536	/* read from the message fd at a time */
 #define SMTP_CRED_MAX		4096	/* user + password for AUTH PLAIN */
+#define SMTP_TOKEN_MAX		16384	/* an OAuth2 bearer token for AUTH XOAUTH2 */
 #define SMTP_EXCERPT_MAX	120	/* of garbage, in texts */
 
 static const char *const smtp_state_names[] = {
@@ -75,9 +88,17 @@ static int smtp_conn_fail(struct smtp_session *s, enum dsn_stage stage, int writ
 	char detail[sizeof(c->errtext) + 4] = "";
 	int timeout = c->err == CONN_TIMEOUT;
 
-	if ((c->err == CONN_IO || c->err == CONN_TLS) && c->errtext[0])
+	/* A relay that closes a TLS session without close_notify has just closed it. */
+	if ((c->err == CONN_IO || c->err == CONN_TLS) && c->errtext[0]
+	    && strstr(c->errtext, "unexpected eof") == NULL)
 		snprintf(detail, sizeof(detail), " (%s)", c->errtext);
-	if (s->state == SMTP_STATE_BODY) {
+	if (c->err == CONN_TLS && strstr(c->errtext, "alert") != NULL && s->state != SMTP_STATE_BODY
+	    && stage != DSN_STAGE_EOD) {
+		/* The relay ended TLS with an alert: with TLS 1.3, a refused client certificate. */
+		dsn_defer(o, "4.7.5", "TLS failure with relay at %s: %s%s", what, c->errtext,
+			  strstr(c->errtext, "certificate required") != NULL
+			  ? " (the relay wants a client certificate: smtp_tls_cert_file)" : "");
+	} else if (s->state == SMTP_STATE_BODY) {
 		if (timeout)
 			dsn_defer(o, "4.4.2", "timeout sending the message body to relay");
 		else
@@ -182,6 +203,8 @@ unsigned smtp_ehlo_keyword(const char *line, unsigned long *size)
 				bits |= SMTP_EXT_AUTH_PLAIN;
 			else if (smtp_ehlo_word(p, n, "LOGIN"))
 				bits |= SMTP_EXT_AUTH_LOGIN;
+			else if (smtp_ehlo_word(p, n, "XOAUTH2"))
+				bits |= SMTP_EXT_AUTH_XOAUTH2;
 			p += n;
 			p += strspn(p, " =\t");
 		}
@@ -262,6 +285,16 @@ static int smtp_reply_fail(struct smtp_session *s, enum dsn_stage stage,
 {
 	if (r->code / 100 == 4 || r->code / 100 == 5) {
 		dsn_from_reply(o, smtp_relay(s), r->code, r->text, stage);
+		/*
+		 * A relay that refuses the session (greeting, EHLO and HELO) says
+		 * nothing about this message: our address, our HELO name, its
+		 * access rules. An operator fixes that; the mail waits (Postfix
+		 * skips 5xx greetings too).
+		 */
+		if (r->code / 100 == 5 && (stage == DSN_STAGE_GREETING || stage == DSN_STAGE_EHLO)) {
+			o->cls = DSN_DEFER;
+			o->status[0] = '4';
+		}
 		/* 421: the relay is closing the connection. */
 		if (r->code == 421)
 			smtp_enter(s, SMTP_STATE_BROKEN);
@@ -350,21 +383,34 @@ static int smtp_ehlo(struct smtp_session *s, int after_tls, struct smtp_reply *r
 	return 0;
 }
 
-/* smtp_starttls - STARTTLS, the handshake, EHLO again */
+/* smtp_tls_required - whether TLS is mandatory, and why (for 4.7.4 texts) */
+static const char *smtp_tls_required(const struct smtp_options *opt)
+{
+	if (opt->tls_level < TLS_LEVEL_ENCRYPT)
+		return NULL;
+	if (opt->tls_required_by)
+		return opt->tls_required_by;
+	return opt->tls_level == TLS_LEVEL_VERIFY ? "smtp_tls_security_level=verify"
+		: "smtp_tls_security_level=encrypt";
+}
+
+/* smtp_starttls - STARTTLS, the handshake with the certificate checks, EHLO again */
 static int smtp_starttls(struct smtp_session *s, struct smtp_reply *r, struct outcome *o)
 {
 	const struct smtp_options *opt = s->opt;
+	const char *why = smtp_tls_required(opt);
+	struct tls_peer peer = { opt->tls_sni, opt->tls_no_name_check ? NULL : opt->tls_verify_name,
+				 opt->tls_no_chain_check, opt->tls_fingerprints };
 	struct conn *c = s->conn;
-	char desc[128];
+	char desc[200];
 
 	smtp_enter(s, SMTP_STATE_STARTTLS);
 	if (smtp_chat(s, DSN_STAGE_STARTTLS, "STARTTLS", NULL, r, o) < 0)
 		return -1;
 	if (r->code != 220) {
-		if (opt->tls_level == TLS_LEVEL_ENCRYPT) {
+		if (why) {
 			dsn_defer(o, "4.7.4", "relay refused STARTTLS, but TLS is required (%s): %s",
-				  opt->tls_required_by ? opt->tls_required_by
-				  : "smtp_tls_security_level=encrypt", r->text);
+				  why, r->text);
 			return -1;
 		}
 		if (r->code == 421 || r->code / 100 < 4)
@@ -384,7 +430,7 @@ static int smtp_starttls(struct smtp_session *s, struct smtp_reply *r, struct ou
 		smtp_enter(s, SMTP_STATE_BROKEN);
 		return -1;
 	}
-	if (tls_handshake(c, opt->tls_ctx, opt->tls_sni, opt->tls_verify_name) < 0) {
+	if (tls_handshake_peer(c, opt->tls_ctx, &peer) < 0) {
 		dsn_defer(o, "4.7.5", "TLS handshake with relay failed: %s", c->errtext);
 		smtp_enter(s, SMTP_STATE_BROKEN);
 		return -1;
@@ -399,13 +445,12 @@ static int smtp_starttls(struct smtp_session *s, struct smtp_reply *r, struct ou
 static int smtp_tls(struct smtp_session *s, struct smtp_reply *r, struct outcome *o)
 {
 	const struct smtp_options *opt = s->opt;
-	const char *why = opt->tls_required_by ? opt->tls_required_by
-		: "smtp_tls_security_level=encrypt";
+	const char *why = smtp_tls_required(opt);
 
 	if (s->tls_active || opt->tls_level == TLS_LEVEL_NONE)
 		return 0;
 	if (!(s->ext & SMTP_EXT_STARTTLS)) {
-		if (opt->tls_level == TLS_LEVEL_ENCRYPT) {
+		if (why) {
 			dsn_defer(o, "4.7.4", "relay does not offer STARTTLS, but TLS is required (%s)",
 				  why);
 			return -1;
@@ -414,7 +459,7 @@ static int smtp_tls(struct smtp_session *s, struct smtp_reply *r, struct outcome
 		return 0;
 	}
 	if (opt->tls_ctx == NULL) {
-		if (opt->tls_level == TLS_LEVEL_ENCRYPT) {
+		if (why) {
 			dsn_defer(o, "4.3.5", "TLS is required (%s), but no TLS context is configured",
 				  why);
 			return -1;
@@ -530,17 +575,89 @@ static int smtp_auth_login(struct smtp_session *s, struct smtp_reply *r, struct 
 }
 
 /*
- * smtp_auth - AUTH PLAIN, else LOGIN. Whether credentials may travel on
- * this connection (TLS, or the proxy tunnel) is the caller's decision.
+ * smtp_auth_xoauth2 - AUTH XOAUTH2 with the initial response
+ * base64("user=" user ^A "auth=Bearer " token ^A ^A). A refused token comes
+ * back as 334 with a base64 JSON error: answer it with an empty line, then
+ * the relay sends its final reply; the JSON goes into the text (it holds
+ * no secret: status, schemes, scope).
+ */
+static int smtp_auth_xoauth2(struct smtp_session *s, struct smtp_reply *r, struct outcome *o)
+{
+	const char *user = s->opt->auth_user, *token = s->opt->auth_xoauth2_token;
+	size_t ulen = strlen(user), tlen = strlen(token), rawlen, lsize = 0;
+	char *raw, *line, detail[300] = "";
+	unsigned char json[256];
+	ssize_t n;
+	int rc;
+
+	if (ulen > SMTP_CRED_MAX || tlen > SMTP_TOKEN_MAX) {
+		dsn_defer(o, "4.3.5", "SMTP AUTH user name or OAuth2 token too long");
+		return -1;
+	}
+	rawlen = 5 + ulen + 1 + 12 + tlen + 2;
+	raw = xmalloc(rawlen + 1);
+	snprintf(raw, rawlen + 1, "user=%s\001auth=Bearer %s\001\001", user, token);
+	line = smtp_b64_line("AUTH XOAUTH2 ", raw, rawlen, &lsize);
+	smtp_wipe(raw, rawlen + 1);
+	if (line == NULL) {
+		dsn_defer(o, "4.3.5", "SMTP AUTH user name or OAuth2 token too long");
+		return -1;
+	}
+	rc = smtp_chat(s, DSN_STAGE_AUTH, line, "AUTH XOAUTH2 (token not logged)", r, o);
+	smtp_wipe(line, lsize);
+	if (rc < 0)
+		return -1;
+	if (r->code == 334) {
+		const char *b64 = strlen(r->text) > 4 ? r->text + 4 : "";
+
+		n = base64_decode(b64, strlen(b64), json, sizeof(json) - 1);
+		if (n > 0) {
+			str_printable(detail, sizeof(detail), (const char *)json, (size_t)n);
+			log_info("relay %s refused the OAuth2 token: %s", smtp_relay(s), detail);
+		}
+		if (smtp_chat(s, DSN_STAGE_AUTH, "", "(empty line after the XOAUTH2 error)", r, o) < 0)
+			return -1;
+	}
+	if (r->code != 235) {
+		smtp_auth_fail(s, r, o);
+		if (detail[0] && o->cls == DSN_DEFER && strlen(o->text) + strlen(detail) + 20
+		    < sizeof(o->text))
+			snprintf(o->text + strlen(o->text), sizeof(o->text) - strlen(o->text),
+				 "; XOAUTH2 error: %s", detail);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * smtp_auth - AUTH XOAUTH2 when a bearer token is given, else PLAIN, else
+ * LOGIN. Whether credentials may travel on this connection (TLS, or the
+ * proxy tunnel) is the caller's decision (auth_require_tls); a missing
+ * mechanism is an operator's fix: defer.
  */
 static int smtp_auth(struct smtp_session *s, struct smtp_reply *r, struct outcome *o)
 {
 	smtp_enter(s, SMTP_STATE_AUTH);
+	if (s->opt->auth_require_tls && !s->tls_active) {
+		dsn_defer(o, "4.7.0", "SMTP AUTH needs TLS here, and the session with the relay is "
+			  "not encrypted: credentials are not sent in clear text");
+		return -1;
+	}
+	if (s->opt->auth_xoauth2_token) {
+		if (s->ext & SMTP_EXT_AUTH_XOAUTH2)
+			return smtp_auth_xoauth2(s, r, o);
+		dsn_defer(o, "4.7.0", "relay does not offer AUTH XOAUTH2, needed for the OAuth2 "
+			  "destination%s", s->ext & (SMTP_EXT_AUTH_PLAIN | SMTP_EXT_AUTH_LOGIN)
+			  ? " (it offers PLAIN or LOGIN: use BasicAuthentication)" : "");
+		return -1;
+	}
 	if (s->ext & SMTP_EXT_AUTH_PLAIN)
 		return smtp_auth_plain(s, r, o);
 	if (s->ext & SMTP_EXT_AUTH_LOGIN)
 		return smtp_auth_login(s, r, o);
-	dsn_defer(o, "4.7.0", "relay offers no AUTH mechanism we support (PLAIN, LOGIN)");
+	dsn_defer(o, "4.7.0", "relay offers no AUTH mechanism we support (PLAIN, LOGIN)%s",
+		  s->tls_active || !(s->ext & SMTP_EXT_STARTTLS) ? ""
+		  : "; it offers STARTTLS, which was not used: AUTH may need TLS");
 	return -1;
 }
 
@@ -563,6 +680,11 @@ int smtp_session_open(struct smtp_session *s, struct conn *c,
 		return smtp_reply_fail(s, DSN_STAGE_GREETING, &r, o);
 	if (smtp_ehlo(s, 0, &r, o) < 0 || smtp_tls(s, &r, o) < 0)
 		return -1;
+	if (opt->auth_error) {
+		smtp_enter(s, SMTP_STATE_AUTH);
+		dsn_defer(o, "4.7.0", "SMTP AUTH impossible: %s", opt->auth_error);
+		return -1;
+	}
 	if (opt->auth_user && smtp_auth(s, &r, o) < 0)
 		return -1;
 	smtp_enter(s, SMTP_STATE_READY);
@@ -580,17 +702,40 @@ static int smtp_all(const struct smtp_envelope *env, struct outcome *rcpt_out,
 	return -1;
 }
 
+/* smtp_append - append to a text of DSN_TEXT_SIZE, cutting with "..." when full */
+static void __attribute__((format(printf, 3, 4)))
+smtp_append(char *text, size_t *off, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (*off >= DSN_TEXT_SIZE - 1)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(text + *off, DSN_TEXT_SIZE - *off, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	*off += (size_t)n;
+	if (*off >= DSN_TEXT_SIZE - 1) {
+		*off = DSN_TEXT_SIZE - 1;
+		memcpy(text + DSN_TEXT_SIZE - 4, "...", 4);
+	}
+}
+
 /*
  * smtp_summarize - some recipients failed (rcpt_out[i].cls != DSN_OK):
- * the others get "not attempted" (4.0.0), and o the worst outcome with
- * every failed recipient's reply.
+ * nothing was sent. o gets the worst outcome with every recipient's
+ * reply, the failed ones first (they matter most when the text is cut):
+ * "2 of 3 recipients refused, message not sent: <b>: ...; <c>: ...;
+ * accepted: <a> (250 2.1.5 Ok)". The accepted recipients get "not
+ * attempted" (4.0.0).
  */
 static void smtp_summarize(const struct smtp_envelope *env, struct outcome *rcpt_out,
 			   struct outcome *o)
 {
 	char text[DSN_TEXT_SIZE], addr[120];
-	size_t i, off = 0, nfail = 0, first = 0, worst = 0;
-	int n;
+	size_t i, off = 0, nfail = 0, first = 0, worst = 0, nok = 0;
 
 	for (i = 0; i < env->nrcpt; i++) {
 		if (rcpt_out[i].cls == DSN_OK)
@@ -599,18 +744,28 @@ static void smtp_summarize(const struct smtp_envelope *env, struct outcome *rcpt
 			worst = i;
 		if (nfail++ == 0)
 			first = i;
-		str_printable(addr, sizeof(addr), env->rcpt[i], strlen(env->rcpt[i]));
-		if (off < sizeof(text)) {
-			n = snprintf(text + off, sizeof(text) - off, "%s<%s>: %s", off ? "; " : "",
-				     addr, rcpt_out[i].text);
-			off += n > 0 ? (size_t)n : 0;
-		}
 	}
 	if (nfail == 0)
 		return;
 	if (env->nrcpt == 1) {
 		*o = rcpt_out[0];
 		return;
+	}
+	text[0] = 0;
+	smtp_append(text, &off, "%zu of %zu recipients refused, message not sent: ", nfail,
+		    env->nrcpt);
+	for (i = 0, nfail = 0; i < env->nrcpt; i++) {
+		if (rcpt_out[i].cls == DSN_OK)
+			continue;
+		str_printable(addr, sizeof(addr), env->rcpt[i], strlen(env->rcpt[i]));
+		smtp_append(text, &off, "%s<%s>: %s", nfail++ ? "; " : "", addr, rcpt_out[i].text);
+	}
+	for (i = 0; i < env->nrcpt; i++) {
+		if (rcpt_out[i].cls != DSN_OK)
+			continue;
+		str_printable(addr, sizeof(addr), env->rcpt[i], strlen(env->rcpt[i]));
+		smtp_append(text, &off, "%s<%s> (%s)", nok++ ? ", " : "; accepted: ", addr,
+			    rcpt_out[i].text);
 	}
 	dsn_set(o, rcpt_out[worst].cls, rcpt_out[worst].status, "%s", text);
 
@@ -687,7 +842,7 @@ static int smtp_check_envelope(struct smtp_session *s, const struct smtp_envelop
 	for (i = 0; i < env->nrcpt; i++) {
 		int u = smtp_needs_utf8(env->rcpt[i]);
 
-		dsn_ok(&rcpt_out[i], "2.0.0", "not yet sent");
+		dsn_ok(&rcpt_out[i], "2.0.0", "address valid, not sent");
 		*utf8 |= u;
 		if (smtp_address_bad(env->rcpt[i]) || (u && !have_utf8)) {
 			smtp_addr_fail(&rcpt_out[i], env->rcpt[i], "", !smtp_address_bad(env->rcpt[i]));
@@ -730,13 +885,14 @@ static void smtp_abort(struct smtp_session *s)
 static int smtp_body(struct smtp_session *s, int fd, struct outcome *o)
 {
 	struct smtp_body_state st;
-	char *in = xmalloc(SMTP_BODY_CHUNK), *out = xmalloc(2 * SMTP_BODY_CHUNK + 2);
+	char *in = xmalloc(SMTP_BODY_CHUNK), *out = xmalloc(SMTP_BODY_OUT_MAX(SMTP_BODY_CHUNK));
 	size_t k;
 	ssize_t n;
 	int rc = -1;
 
 	smtp_enter(s, SMTP_STATE_BODY);
 	smtp_body_init(&st);
+	st.line_limit = s->opt->line_length_limit > 0 ? (size_t)s->opt->line_length_limit : 0;
 	for (;;) {
 		n = read(fd, in, SMTP_BODY_CHUNK);
 		if (n < 0 && errno == EINTR)
@@ -958,17 +1114,48 @@ void smtp_quit(struct smtp_session *s)
 		conn_flush(s->conn);
 }
 
-/* smtp_body_init - the state at the start of a message */
+/* smtp_body_init - the state at the start of a message, no line limit */
 void smtp_body_init(struct smtp_body_state *st)
 {
 	st->at_line_start = 1;
-	st->last_was_cr = 0;
+	st->cr_pending = 0;
+	st->col = 0;
+	st->line_limit = 0;
+}
+
+/*
+ * smtp_body_put - one byte of line content (a bare CR included). A line
+ * that already holds line_limit bytes is broken first with CRLF SPACE, as
+ * Postfix's smtp client does (smtp_line_length_limit): the space keeps
+ * the break harmless in headers (folding) and in MIME; a line of exactly
+ * line_limit bytes is not touched. At most 5 bytes.
+ */
+static size_t smtp_body_put(struct smtp_body_state *st, char ch, char *out)
+{
+	size_t n = 0, limit = st->line_limit;
+
+	if (limit > 0 && limit < SMTP_LINE_LIMIT_MIN)
+		limit = SMTP_LINE_LIMIT_MIN;
+	if (limit > 0 && st->col >= limit) {
+		memcpy(out, "\r\n ", 3);
+		n = 3;
+		st->col = 1;
+		st->at_line_start = 0;
+	}
+	/* the stuffed dot is transparency, not content: it does not count */
+	if (ch == '.' && st->at_line_start)
+		out[n++] = '.';
+	out[n++] = ch;
+	st->col++;
+	st->at_line_start = 0;
+	return n;
 }
 
 /*
  * smtp_body_convert - LF -> CRLF (an existing CR before LF stays single),
  * a bare CR passes through as Postfix's smtp does, a '.' at the start of
- * a line is doubled. State carries across chunks. At most 2 * len bytes.
+ * a line is doubled, long lines are broken. A CR is held until the next
+ * byte says whether it ends the line. State carries across chunks.
  */
 size_t smtp_body_convert(struct smtp_body_state *st, const char *in, size_t len, char *out)
 {
@@ -978,18 +1165,21 @@ size_t smtp_body_convert(struct smtp_body_state *st, const char *in, size_t len,
 	for (i = 0; i < len; i++) {
 		ch = in[i];
 		if (ch == '\n') {
-			if (!st->last_was_cr)
-				out[n++] = '\r';
+			out[n++] = '\r';
 			out[n++] = '\n';
 			st->at_line_start = 1;
-			st->last_was_cr = 0;
+			st->cr_pending = 0;
+			st->col = 0;
 			continue;
 		}
-		if (ch == '.' && st->at_line_start)
-			out[n++] = '.';
-		out[n++] = ch;
-		st->at_line_start = 0;
-		st->last_was_cr = ch == '\r';
+		if (st->cr_pending) {
+			n += smtp_body_put(st, '\r', out + n);
+			st->cr_pending = 0;
+		}
+		if (ch == '\r')
+			st->cr_pending = 1;
+		else
+			n += smtp_body_put(st, ch, out + n);
 	}
 	return n;
 }
@@ -999,15 +1189,15 @@ size_t smtp_body_finish(struct smtp_body_state *st, char *out)
 {
 	size_t n = 0;
 
-	if (!st->at_line_start) {
-		/* A trailing CR becomes the CR of the line end. */
-		if (!st->last_was_cr)
-			out[n++] = '\r';
+	/* A trailing CR becomes the CR of the line end. */
+	if (!st->at_line_start || st->cr_pending) {
+		out[n++] = '\r';
 		out[n++] = '\n';
 	}
 	memcpy(out + n, ".\r\n", 3);
 	n += 3;
 	st->at_line_start = 1;
-	st->last_was_cr = 0;
+	st->cr_pending = 0;
+	st->col = 0;
 	return n;
 }

@@ -2,12 +2,14 @@
  * smtp - the SMTP client session to the relay (RFC 5321, 3207, 4954, 2920).
  *
  * smtp_session_open: greeting, EHLO (HELO fallback), STARTTLS per policy,
- * EHLO again, AUTH PLAIN or LOGIN when credentials are given.
+ * EHLO again, AUTH XOAUTH2 (with a bearer token), else PLAIN or LOGIN,
+ * when credentials are given.
  * smtp_send_message: MAIL FROM (SIZE=, BODY=8BITMIME when offered, SMTPUTF8
  * when an address needs it), RCPT TO per recipient (pipelined when
  * PIPELINING is offered), DATA only when every RCPT was accepted
  * (otherwise RSET), the body streamed from an fd with LF -> CRLF and
- * dot-stuffing, the final reply. smtp_quit: QUIT without waiting.
+ * dot-stuffing, lines over line_length_limit broken as Postfix does, the
+ * final reply. smtp_quit: QUIT without waiting.
  *
  * Every relay reply becomes an outcome through dsn_from_reply(); connection
  * loss, timeouts and garbage defer with a text naming the stage. Success
@@ -35,6 +37,7 @@ enum {
 	SMTP_EXT_AUTH_PLAIN = 1 << 5,
 	SMTP_EXT_AUTH_LOGIN = 1 << 6,
 	SMTP_EXT_ENHANCEDSTATUSCODES = 1 << 7,
+	SMTP_EXT_AUTH_XOAUTH2 = 1 << 8,
 };
 
 struct smtp_options {
@@ -50,6 +53,16 @@ struct smtp_options {
 	const char *auth_password;
 	int command_timeout_ms;
 	int data_done_timeout_ms;
+
+	/* all zero: chain and tls_verify_name verified, AUTH where the caller says, no line limit */
+	int tls_no_chain_check;		/* mail.smtp.ssl.trust: the chain is not verified */
+	int tls_no_name_check;		/* the certificate's name is not checked */
+	const char *tls_fingerprints;	/* SHA-256 pins that replace both checks, NULL = none */
+	int auth_require_tls;		/* credentials only inside TLS: defer 4.7.0 otherwise */
+	const char *auth_xoauth2_token;	/* AUTH XOAUTH2 for auth_user with this bearer token */
+	const char *auth_error;		/* AUTH is wanted but impossible: why (defer 4.7.0) */
+	int line_length_limit;		/* message lines longer than this are broken with
+					   CRLF SPACE (Postfix's smtp_line_length_limit); 0 = never */
 };
 
 /*
@@ -123,10 +136,21 @@ int smtp_reply_line(const char *line, size_t len, int *code, int *last);
 /* smtp_ehlo_keyword - the SMTP_EXT_* bit for one EHLO line (after "250-"), and SIZE's value */
 unsigned smtp_ehlo_keyword(const char *line, unsigned long *size);
 /*
- * smtp_body_state / smtp_body_convert - LF -> CRLF and dot-stuffing over a
- * stream of chunks. out must hold 2 * len + 2 bytes. Returns bytes written.
+ * smtp_body_state / smtp_body_convert - LF -> CRLF, dot-stuffing, and lines
+ * longer than st->line_limit broken with CRLF SPACE, over a stream of
+ * chunks. smtp_body_init sets no limit; set st->line_limit after it (values
+ * below SMTP_LINE_LIMIT_MIN count as that). out must hold
+ * SMTP_BODY_OUT_MAX(len) bytes (2 * len + 1 without a limit). Returns bytes
+ * written.
  */
-struct smtp_body_state { int at_line_start; int last_was_cr; };
+#define SMTP_LINE_LIMIT_MIN 80
+#define SMTP_BODY_OUT_MAX(len) (4 * (len) + 4)
+struct smtp_body_state {
+	int at_line_start;		/* the next byte starts a line */
+	int cr_pending;			/* a CR was read: CRLF, or a bare CR, depending on the next byte */
+	size_t col;			/* bytes on the current output line (stuffed dots not counted) */
+	size_t line_limit;		/* 0 = no limit */
+};
 void smtp_body_init(struct smtp_body_state *st);
 size_t smtp_body_convert(struct smtp_body_state *st, const char *in, size_t len, char *out);
 /* smtp_body_finish - the end: CRLF if the last line was not terminated, then ".\r\n"; out holds 5 bytes */

@@ -1,26 +1,155 @@
 /*
- * tls - OpenSSL client contexts and handshakes, verified by default.
+ * tls - OpenSSL client contexts and handshakes, verified by default, and
+ * the TLS policy of a delivery.
  *
- * The chain is verified against the configured CA file/path, or the
- * system store when none is configured; the leaf must carry the expected
- * name (DNS SAN via SSL_set1_host, or an IP SAN for address literals).
- * A failed verification is a failed handshake: the caller defers.
+ * The handshake itself never aborts on the certificate: the context
+ * verifies in SSL_VERIFY_NONE mode (OpenSSL still computes the chain
+ * result), and tls_check_peer() decides after the handshake, before a
+ * single SMTP byte goes through the session: the fingerprint pin if there
+ * is one, else the chain result (unless the destination trusts the host)
+ * and the name (unless the destination turned the check off). So every
+ * failure has one text that says which check failed and what the
+ * certificate said. A failed check is a failed handshake: the caller
+ * defers.
  */
+#include <ctype.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <arpa/inet.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
+#include "log.h"
 #include "tls.h"
+#include "util.h"
+
+#define TLS_BLOB_MAX (256 * 1024)	/* one delivered certificate file, decoded */
+
+/* a context made with trust->verify == 0: tls_handshake_peer checks nothing */
+static const char tls_no_checks[] = "certificate not verified (no checks)";
+
+/* tls_ssl_error - the first OpenSSL error as text, the queue cleared */
+static void tls_ssl_error(char *buf, size_t size, const char *fallback)
+{
+	unsigned long e = ERR_get_error();
+
+	if (e)
+		ERR_error_string_n(e, buf, size);
+	else
+		snprintf(buf, size, "%s", fallback);
+	ERR_clear_error();
+}
+
+/* tls_add_blob - trust the certificates of one delivered file (PEM or DER) */
+static int tls_add_blob(X509_STORE *store, const struct tls_cert_blob *b, char *errbuf,
+			size_t errlen)
+{
+	const char *name = b->name && *b->name ? b->name : "(no name)";
+	size_t i, n = 0, len = b->base64 ? strlen(b->base64) : 0;
+	char *clean = xmalloc(len + 1);
+	unsigned char *der = NULL;
+	ssize_t dlen;
+	BIO *bio;
+	X509 *x;
+	int count = 0;
+
+	/* Content may be wrapped; base64_decode wants one run of characters. */
+	for (i = 0; i < len; i++)
+		if (!isspace((unsigned char)b->base64[i]))
+			clean[n++] = b->base64[i];
+	clean[n] = 0;
+	if (n == 0 || n / 4 * 3 > TLS_BLOB_MAX) {
+		snprintf(errbuf, errlen, "certificate %s of the destination: %s", name,
+			 n ? "larger than 256 KB" : "empty");
+		free(clean);
+		return -1;
+	}
+	der = xmalloc(n / 4 * 3 + 3);
+	dlen = base64_decode(clean, n, der, n / 4 * 3 + 3);
+	free(clean);
+	if (dlen <= 0) {
+		snprintf(errbuf, errlen, "certificate %s of the destination: Content is not base64",
+			 name);
+		free(der);
+		return -1;
+	}
+	/* PEM: every CERTIFICATE block; anything else in the file is skipped. */
+	bio = BIO_new_mem_buf(der, (int)dlen);
+	while (bio && (x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
+		X509_STORE_add_cert(store, x);	/* a duplicate is not an error */
+		X509_free(x);
+		count++;
+	}
+	BIO_free(bio);
+	ERR_clear_error();
+	if (count == 0) {
+		const unsigned char *p = der;
+
+		if ((x = d2i_X509(NULL, &p, (long)dlen)) != NULL) {
+			X509_STORE_add_cert(store, x);
+			X509_free(x);
+			count = 1;
+		}
+		ERR_clear_error();
+	}
+	free(der);
+	if (count == 0) {
+		snprintf(errbuf, errlen, "certificate %s of the destination: not a PEM or DER "
+			 "certificate (PKCS#12 and JKS trust stores are not supported: upload the "
+			 "CA certificate as PEM)", name);
+		return -1;
+	}
+	log_debug("trusting %d certificate%s of the destination's %s", count,
+		  count == 1 ? "" : "s", name);
+	return 0;
+}
+
+/* tls_client_cert - the client certificate and its key, the key file private */
+static int tls_client_cert(SSL_CTX *ctx, const char *cert, const char *key, char *errbuf,
+			   size_t errlen)
+{
+	char why[300];
+
+	if (key == NULL || *key == 0)
+		key = cert;
+	if (file_check_private(key, why, sizeof(why)) < 0) {
+		snprintf(errbuf, errlen, "client certificate key %s", why);
+		return -1;
+	}
+	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+		tls_ssl_error(why, sizeof(why), "unreadable");
+		snprintf(errbuf, errlen, "client certificate %s: %s", cert, why);
+		return -1;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1
+	    || SSL_CTX_check_private_key(ctx) != 1) {
+		tls_ssl_error(why, sizeof(why), "unreadable");
+		snprintf(errbuf, errlen, "client certificate key %s: %s", key, why);
+		return -1;
+	}
+	return 0;
+}
 
 /* tls_ctx_new - client context with TLS 1.2 minimum */
 SSL_CTX *tls_ctx_new(const struct tls_trust *trust, char *errbuf, size_t errlen)
 {
+	return tls_ctx_new_extra(trust, NULL, errbuf, errlen);
+}
+
+/* tls_ctx_new_extra - client context, TLS 1.2 minimum, extra trust, client certificate */
+SSL_CTX *tls_ctx_new_extra(const struct tls_trust *trust, const struct tls_extra *extra,
+			   char *errbuf, size_t errlen)
+{
 	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
 	const char *file = trust->ca_file && *trust->ca_file ? trust->ca_file : NULL;
 	const char *path = trust->ca_path && *trust->ca_path ? trust->ca_path : NULL;
+	size_t i;
 
 	if (ctx == NULL) {
 		snprintf(errbuf, errlen, "cannot create TLS context");
@@ -28,23 +157,39 @@ SSL_CTX *tls_ctx_new(const struct tls_trust *trust, char *errbuf, size_t errlen)
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	/* tls_check_peer() decides after the handshake; OpenSSL only computes the result. */
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
 	if (trust->verify) {
 		int loaded = (file || path) ? SSL_CTX_load_verify_locations(ctx, file, path)
 					    : SSL_CTX_set_default_verify_paths(ctx);
 
 		if (!loaded) {
-			unsigned long e = ERR_get_error();
+			char why[200];
 
+			tls_ssl_error(why, sizeof(why), "unknown error");
 			snprintf(errbuf, errlen, "cannot load CA certificates from %s: %s",
-				 file ? file : path ? path : "the system store",
-				 e ? ERR_reason_error_string(e) : "unknown error");
-			ERR_clear_error();
+				 file ? file : path ? path : "the system store", why);
 			SSL_CTX_free(ctx);
 			return NULL;
 		}
-		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+		for (i = 0; extra && i < extra->ncerts; i++) {
+			if (tls_add_blob(SSL_CTX_get_cert_store(ctx), &extra->certs[i], errbuf,
+					 errlen) < 0) {
+				if (extra->certs[i].optional) {
+					log_debug("%s: skipped", errbuf);
+					continue;
+				}
+				SSL_CTX_free(ctx);
+				return NULL;
+			}
+		}
 	} else {
-		SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+		SSL_CTX_set_app_data(ctx, (void *)tls_no_checks);
+	}
+	if (extra && extra->cert_file && *extra->cert_file
+	    && tls_client_cert(ctx, extra->cert_file, extra->key_file, errbuf, errlen) < 0) {
+		SSL_CTX_free(ctx);
+		return NULL;
 	}
 	return ctx;
 }
@@ -57,54 +202,245 @@ static int is_ip_literal(const char *name)
 	return inet_pton(AF_INET, name, buf) == 1 || inet_pton(AF_INET6, name, buf) == 1;
 }
 
-/* handshake_error - why the handshake failed, verification result first */
-static void handshake_error(struct conn *c)
+/* tls_fingerprint_format - "AB:CD:..." of a SHA-256 digest */
+void tls_fingerprint_format(const unsigned char digest[32], char out[96])
 {
-	long vr = SSL_get_verify_result(c->ssl);
-	unsigned long e = ERR_get_error();
-	char buf[200] = "handshake failed";
+	static const char hex[] = "0123456789ABCDEF";
+	size_t i;
 
-	if (vr != X509_V_OK) {
+	for (i = 0; i < 32; i++) {
+		out[3 * i] = hex[digest[i] >> 4];
+		out[3 * i + 1] = hex[digest[i] & 15];
+		out[3 * i + 2] = i < 31 ? ':' : 0;
+	}
+}
+
+/*
+ * tls_fingerprint_next - parse the next pin of a list into digest; returns
+ * a pointer past it, NULL at the end of the list, or list itself (with
+ * errbuf filled) when the pin is malformed
+ */
+static const char *tls_fingerprint_next(const char *list, unsigned char digest[32],
+					char *errbuf, size_t errlen)
+{
+	const char *p = list + strspn(list, ", \t;"), *start = p;
+	size_t ndig = 0;
+	int v, hi = -1;
+
+	if (*p == 0)
+		return NULL;
+	for (; *p && !strchr(", \t;", *p); p++) {
+		if (*p == ':' && hi < 0)
+			continue;
+		if (!isxdigit((unsigned char)*p) || ndig >= 64)
+			goto bad;
+		v = isdigit((unsigned char)*p) ? *p - '0' : tolower((unsigned char)*p) - 'a' + 10;
+		if (hi < 0) {
+			hi = v;
+		} else {
+			digest[ndig / 2] = (unsigned char)(hi << 4 | v);
+			hi = -1;
+		}
+		ndig++;
+	}
+	if (ndig == 64)
+		return p;
+bad:
+	snprintf(errbuf, errlen, "\"%.*s\" is not a SHA-256 fingerprint (64 hex digits, "
+		 "e.g. from openssl x509 -noout -fingerprint -sha256)",
+		 (int)(strcspn(start, ", \t;") > 80 ? 80 : strcspn(start, ", \t;")), start);
+	return list;
+}
+
+/* tls_fingerprints_check - a list of SHA-256 fingerprints */
+int tls_fingerprints_check(const char *list, char *errbuf, size_t errlen)
+{
+	unsigned char d[32];
+	const char *p = list, *next;
+	int n = 0;
+
+	while ((next = tls_fingerprint_next(p, d, errbuf, errlen)) != NULL) {
+		if (next == p)
+			return -1;
+		p = next;
+		n++;
+	}
+	if (n == 0) {
+		snprintf(errbuf, errlen, "no fingerprint in \"%s\"", list);
+		return -1;
+	}
+	return 0;
+}
+
+/* tls_cert_names - the certificate's DNS and IP names, for messages */
+static void tls_cert_names(X509 *x, char *buf, size_t size)
+{
+	GENERAL_NAMES *names = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+	size_t off = 0;
+	int i, n;
+
+	buf[0] = 0;
+	for (i = 0; names && i < sk_GENERAL_NAME_num(names) && off + 1 < size; i++) {
+		const GENERAL_NAME *g = sk_GENERAL_NAME_value(names, i);
+		char ip[INET6_ADDRSTRLEN] = "";
+		const unsigned char *data;
+		int len;
+
+		if (g->type == GEN_DNS) {
+			data = ASN1_STRING_get0_data(g->d.dNSName);
+			len = ASN1_STRING_length(g->d.dNSName);
+			n = snprintf(buf + off, size - off, "%s%.*s", off ? ", " : "",
+				     len > 100 ? 100 : len, (const char *)data);
+		} else if (g->type == GEN_IPADD) {
+			data = ASN1_STRING_get0_data(g->d.iPAddress);
+			len = ASN1_STRING_length(g->d.iPAddress);
+			if (len == 4 || len == 16)
+				inet_ntop(len == 4 ? AF_INET : AF_INET6, data, ip, sizeof(ip));
+			n = snprintf(buf + off, size - off, "%s%s", off ? ", " : "", ip);
+		} else {
+			continue;
+		}
+		off += n > 0 ? (size_t)n : 0;
+	}
+	GENERAL_NAMES_free(names);
+	if (off == 0) {
+		X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, buf,
+					  (int)size);
+		if (buf[0] == 0)
+			snprintf(buf, size, "no name");
+	}
+	/* names come from the peer: printable only */
+	for (off = 0; buf[off]; off++)
+		if ((unsigned char)buf[off] < 0x20 || buf[off] == 0x7f)
+			buf[off] = '?';
+}
+
+/*
+ * tls_check_peer - after the handshake: the pin, else the chain result and
+ * the name. 0 when the certificate is acceptable; -1 with errtext set.
+ */
+static int tls_check_peer(struct conn *c, SSL_CTX *ctx, const struct tls_peer *peer)
+{
+	unsigned char md[EVP_MAX_MD_SIZE], want[32];
+	unsigned mdlen = 0;
+	char fp[96], names[300], why[200];
+	const char *p, *next, *state = NULL;
+	X509 *x;
+	long vr;
+	int rc = -1, ok;
+
+	if (SSL_CTX_get_app_data(ctx) == tls_no_checks) {
+		SSL_set_app_data(c->ssl, (void *)tls_no_checks);
+		return 0;
+	}
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+	x = SSL_get1_peer_certificate(c->ssl);
+#else
+	x = SSL_get_peer_certificate(c->ssl);
+#endif
+	if (x == NULL) {
+		snprintf(c->errtext, sizeof(c->errtext), "the relay sent no certificate");
+		goto done;
+	}
+	if (!X509_digest(x, EVP_sha256(), md, &mdlen) || mdlen != 32) {
+		snprintf(c->errtext, sizeof(c->errtext), "cannot compute the certificate fingerprint");
+		goto done;
+	}
+	tls_fingerprint_format(md, fp);
+	log_debug("relay certificate SHA-256 fingerprint %s", fp);
+
+	if (peer->fingerprints && *peer->fingerprints) {
+		for (p = peer->fingerprints;
+		     (next = tls_fingerprint_next(p, want, why, sizeof(why))) != NULL && next != p;
+		     p = next) {
+			if (memcmp(want, md, 32) == 0) {
+				state = "certificate fingerprint matched";
+				rc = 0;
+				goto done;
+			}
+		}
+		snprintf(c->errtext, sizeof(c->errtext), "certificate fingerprint mismatch: the "
+			 "relay's certificate has SHA-256 fingerprint %s, not a pinned one", fp);
+		goto done;
+	}
+	if (!peer->no_chain && (vr = SSL_get_verify_result(c->ssl)) != X509_V_OK) {
 		snprintf(c->errtext, sizeof(c->errtext), "certificate verification failed: %s",
 			 X509_verify_cert_error_string(vr));
-	} else {
-		if (e)
-			ERR_error_string_n(e, buf, sizeof(buf));
-		snprintf(c->errtext, sizeof(c->errtext), "%s", buf);
+		goto done;
 	}
+	if (peer->name && *peer->name) {
+		if (is_ip_literal(peer->name))
+			ok = X509_check_ip_asc(x, peer->name, 0) == 1;
+		else
+			ok = X509_check_host(x, peer->name, 0,
+					     X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS, NULL) == 1;
+		if (!ok) {
+			tls_cert_names(x, names, sizeof(names));
+			snprintf(c->errtext, sizeof(c->errtext), "certificate verification failed: "
+				 "hostname mismatch: the certificate is for %s, not %s", names,
+				 peer->name);
+			goto done;
+		}
+	}
+	state = peer->no_chain ? (peer->name && *peer->name
+				  ? "certificate chain NOT verified (trusted host), name verified"
+				  : "certificate NOT verified (trusted host)")
+		: peer->name && *peer->name ? "certificate verified"
+		: "certificate chain verified, name NOT checked";
+	rc = 0;
+done:
+	if (rc == 0)
+		SSL_set_app_data(c->ssl, (void *)state);
+	else
+		c->err = CONN_TLS;
 	ERR_clear_error();
+	X509_free(x);
+	return rc;
+}
+
+/* handshake_error - why the handshake failed */
+static void handshake_error(struct conn *c)
+{
+	char buf[200];
+
+	tls_ssl_error(buf, sizeof(buf), "handshake failed");
+	snprintf(c->errtext, sizeof(c->errtext), "%s", buf);
 	c->err = CONN_TLS;
 }
 
-/* tls_handshake - SSL_connect on the conn's socket, bounded by its timeout */
-int tls_handshake(struct conn *c, SSL_CTX *ctx, const char *sni, const char *verify_name)
+/* tls_handshake_peer - SSL_connect on the conn's socket, bounded by its timeout, then the checks */
+int tls_handshake_peer(struct conn *c, SSL_CTX *ctx, const struct tls_peer *peer)
 {
 	double end = conn_now() + c->timeout_ms / 1000.0;
 
 	if (c->deadline > 0 && c->deadline < end)
 		end = c->deadline;
+	ERR_clear_error();
 	c->ssl = SSL_new(ctx);
 	if (c->ssl == NULL || !SSL_set_fd(c->ssl, c->fd)) {
 		handshake_error(c);
+		if (c->ssl)
+			SSL_free(c->ssl);
+		c->ssl = NULL;
 		return -1;
 	}
-	if (sni && *sni && !is_ip_literal(sni))
-		SSL_set_tlsext_host_name(c->ssl, sni);
-	if (verify_name && *verify_name && SSL_CTX_get_verify_mode(ctx) != SSL_VERIFY_NONE) {
-		if (is_ip_literal(verify_name)) {
-			X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), verify_name);
-		} else {
-			SSL_set_hostflags(c->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-			SSL_set1_host(c->ssl, verify_name);
-		}
-	}
+	if (peer->sni && *peer->sni && !is_ip_literal(peer->sni))
+		SSL_set_tlsext_host_name(c->ssl, peer->sni);
 	for (;;) {
 		int r = SSL_connect(c->ssl), err;
 		struct pollfd pfd = { .fd = c->fd };
 		double left;
 
-		if (r == 1)
-			return 0;
+		if (r == 1) {
+			if (tls_check_peer(c, ctx, peer) == 0)
+				return 0;
+			/* close_notify, so the relay does not wait for us */
+			SSL_shutdown(c->ssl);
+			SSL_free(c->ssl);
+			c->ssl = NULL;
+			ERR_clear_error();
+			return -1;
+		}
 		err = SSL_get_error(c->ssl, r);
 		if (err == SSL_ERROR_WANT_READ)
 			pfd.events = POLLIN;
@@ -115,6 +451,7 @@ int tls_handshake(struct conn *c, SSL_CTX *ctx, const char *sni, const char *ver
 				c->err = CONN_CLOSED;
 				snprintf(c->errtext, sizeof(c->errtext),
 					 "connection closed during TLS handshake");
+				ERR_clear_error();
 			} else {
 				handshake_error(c);
 			}
@@ -128,17 +465,139 @@ int tls_handshake(struct conn *c, SSL_CTX *ctx, const char *sni, const char *ver
 			snprintf(c->errtext, sizeof(c->errtext), "timeout during TLS handshake");
 			SSL_free(c->ssl);
 			c->ssl = NULL;
+			ERR_clear_error();
 			return -1;
 		}
 	}
 }
 
-/* tls_describe - protocol and cipher, for log lines */
+/* tls_handshake - the handshake with full verification of verify_name */
+int tls_handshake(struct conn *c, SSL_CTX *ctx, const char *sni, const char *verify_name)
+{
+	struct tls_peer peer = { sni, verify_name, 0, NULL };
+
+	return tls_handshake_peer(c, ctx, &peer);
+}
+
+/* tls_describe - protocol, cipher and what was verified, for log lines */
 void tls_describe(const struct conn *c, char *buf, size_t size)
 {
-	if (c->ssl == NULL)
+	const char *state;
+
+	if (c->ssl == NULL) {
 		snprintf(buf, size, "no TLS");
-	else
-		snprintf(buf, size, "%s with cipher %s", SSL_get_version(c->ssl),
-			 SSL_get_cipher_name(c->ssl));
+		return;
+	}
+	state = SSL_get_app_data(c->ssl);
+	snprintf(buf, size, "%s with cipher %s%s%s", SSL_get_version(c->ssl),
+		 SSL_get_cipher_name(c->ssl), state ? ", " : "", state ? state : "");
+}
+
+/* tls_host_listed - host in a white-space or comma separated list, ignoring case */
+int tls_host_listed(const char *list, const char *host)
+{
+	size_t hl = strlen(host), n;
+	const char *p = list;
+
+	while (p && *p) {
+		p += strspn(p, ", \t");
+		n = strcspn(p, ", \t");
+		if (n > 0 && n == hl && strncasecmp(p, host, n) == 0)
+			return 1;
+		p += n;
+	}
+	return 0;
+}
+
+/* tls_warn - append one warning to the policy's list */
+static void __attribute__((format(printf, 2, 3))) tls_warn(struct tls_policy *p, const char *fmt, ...)
+{
+	size_t off = strlen(p->warnings);
+	va_list ap;
+
+	if (off > 0 && off + 2 < sizeof(p->warnings)) {
+		memcpy(p->warnings + off, "; ", 3);
+		off += 2;
+	}
+	va_start(ap, fmt);
+	vsnprintf(p->warnings + off, sizeof(p->warnings) - off, fmt, ap);
+	va_end(ap);
+}
+
+/*
+ * tls_policy_resolve - the rules (btprelay-transport.8, TLS): the level
+ * is smtp_tls_security_level, which the destination's starttls hints
+ * raise or lower, unless it is verify: then nothing the destination says
+ * lowers TLS or its verification (the hint is ignored with a warning).
+ * smtps and mail.smtp.ssl.enable=true start TLS with the first byte. The
+ * certificate must name mail.smtp.ssl.verifyname, else the host; a pin
+ * (the destination's, else smtp_tls_fingerprint) replaces chain and name
+ * checks; mail.smtp.ssl.trust "*" turns verification off (the name is
+ * still checked when checkserveridentity is explicitly true, as JavaMail
+ * does); a host list that holds the host skips the chain check;
+ * checkserveridentity=false skips the name check.
+ */
+void tls_policy_resolve(const struct config *cfg, const struct mail_destination *d,
+			struct tls_policy *p)
+{
+	const char *pin = d->ssl_fingerprint && *d->ssl_fingerprint ? d->ssl_fingerprint
+		: cfg->smtp_tls_fingerprint && *cfg->smtp_tls_fingerprint
+		? cfg->smtp_tls_fingerprint : NULL;
+	int locked = cfg->smtp_tls_level == TLS_LEVEL_VERIFY;
+	const char *trust = d->ssl_trust;
+
+	memset(p, 0, sizeof(*p));
+	p->level = cfg->smtp_tls_level;
+	p->implicit = d->smtps || d->ssl_enable == 1;
+	if (locked) {
+		p->required_by = "smtp_tls_security_level=verify";
+		if (d->starttls_enable == 0 && !p->implicit)
+			tls_warn(p, "mail.smtp.starttls.enable=false ignored: "
+				 "smtp_tls_security_level=verify");
+	} else if (d->starttls_required == 1) {
+		if (p->level < TLS_LEVEL_ENCRYPT)
+			p->level = TLS_LEVEL_ENCRYPT;
+		p->required_by = "mail.smtp.starttls.required=true";
+	} else if (d->starttls_enable == 0) {
+		p->level = TLS_LEVEL_NONE;
+	} else if (d->starttls_enable == 1 && p->level == TLS_LEVEL_NONE) {
+		p->level = TLS_LEVEL_MAY;
+	}
+
+	p->peer.name = d->ssl_verifyname && *d->ssl_verifyname ? d->ssl_verifyname : d->host;
+	p->peer.sni = p->peer.name;
+	p->peer.fingerprints = pin;
+	if (pin)
+		return;		/* the pin is the whole check */
+	if (trust && strcmp(trust, "*") == 0) {
+		if (locked) {
+			tls_warn(p, "mail.smtp.ssl.trust=* ignored: smtp_tls_security_level=verify");
+		} else {
+			p->peer.no_chain = 1;
+			if (d->ssl_checkserveridentity != 1)
+				p->peer.name = NULL;
+			tls_warn(p, "mail.smtp.ssl.trust=*: the relay's certificate is NOT verified%s",
+				 p->peer.name ? " (only its name, mail.smtp.ssl.checkserveridentity=true)"
+				 : "");
+		}
+	} else if (trust && tls_host_listed(trust, d->host)) {
+		if (locked) {
+			tls_warn(p, "mail.smtp.ssl.trust lists %s, ignored: "
+				 "smtp_tls_security_level=verify", d->host);
+		} else {
+			p->peer.no_chain = 1;
+			tls_warn(p, "mail.smtp.ssl.trust lists %s: its certificate chain is NOT "
+				 "verified", d->host);
+		}
+	}
+	if (d->ssl_checkserveridentity == 0 && p->peer.name) {
+		if (locked) {
+			tls_warn(p, "mail.smtp.ssl.checkserveridentity=false ignored: "
+				 "smtp_tls_security_level=verify");
+		} else {
+			p->peer.name = NULL;
+			tls_warn(p, "mail.smtp.ssl.checkserveridentity=false: the name in the relay's "
+				 "certificate is NOT checked");
+		}
+	}
 }

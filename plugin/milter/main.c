@@ -417,19 +417,30 @@ static int drop_privileges(const char *user, const char *sock, char *errbuf, siz
 	return 0;
 }
 
-/* daemonize - detach from the terminal; the parent exits */
+/*
+ * daemonize - detach from the terminal. The parent waits until the child
+ * reports how its start-up went (daemon_ready) and exits with that status,
+ * so an init script sees a configuration error. Returns 0 in the child.
+ */
+static int daemon_fd = -1;
+
 static int daemonize(void)
 {
-	pid_t pid = fork();
-	int fd;
+	unsigned char status = EX_OSERR;
+	int fds[2], fd;
+	pid_t pid;
 
-	if (pid < 0)
+	if (pipe(fds) < 0 || (pid = fork()) < 0)
 		return -1;
-	if (pid > 0)
-		_exit(EX_OK);
-	if (setsid() < 0)
-		return -1;
-	if (chdir("/") < 0)
+	if (pid > 0) {
+		close(fds[1]);
+		if (read(fds[0], &status, 1) != 1)
+			status = EX_SOFTWARE;	/* the child died before it said anything */
+		_exit(status);
+	}
+	close(fds[0]);
+	daemon_fd = fds[1];
+	if (setsid() < 0 || chdir("/") < 0)
 		return -1;
 	if ((fd = open("/dev/null", O_RDWR)) >= 0) {
 		dup2(fd, STDIN_FILENO);
@@ -439,6 +450,21 @@ static int daemonize(void)
 			close(fd);
 	}
 	return 0;
+}
+
+/* daemon_ready - tell the waiting parent (if any) the start-up status; returns it */
+static int daemon_ready(int status)
+{
+	unsigned char b = (unsigned char)status;
+
+	if (daemon_fd >= 0) {
+		if (write(daemon_fd, &b, 1) != 1) {
+			/* the parent is gone: nobody to tell */
+		}
+		close(daemon_fd);
+		daemon_fd = -1;
+	}
+	return status;
 }
 
 /* write_pidfile - our pid, one line */
@@ -552,6 +578,59 @@ static int check_only(const char *path, const struct overrides *ov)
 	return EX_OK;
 }
 
+/*
+ * serve - start the reload and libmilter threads, then turn signals into
+ * reloads and a stop until libmilter returns. Returns the exit status.
+ */
+static int serve(const char *config_path, const struct overrides *ov)
+{
+	struct reload_args ra = { config_path, ov };
+	int sig, milter_rc = MI_FAILURE, stopping = 0;
+	pthread_t tid, reloader;
+	sigset_t set;
+
+	/* every thread created from here on inherits the mask */
+	sigemptyset(&set);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGUSR2);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	main_thread = pthread_self();
+	if (pthread_create(&reloader, NULL, reload_thread, &ra) != 0
+	    || pthread_create(&tid, NULL, milter_thread, &milter_rc) != 0) {
+		log_error("cannot start the milter threads");
+		return daemon_ready(EX_OSERR);
+	}
+	daemon_ready(EX_OK);
+
+	for (;;) {
+		if (sigwait(&set, &sig) != 0)
+			continue;
+		if (sig == SIGHUP || sig == SIGUSR1) {
+			if (!stopping)
+				reload_request(0);
+		} else if (sig == SIGTERM || sig == SIGINT) {
+			if (!stopping)
+				log_info("stopping on signal %d", sig);
+			stopping = 1;
+			smfi_stop();
+		} else if (sig == SIGUSR2) {
+			break;
+		}
+	}
+	pthread_join(tid, NULL);
+	reload_request(1);
+	pthread_join(reloader, NULL);
+	if (!stopping)
+		log_error("libmilter stopped on its own (%s)",
+			  milter_rc == MI_SUCCESS ? "signal" : "failure");
+	/* stopped by anything but our own SIGTERM: let a supervisor restart it */
+	return stopping && milter_rc == MI_SUCCESS ? EX_OK : EX_SOFTWARE;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -560,17 +639,13 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct overrides ov = { NULL, NULL, NULL };
-	const char *config_path = NULL, *sockfile;
-	int ch, foreground = 0, check = 0, sig, milter_rc = MI_FAILURE, stopping = 0;
+	const char *config_path = NULL;
+	char *sockfile, *pidfile, *config_abs = NULL;
+	int ch, foreground = 0, check = 0, sock_known, status;
+	struct stat sock_st;
 	struct config cfg;
 	struct policy *p;
 	char err[1024];
-	char *pidfile, *config_abs = NULL;
-	struct stat sock_st;
-	int sock_known = 0;
-	pthread_t tid, reloader;
-	struct reload_args ra = { NULL, NULL };
-	sigset_t set;
 
 	while ((ch = getopt_long(argc, argv, "c:p:u:P:fnhV", longopts, NULL)) != -1) {
 		switch (ch) {
@@ -606,7 +681,9 @@ int main(int argc, char **argv)
 		return EX_CONFIG;
 	}
 	log_open(MILTER_NAME, cfg.log_target, (enum log_level)cfg.log_level);
-	sockfile = socket_path(cfg.milter_socket);
+	/* copies: cfg moves into the policy, and a reload frees that */
+	sockfile = socket_path(cfg.milter_socket) != NULL
+		? xstrdup(socket_path(cfg.milter_socket)) : NULL;
 
 	/* the socket first, while we may still be root */
 	if (smfi_register(milter_desc) != MI_SUCCESS
@@ -620,41 +697,25 @@ int main(int argc, char **argv)
 	sock_known = sockfile != NULL && stat(sockfile, &sock_st) == 0;
 	if (!foreground && daemonize() < 0) {
 		log_error("cannot become a daemon: %s", strerror(errno));
-		return EX_OSERR;
+		return daemon_ready(EX_OSERR);
 	}
 	pidfile = xstrdup(cfg.milter_pidfile);
-	if (write_pidfile(pidfile) < 0)
+	if (*pidfile != '\0' && write_pidfile(pidfile) < 0)
 		log_warn("cannot write pid file %s: %s", pidfile, strerror(errno));
 	if (drop_privileges(cfg.milter_user, sockfile, err, sizeof(err)) < 0) {
 		fprintf(stderr, MILTER_NAME ": %s\n", err);
 		log_error("%s", err);
-		return EX_NOPERM;
+		unlink(pidfile);
+		return daemon_ready(EX_NOPERM);
 	}
 	/* bindings are read as the user that will read them again on reload */
 	if ((p = policy_new(&cfg, err, sizeof(err))) == NULL) {
 		fprintf(stderr, MILTER_NAME ": %s\n", err);
 		log_error("%s", err);
-		return EX_CONFIG;
+		unlink(pidfile);
+		return daemon_ready(EX_CONFIG);
 	}
 	state_swap(p);
-
-	/* every thread created from here on inherits the mask */
-	sigemptyset(&set);
-	sigaddset(&set, SIGHUP);
-	sigaddset(&set, SIGUSR1);
-	sigaddset(&set, SIGUSR2);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	signal(SIGPIPE, SIG_IGN);
-	main_thread = pthread_self();
-	ra.path = config_path;
-	ra.ov = &ov;
-	if (pthread_create(&reloader, NULL, reload_thread, &ra) != 0
-	    || pthread_create(&tid, NULL, milter_thread, &milter_rc) != 0) {
-		log_error("cannot start the milter threads");
-		return EX_OSERR;
-	}
 	log_info("started on %s (transport %s, lookup timeout %d s, cache %d s, negative %d s, "
 		 "sender %s, trace header %s)", policy_config(p)->milter_socket,
 		 policy_config(p)->milter_transport_name, policy_config(p)->milter_lookup_timeout,
@@ -662,27 +723,7 @@ int main(int argc, char **argv)
 		 policy_config(p)->milter_sender_policy,
 		 policy_config(p)->milter_trace_header ? "yes" : "no");
 
-	for (;;) {
-		if (sigwait(&set, &sig) != 0)
-			continue;
-		if (sig == SIGHUP || sig == SIGUSR1) {
-			if (!stopping)
-				reload_request(0);
-		} else if (sig == SIGTERM || sig == SIGINT) {
-			if (!stopping)
-				log_info("stopping on signal %d", sig);
-			stopping = 1;
-			smfi_stop();
-		} else if (sig == SIGUSR2) {
-			break;
-		}
-	}
-	pthread_join(tid, NULL);
-	reload_request(1);
-	pthread_join(reloader, NULL);
-	if (!stopping)
-		log_error("libmilter stopped on its own (%s)",
-			  milter_rc == MI_SUCCESS ? "signal" : "failure");
+	status = serve(config_path, &ov);
 	if (*pidfile != '\0')
 		unlink(pidfile);
 	/* libmilter leaves the socket in place when running as root: remove ours */
@@ -694,10 +735,10 @@ int main(int argc, char **argv)
 			unlink(sockfile);
 	}
 	free(config_abs);
+	free(sockfile);
 	free(pidfile);
 	state_swap(NULL);
 	log_info("stopped");
 	log_close();
-	/* stopped by anything but our own SIGTERM: let a supervisor restart it */
-	return stopping && milter_rc == MI_SUCCESS ? EX_OK : EX_SOFTWARE;
+	return status;
 }

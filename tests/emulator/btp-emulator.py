@@ -5,8 +5,9 @@
 
 Services (each on an ephemeral port, listed in DIR/ports.json once everything listens):
 
-  token        HTTPS  XSUAA-like OAuth client-credentials token service
-  destination  HTTPS  Destination Service "find" API
+  token        HTTPS  XSUAA-like OAuth client-credentials token service (client secrets)
+  token_mtls   HTTPS  the same with mutual TLS for X.509 bindings ("certurl")
+  destination  HTTPS  Destination Service: find, subaccount/instance destination lists
   proxy        SOCKS5 Connectivity proxy with authentication method 0x80
   relay        SMTP   the on-premise relay behind the Cloud Connector (STARTTLS)
   relay_smtps  SMTPS  the same relay with implicit TLS
@@ -49,12 +50,22 @@ import uuid
 HOST = "127.0.0.1"
 SUBACCOUNT_ID = "9acf4877-5a3d-43d2-b67d-7516efe15b11"
 PROVIDER_TENANT = "4f1b2c3d-5e6f-4a7b-8c9d-0e1f2a3b4c5d"
+PROVIDER_SUBDOMAIN = "provider"
+SUBSCRIBER_SUBDOMAIN = "subscriber1"
+SUBSCRIBER_TENANT = "a8f5dcc2-39fa-4993-86c3-99bf55044566"
+SUBSCRIBER_SUBACCOUNT_ID = "88728f53-afa6-4155-b613-7db3a4345600"
+DESTINATION_INSTANCE_ID = "41b6d9b9-7ec5-41af-a39f-b03bec8a98d0"
 DESTINATION_CLIENT_ID = "sb-clone-dest!b1"
 CONNECTIVITY_CLIENT_ID = "sb-clone-conn!b2"
+DESTINATION_X509_CLIENT_ID = "sb-clone-dest-x509!b3"
+CONNECTIVITY_X509_CLIENT_ID = "sb-clone-conn-x509!b4"
+MAIL_OAUTH_CLIENT_ID = "mail-oauth-client"
+MAIL_OAUTH_USER = "oauthuser"
+MAIL_TOKEN_SCOPE = "mail.send"
 RELAY_NAME = "mail.corp.internal"
 RELAY_USER = "relayuser"
 
-SERVICES = ("token", "destination", "proxy", "relay", "relay_smtps", "control")
+SERVICES = ("token", "destination", "proxy", "relay", "relay_smtps", "control", "token_mtls")
 
 # Cloud Connectors by location ID ("" = the one without an ID), and the virtual hosts
 # their access control exposes. "unreachable" is a port nothing listens on (REP 04).
@@ -64,6 +75,31 @@ VIRTUAL_HOSTS = {
     ("mail.corp.internal", 465): "relay_smtps",
     ("down.corp.internal", 25): "unreachable",
 }
+
+# Tenants by subdomain. The connectivity token's zid picks the tenant's Cloud Connectors,
+# the destination token's zid the tenant's destinations; any zid other than the
+# subscriber's counts as the provider (as before tenants existed).
+TENANTS = {
+    PROVIDER_SUBDOMAIN: {"zid": PROVIDER_TENANT, "subaccount": SUBACCOUNT_ID,
+                         "locations": CLOUD_CONNECTORS},
+    SUBSCRIBER_SUBDOMAIN: {"zid": SUBSCRIBER_TENANT, "subaccount": SUBSCRIBER_SUBACCOUNT_ID,
+                           "locations": ("SUBLOC",)},
+}
+LEVELS = ("subaccount", "instance")
+
+
+def tenant_of_zid(zid):
+    """The tenant (subdomain) whose destinations and Cloud Connectors a token sees."""
+    return SUBSCRIBER_SUBDOMAIN if zid == SUBSCRIBER_TENANT else PROVIDER_SUBDOMAIN
+
+
+def tenant_name(value):
+    """A tenant given as subdomain or tenant id -> its subdomain; ValueError otherwise."""
+    for name, tenant in TENANTS.items():
+        if value in (name, tenant["zid"]):
+            return name
+    raise ValueError(f"unknown tenant {value!r}: one of {sorted(TENANTS)} or their tenant ids")
+
 
 SMTP_LINE_MAX = 4096          # a command line longer than this gets 500 5.5.2
 SMTP_IDLE_TIMEOUT = 300       # seconds, as RFC 5321 suggests for the server
@@ -80,6 +116,8 @@ HTTP_BODY_MAX = 1 << 20
 HTTP_FAULTS = {"refuse", "reset", "timeout", "http500", "http401", "garbage", "slow"}
 FAULT_KINDS = {
     "token": HTTP_FAULTS,
+    "token_mtls": HTTP_FAULTS,
+    "authtokens": {"error", "expired"},
     "destination": HTTP_FAULTS | {"http403"},
     "proxy": {"refuse", "reset", "timeout", "method_ff", "auth_fail", "wrong_version",
               "garbage", "truncated"},
@@ -101,8 +139,17 @@ RELAY_DEFAULTS = {
     "ehlo": True,
     "users": {},
     "token_ttl": 43199,
+    "enhancedstatuscodes": True,
+    "max_line_length": 0,
+    "require_client_cert": False,
+    "xoauth2_error_challenge": False,
+    "authtoken_ttl": 3600,
+    "tls_max_version": "",
 }
-AUTH_MECHS = ("PLAIN", "LOGIN")
+AUTH_MECHS = ("PLAIN", "LOGIN", "XOAUTH2")
+RELAY_CERTS = ("relay", "wrongname", "selfsigned", "expired")
+TLS_VERSIONS = {"": None, "TLSv1": ssl.TLSVersion.TLSv1, "TLSv1.1": ssl.TLSVersion.TLSv1_1,
+                "TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
 
 
 def merge_patch(target, patch):
@@ -169,10 +216,13 @@ def check_relay_options(options):
             ok = isinstance(value, type(default))
         if not ok:
             raise ValueError(f"relay option {key}: expected {type(default).__name__}")
-    if options["size_limit"] < 0:
-        raise ValueError("relay option size_limit: must be >= 0")
-    if options["cert"] not in ("relay", "wrongname"):
-        raise ValueError("relay option cert: 'relay' or 'wrongname'")
+    for key in ("size_limit", "max_line_length", "authtoken_ttl"):
+        if options[key] < 0:
+            raise ValueError(f"relay option {key}: must be >= 0")
+    if options["cert"] not in RELAY_CERTS:
+        raise ValueError(f"relay option cert: one of {list(RELAY_CERTS)}")
+    if options["tls_max_version"] not in TLS_VERSIONS:
+        raise ValueError(f"relay option tls_max_version: one of {list(TLS_VERSIONS)}")
     for mech in options["auth_mechs"]:
         if mech not in AUTH_MECHS:
             raise ValueError(f"relay option auth_mechs: {mech!r} is not one of {list(AUTH_MECHS)}")
@@ -258,10 +308,11 @@ class Reader:
 
     CHUNK = 262144
 
-    def __init__(self, sock):
+    def __init__(self, sock, fills=0):
         self.sock = sock
         self.buf = bytearray()
         self.pos = 0
+        self.fills = fills        # successful reads so far (tells pipelined commands apart)
 
     def _fill(self):
         """Append what the socket has; False at end of input (or a broken connection)."""
@@ -274,7 +325,12 @@ class Reader:
         if not data:
             return False
         self.buf += data
+        self.fills += 1
         return True
+
+    def buffered(self):
+        """How many bytes were read from the socket but not yet taken."""
+        return len(self.buf) - self.pos
 
     def _compact(self):
         if self.pos and (self.pos >= len(self.buf) or self.pos > self.CHUNK):
@@ -354,6 +410,9 @@ class Conn:
         self.name = f"{service}#{number}"
         self.reader = Reader(sock)
         self.tls = False
+        self.sni = None                 # server name the TLS client sent
+        self.peer_cert = None           # the client certificate (getpeercert()), if any
+        self.peer_cert_der = None
 
     @property
     def peer_port(self):
@@ -410,8 +469,11 @@ class Conn:
         except (ssl.SSLError, OSError) as e:
             raise SessionEnd(f"TLS handshake failed: {e}") from None
         tls.settimeout(timeout)
-        self.reader = Reader(tls)
+        self.reader = Reader(tls, self.reader.fills)
         self.tls = True
+        self.sni = getattr(tls, "emu_sni", None)
+        self.peer_cert_der = tls.getpeercert(binary_form=True)
+        self.peer_cert = tls.getpeercert() if self.peer_cert_der else None
 
     def abort(self):
         """Wake a thread blocked on this connection (used at shutdown)."""
@@ -629,10 +691,11 @@ class SecretBook:
 
 
 class Client:
-    def __init__(self, kind, client_id, secret):
-        self.kind = kind                  # "connectivity" or "destination"
+    def __init__(self, kind, client_id, secret, cert_der=None):
+        self.kind = kind                  # "connectivity" or "destination" ("mail": authTokens)
         self.id = client_id
-        self.secret = secret
+        self.secret = secret              # None: an X.509 client (token_mtls only)
+        self.cert_der = cert_der          # the registered client certificate of an X.509 client
 
 
 class InvalidToken(Exception):
@@ -651,11 +714,12 @@ class TokenIssuer:
     def _sign(self, signing_input):
         return hmac.new(self.key, signing_input, hashlib.sha256).digest()
 
-    def issue(self, client, zid, ttl):
+    def issue(self, client, zid, ttl, extra=None):
         now = int(time.time())
         claims = {"iss": self.issuer, "client_id": client.id, "cid": client.id, "zid": zid,
                   "iat": now, "exp": now + ttl, "jti": uuid.uuid4().hex,
                   "scope": ["uaa.resource"]}
+        claims.update(extra or {})
         header = b64url(to_json_bytes({"alg": "HS256", "typ": "JWT"}))
         signing_input = f"{header}.{b64url(to_json_bytes(claims))}".encode("ascii")
         token = signing_input.decode("ascii") + "." + b64url(self._sign(signing_input))
@@ -691,9 +755,11 @@ class TokenIssuer:
 
 
 COUNTERS = ("token_requests.total", "token_requests.connectivity",
-            "token_requests.destination", "find_requests", "proxy_connections",
+            "token_requests.destination", "token_requests.mtls", "token_requests.subscriber",
+            "find_requests", "authtokens_issued", "proxy_connections",
             "proxy_auth_ok", "proxy_auth_failed", "proxy_connects_ok", "relay_connections",
-            "relay_messages")
+            "relay_messages", "relay_commands", "relay_tls", "relay_auth_ok",
+            "relay_auth_failed")
 
 
 class Counters:
@@ -797,20 +863,24 @@ class RelayOptions:
 
 
 class Destinations:
+    """Destinations per (tenant subdomain, level). The control API without tenant/level
+    works on the provider's subaccount level, as before tenants existed."""
+
     def __init__(self):
         self.lock = threading.Lock()
         self.defaults = {}
         self.items = {}
 
-    def set_defaults(self, relay_password, relay_port):
-        self.defaults = {
-            "MAIL_ONPREM": {
-                "Name": "MAIL_ONPREM", "Type": "MAIL", "ProxyType": "OnPremise",
-                "Authentication": "BasicAuthentication", "mail.user": RELAY_USER,
-                "mail.password": relay_password, "mail.smtp.host": RELAY_NAME,
-                "mail.smtp.port": "25", "mail.smtp.auth": "true",
-                "mail.transport.protocol": "smtp", "mail.smtp.from": "noreply@corp.example",
-                "CloudConnectorLocationId": "LOC1"},
+    def set_defaults(self, relay_password, relay_port, token_url, oauth_secret):
+        onprem = {
+            "Name": "MAIL_ONPREM", "Type": "MAIL", "ProxyType": "OnPremise",
+            "Authentication": "BasicAuthentication", "mail.user": RELAY_USER,
+            "mail.password": relay_password, "mail.smtp.host": RELAY_NAME,
+            "mail.smtp.port": "25", "mail.smtp.auth": "true",
+            "mail.transport.protocol": "smtp", "mail.smtp.from": "noreply@corp.example",
+            "CloudConnectorLocationId": "LOC1"}
+        provider = {
+            "MAIL_ONPREM": onprem,
             "MAIL_NOLOC": {
                 "Name": "MAIL_NOLOC", "Type": "MAIL", "ProxyType": "OnPremise",
                 "Authentication": "NoAuthentication", "mail.smtp.host": RELAY_NAME,
@@ -819,28 +889,66 @@ class Destinations:
                 "Name": "MAIL_INTERNET", "Type": "MAIL", "ProxyType": "Internet",
                 "Authentication": "NoAuthentication", "mail.smtp.host": "localhost",
                 "mail.smtp.port": str(relay_port)},
+            "MAIL_OAUTH": {
+                "Name": "MAIL_OAUTH", "Type": "MAIL", "ProxyType": "OnPremise",
+                "Authentication": "OAuth2ClientCredentials", "mail.user": MAIL_OAUTH_USER,
+                "mail.smtp.host": RELAY_NAME, "mail.smtp.port": "25", "mail.smtp.auth": "true",
+                "mail.transport.protocol": "smtp", "mail.smtp.from": "noreply@corp.example",
+                "CloudConnectorLocationId": "LOC1", "tokenServiceURL": token_url + "/oauth/token",
+                "clientId": MAIL_OAUTH_CLIENT_ID, "clientSecret": oauth_secret},
+            "MAIL_SMTPS": {
+                "Name": "MAIL_SMTPS", "Type": "MAIL", "ProxyType": "OnPremise",
+                "Authentication": "BasicAuthentication", "mail.user": RELAY_USER,
+                "mail.password": relay_password, "mail.transport.protocol": "smtps",
+                "mail.smtps.host": RELAY_NAME, "mail.smtps.port": "465",
+                "mail.smtp.auth": "true", "mail.smtp.from": "noreply@corp.example",
+                "CloudConnectorLocationId": "LOC1"},
         }
+        subscriber = {
+            "MAIL_SUB": {**onprem, "Name": "MAIL_SUB", "CloudConnectorLocationId": "SUBLOC",
+                         "mail.smtp.from": "noreply@subscriber1.example"},
+        }
+        self.defaults = {(name, level): {} for name in TENANTS for level in LEVELS}
+        self.defaults[(PROVIDER_SUBDOMAIN, "subaccount")] = provider
+        self.defaults[(SUBSCRIBER_SUBDOMAIN, "subaccount")] = subscriber
         self.reset()
 
     def reset(self):
         with self.lock:
             self.items = copy.deepcopy(self.defaults)
 
-    def get(self, name):
+    def get(self, name, tenant=PROVIDER_SUBDOMAIN, level="subaccount"):
         with self.lock:
-            return copy.deepcopy(self.items.get(name))
+            return copy.deepcopy(self.items[(tenant, level)].get(name))
 
-    def put(self, name, properties):
+    def put(self, name, properties, tenant=PROVIDER_SUBDOMAIN, level="subaccount"):
         with self.lock:
-            self.items[name] = copy.deepcopy(properties)
+            self.items[(tenant, level)][name] = copy.deepcopy(properties)
 
-    def delete(self, name):
+    def delete(self, name, tenant=PROVIDER_SUBDOMAIN, level="subaccount"):
         with self.lock:
-            return self.items.pop(name, None) is not None
+            return self.items[(tenant, level)].pop(name, None) is not None
 
-    def snapshot(self):
+    def snapshot(self, tenant=PROVIDER_SUBDOMAIN, level="subaccount"):
         with self.lock:
-            return copy.deepcopy(self.items)
+            return copy.deepcopy(self.items[(tenant, level)])
+
+    def snapshot_all(self):
+        with self.lock:
+            out = {}
+            for (tenant, level), items in self.items.items():
+                out.setdefault(tenant, {})[level] = copy.deepcopy(items)
+            return out
+
+    def find(self, name, tenant):
+        """(level, properties) of the tenant's destination, instance level first; (None,
+        None) when there is none."""
+        with self.lock:
+            for level in ("instance", "subaccount"):
+                found = self.items[(tenant, level)].get(name)
+                if found is not None:
+                    return level, copy.deepcopy(found)
+        return None, None
 
 
 class Draft:
@@ -926,28 +1034,71 @@ class MessageStore:
 
 
 class ProxyOrigins:
-    """How the relay learns that a connection came through the proxy, and from which
-    Cloud Connector: the proxy binds its backend socket, registers the local port here,
-    then connects; the relay looks up its peer's port."""
+    """How the relay learns that a connection came through the proxy, from which Cloud
+    Connector and for which tenant: the proxy binds its backend socket, registers the
+    local port here, then connects; the relay looks up its peer's port."""
 
     def __init__(self):
         self.lock = threading.Lock()
         self.by_port = {}
 
-    def put(self, port, location_id):
+    def put(self, port, location_id, zid=None):
         with self.lock:
-            self.by_port[port] = location_id
+            self.by_port[port] = (location_id, zid)
 
     def drop(self, port):
         with self.lock:
             self.by_port.pop(port, None)
 
     def take(self, port):
-        """(via_proxy, location_id or None)."""
+        """(via_proxy, location_id or None, zid of the connectivity token or None)."""
         with self.lock:
             if port not in self.by_port:
-                return False, None
-            return True, self.by_port.pop(port) or None
+                return False, None, None
+            location_id, zid = self.by_port.pop(port)
+            return True, location_id or None, zid
+
+
+class RecentList:
+    """The last N records of something (token requests, relay connections), for tests.
+    Records are dicts that their owner may keep updating through update()."""
+
+    def __init__(self, limit):
+        self.lock = threading.Lock()
+        self.items = collections.deque(maxlen=limit)
+        self.numbers = itertools.count(1)
+
+    def add(self, record):
+        with self.lock:
+            fields = dict(record)
+            record.clear()
+            record.update(id=next(self.numbers), **fields)     # "id" first
+            self.items.append(record)
+        return record
+
+    def update(self, record, **changes):
+        with self.lock:
+            record.update(changes)
+
+    def append_to(self, record, key, item, limit):
+        with self.lock:
+            if len(record[key]) < limit:
+                record[key].append(item)
+
+    def set_last(self, record, key, field, value):
+        """record[key][-1][field] = value when that field is still None."""
+        with self.lock:
+            if record[key] and record[key][-1].get(field) is None:
+                record[key][-1][field] = value
+
+    def clear(self):
+        with self.lock:
+            self.items.clear()
+            self.numbers = itertools.count(1)
+
+    def snapshot(self):
+        with self.lock:
+            return copy.deepcopy(list(self.items))
 
 
 # --------------------------------------------------------------------------------------
@@ -1116,6 +1267,7 @@ class HttpService:
             conn.send(http_response(200, b"<html><body>this is not JSON</body></html>",
                                     request.keep_alive))
             return request.keep_alive
+        request.conn = conn
         status, body, note = self.handle(request)
         data = http_response(status, body, request.keep_alive)
         conn.log(f"{line} -> {status}{' ' + note if note else ''}"
@@ -1145,11 +1297,42 @@ def parse_basic_auth(header):
     return user, password
 
 
+def request_host(headers):
+    """The host name of the Host header, lower case, without the port."""
+    host = headers.get("host", "").strip().lower()
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    return host.rpartition(":")[0] if host.count(":") == 1 else host
+
+
+def tenant_of_host(host):
+    """The tenant id selected by the token URL's host: the subscriber when its first DNS
+    label is the subscriber's subdomain; the provider for IP addresses, single labels,
+    the provider's subdomain and names outside .localhost; None for another X.localhost
+    (an identity zone that does not exist)."""
+    if not host or "." not in host or re.fullmatch(r"[0-9.]+|[0-9a-f:]+", host):
+        return PROVIDER_TENANT
+    label = host.split(".")[0]
+    if label in TENANTS:
+        return TENANTS[label]["zid"]
+    if host.endswith(".localhost"):
+        return None
+    return PROVIDER_TENANT
+
+
 class TokenService(HttpService):
     """POST /oauth/token, grant_type=client_credentials, client secret in the form body
-    or in HTTP Basic."""
+    or in HTTP Basic; on the token_mtls listener (mtls=True) the client certificate
+    instead of a secret. The tenant: header X-zid, else the Host header's first label."""
 
     fault_key = "token"
+
+    def __init__(self, emu, tls_context=None, mtls=False):
+        super().__init__(emu, tls_context)
+        self.mtls = mtls
+        self.listener = "token_mtls" if mtls else "token"
+        if mtls:
+            self.fault_key = "token_mtls"
 
     def error_body(self, status, text):
         if status == 401:
@@ -1159,15 +1342,33 @@ class TokenService(HttpService):
 
     def count(self, request):
         self.emu.counters.bump("token_requests.total")
+        if self.mtls:
+            self.emu.counters.bump("token_requests.mtls")
 
     def find_client(self, client_id, secret):
         for client in self.emu.clients.values():
-            if client_id == client.id and hmac.compare_digest(
+            if client.secret is not None and client_id == client.id and hmac.compare_digest(
                     secret.encode("utf-8"), client.secret.encode("utf-8")):
                 return client
         return None
 
+    def find_x509_client(self, client_id, cert_der):
+        for client in self.emu.clients.values():
+            if client.cert_der is not None and client_id == client.id and cert_der \
+                    and hmac.compare_digest(cert_der, client.cert_der):
+                return client
+        return None
+
     def handle(self, request):
+        record = {"listener": self.listener, "host": request.headers.get("host"),
+                  "x_zid": request.headers.get("x-zid"), "client_id": None, "auth": None,
+                  "zid": None, "tenant": None, "status": None, "jti": None}
+        status, body, note = self.issue(request, record)
+        record["status"] = status
+        self.emu.token_log.add(record)
+        return status, body, note
+
+    def issue(self, request, record):
         if request.path != "/oauth/token":
             return 404, {"error": "not_found"}, ""
         if request.method != "POST":
@@ -1178,29 +1379,50 @@ class TokenService(HttpService):
         basic = parse_basic_auth(request.headers.get("authorization", ""))
         if basic:    # RFC 6749 2.3.1 form-encodes both; raw values pass unchanged
             client_id, secret = (urllib.parse.unquote(part) for part in basic)
+            record["auth"] = "basic"
         else:
             client_id = form.get("client_id", [""])[0]
             secret = form.get("client_secret", [""])[0]
-        client = self.find_client(client_id, secret)
+            record["auth"] = "form"
+        record["client_id"] = client_id
+        if self.mtls:
+            record["auth"] = "mtls"
+            client = self.find_x509_client(client_id, request.conn.peer_cert_der)
+        else:
+            client = self.find_client(client_id, secret)
         if client is None:
             return 401, self.error_body(401, ""), f"bad credentials for {show(client_id, 60)}"
         grant = (form.get("grant_type") or query.get("grant_type") or [""])[0]
         if grant != "client_credentials":
             return 400, {"error": "unsupported_grant_type"}, f"grant_type={show(grant, 40)}"
-        zid = request.headers.get("x-zid") or PROVIDER_TENANT
+        zid = request.headers.get("x-zid") or tenant_of_host(request_host(request.headers))
+        if zid is None:
+            host = show(request_host(request.headers), 80)
+            return 401, self.error_body(401, ""), f"no identity zone for host {host}"
         ttl = self.emu.relay_options.snapshot()["token_ttl"]
         token, claims = self.emu.tokens.issue(client, zid, ttl)
         self.emu.counters.bump(f"token_requests.{client.kind}")
+        if zid == SUBSCRIBER_TENANT:
+            self.emu.counters.bump("token_requests.subscriber")
+        record.update(zid=zid, tenant=tenant_of_zid(zid) if zid in (
+            PROVIDER_TENANT, SUBSCRIBER_TENANT) else None, jti=claims["jti"])
         body = {"access_token": token, "token_type": "bearer", "expires_in": ttl,
                 "scope": "uaa.resource", "jti": claims["jti"]}
         return 200, body, f"client={client.id} zid={zid} jti={claims['jti']} ttl={ttl}"
 
 
 class DestinationService(HttpService):
-    """GET /destination-configuration/v1/destinations/{name} (the "find" call)."""
+    """The Destination Service REST API (REFERENCE.md section 3), answering from the
+    destinations of the token's tenant:
+      GET /destination-configuration/v1/destinations/{name}           (find)
+      GET /destination-configuration/v1/subaccountDestinations[/{name}]
+      GET /destination-configuration/v1/instanceDestinations[/{name}]"""
 
     fault_key = "destination"
-    PREFIX = "/destination-configuration/v1/destinations/"
+    BASE = "/destination-configuration/v1/"
+    PREFIX = BASE + "destinations/"
+    LISTS = {"subaccountDestinations": "subaccount", "instanceDestinations": "instance"}
+    NOT_FOUND = {"ErrorMessage": "Configuration with the specified name was not found"}
 
     def error_body(self, status, text):
         return {"ErrorMessage": text}
@@ -1209,27 +1431,67 @@ class DestinationService(HttpService):
         self.emu.counters.bump("find_requests")
 
     def handle(self, request):
-        if not request.path.startswith(self.PREFIX):
+        if not request.path.startswith(self.BASE):
+            return 404, {"ErrorMessage": "Not found"}, ""
+        api, _, name = request.path[len(self.BASE):].partition("/")
+        name = urllib.parse.unquote(name)
+        if api not in ("destinations", *self.LISTS) or (api == "destinations" and not name):
             return 404, {"ErrorMessage": "Not found"}, ""
         if request.method != "GET":
             return 405, {"ErrorMessage": "Method not allowed"}, ""
         claims, problem = self.authorize(request.headers.get("authorization", ""))
-        name = urllib.parse.unquote(request.path[len(self.PREFIX):])
         if problem:
             status, text = problem
-            self.emu.record_find(name, request.query, None, status)
+            self.emu.record_find(name, request.query, None, status, api)
             return status, {"ErrorMessage": text}, text
-        destination = self.emu.destinations.get(name)
+        zid = claims.get("zid")
+        tenant = tenant_of_zid(zid)
+        if api in self.LISTS:
+            level = self.LISTS[api]
+            if not name:
+                found = list(self.emu.destinations.snapshot(tenant, level).values())
+                self.emu.record_find("", request.query, zid, 200, api, tenant, level)
+                return 200, found, f"{api} tenant={tenant}: {len(found)}"
+            found = self.emu.destinations.get(name, tenant, level)
+            status = 404 if found is None else 200
+            self.emu.record_find(name, request.query, zid, status, api, tenant,
+                                 level if found is not None else None)
+            if found is None:
+                return 404, self.NOT_FOUND, f"{api} tenant={tenant}"
+            return 200, found, f"{api} name={show(name, 80)} tenant={tenant}"
+        level, destination = self.emu.destinations.find(name, tenant)
         if destination is None:
-            self.emu.record_find(name, request.query, claims.get("zid"), 404)
-            return 404, {"ErrorMessage": "Configuration with the specified name was not found"}, ""
-        self.emu.record_find(name, request.query, claims.get("zid"), 200)
-        body = {"owner": {"SubaccountId": SUBACCOUNT_ID, "InstanceId": None},
-                "destinationConfiguration": destination}
-        return 200, body, f"name={show(name, 80)}"
+            self.emu.record_find(name, request.query, zid, 404, api, tenant)
+            return 404, self.NOT_FOUND, f"tenant={tenant}"
+        self.emu.record_find(name, request.query, zid, 200, api, tenant, level)
+        owner = {"SubaccountId": TENANTS[tenant]["subaccount"],
+                 "InstanceId": DESTINATION_INSTANCE_ID if level == "instance" else None}
+        body = {"owner": owner, "destinationConfiguration": destination}
+        query = urllib.parse.parse_qs(request.query, keep_blank_values=True)
+        skip = query.get("$skipTokenRetrieval", [""])[0].lower() == "true"
+        note = ""
+        if str(destination.get("Authentication", "")).startswith("OAuth2") and not skip:
+            body["authTokens"] = [self.auth_token(destination, zid)]
+            note = " with authTokens"
+        return 200, body, f"name={show(name, 80)} tenant={tenant} level={level}{note}"
+
+    def auth_token(self, destination, zid):
+        """The authTokens item of an OAuth2 destination: an access token that the relay's
+        AUTH XOAUTH2 accepts for the destination's mail.user (fault "authtokens" aside)."""
+        fault = self.emu.faults.get("authtokens")
+        if fault == "error":
+            return {"type": "", "value": "", "error": "Retrieval of OAuth token failed"}
+        ttl = 0 if fault == "expired" else self.emu.relay_options.snapshot()["authtoken_ttl"]
+        client = Client("mail", str(destination.get("clientId", MAIL_OAUTH_CLIENT_ID)), None)
+        token, _ = self.emu.tokens.issue(client, zid, ttl, {
+            "user_name": str(destination.get("mail.user", "")), "scope": [MAIL_TOKEN_SCOPE]})
+        self.emu.counters.bump("authtokens_issued")
+        return {"type": "Bearer", "value": token,
+                "http_header": {"key": "Authorization", "value": "Bearer " + token},
+                "expires_in": str(ttl)}
 
     def authorize(self, header):
-        """(claims, None) for a valid token of the destination client, else (None,
+        """(claims, None) for a valid token of a destination client, else (None,
         (status, message))."""
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -1238,14 +1500,15 @@ class DestinationService(HttpService):
             claims = self.emu.tokens.verify(token.strip())
         except InvalidToken as e:
             return None, (401, f"Unauthorized: token {e}")
-        if claims.get("client_id") != DESTINATION_CLIENT_ID:
+        if claims.get("client_id") not in (DESTINATION_CLIENT_ID, DESTINATION_X509_CLIENT_ID):
             return None, (403, "Forbidden: the token's client may not read destinations")
         return claims, None
 
 
 class ControlService(HttpService):
     """The tests' remote control: plain HTTP, JSON in and out, never faulty. Each call
-    is a method taking the parsed body and returning (status, answer, log note)."""
+    is a method taking the parsed body and query string (parse_qs) and returning
+    (status, answer, log note)."""
 
     ROUTES = {
         ("GET", "/counters"): "get_counters",
@@ -1258,6 +1521,9 @@ class ControlService(HttpService):
         ("GET", "/relay"): "get_relay",
         ("POST", "/relay"): "post_relay",
         ("GET", "/destinations"): "get_destinations",
+        ("GET", "/connections"): "get_connections",
+        ("GET", "/tokens"): "get_tokens",
+        ("GET", "/tenants"): "get_tenants",
     }
     DESTINATION = "/destinations/"
 
@@ -1270,13 +1536,14 @@ class ControlService(HttpService):
             body = json.loads(request.body) if request.body.strip() else None
         except ValueError:
             return 400, {"error": "body is not JSON"}, ""
+        query = urllib.parse.parse_qs(request.query, keep_blank_values=True)
         try:
             route = self.ROUTES.get((request.method, path))
             if route:
-                return getattr(self, route)(body)
+                return getattr(self, route)(body, query)
             if path.startswith(self.DESTINATION):
                 name = urllib.parse.unquote(path[len(self.DESTINATION):])
-                return self.destination(request.method, name, body)
+                return self.destination(request.method, name, body, query)
         except ValueError as e:             # a bad body: nothing was changed
             return 400, {"error": str(e)}, show(str(e))
         return 404, {"error": f"no such control call: {request.method} {path}"}, ""
@@ -1287,53 +1554,77 @@ class ControlService(HttpService):
             raise ValueError("the body must be a JSON object")
         return body
 
-    def get_counters(self, body):
+    def get_counters(self, body, query):
         return 200, self.emu.counters.snapshot(), ""
 
-    def get_messages(self, body):
+    def get_messages(self, body, query):
         return 200, self.emu.messages.snapshot(), ""
 
-    def get_finds(self, body):
+    def get_finds(self, body, query):
         return 200, self.emu.finds_snapshot(), ""
 
-    def post_reset(self, body):
+    def post_reset(self, body, query):
         self.emu.reset()
         return 200, {"reset": True}, ""
 
-    def get_faults(self, body):
+    def get_faults(self, body, query):
         return 200, self.emu.faults.snapshot(), ""
 
-    def post_faults(self, body):
+    def post_faults(self, body, query):
         self.emu.faults.merge(self.need_object(body))
         return 200, self.emu.faults.snapshot(), show(json.dumps(body))
 
-    def post_faults_clear(self, body):
+    def post_faults_clear(self, body, query):
         self.emu.faults.clear()
         return 200, self.emu.faults.snapshot(), ""
 
-    def get_relay(self, body):
+    def get_relay(self, body, query):
         return 200, self.emu.relay_options.snapshot(), ""
 
-    def post_relay(self, body):         # not logged: "users" holds passwords
+    def post_relay(self, body, query):         # not logged: "users" holds passwords
         self.emu.relay_options.merge(self.need_object(body))
         return 200, self.emu.relay_options.snapshot(), ""
 
-    def get_destinations(self, body):
-        return 200, self.emu.destinations.snapshot(), ""
+    @staticmethod
+    def scope(query):
+        """(tenant, level) from the query string ?tenant=..&level=.. (defaults: provider,
+        subaccount); ValueError for unknown values."""
+        tenant = tenant_name(query.get("tenant", [PROVIDER_SUBDOMAIN])[0])
+        level = query.get("level", ["subaccount"])[0]
+        if level not in LEVELS:
+            raise ValueError(f"unknown level {level!r}: one of {list(LEVELS)}")
+        return tenant, level
 
-    def destination(self, method, name, body):
+    def get_destinations(self, body, query):
+        if query.get("all", [""])[0] in ("1", "true"):
+            return 200, self.emu.destinations.snapshot_all(), ""
+        return 200, self.emu.destinations.snapshot(*self.scope(query)), ""
+
+    def get_connections(self, body, query):
+        return 200, self.emu.relay_log.snapshot(), ""
+
+    def get_tokens(self, body, query):
+        return 200, self.emu.token_log.snapshot(), ""
+
+    def get_tenants(self, body, query):
+        return 200, [{"subdomain": name, "tenant_id": t["zid"], "subaccount_id": t["subaccount"],
+                      "locations": list(t["locations"])} for name, t in TENANTS.items()], ""
+
+    def destination(self, method, name, body, query):
         destinations = self.emu.destinations
+        tenant, level = self.scope(query)
+        where = f"name={show(name, 80)} tenant={tenant} level={level}"
         if method == "GET":
-            found = destinations.get(name)
+            found = destinations.get(name, tenant, level)
             if found is None:
                 return 404, {"error": "no such destination"}, ""
             return 200, found, ""
         if method == "PUT":                  # not logged: may hold mail.password
-            destinations.put(name, self.need_object(body))
-            return 200, destinations.get(name), f"name={show(name, 80)}"
+            destinations.put(name, self.need_object(body), tenant, level)
+            return 200, destinations.get(name, tenant, level), where
         if method == "DELETE":
-            if destinations.delete(name):
-                return 200, {"deleted": name}, ""
+            if destinations.delete(name, tenant, level):
+                return 200, {"deleted": name}, where
             return 404, {"error": "no such destination"}, ""
         return 405, {"error": "method not allowed"}, ""
 
@@ -1380,9 +1671,10 @@ class ConnectivityProxy:
             conn.send(b"\x05\xff")
             return
         conn.send(b"\x05\x80")
-        location = self.authenticate(conn, fault)
-        if location is None:
+        authenticated = self.authenticate(conn, fault)
+        if authenticated is None:
             return
+        location, zid = authenticated
         command, atyp, host, port = self.read_connect(conn)
         target = f"{show(host, 100)}:{port}"
         rep_fault = emu.faults.get("proxy_rep")
@@ -1395,9 +1687,10 @@ class ConnectivityProxy:
             conn.send(socks_reply(0)[:5])
             return
         try:
-            backend = self.open_backend(command, atyp, host, port, location)
+            backend = self.open_backend(command, atyp, host, port, location, zid)
         except ProxyRefusal as e:
-            conn.log(f"CONNECT {target} location={location!r} -> REP {e.rep:02x} ({e})")
+            conn.log(f"CONNECT {target} location={location!r} -> REP {e.rep:02x} ({e}; "
+                     f"tenant {tenant_of_zid(zid)})")
             conn.send(socks_reply(e.rep))
             return
         try:
@@ -1410,9 +1703,10 @@ class ConnectivityProxy:
             backend.close()
 
     def authenticate(self, conn, fault):
-        """Read the 0x80 auth request; the location ID when valid, else None (after 01 01)."""
+        """Read the 0x80 auth request; (location ID, zid of the token) when valid, else
+        None (after 01 01)."""
         try:
-            location = self.read_auth(conn)
+            location, zid = self.read_auth(conn)
             if fault == "auth_fail":
                 raise InvalidToken("fault auth_fail")
         except InvalidToken as e:
@@ -1421,9 +1715,9 @@ class ConnectivityProxy:
             conn.send(b"\x01\x01")
             return None
         self.emu.counters.bump("proxy_auth_ok")
-        conn.log(f"auth ok, location={location!r}")
+        conn.log(f"auth ok, location={location!r}, tenant={tenant_of_zid(zid)}")
         conn.send(b"\x01\x00")
-        return location
+        return location, zid
 
     def read_auth(self, conn):
         reader = conn.reader
@@ -1440,10 +1734,10 @@ class ConnectivityProxy:
         except (binascii.Error, UnicodeDecodeError):
             raise InvalidToken("location ID is not base64 of UTF-8") from None
         claims = self.emu.tokens.verify(jwt)
-        if claims.get("client_id") != CONNECTIVITY_CLIENT_ID:
+        if claims.get("client_id") not in (CONNECTIVITY_CLIENT_ID, CONNECTIVITY_X509_CLIENT_ID):
             raise InvalidToken(f"token of {claims.get('client_id')}, "
                                "not of the connectivity client")
-        return location
+        return location, claims.get("zid")
 
     @staticmethod
     def read_connect(conn):
@@ -1465,13 +1759,13 @@ class ConnectivityProxy:
         (port,) = struct.unpack(">H", reader.read_exact(2))
         return command, atyp, host, port
 
-    def open_backend(self, command, atyp, host, port, location):
+    def open_backend(self, command, atyp, host, port, location, zid):
         if command != 1:
             raise ProxyRefusal(7, f"command {command} is not CONNECT")
         if atyp not in (1, 3):
             raise ProxyRefusal(8, f"address type {atyp} not supported")
-        if location not in CLOUD_CONNECTORS:
-            raise ProxyRefusal(3, "no Cloud Connector with that location ID")
+        if location not in TENANTS[tenant_of_zid(zid)]["locations"]:
+            raise ProxyRefusal(3, "no Cloud Connector with that location ID in the tenant")
         service = VIRTUAL_HOSTS.get((host.lower(), port))
         if service is None:
             raise ProxyRefusal(2, "no mapping for that virtual host")
@@ -1480,7 +1774,7 @@ class ConnectivityProxy:
         try:
             backend.bind((HOST, 0))
             local_port = backend.getsockname()[1]
-            self.emu.origins.put(local_port, location)
+            self.emu.origins.put(local_port, location, zid)
             try:
                 backend.connect((HOST, self.emu.port_of(service)))
             except OSError as e:
@@ -1568,6 +1862,55 @@ def is_ascii(text):
     return all(ord(c) < 128 for c in text)
 
 
+ENHANCED_CODE = re.compile(r"^([2-5][0-9][0-9][ -]?)[245]\.[0-9]{1,3}\.[0-9]{1,3}(?: |$)",
+                           re.MULTILINE)
+
+
+def strip_enhanced_codes(text):
+    """'250 2.1.0 Ok' -> '250 Ok', on every line (option enhancedstatuscodes=false)."""
+    return ENHANCED_CODE.sub(r"\1", text)
+
+
+RDN_NAMES = {"commonName": "CN", "organizationName": "O", "organizationalUnitName": "OU",
+             "countryName": "C", "localityName": "L", "stateOrProvinceName": "ST"}
+
+
+def subject_text(cert):
+    """The subject of a getpeercert() dict as 'CN=..,O=..'."""
+    return ",".join(f"{RDN_NAMES.get(key, key)}={value}"
+                    for rdn in cert.get("subject", ()) for key, value in rdn)
+
+
+class LineMeter:
+    """Passes body data on and remembers the longest line (bytes without CR LF)."""
+
+    def __init__(self, write):
+        self.write_on = write
+        self.current = 0            # length of the unfinished line so far, CR included
+        self.last_cr = False
+        self.longest = 0
+
+    def write(self, data):
+        self.write_on(data)
+        start = 0
+        while True:
+            nl = data.find(b"\n", start)
+            if nl < 0:
+                break
+            length = self.current + nl - start
+            if nl > start:
+                cr = data[nl - 1] == 0x0D
+            else:
+                cr = self.last_cr
+            self.longest = max(self.longest, length - (1 if cr and length else 0))
+            self.current, self.last_cr = 0, False
+            start = nl + 1
+        if start < len(data):
+            self.current += len(data) - start
+            self.last_cr = data[-1] == 0x0D
+            self.longest = max(self.longest, self.current - (1 if self.last_cr else 0))
+
+
 class SmtpSession:
     """One SMTP connection to the relay. Every reply goes through respond(), where a fault
     switch for the stage may replace it."""
@@ -1585,23 +1928,37 @@ class SmtpSession:
         self.conn = conn
         self.implicit_tls = implicit_tls
         self.port_name = "relay_smtps" if implicit_tls else "relay"
-        self.via_proxy, self.location_id = emu.origins.take(conn.peer_port)
+        self.via_proxy, self.location_id, self.tenant = emu.origins.take(conn.peer_port)
         self.tls_version = None
+        self.tls_cipher = None
+        self.client_cert = None
         self.helo = None
         self.esmtp = False
         self.auth_user = None
+        self.auth_mech = None
         self.txn = None
         self.no_service = False
         self.starttls_pending = False
         self.data_pending = False
         self.current = "greeting"          # what the log line of the next reply describes
+        self.started = time.monotonic()
+        self.last_fill = None              # the read that completed the previous command
+        self.record = None                 # this connection in GET /connections
 
     # --- the session loop -------------------------------------------------------------
 
     def run(self):
         self.emu.counters.bump("relay_connections")
-        origin = f"via proxy, location={self.location_id!r}" if self.via_proxy else "direct"
+        origin = (f"via proxy, location={self.location_id!r}, tenant={self.tenant}"
+                  if self.via_proxy else "direct")
         self.conn.log(f"connect from port {self.conn.peer_port} ({origin})")
+        self.record = self.emu.relay_log.add({
+            "name": self.conn.name, "port": self.port_name, "via_proxy": self.via_proxy,
+            "location_id": self.location_id, "tenant": self.tenant, "tls": False,
+            "tls_version": None, "tls_cipher": None, "sni": None, "client_cert": None,
+            "auth_user": None, "auth_mech": None, "messages": [], "reads": 0,
+            "closed": False, "end": None, "commands": []})
+        end = "internal error"
         try:
             if self.implicit_tls:
                 self.start_tls()
@@ -1616,8 +1973,28 @@ class SmtpSession:
                 if self.data_pending:
                     self.receive_body()
         except IdleTimeout:
+            end = "idle timeout"
             self.conn.log("idle timeout")
-            self.conn.send(b"421 4.4.2 mail.corp.internal Error: timeout exceeded\r\n")
+            self.conn.send(self.own(
+                "421 4.4.2 mail.corp.internal Error: timeout exceeded").encode() + b"\r\n")
+        except SessionEnd as e:
+            end = str(e)
+            raise
+        finally:
+            self.emu.relay_log.update(self.record, closed=True, end=end,
+                                      reads=self.conn.reader.fills)
+
+    def note_command(self, text):
+        """Record a command (or a SASL response, or the message data) for GET
+        /connections: whether it came in the same read from the socket as the previous
+        one, which proves that the client pipelined it."""
+        fill = self.conn.reader.fills
+        same_read = self.last_fill is not None and fill == self.last_fill
+        self.last_fill = fill
+        self.emu.counters.bump("relay_commands")
+        self.emu.relay_log.append_to(self.record, "commands", {
+            "command": text, "same_read": same_read, "reply": None, "tls": self.conn.tls,
+            "t": round(time.monotonic() - self.started, 4)}, 10000)
 
     def read_command(self):
         reader = self.conn.reader
@@ -1632,7 +2009,8 @@ class SmtpSession:
                 if not line:
                     raise SessionEnd("client closed")
             self.current = "(line too long)"
-            self.reply("500 5.5.2 Error: line too long")
+            self.note_command("(line too long)")
+            self.reply(self.own("500 5.5.2 Error: line too long"))
             return None
         return line.rstrip(b"\r\n").decode("utf-8", "replace")
 
@@ -1642,12 +2020,13 @@ class SmtpSession:
         arg = arg.strip()
         # AUTH's argument is a credential: log the mechanism only.
         self.current = f"AUTH {arg.split(' ')[0]}" if verb == "AUTH" else show(line)
+        self.note_command(f"AUTH {arg.split(' ')[0]}".rstrip() if verb == "AUTH" else line[:1000])
         if self.no_service and verb != "QUIT":
-            self.reply("503 5.5.1 Error: no SMTP service here")
+            self.reply(self.own("503 5.5.1 Error: no SMTP service here"))
             return
         if verb not in self.COMMANDS:
-            self.reply("500 5.5.2 Error: command not recognized" if verb else
-                       "500 5.5.2 Error: bad syntax")
+            self.reply(self.own("500 5.5.2 Error: command not recognized" if verb else
+                                "500 5.5.2 Error: bad syntax"))
             return
         stage, method = self.COMMANDS[verb]
         override = self.rcpt_override(arg) if verb == "RCPT" else None
@@ -1658,7 +2037,16 @@ class SmtpSession:
     def reply(self, text):
         first_line = text.split("\n")[0]
         self.conn.log(f"{self.current} -> {show(first_line, 120)}")
+        if self.record is not None and first_line[:3].isdigit():
+            self.emu.relay_log.set_last(self.record, "commands", "reply", int(first_line[:3]))
         self.conn.send(format_reply(text))
+
+    def own(self, text):
+        """A reply of the emulator's own (not a fault's): without D.D.D codes while the
+        option enhancedstatuscodes is false."""
+        if self.emu.relay_options.snapshot()["enhancedstatuscodes"]:
+            return text
+        return strip_enhanced_codes(text)
 
     def respond(self, stage, produce, override=None):
         """Answer the current command. produce() does what the command does and returns
@@ -1668,7 +2056,7 @@ class SmtpSession:
         action = override if override is not None else (
             self.emu.faults.relay_action(stage) if stage else None)
         if action is None:
-            text = produce()
+            text = self.own(produce())
             self.reply(text)
             return text[0] in "23"
         self.conn.log(f"{self.current}: fault {stage} = {show(action, 80)}")
@@ -1682,7 +2070,7 @@ class SmtpSession:
             self.conn.send(b"hello there\r\n")
             return False
         if action == "drip":
-            text = produce()
+            text = self.own(produce())
             self.conn.drip(format_reply(text))
             return text[0] in "23"
         positive = action[0] in "23"
@@ -1699,11 +2087,22 @@ class SmtpSession:
 
     def start_tls(self):
         self.starttls_pending = False
-        cert = self.emu.relay_options.snapshot()["cert"]
-        self.conn.start_tls(self.emu.tls_contexts[cert])
+        options = self.emu.relay_options.snapshot()
+        cert = options["cert"]
+        self.conn.start_tls(self.emu.relay_tls_context(
+            cert, options["require_client_cert"], options["tls_max_version"]))
         self.tls_version = self.conn.sock.version()
-        self.conn.log(f"TLS established: {self.tls_version}, certificate {cert}")
-        self.helo, self.esmtp, self.auth_user, self.txn = None, False, None, None
+        self.tls_cipher = (self.conn.sock.cipher() or (None,))[0]
+        self.client_cert = subject_text(self.conn.peer_cert) if self.conn.peer_cert else None
+        self.emu.counters.bump("relay_tls")
+        self.emu.relay_log.update(self.record, tls=True, tls_version=self.tls_version,
+                                  tls_cipher=self.tls_cipher, sni=self.conn.sni,
+                                  client_cert=self.client_cert)
+        self.conn.log(f"TLS established: {self.tls_version}, certificate {cert}, cipher "
+                      f"{self.tls_cipher}, SNI {show(self.conn.sni or '-', 80)}, client "
+                      f"certificate {show(self.client_cert or '-', 80)}")
+        self.helo, self.esmtp, self.auth_user, self.auth_mech, self.txn = (
+            None, False, None, None, None)
 
     # --- commands: each returns its normal reply ---------------------------------------
 
@@ -1726,7 +2125,8 @@ class SmtpSession:
             lines.append("8BITMIME")
         if options["smtputf8"]:
             lines.append("SMTPUTF8")
-        lines.append("ENHANCEDSTATUSCODES")
+        if options["enhancedstatuscodes"]:
+            lines.append("ENHANCEDSTATUSCODES")
         if options["starttls"] and not self.conn.tls:
             lines.append("STARTTLS")
         if self.auth_offered(options):
@@ -1770,6 +2170,8 @@ class SmtpSession:
         if mechanism not in options["auth_mechs"]:
             return "504 5.5.4 Unsupported authentication mechanism"
         try:
+            if mechanism == "XOAUTH2":
+                return self.xoauth2(initial.strip(), options)
             if mechanism == "PLAIN":
                 user, password = self.sasl_plain(initial.strip())
             else:
@@ -1781,17 +2183,57 @@ class SmtpSession:
         if expected is None or not hmac.compare_digest(expected.encode("utf-8"),
                                                        password.encode("utf-8")):
             self.conn.log(f"authentication failed for user {show(user, 60)}")
+            self.emu.counters.bump("relay_auth_failed")
             return "535 5.7.8 Error: authentication failed: authentication failure"
-        self.auth_user = user
+        return self.authenticated(user, mechanism)
+
+    def authenticated(self, user, mechanism):
+        self.auth_user, self.auth_mech = user, mechanism
+        self.emu.counters.bump("relay_auth_ok")
+        self.emu.relay_log.update(self.record, auth_user=user, auth_mech=mechanism)
         self.conn.log(f"authenticated as {show(user, 60)} with {mechanism}")
         return "235 2.7.0 Authentication successful"
 
+    def xoauth2(self, initial, options):
+        """AUTH XOAUTH2: base64 of "user=U^Aauth=Bearer T^A^A". T must be an access token
+        from an authTokens item of this run, unexpired, issued for mail.user U."""
+        raw = self.sasl_decode(initial or self.sasl_response(""))
+        try:
+            fields = raw.decode("utf-8").split("\x01")
+        except UnicodeDecodeError:
+            fields = []
+        if len(fields) < 3 or fields[-1] or fields[-2]:
+            return "501 5.5.2 Error: malformed XOAUTH2 response"
+        values = dict(field.partition("=")[::2] for field in fields[:-2])
+        user = values.get("user", "")
+        scheme, _, token = values.get("auth", "").partition(" ")
+        if not user or scheme.lower() != "bearer" or not token.strip():
+            return "501 5.5.2 Error: malformed XOAUTH2 response"
+        try:
+            claims = self.emu.tokens.verify(token.strip())
+            if MAIL_TOKEN_SCOPE not in (claims.get("scope") or ()):
+                raise InvalidToken("not a mail access token")
+            if claims.get("user_name") != user:
+                raise InvalidToken("issued for another user")
+        except InvalidToken as e:
+            self.conn.log(f"XOAUTH2 failed for user {show(user, 60)}: token {e}")
+            self.emu.counters.bump("relay_auth_failed")
+            if options["xoauth2_error_challenge"]:
+                error = to_json_bytes({"status": "401", "schemes": "bearer",
+                                       "scope": "https://mail.google.com/"})
+                self.sasl_response(base64.b64encode(error).decode("ascii"))
+            return "535 5.7.8 Error: authentication failed: invalid token"
+        return self.authenticated(user, "XOAUTH2")
+
     def sasl_response(self, challenge):
         """Send a 334 challenge, read the client's answer (never logged)."""
+        if self.record is not None:
+            self.emu.relay_log.set_last(self.record, "commands", "reply", 334)
         self.conn.send(f"334 {challenge}\r\n".encode("ascii"))
         line = self.conn.reader.readline(SMTP_LINE_MAX)
         if not line:
             raise SessionEnd("client closed during AUTH")
+        self.note_command("(sasl)")
         return line.rstrip(b"\r\n").decode("ascii", "replace").strip()
 
     @staticmethod
@@ -1907,29 +2349,45 @@ class SmtpSession:
 
     def receive_body(self):
         self.data_pending = False
-        limit = self.emu.relay_options.snapshot()["size_limit"]
-        draft = self.emu.messages.draft(limit)
+        options = self.emu.relay_options.snapshot()
+        draft = self.emu.messages.draft(options["size_limit"])
+        reader = self.conn.reader
+        # The body's first bytes already read with DATA: sent before the 354 (not allowed).
+        early = reader.buffered() > 0
+        meter = LineMeter(draft.write) if options["max_line_length"] else None
         try:
-            self.conn.reader.read_dot_terminated(draft.write)
+            reader.read_dot_terminated(meter.write if meter else draft.write)
             draft.finish()
             self.current = f"end of data ({draft.size} bytes)"
-            self.respond("eod", lambda: self.store(draft))
+            self.emu.relay_log.append_to(self.record, "commands", {
+                "command": "(message data)", "same_read": early, "reply": None,
+                "tls": self.conn.tls, "t": round(time.monotonic() - self.started, 4),
+                "bytes": draft.size}, 10000)
+            self.last_fill = reader.fills           # the read with the final dot
+            too_long = meter is not None and meter.longest > options["max_line_length"]
+            self.respond("eod", lambda: self.store(draft, too_long))
         finally:
             draft.discard()
             self.txn = None
 
-    def store(self, draft):
+    def store(self, draft, too_long=False):
         if draft.too_big:
             return "552 5.3.4 Error: message file too big"
+        if too_long:
+            return "500 5.5.2 Error: message line too long"
         envelope = {
             "helo": self.helo, "mail_from": self.txn.mail_from, "mail_params": self.txn.params,
             "rcpt_to": list(self.txn.rcpt_to), "tls": self.conn.tls,
             "tls_version": self.tls_version, "auth_user": self.auth_user,
             "via_proxy": self.via_proxy, "location_id": self.location_id,
             "size": draft.size, "port": self.port_name,
+            "tls_cipher": self.tls_cipher, "sni": self.conn.sni,
+            "auth_mech": self.auth_mech, "client_cert": self.client_cert,
+            "tenant": self.tenant,
         }
         number = self.emu.messages.commit(draft, envelope)
         self.emu.counters.bump("relay_messages")
+        self.emu.relay_log.append_to(self.record, "messages", number, 10000)
         return f"250 2.0.0 Ok: queued as {number}"
 
 
@@ -1948,6 +2406,13 @@ class Emulator:
             "destination": Client("destination", DESTINATION_CLIENT_ID, self.secrets.new()),
         }
         self.relay_password = self.secrets.new()
+        self.mail_oauth_secret = self.secrets.new()
+        cert_dir = os.path.join(directory, "certs")
+        client_der = ssl.PEM_cert_to_DER_cert(read_text(os.path.join(cert_dir, "client.pem")))
+        self.clients["connectivity_x509"] = Client("connectivity", CONNECTIVITY_X509_CLIENT_ID,
+                                                   None, client_der)
+        self.clients["destination_x509"] = Client("destination", DESTINATION_X509_CLIENT_ID,
+                                                  None, client_der)
         self.tokens = TokenIssuer(self)
         self.counters = Counters()
         self.faults = Faults(self.sync_refusals)
@@ -1957,21 +2422,51 @@ class Emulator:
         self.origins = ProxyOrigins()
         self.finds = collections.deque(maxlen=1000)
         self.finds_lock = threading.Lock()
+        self.token_log = RecentList(1000)
+        self.relay_log = RecentList(200)
         self.connections = Connections()
         self.acceptor = Acceptor(self)
-        self.tls_contexts = self.load_tls(os.path.join(directory, "certs"))
+        self.cert_dir = cert_dir
+        self.tls_lock = threading.Lock()
+        self.tls_contexts = {}
+        self.tls_contexts["server"] = self.tls_context("server")
+        self.tls_contexts["mtls"] = self.tls_context("server", client_ca=True)
+        for name in RELAY_CERTS:
+            self.relay_tls_context(name, False, "")
         self.listeners = {}
         self.unreachable = None          # bound, never listening: connects are refused
 
-    @staticmethod
-    def load_tls(cert_dir):
-        contexts = {}
-        for name in ("server", "relay", "wrongname"):
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(os.path.join(cert_dir, f"{name}.pem"),
-                                    os.path.join(cert_dir, f"{name}.key"))
-            contexts[name] = context
-        return contexts
+    def tls_context(self, cert, client_ca=False, max_version=""):
+        """A server context with certs/CERT.pem. client_ca: require a client certificate
+        from the test CA. Records the SNI name the client sends (Conn.sni)."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(os.path.join(self.cert_dir, f"{cert}.pem"),
+                                os.path.join(self.cert_dir, f"{cert}.key"))
+        if client_ca:
+            context.verify_mode = ssl.CERT_REQUIRED
+            context.load_verify_locations(os.path.join(self.cert_dir, "ca.pem"))
+        version = TLS_VERSIONS[max_version]
+        if version is not None:
+            if version < ssl.TLSVersion.TLSv1_2:
+                context.set_ciphers("DEFAULT:@SECLEVEL=0")
+                context.minimum_version = ssl.TLSVersion.TLSv1
+            context.maximum_version = version
+
+        def remember_sni(sock, server_name, _context):
+            try:
+                sock.emu_sni = server_name
+            except AttributeError:
+                pass
+        context.sni_callback = remember_sni
+        return context
+
+    def relay_tls_context(self, cert, client_cert, max_version):
+        """The relay's context for the options cert, require_client_cert, tls_max_version."""
+        key = (cert, client_cert, max_version)
+        with self.tls_lock:
+            if key not in self.tls_contexts:
+                self.tls_contexts[key] = self.tls_context(cert, client_cert, max_version)
+            return self.tls_contexts[key]
 
     def port_of(self, service):
         if service == "unreachable":
@@ -1988,6 +2483,8 @@ class Emulator:
             "relay": (relay.plain, SMTP_IDLE_TIMEOUT),
             "relay_smtps": (relay.implicit_tls, SMTP_IDLE_TIMEOUT),
             "control": (ControlService(self).serve, HTTP_IDLE_TIMEOUT),
+            "token_mtls": (TokenService(self, self.tls_contexts["mtls"], mtls=True).serve,
+                           HTTP_IDLE_TIMEOUT),
         }
         for name in SERVICES:
             serve, timeout = services[name]
@@ -1996,7 +2493,9 @@ class Emulator:
         self.unreachable = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.unreachable.bind((HOST, 0))
         self.tokens.issuer = f"https://{HOST}:{self.port_of('token')}/oauth/token"
-        self.destinations.set_defaults(self.relay_password, self.port_of("relay"))
+        self.destinations.set_defaults(self.relay_password, self.port_of("relay"),
+                                       f"https://{HOST}:{self.port_of('token')}",
+                                       self.mail_oauth_secret)
         self.acceptor.start()
         self.write_files()
         self.log("emulator", "listening: " + " ".join(
@@ -2026,6 +2525,41 @@ class Emulator:
         }
         write_atomically(os.path.join(self.dir, "vcap.json"),
                          json.dumps(vcap, indent=2).encode("utf-8") + b"\n", 0o600)
+        # The same bindings with token URLs whose first label is the provider's subdomain,
+        # for clients that select a subscriber by replacing it.
+        by_subdomain = copy.deepcopy(vcap)
+        provider_url = f"https://{PROVIDER_SUBDOMAIN}.localhost:{ports['token']}"
+        by_subdomain["destination"][0]["credentials"]["url"] = provider_url
+        by_subdomain["connectivity"][0]["credentials"].update(
+            token_service_url=provider_url, url=provider_url)
+        write_atomically(os.path.join(self.dir, "vcap-subdomain.json"),
+                         json.dumps(by_subdomain, indent=2).encode("utf-8") + b"\n", 0o600)
+        # X.509 bindings: PEM with a literal backslash-n in place of each newline (the
+        # form some bindings have; clients must turn it back into newlines).
+        certificate = read_text(os.path.join(self.cert_dir, "client.pem")).replace("\n", "\\n")
+        key = read_text(os.path.join(self.cert_dir, "client.key")).replace("\n", "\\n")
+        cert_url = f"https://{HOST}:{ports['token_mtls']}"
+        vcap_x509 = {
+            "destination": [{
+                "name": "dest-x509", "label": "destination",
+                "tags": ["destination", "conn", "destination"], "plan": "lite",
+                "credentials": {
+                    "clientid": DESTINATION_X509_CLIENT_ID, "credential-type": "x509",
+                    "certificate": certificate, "key": key, "certurl": cert_url,
+                    "url": token_url, "uri": f"https://{HOST}:{ports['destination']}",
+                    "identityzone": "provider", "tenantid": PROVIDER_TENANT}}],
+            "connectivity": [{
+                "name": "conn-x509", "label": "connectivity", "plan": "lite",
+                "credentials": {
+                    "clientid": CONNECTIVITY_X509_CLIENT_ID, "credential-type": "X509_GENERATED",
+                    "certificate": certificate, "key": key, "certurl": cert_url,
+                    "token_service_url": token_url, "url": token_url,
+                    "onpremise_proxy_host": HOST, "onpremise_socks5_proxy_port": proxy_port,
+                    "onpremise_proxy_port": proxy_port,
+                    "onpremise_proxy_http_port": proxy_port}}],
+        }
+        write_atomically(os.path.join(self.dir, "vcap-x509.json"),
+                         json.dumps(vcap_x509, indent=2).encode("utf-8") + b"\n", 0o600)
         write_atomically(os.path.join(self.dir, "emulator.pid"), f"{os.getpid()}\n".encode())
         # Last: tests wait for this file, so everything else must already be in place.
         write_atomically(os.path.join(self.dir, "ports.json"), to_json_bytes(ports) + b"\n")
@@ -2034,7 +2568,7 @@ class Emulator:
         """Close the listening socket of every service whose fault is "refuse", and reopen
         (on the same port) every other one. Runs on the acceptor thread."""
         def job():
-            for name in ("token", "destination", "proxy"):
+            for name in ("token", "destination", "proxy", "token_mtls"):
                 listener = self.listeners[name]
                 refuse = self.faults.get(name) == "refuse"
                 if refuse and listener.sock is not None:
@@ -2051,10 +2585,12 @@ class Emulator:
         if self.acceptor.thread.is_alive():
             self.acceptor.call(job)
 
-    def record_find(self, name, query, zid, status):
+    def record_find(self, name, query, zid, status, api="destinations", tenant=None,
+                    level=None):
         with self.finds_lock:
             self.finds.append({"name": name, "query": urllib.parse.unquote(query),
-                               "zid": zid, "status": status})
+                               "zid": zid, "status": status, "api": api, "tenant": tenant,
+                               "level": level})
 
     def finds_snapshot(self):
         with self.finds_lock:
@@ -2068,6 +2604,8 @@ class Emulator:
         self.destinations.reset()
         with self.finds_lock:
             self.finds.clear()
+        self.token_log.clear()
+        self.relay_log.clear()
         self.log("control", "reset")
 
     def stop(self):
@@ -2101,10 +2639,24 @@ class SmtpServe:
         SmtpSession(self.emu, conn, implicit_tls=True).run()
 
 
+CERTS_VERSION = "2"          # what mkcerts.sh writes to certs/.mkcerts-version
+
+
+def read_text(path):
+    with open(path, encoding="ascii") as f:
+        return f.read()
+
+
 def ensure_certificates(directory):
+    """Make the certificates unless a complete set of the current version is there (an
+    older set lacks selfsigned/expired/client2 and the *.localhost names)."""
     cert_dir = os.path.join(directory, "certs")
-    if os.path.exists(os.path.join(cert_dir, "ca.pem")):
-        return
+    try:
+        if os.path.exists(os.path.join(cert_dir, "ca.pem")) and \
+                read_text(os.path.join(cert_dir, ".mkcerts-version")).strip() == CERTS_VERSION:
+            return
+    except (OSError, ValueError):
+        pass
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mkcerts.sh")
     result = subprocess.run(["sh", script, cert_dir], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)

@@ -3,8 +3,10 @@
 #
 # Starts btp-emulator.py in a temporary directory and checks every service, the exact
 # SOCKS5 0x80 bytes, TLS, byte-exact message storage, each fault switch, the counters,
-# /reset, load (threads come back) and a prompt SIGTERM. Each check is a small python3
-# snippet run after the helpers below (emutest.py).
+# /reset, load (threads come back) and a prompt SIGTERM; tenants, destination levels,
+# authTokens, X.509 bindings and token_mtls, AUTH XOAUTH2, the relay's TLS/ESMTP switches
+# and GET /connections. Each check is a small python3 snippet run after the helpers below
+# (emutest.py).
 
 set -u
 
@@ -298,6 +300,104 @@ def messages():
 
 def counters():
     return control("GET", "/counters")
+
+
+SUB_ZID = "a8f5dcc2-39fa-4993-86c3-99bf55044566"
+PROVIDER_ZID = DEST["tenantid"]
+CERTS = os.path.join(DIR, "certs")
+
+
+class Resolved(http.client.HTTPSConnection):
+    """HTTPS to 127.0.0.1 whatever the host name (like curl's CURLOPT_RESOLVE): the name
+    goes into SNI, certificate verification and the Host header."""
+    def __init__(self, host, port, cert=None, **kwargs):
+        context = tls_context()
+        if cert:
+            context.load_cert_chain(*cert)
+        super().__init__(host, port, context=context, **kwargs)
+    def connect(self):
+        sock = socket.create_connection(("127.0.0.1", self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+
+
+def https(service, method, path, body=None, headers=None, host="127.0.0.1", cert=None, timeout=5):
+    c = Resolved(host, PORTS[service], cert=cert, timeout=timeout)
+    try:
+        c.request(method, path, body=body, headers=headers or {})
+        r = c.getresponse()
+        return r.status, r.read()
+    finally:
+        c.close()
+
+
+def token_form(client_id, secret=None):
+    form = {"grant_type": "client_credentials", "client_id": client_id}
+    if secret is not None:
+        form["client_secret"] = secret
+    return urllib.parse.urlencode(form)
+
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def tenant_token(which="connectivity", zid=None, host="127.0.0.1"):
+    """A token for the tenant of header X-zid (zid) or of the Host (host)."""
+    cred = CONN if which == "connectivity" else DEST
+    headers = dict(FORM, **({"X-zid": zid} if zid else {}))
+    status, data = https("token", "POST", "/oauth/token", token_form(cred["clientid"], cred["clientsecret"]),
+                         headers, host=host)
+    equal(status, 200, f"token for zid={zid} host={host}: {data!r}")
+    return json.loads(data)["access_token"]
+
+
+def x509_files():
+    """The X.509 bindings' certificate and key, literal backslash-n turned into newlines,
+    written to files for ssl (cert, key)."""
+    with open(os.path.join(DIR, "vcap-x509.json")) as f:
+        creds = json.load(f)["destination"][0]["credentials"]
+    out = []
+    for key in ("certificate", "key"):
+        path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"emutest-{os.getpid()}-{key}.pem")
+        with open(path, "w") as f:
+            f.write(creds[key].replace("\\n", "\n"))
+        out.append(path)
+    return tuple(out)
+
+
+def mtls_token_request(client_id, cert, headers=None, secret=None):
+    return https("token_mtls", "POST", "/oauth/token", token_form(client_id, secret),
+                 dict(FORM, **(headers or {})), cert=cert)
+
+
+def api(jwt, path):
+    """GET on the Destination Service under /destination-configuration/v1/."""
+    return request("destination", "GET", "/destination-configuration/v1/" + path,
+                   headers={"Authorization": "Bearer " + jwt})
+
+
+def smtp_session(port="relay", tls=True, cert=None, hostname="mail.corp.internal"):
+    """Greeting, EHLO and (tls) STARTTLS + EHLO on a direct relay connection."""
+    smtp = relay_direct(port)
+    smtp.expect(None, 220)
+    smtp.expect("EHLO c", 250)
+    if tls and port == "relay":
+        smtp.expect("STARTTLS", 220)
+        context = tls_context()
+        if cert:
+            context.load_cert_chain(*cert)
+        smtp.sock = context.wrap_socket(smtp.sock, server_hostname=hostname)
+        smtp.expect("EHLO c", 250)
+    return smtp
+
+
+def xoauth2(user, jwt):
+    return base64.b64encode(f"user={user}\x01auth=Bearer {jwt}\x01\x01".encode()).decode()
+
+
+def oauth_token():
+    status, data = find("MAIL_OAUTH", token("destination"))
+    equal(status, 200, "find MAIL_OAUTH")
+    return json.loads(data)["authTokens"][0]["value"]
 EOF
 
 n=0
@@ -317,12 +417,15 @@ check() {
 # --- files ---------------------------------------------------------------------------
 
 check "ports.json, vcap.json, secrets.txt, pid file and certificates" <<'EOF'
-equal(sorted(PORTS), sorted(["token", "destination", "proxy", "relay", "relay_smtps", "control"]), "ports")
-equal(len(set(PORTS.values())), 6, "six different ports")
-for name in ("vcap.json", "secrets.txt", "certs/ca.key", "certs/server.key", "certs/relay.key",
-             "certs/wrongname.key", "certs/client.key"):
+equal(sorted(PORTS), sorted(["token", "destination", "proxy", "relay", "relay_smtps", "control",
+                             "token_mtls"]), "ports")
+equal(len(set(PORTS.values())), 7, "seven different ports")
+for name in ("vcap.json", "vcap-x509.json", "vcap-subdomain.json", "secrets.txt", "certs/ca.key",
+             "certs/server.key", "certs/relay.key", "certs/wrongname.key", "certs/client.key",
+             "certs/client2.key", "certs/selfsigned.key", "certs/expired.key"):
     equal(os.stat(os.path.join(DIR, name)).st_mode & 0o777, 0o600, name + " mode")
-for name in ("ca.pem", "server.pem", "relay.pem", "wrongname.pem", "client.pem"):
+for name in ("ca.pem", "server.pem", "relay.pem", "wrongname.pem", "client.pem", "client2.pem",
+             "selfsigned.pem", "expired.pem"):
     check(os.path.exists(os.path.join(DIR, "certs", name)), name)
 equal(open(os.path.join(DIR, "emulator.pid")).read().strip(), os.environ["EMU_PID"], "pid file")
 equal(CONN["clientid"], "sb-clone-conn!b2", "connectivity client id")
@@ -424,6 +527,241 @@ equal(control("PUT", "/destinations/MAIL_X", props), props, "put")
 equal(json.loads(find("MAIL_X", token("destination"))[1])["destinationConfiguration"], props, "found")
 control("DELETE", "/destinations/MAIL_X")
 equal(find("MAIL_X", token("destination"))[0], 404, "deleted")
+EOF
+
+# --- tenants, destination levels, OAuth2 destinations, X.509 bindings ----------------
+
+check "tenants: X-zid and Host subscriber1.localhost give subscriber tokens; unknown zone 401; /tokens, /tenants" <<'EOF'
+before = counters()["token_requests"]["subscriber"]
+equal(jwt_claims(tenant_token("destination", zid=SUB_ZID))["zid"], SUB_ZID, "X-zid")
+port = PORTS["token"]
+for host, zid in ((f"subscriber1.localhost", SUB_ZID), ("provider.localhost", PROVIDER_ZID),
+                  ("localhost", PROVIDER_ZID), ("127.0.0.1", PROVIDER_ZID)):
+    equal(jwt_claims(tenant_token("connectivity", host=host))["zid"], zid, f"Host {host}")
+    last = control("GET", "/tokens")[-1]
+    equal((last["host"], last["zid"], last["status"], last["listener"], last["auth"]),
+          (f"{host}:{port}", zid, 200, "token", "form"), "token record")
+equal(counters()["token_requests"]["subscriber"], before + 2, "subscriber counter")
+# A zone that does not exist: another X.localhost (the certificate does not name it: send
+# the Host header by hand).
+status, data = request("token", "POST", "/oauth/token", token_form(CONN["clientid"], CONN["clientsecret"]),
+                       dict(FORM, Host=f"nosuch.localhost:{port}"))
+equal(status, 401, "unknown identity zone")
+equal(control("GET", "/tokens")[-1]["status"], 401, "recorded")
+tenants = {t["subdomain"]: t for t in control("GET", "/tenants")}
+equal(tenants["subscriber1"], {"subdomain": "subscriber1", "tenant_id": SUB_ZID,
+      "subaccount_id": "88728f53-afa6-4155-b613-7db3a4345600", "locations": ["SUBLOC"]}, "subscriber")
+equal(tenants["provider"]["locations"], ["LOC1", ""], "provider locations")
+with open(os.path.join(DIR, "vcap-subdomain.json")) as f:
+    sub = json.load(f)
+equal(sub["destination"][0]["credentials"]["url"], f"https://provider.localhost:{port}", "subdomain url")
+equal(sub["connectivity"][0]["credentials"]["token_service_url"], f"https://provider.localhost:{port}", "conn url")
+equal(sub["destination"][0]["credentials"]["clientsecret"], DEST["clientsecret"], "same secret")
+EOF
+
+check "tenants: curl reaches https://subscriber1.localhost:PORT (libcurl resolves *.localhost itself)" <<'EOF'
+import shutil, subprocess
+if not shutil.which("curl"):
+    print("# curl not found: nothing to check")
+    raise SystemExit(0)
+url = f"https://subscriber1.localhost:{PORTS['token']}/oauth/token"
+args = ["curl", "-sS", "--max-time", "5", "--cacert", CA, url, "-d", "grant_type=client_credentials",
+        "--data-urlencode", f"client_id={CONN['clientid']}", "--data-urlencode", f"client_secret={CONN['clientsecret']}"]
+out = subprocess.run(args, capture_output=True)
+if out.returncode == 6:         # an older curl that asks the resolver: map the name like CURLOPT_RESOLVE
+    out = subprocess.run(args + ["--resolve", f"subscriber1.localhost:{PORTS['token']}:127.0.0.1"],
+                         capture_output=True)
+equal(out.returncode, 0, f"curl: {out.stderr!r}")
+equal(jwt_claims(json.loads(out.stdout)["access_token"])["zid"], SUB_ZID, "zid")
+EOF
+
+check "destinations per tenant: subscriber sees only its own (MAIL_SUB), PUT ?tenant=, /finds tenant" <<'EOF'
+sub = tenant_token("destination", zid=SUB_ZID)
+prov = token("destination")
+status, data = find("MAIL_SUB", sub)
+equal(status, 200, "subscriber finds MAIL_SUB")
+body = json.loads(data)
+equal(body["owner"], {"SubaccountId": "88728f53-afa6-4155-b613-7db3a4345600", "InstanceId": None}, "owner")
+config = body["destinationConfiguration"]
+equal((config["CloudConnectorLocationId"], config["mail.smtp.host"], config["mail.password"]),
+      ("SUBLOC", "mail.corp.internal", relay_password()), "MAIL_SUB")
+last = control("GET", "/finds")[-1]
+equal((last["name"], last["zid"], last["tenant"], last["level"], last["api"], last["status"]),
+      ("MAIL_SUB", SUB_ZID, "subscriber1", "subaccount", "destinations", 200), "find record")
+equal(find("MAIL_ONPREM", sub)[0], 404, "provider destination invisible to the subscriber")
+equal(control("GET", "/finds")[-1]["tenant"], "subscriber1", "404 recorded with tenant")
+equal(find("MAIL_SUB", prov)[0], 404, "subscriber destination invisible to the provider")
+props = {"Name": "MAIL_T", "Type": "MAIL", "mail.smtp.host": "sub.example"}
+equal(control("PUT", "/destinations/MAIL_T?tenant=subscriber1", props), props, "put")
+equal(json.loads(find("MAIL_T", sub)[1])["destinationConfiguration"], props, "found by the subscriber")
+equal(find("MAIL_T", prov)[0], 404, "not by the provider")
+equal(control("GET", f"/destinations/MAIL_T?tenant={SUB_ZID}"), props, "tenant id works as well")
+control("DELETE", "/destinations/MAIL_T?tenant=subscriber1")
+equal(find("MAIL_T", sub)[0], 404, "deleted")
+for bad in ("tenant=nosuch", "level=global"):
+    status, _ = request("control", "PUT", "/destinations/MAIL_T?" + bad, json.dumps(props))
+    equal(status, 400, bad)
+EOF
+
+check "destination levels: instance before subaccount, owner.InstanceId; subaccountDestinations, instanceDestinations" <<'EOF'
+jwt = token("destination")
+sub_level = {"Name": "MAIL_LVL", "Type": "MAIL", "mail.smtp.from": "subaccount@corp.example"}
+inst_level = {"Name": "MAIL_LVL", "Type": "MAIL", "mail.smtp.from": "instance@corp.example"}
+control("PUT", "/destinations/MAIL_LVL", sub_level)
+control("PUT", "/destinations/MAIL_LVL?level=instance", inst_level)
+body = json.loads(find("MAIL_LVL", jwt)[1])
+equal(body["destinationConfiguration"], inst_level, "instance level first")
+equal(body["owner"], {"SubaccountId": "9acf4877-5a3d-43d2-b67d-7516efe15b11",
+                      "InstanceId": "41b6d9b9-7ec5-41af-a39f-b03bec8a98d0"}, "instance owner")
+equal(control("GET", "/finds")[-1]["level"], "instance", "recorded level")
+status, data = api(jwt, "instanceDestinations")
+equal((status, json.loads(data)), (200, [inst_level]), "instanceDestinations")
+status, data = api(jwt, "instanceDestinations/MAIL_LVL")
+equal((status, json.loads(data)), (200, inst_level), "instanceDestinations/NAME")
+status, data = api(jwt, "subaccountDestinations/MAIL_LVL")
+equal((status, json.loads(data)), (200, sub_level), "subaccountDestinations/NAME")
+status, data = api(jwt, "subaccountDestinations")
+names = sorted(d["Name"] for d in json.loads(data))
+equal(names, ["MAIL_INTERNET", "MAIL_LVL", "MAIL_NOLOC", "MAIL_OAUTH", "MAIL_ONPREM", "MAIL_SMTPS"], "list")
+status, data = api(jwt, "instanceDestinations/MAIL_ONPREM")
+equal((status, json.loads(data)), (404, {"ErrorMessage": "Configuration with the specified name was not found"}), "404")
+status, data = api(tenant_token("destination", zid=SUB_ZID), "subaccountDestinations")
+equal([d["Name"] for d in json.loads(data)], ["MAIL_SUB"], "subscriber list")
+equal(api(token("connectivity"), "subaccountDestinations")[0], 403, "connectivity token")
+equal(request("destination", "GET", "/destination-configuration/v1/instanceDestinations")[0], 401, "no token")
+every = control("GET", "/destinations?all=true")
+equal(every["provider"]["instance"], {"MAIL_LVL": inst_level}, "all: provider instance")
+equal(sorted(every["subscriber1"]["subaccount"]), ["MAIL_SUB"], "all: subscriber")
+control("DELETE", "/destinations/MAIL_LVL?level=instance")
+body = json.loads(find("MAIL_LVL", jwt)[1])
+equal((body["destinationConfiguration"], body["owner"]["InstanceId"]), (sub_level, None), "subaccount again")
+control("DELETE", "/destinations/MAIL_LVL")
+EOF
+
+check "MAIL_OAUTH: authTokens unless \$skipTokenRetrieval=true; MAIL_SMTPS; fault authtokens error/expired" <<'EOF'
+jwt = token("destination")
+before = counters()["authtokens_issued"]
+status, data = find("MAIL_OAUTH", jwt)
+equal(status, 200, "find")
+body = json.loads(data)
+config = body["destinationConfiguration"]
+for key, value in {"Type": "MAIL", "ProxyType": "OnPremise", "Authentication": "OAuth2ClientCredentials",
+                   "mail.user": "oauthuser", "mail.smtp.host": "mail.corp.internal", "mail.smtp.port": "25",
+                   "CloudConnectorLocationId": "LOC1", "clientId": "mail-oauth-client",
+                   "tokenServiceURL": f"https://127.0.0.1:{PORTS['token']}/oauth/token"}.items():
+    equal(config[key], value, key)
+secrets_ = open(os.path.join(DIR, "secrets.txt")).read().split()
+check(config["clientSecret"] in secrets_, "clientSecret in secrets.txt")
+[item] = body["authTokens"]
+equal(item["type"], "Bearer", "type")
+equal(item["http_header"], {"key": "Authorization", "value": "Bearer " + item["value"]}, "http_header")
+equal(item["expires_in"], "3600", "expires_in")
+claims = jwt_claims(item["value"])
+equal((claims["user_name"], claims["exp"] - claims["iat"], claims["zid"]), ("oauthuser", 3600, PROVIDER_ZID), "claims")
+check(item["value"] in open(os.path.join(DIR, "secrets.txt")).read().split(), "token in secrets.txt")
+equal(counters()["authtokens_issued"], before + 1, "counter")
+check("authTokens" not in json.loads(find("MAIL_OAUTH", jwt, "?$skipTokenRetrieval=true")[1]), "skip")
+check("authTokens" not in json.loads(find("MAIL_OAUTH", jwt, "?%24skipTokenRetrieval=true")[1]), "skip, %24")
+check("authTokens" not in json.loads(find("MAIL_ONPREM", jwt)[1]), "none for BasicAuthentication")
+with fault({"authtokens": "error"}):
+    equal(json.loads(find("MAIL_OAUTH", jwt)[1])["authTokens"],
+          [{"type": "", "value": "", "error": "Retrieval of OAuth token failed"}], "error item")
+with fault({"authtokens": "expired"}):
+    equal(json.loads(find("MAIL_OAUTH", jwt)[1])["authTokens"][0]["expires_in"], "0", "expired")
+with relay_options({"authtoken_ttl": 60}):
+    equal(json.loads(find("MAIL_OAUTH", jwt)[1])["authTokens"][0]["expires_in"], "60", "authtoken_ttl")
+config = json.loads(find("MAIL_SMTPS", jwt, "?$skipTokenRetrieval=true")[1])["destinationConfiguration"]
+for key, value in {"mail.transport.protocol": "smtps", "mail.smtps.host": "mail.corp.internal",
+                   "mail.smtps.port": "465", "ProxyType": "OnPremise", "CloudConnectorLocationId": "LOC1",
+                   "mail.user": "relayuser"}.items():
+    equal(config[key], value, key)
+check("mail.smtp.host" not in config, "only the smtps host")
+EOF
+
+check "X.509: vcap-x509.json with literal backslash-n PEM; token_mtls issues tokens for the registered certificate only" <<'EOF'
+raw = open(os.path.join(DIR, "vcap-x509.json")).read()
+check("-----BEGIN CERTIFICATE-----\\\\n" in raw, "literal backslash-n in the file")
+vcap = json.loads(raw)
+dest, conn = vcap["destination"][0]["credentials"], vcap["connectivity"][0]["credentials"]
+equal((dest["credential-type"], conn["credential-type"]), ("x509", "X509_GENERATED"), "credential types")
+equal(dest["certurl"], f"https://127.0.0.1:{PORTS['token_mtls']}", "certurl")
+equal(conn["certurl"], dest["certurl"], "same certurl")
+check("clientsecret" not in dest and "clientsecret" not in conn, "no secrets")
+check("\n" not in dest["certificate"] and "\\n" in dest["key"], "escaped PEM")
+equal(dest["certificate"].replace("\\n", "\n"), open(os.path.join(CERTS, "client.pem")).read(), "certificate")
+equal(conn["onpremise_socks5_proxy_port"], str(PORTS["proxy"]), "proxy port")
+cert = x509_files()
+before = counters()["token_requests"]
+status, data = mtls_token_request(dest["clientid"], cert)
+equal(status, 200, f"destination token over mTLS: {data!r}")
+djwt = json.loads(data)["access_token"]
+equal(jwt_claims(djwt)["client_id"], "sb-clone-dest-x509!b3", "client_id")
+equal(find("MAIL_ONPREM", djwt)[0], 200, "the X.509 destination token reads destinations")
+status, data = mtls_token_request(conn["clientid"], cert, headers={"X-zid": SUB_ZID})
+equal(status, 200, "connectivity token for the subscriber")
+cjwt = json.loads(data)["access_token"]
+equal(jwt_claims(cjwt)["zid"], SUB_ZID, "X-zid over mTLS")
+s, rep = tunnel(location="SUBLOC", jwt=cjwt)
+equal(rep, 0, "the X.509 connectivity token opens a tunnel")
+after = counters()["token_requests"]
+equal((after["mtls"] - before["mtls"], after["total"] - before["total"],
+       after["destination"] - before["destination"], after["connectivity"] - before["connectivity"]),
+      (2, 2, 1, 1), "counters")
+equal(control("GET", "/tokens")[-1]["listener"], "token_mtls", "token record")
+client2 = (os.path.join(CERTS, "client2.pem"), os.path.join(CERTS, "client2.key"))
+equal(mtls_token_request(dest["clientid"], client2)[0], 401, "certificate not registered")
+equal(mtls_token_request(DEST["clientid"], cert, secret=DEST["clientsecret"])[0], 401, "secret client over mTLS")
+equal(token_request(dest["clientid"], "")[0], 401, "X.509 client on the secret listener")
+try:
+    status, _ = mtls_token_request(dest["clientid"], None)
+except (OSError, ssl.SSLError, http.client.HTTPException):
+    status = None
+equal(status, None, "no client certificate: no answer")
+selfsigned = (os.path.join(CERTS, "selfsigned.pem"), os.path.join(CERTS, "selfsigned.key"))
+try:
+    status, _ = mtls_token_request(dest["clientid"], selfsigned)
+except (OSError, ssl.SSLError, http.client.HTTPException):
+    status = None
+equal(status, None, "certificate from another CA: no answer")
+with fault({"token_mtls": "http500"}):
+    equal(mtls_token_request(dest["clientid"], cert)[0], 500, "fault token_mtls")
+    equal(token_request(CONN["clientid"], CONN["clientsecret"])[0], 200, "token unaffected")
+with fault({"token": "http500"}):
+    equal(mtls_token_request(dest["clientid"], cert)[0], 200, "token_mtls unaffected")
+with fault({"token_mtls": "refuse"}):
+    try:
+        socket.create_connection(("127.0.0.1", PORTS["token_mtls"]), timeout=2)
+    except ConnectionRefusedError:
+        pass
+    else:
+        raise SystemExit("FAILED: connection accepted")
+equal(mtls_token_request(dest["clientid"], cert)[0], 200, "listening again")
+for path in cert:
+    os.unlink(path)
+EOF
+
+check "proxy tenants: the subscriber's token reaches SUBLOC only, the provider's not SUBLOC; envelope tenant" <<'EOF'
+sub = tenant_token("connectivity", zid=SUB_ZID)
+for location, jwt, rep in (("LOC1", sub, 3), ("", sub, 3), ("SUBLOC", token(), 3), ("SUBLOC", sub, 0)):
+    s, got = tunnel(location=location, jwt=jwt)
+    equal(got, rep, f"location {location!r} with the {'subscriber' if jwt is sub else 'provider'} token")
+smtp = Smtp(s)
+smtp.expect(None, 220)
+smtp.expect("EHLO c", 250)
+send_message(smtp, b"from the subscriber\r\n")
+smtp.expect("QUIT", 221)
+m = messages()[-1]
+equal((m["tenant"], m["location_id"], m["via_proxy"]), (SUB_ZID, "SUBLOC", True), "subscriber envelope")
+smtp = relay_via_proxy()
+smtp.expect(None, 220)
+smtp.expect("EHLO c", 250)
+send_message(smtp, b"from the provider\r\n")
+equal((messages()[-1]["tenant"], messages()[-1]["location_id"]), (PROVIDER_ZID, "LOC1"), "provider envelope")
+smtp = relay_direct()
+smtp.expect(None, 220)
+smtp.expect("EHLO c", 250)
+send_message(smtp, b"direct\r\n")
+equal(messages()[-1]["tenant"], None, "direct: no tenant")
 EOF
 
 # --- connectivity proxy: exact bytes -------------------------------------------------
@@ -693,6 +1031,222 @@ with relay_options({"ehlo": False, "starttls": False}):
     check(lines[0].startswith("502 5.5.1"), "502 5.5.1")
     smtp.expect("HELO c", 250)
     smtp.expect("STARTTLS", 502)
+EOF
+
+# --- relay: AUTH XOAUTH2, TLS and ESMTP switches, connection records -----------------
+
+check "relay: AUTH XOAUTH2 only when enabled; authTokens token accepted, others 535; error challenge" <<'EOF'
+smtp = smtp_session()
+smtp.expect("AUTH XOAUTH2 " + xoauth2("oauthuser", oauth_token()), 504)
+with relay_options({"auth_mechs": ["PLAIN", "LOGIN", "XOAUTH2"]}):
+    smtp = relay_direct()
+    smtp.expect(None, 220)
+    check("250 AUTH PLAIN LOGIN XOAUTH2" not in smtp.expect("EHLO c", 250), "no AUTH before TLS")
+    smtp.starttls()
+    check("250 AUTH PLAIN LOGIN XOAUTH2" in smtp.expect("EHLO c", 250), "offered after TLS")
+    good = oauth_token()
+    with fault({"authtokens": "expired"}):
+        expired = oauth_token()
+    for user, jwt, what in (("oauthuser", token(), "a connectivity token"),
+                            ("oauthuser", good[:-4] + ("AAAA" if not good.endswith("AAAA") else "BBBB"), "forged"),
+                            ("someoneelse", good, "another user"), ("oauthuser", expired, "expired")):
+        lines = smtp.expect("AUTH XOAUTH2 " + xoauth2(user, jwt), 535)
+        check(lines[0].startswith("535 5.7.8"), f"{what}: {lines}")
+    smtp.expect("AUTH XOAUTH2 " + base64.b64encode(b"user=oauthuser\x01").decode(), 501)
+    smtp.expect("AUTH XOAUTH2 " + xoauth2("oauthuser", good), 235)
+    send_message(smtp, b"oauth\r\n")
+    m = messages()[-1]
+    equal((m["auth_user"], m["auth_mech"], m["tls"]), ("oauthuser", "XOAUTH2", True), "envelope")
+    smtp = smtp_session()                       # with a 334 continuation
+    equal(smtp.expect("AUTH XOAUTH2", 334), ["334 "], "empty challenge")
+    smtp.expect(xoauth2("oauthuser", good), 235)
+    with relay_options({"xoauth2_error_challenge": True}):
+        smtp = smtp_session()
+        lines = smtp.expect("AUTH XOAUTH2 " + xoauth2("oauthuser", token()), 334)
+        equal(json.loads(base64.b64decode(lines[0][4:]))["status"], "401", "JSON error challenge")
+        smtp.expect("", 535)
+        smtp.expect("AUTH XOAUTH2 " + xoauth2("oauthuser", good), 235)
+log = open(os.environ["EMU_LOG"]).read()
+check(good not in log, "the token is not logged")
+EOF
+
+check "relay: MAIL_SMTPS through the proxy to :465; envelope tls_version, tls_cipher, sni, auth_mech" <<'EOF'
+config = json.loads(find("MAIL_SMTPS", token("destination"))[1])["destinationConfiguration"]
+smtp = relay_via_proxy(port=int(config["mail.smtps.port"]), location=config["CloudConnectorLocationId"])
+smtp.expect(None, 220)
+smtp.expect("EHLO c", 250)
+smtp.expect("AUTH PLAIN " + plain_auth(config["mail.user"], config["mail.password"]), 235)
+send_message(smtp, b"smtps\r\n")
+m = messages()[-1]
+equal((m["port"], m["tls"], m["sni"], m["auth_mech"], m["auth_user"], m["location_id"], m["tenant"]),
+      ("relay_smtps", True, "mail.corp.internal", "PLAIN", "relayuser", "LOC1", PROVIDER_ZID), "envelope")
+check(m["tls_version"] in ("TLSv1.2", "TLSv1.3") and m["tls_cipher"], f"tls {m['tls_version']} {m['tls_cipher']}")
+smtp = relay_direct()                          # no SNI for an IP address; AUTH LOGIN recorded
+smtp.expect(None, 220)
+smtp.expect("EHLO c", 250)
+smtp.expect("STARTTLS", 220)
+smtp.sock = ssl._create_unverified_context().wrap_socket(smtp.sock)
+smtp.expect("EHLO c", 250)
+smtp.expect("AUTH LOGIN " + base64.b64encode(b"relayuser").decode(), 334)
+smtp.expect(base64.b64encode(relay_password().encode()).decode(), 235)
+send_message(smtp, b"no sni\r\n")
+m = messages()[-1]
+equal((m["sni"], m["auth_mech"], m["client_cert"]), (None, "LOGIN", None), "envelope")
+EOF
+
+check "relay: cert=selfsigned and cert=expired fail verification (also on :465); tls_max_version" <<'EOF'
+for cert, reason in (("selfsigned", "self-signed"), ("expired", "expired")):
+    with relay_options({"cert": cert}):
+        for port in ("relay", "relay_smtps"):
+            try:
+                smtp = smtp_session(port)
+            except ssl.SSLCertVerificationError as e:
+                check(reason in str(e), f"{cert} on {port}: {e}")
+            else:
+                raise SystemExit(f"FAILED: {cert} accepted on {port}")
+        s = ssl._create_unverified_context().wrap_socket(
+            socket.create_connection(("127.0.0.1", PORTS["relay_smtps"]), timeout=5))
+        der = s.getpeercert(binary_form=True)
+        equal(ssl.DER_cert_to_PEM_cert(der).strip().split("\n")[1:-1],
+              open(os.path.join(CERTS, cert + ".pem")).read().strip().split("\n")[1:-1], f"{cert} served")
+        s.close()
+with relay_options({"tls_max_version": "TLSv1.2"}):
+    smtp = smtp_session()
+    send_message(smtp, b"tls 1.2\r\n")
+    equal(messages()[-1]["tls_version"], "TLSv1.2", "capped")
+smtp = smtp_session()
+send_message(smtp, b"tls 1.3\r\n")
+equal(messages()[-1]["tls_version"], "TLSv1.3", "default")
+EOF
+
+check "relay: require_client_cert records the client certificate's subject; none -> handshake fails" <<'EOF'
+client = (os.path.join(CERTS, "client.pem"), os.path.join(CERTS, "client.key"))
+with relay_options({"require_client_cert": True}):
+    smtp = smtp_session(cert=client)
+    send_message(smtp, b"with a client certificate\r\n")
+    equal(messages()[-1]["client_cert"], "CN=btprelay test client", "client_cert")
+    s = tls_context()
+    s.load_cert_chain(os.path.join(CERTS, "client2.pem"), os.path.join(CERTS, "client2.key"))
+    smtp = Smtp(s.wrap_socket(socket.create_connection(("127.0.0.1", PORTS["relay_smtps"]), timeout=5),
+                              server_hostname="mail.corp.internal"))
+    smtp.expect(None, 220)
+    smtp.expect("EHLO c", 250)
+    send_message(smtp, b"implicit TLS too\r\n")
+    equal(messages()[-1]["client_cert"], "CN=btprelay other client", "client_cert on :465")
+    try:
+        smtp = smtp_session()
+        smtp.expect("NOOP", 250)
+    except (OSError, EOFError):
+        pass
+    else:
+        raise SystemExit("FAILED: STARTTLS without a client certificate worked")
+smtp = smtp_session()
+send_message(smtp, b"no certificate asked\r\n")
+equal(messages()[-1]["client_cert"], None, "not requested by default")
+EOF
+
+check "relay: enhancedstatuscodes=false; max_line_length -> 500 after the dot; eightbitmime/smtputf8/starttls off" <<'EOF'
+with relay_options({"enhancedstatuscodes": False}):
+    smtp = relay_direct()
+    equal(smtp.expect(None, 220), ["220 mail.corp.internal ESMTP btprelay emulator"], "greeting")
+    ehlo = smtp.expect("EHLO c", 250)
+    check("250-ENHANCEDSTATUSCODES" not in ehlo and "250 ENHANCEDSTATUSCODES" not in ehlo, "not offered")
+    equal(smtp.expect("MAIL FROM:<a@x>", 250), ["250 Ok"], "MAIL")
+    equal(smtp.expect("RCPT TO:<>", 501), ["501 Bad recipient address syntax"], "RCPT")
+    equal(smtp.expect("FROB", 500), ["500 Error: command not recognized"], "unknown")
+    with fault({"rcpt_reply": {"nobody@x": "550 User unknown"}}):
+        equal(smtp.expect("RCPT TO:<nobody@x>", 550), ["550 User unknown"], "fault reply as written")
+    smtp.expect("RCPT TO:<b@x>", 250)
+    smtp.expect("DATA", 354)
+    smtp.send(b"x\r\n.\r\n")
+    code, lines = smtp.reply()
+    check(lines[0].startswith("250 Ok: queued as "), f"{lines}")
+    equal(smtp.expect("QUIT", 221), ["221 Bye"], "QUIT")
+before = len(messages())
+with relay_options({"max_line_length": 998}):
+    for body, code in ((b"a" * 998 + b"\r\n", 250), (b"." + b"b" * 997 + b"\n", 250),
+                       (b"short\r\n" + b"c" * 999 + b"\r\nshort\r\n", 500), (b"d" * 999 + b"\n", 500)):
+        smtp = relay_direct()
+        smtp.expect(None, 220)
+        smtp.expect("EHLO c", 250)
+        smtp.expect("MAIL FROM:<a@x>", 250)
+        smtp.expect("RCPT TO:<b@x>", 250)
+        smtp.expect("DATA", 354)
+        wire = body.replace(b"\n.", b"\n..")
+        wire = (b"." + wire if wire.startswith(b".") else wire) + b".\r\n"
+        for i in range(0, len(wire), 7):       # split at odd points
+            smtp.send(wire[i:i + 7])
+        got, lines = smtp.reply()
+        longest = max(len(line.rstrip(b"\r")) for line in body.split(b"\n"))
+        equal(got, code, f"longest line {longest}")
+        if code == 500:
+            check(lines[0].startswith("500 5.5.2"), f"{lines}")
+equal(len(messages()), before + 2, "the long ones not stored")
+with relay_options({"eightbitmime": False, "smtputf8": False, "starttls": False}):
+    smtp = relay_direct()
+    smtp.expect(None, 220)
+    ehlo = smtp.expect("EHLO c", 250)
+    for ext in ("8BITMIME", "SMTPUTF8", "STARTTLS"):
+        check(not any(line[4:] == ext for line in ehlo), f"{ext} not offered")
+    smtp.expect("STARTTLS", 502)
+EOF
+
+check "GET /connections: commands in order, same_read proves pipelining, no AUTH payloads, replies" <<'EOF'
+password = relay_password()
+smtp = smtp_session()
+smtp.expect("AUTH PLAIN " + plain_auth("relayuser", password), 235)
+smtp.expect("MAIL FROM:<a@x>", 250)            # lock-step
+smtp.expect("RCPT TO:<b@x>", 250)
+smtp.expect("DATA", 354)
+smtp.send(b"one\r\n.\r\n")
+smtp.reply()
+smtp.send(b"MAIL FROM:<c@x>\r\nRCPT TO:<d@x>\r\nRCPT TO:<e@x>\r\nDATA\r\n")   # pipelined
+codes = [smtp.reply()[0] for _ in range(4)]
+equal(codes, [250, 250, 250, 354], "pipelined replies")
+smtp.send(b"two\r\n.\r\nQUIT\r\n")              # QUIT right behind the dot
+equal([smtp.reply()[0] for _ in range(2)], [250, 221], "end of data and QUIT")
+time.sleep(0.1)
+record = control("GET", "/connections")[-1]
+got = [(c["command"], c["same_read"], c["reply"]) for c in record["commands"]]
+equal(got, [("EHLO c", False, 250), ("STARTTLS", False, 220), ("EHLO c", False, 250),
+            ("AUTH PLAIN", False, 235), ("MAIL FROM:<a@x>", False, 250), ("RCPT TO:<b@x>", False, 250),
+            ("DATA", False, 354), ("(message data)", False, 250),
+            ("MAIL FROM:<c@x>", False, 250), ("RCPT TO:<d@x>", True, 250), ("RCPT TO:<e@x>", True, 250),
+            ("DATA", True, 354), ("(message data)", False, 250), ("QUIT", True, 221)], "commands")
+equal([c["tls"] for c in record["commands"][:3]], [False, False, True], "tls per command")
+equal(record["commands"][7]["bytes"], 5, "message size")
+for key, value in {"port": "relay", "via_proxy": False, "tls": True, "sni": "mail.corp.internal",
+                   "auth_user": "relayuser", "auth_mech": "PLAIN", "closed": True, "end": "QUIT"}.items():
+    equal(record[key], value, key)
+equal(len(record["messages"]), 2, "two messages")
+text = json.dumps(control("GET", "/connections"))
+check(password not in text and plain_auth("relayuser", password) not in text, "no AUTH payload")
+smtp = relay_direct()                          # AUTH with a continuation: one entry per line
+smtp.expect(None, 220)
+smtp.send(b"EHLO c\r\nSTARTTLS\r\n")
+smtp.reply(); smtp.reply()
+smtp.sock = tls_context().wrap_socket(smtp.sock, server_hostname="mail.corp.internal")
+smtp.expect("EHLO c", 250)
+smtp.expect("AUTH LOGIN", 334)
+smtp.expect(base64.b64encode(b"relayuser").decode(), 334)
+smtp.expect(base64.b64encode(password.encode()).decode(), 235)
+record = control("GET", "/connections")[-1]
+equal([(c["command"], c["same_read"], c["reply"]) for c in record["commands"]],
+      [("EHLO c", False, 250), ("STARTTLS", True, 220), ("EHLO c", False, 250), ("AUTH LOGIN", False, 334),
+       ("(sasl)", False, 334), ("(sasl)", False, 235)], "AUTH LOGIN")
+equal(record["closed"], False, "still open")
+c = counters()
+check(c["relay_commands"] >= 20 and c["relay_tls"] >= 2 and c["relay_auth_ok"] >= 2, f"counters {c}")
+EOF
+
+check "new switches are validated: 400 for unknown values" <<'EOF'
+for bad in ({"authtokens": "maybe"}, {"token_mtls": "explode"}):
+    equal(request("control", "POST", "/faults", json.dumps(bad))[0], 400, f"{bad}")
+for bad in ({"cert": "bogus"}, {"tls_max_version": "SSLv3"}, {"auth_mechs": ["CRAM-MD5"]},
+            {"max_line_length": -1}, {"enhancedstatuscodes": "no"}, {"require_client_cert": 1},
+            {"authtoken_ttl": -5}):
+    equal(request("control", "POST", "/relay", json.dumps(bad))[0], 400, f"{bad}")
+equal(control("GET", "/relay")["auth_mechs"], ["PLAIN", "LOGIN"], "default mechanisms")
 EOF
 
 # --- fault switches: token and destination -------------------------------------------
@@ -968,9 +1522,11 @@ smtp.expect("EHLO c", 250)
 send_message(smtp, b"z\r\n")
 smtp.expect("QUIT", 221)
 c = counters()
-equal(c, {"token_requests": {"total": 4, "connectivity": 2, "destination": 1}, "find_requests": 1,
+equal(c, {"token_requests": {"total": 4, "connectivity": 2, "destination": 1, "mtls": 0, "subscriber": 0},
+          "find_requests": 1, "authtokens_issued": 0,
           "proxy_connections": 2, "proxy_auth_ok": 1, "proxy_auth_failed": 1, "proxy_connects_ok": 1,
-          "relay_connections": 1, "relay_messages": 1}, "counters")
+          "relay_connections": 1, "relay_messages": 1, "relay_commands": 5, "relay_tls": 0,
+          "relay_auth_ok": 0, "relay_auth_failed": 0}, "counters")
 EOF
 
 check "load: 200 concurrent tunnels, then the thread count goes back down" <<'EOF'
@@ -1020,7 +1576,11 @@ EOF
 
 check "/reset clears faults, counters, messages (files too), options and destinations" <<'EOF'
 control("PUT", "/destinations/MAIL_TMP", {"Name": "MAIL_TMP"})
+control("PUT", "/destinations/MAIL_TMP?level=instance&tenant=subscriber1", {"Name": "MAIL_TMP"})
+control("DELETE", "/destinations/MAIL_SUB?tenant=subscriber1")
 control("POST", "/relay", {"size_limit": 5})
+equal(len(control("GET", "/connections")), 200, "the last 200 relay connections")
+check(len(control("GET", "/tokens")) > 0, "token records")
 control("POST", "/faults", {"token": "http500"})
 password = relay_password()
 check(len(messages()) > 0, "messages exist")
@@ -1028,7 +1588,13 @@ control("POST", "/reset")
 equal(control("GET", "/faults"), {}, "faults")
 equal(messages(), [], "messages")
 equal([f for f in os.listdir(os.path.join(DIR, "messages")) if not f.startswith(".")], [], "message files")
-equal(sorted(control("GET", "/destinations")), ["MAIL_INTERNET", "MAIL_NOLOC", "MAIL_ONPREM"], "destinations")
+equal(sorted(control("GET", "/destinations")),
+      ["MAIL_INTERNET", "MAIL_NOLOC", "MAIL_OAUTH", "MAIL_ONPREM", "MAIL_SMTPS"], "destinations")
+equal(sorted(control("GET", "/destinations?tenant=subscriber1")), ["MAIL_SUB"], "subscriber destinations")
+equal(control("GET", "/destinations?level=instance"), {}, "no instance destinations")
+equal(control("GET", "/destinations?level=instance&tenant=subscriber1"), {}, "none for the subscriber")
+equal(control("GET", "/connections"), [], "connections")
+equal(control("GET", "/tokens"), [], "token records")
 equal(control("GET", "/relay")["size_limit"], 0, "options")
 equal(relay_password(), password, "password kept")
 c = counters()

@@ -1,2 +1,282 @@
-#!/bin/sh
-echo "1..0 # SKIP not written yet"
+#!/bin/bash
+# test-cli.sh - the btprelay operator tool (btprelay(8)) against the BTP
+# emulator: every command, its output lines and its exit status, run as the
+# transport's user with the harness's configuration. No Postfix is needed.
+# At the end, no secret the emulator handed out (client secrets, relay
+# passwords, every token issued) may appear in anything the tool printed.
+set -u
+. "${top_srcdir:-$(dirname "$0")/../..}/tests/lib/harness.sh"
+harness_init cli
+CLI_SRC=$top_builddir/plugin/cli/btprelay
+[ -x "$CLI_SRC" ] || { echo "Bail out! $CLI_SRC not built"; exit 99; }
+command -v runuser >/dev/null 2>&1 || harness_skip "runuser not installed"
+command -v jq >/dev/null 2>&1 || harness_skip "jq not installed (tests/install-deps.sh)"
+harness_start_emulator
+harness_install_transport
+install -m 755 "$CLI_SRC" "$WORK/bin/btprelay"
+CLI=$WORK/bin/btprelay
+CONF=$WORK/etc/btprelay.conf
+mkdir -p "$WORK/out"
+N=0
+
+# cli [env NAME=VALUE...] ARGS... - run btprelay as the transport's user with the
+# harness's configuration; sets RC, OUT (stdout file), ERR (stderr file), CMD
+cli() {
+	local envs=()
+	while [ "${1:-}" = env ]; do envs+=("$2"); shift 2; done
+	N=$((N + 1))
+	OUT=$WORK/out/$N.out
+	ERR=$WORK/out/$N.err
+	CMD="btprelay $*"
+	runuser -u "$TRANSPORT_USER" -- env "${envs[@]}" "$CLI" -c "${CLI_CONF:-$CONF}" "$@" \
+		> "$OUT" 2> "$ERR"
+	RC=$?
+}
+
+# diag - what the last run printed, for a failed assertion
+diag() {
+	printf '$ %s  (exit %s)\n' "$CMD" "$RC"
+	cat "$OUT"
+	sed 's/^/stderr: /' "$ERR"
+}
+
+# expect_rc CODE - the last run's exit status
+expect_rc() {
+	[ "$RC" = "$1" ]
+	tap_ok $? "$CMD: exit $1" "$(diag)"
+}
+
+# expect_out REGEX... - every extended regex matches a line of stdout
+expect_out() {
+	local re
+	for re in "$@"; do
+		grep -q -E -- "$re" "$OUT"
+		tap_ok $? "$CMD: stdout /$re/" "$(diag)"
+	done
+}
+
+# expect_err REGEX - stderr matches
+expect_err() {
+	grep -q -E -- "$1" "$ERR"
+	tap_ok $? "$CMD: stderr /$1/" "$(diag)"
+}
+
+# expect_absent TEXT WHAT - the fixed string is neither in stdout nor in stderr
+expect_absent() {
+	! grep -q -F -- "$1" "$OUT" "$ERR"
+	tap_ok $? "$CMD: $2 not printed" "$(diag)"
+}
+
+# --- usage ------------------------------------------------------------------
+cli -V
+expect_rc 0
+expect_out '^btprelay [0-9]+\.[0-9]+'
+cli frobnicate
+expect_rc 64
+expect_err 'unknown command'
+cli resolve
+expect_rc 64
+
+# --- check ------------------------------------------------------------------
+cli check
+expect_rc 0
+expect_out "^ok: configuration: $CONF \(owner root, mode 0644\)$" \
+	"^ok: bindings: bindings file $WORK/etc/bindings.json \(owner btprelay, mode 0600\)$" \
+	'^ok: destination binding: dest-lite \(client sb-clone-dest!b1, client secret' \
+	'^ok: connectivity binding: conn-lite \(client sb-clone-conn!b2, .*proxy 127\.0\.0\.1:[0-9]+' \
+	'^ok: tenant: provider$' \
+	"^ok: log: $WORK/log/btprelay.log" \
+	"^ok: cache_dir $WORK/cache \(owner btprelay, mode 0700\)$"
+! grep -q '^error:' "$OUT"
+tap_ok $? "$CMD: no error line" "$(diag)"
+
+cp "$CONF" "$WORK/etc/broken.conf"
+echo "no_such_key = 1" >> "$WORK/etc/broken.conf"
+line=$(wc -l < "$WORK/etc/broken.conf")
+CLI_CONF=$WORK/etc/broken.conf cli check
+expect_rc 78
+expect_out "^error: configuration: $WORK/etc/broken.conf:$line: unknown key \"no_such_key\"$"
+
+chmod 644 "$WORK/etc/bindings.json"
+cli check
+expect_rc 78
+expect_out "^error: bindings: bindings file $WORK/etc/bindings.json: (readable|accessible) by other users"
+chmod 600 "$WORK/etc/bindings.json"
+
+# --- resolve ----------------------------------------------------------------
+emu POST /reset >/dev/null
+password=$(emu GET /destinations/MAIL_ONPREM | jq -r '."mail.password"')
+[ -n "$password" ] && [ "$password" != null ]
+tap_ok $? "the emulator's relay password for MAIL_ONPREM is known to the test"
+cli resolve MAIL_ONPREM
+expect_rc 0
+expect_out '^name: MAIL_ONPREM$' '^source: Destination Service$' '^tenant: provider$' \
+	'^cache: not from the cache$' '^proxy_type: OnPremise$' \
+	'^authentication: BasicAuthentication$' '^host: mail\.corp\.internal$' '^port: 25$' \
+	'^location_id: LOC1$' '^mail\.user: relayuser$' '^mail\.password: \*\*\*\*\*\*\*\* \(set\)$' \
+	'^mail\.smtp\.from: noreply@corp\.example$'
+expect_absent "$password" "the relay password"
+cli resolve MAIL_ONPREM
+expect_rc 0
+expect_out '^cache: hit, [0-9]+ s old$'
+
+cli resolve MAIL_MISSING
+expect_rc 1
+expect_err '4\.3\.5 destination MAIL_MISSING not found'
+
+# --- cache ------------------------------------------------------------------
+cli cache list
+expect_rc 0
+expect_out '^destination-[0-9a-f]{64}\.json: MAIL_ONPREM .*; [0-9]+ s old; [0-9]+ bytes; fresh for [0-9]+ s$' \
+	'^token-[0-9a-f]{64}\.json: destination \(provider\); ' '^entries: [1-9]'
+cli cache clear
+expect_rc 0
+expect_out '^removed: [1-9]'
+cli cache list
+expect_rc 0
+expect_out '^entries: 0$'
+
+# root acts as the owner of cache_dir (the library trusts only its own files)
+cli resolve MAIL_ONPREM
+N=$((N + 1)); OUT=$WORK/out/$N.out; ERR=$WORK/out/$N.err; CMD="btprelay cache list (as root)"
+"$CLI" -c "$CONF" cache list > "$OUT" 2> "$ERR"
+RC=$?
+expect_rc 0
+expect_out '^destination-[0-9a-f]{64}\.json: MAIL_ONPREM ' '^entries: [1-9]'
+[ ! -s "$ERR" ]
+tap_ok $? "$CMD: no warning about files of another user" "$(diag)"
+cli cache clear
+expect_out '^removed: [1-9]'
+
+# the cache is emptied: nothing stands in while the Destination Service is down
+emu POST /faults '{"destination":"refuse"}' >/dev/null
+cli resolve MAIL_ONPREM
+expect_rc 75
+expect_err '4\.4\.3 Destination Service'
+emu POST /faults/clear >/dev/null
+cli cache clear
+
+# --- token ------------------------------------------------------------------
+cli token connectivity
+expect_rc 0
+expect_out '^binding: connectivity \(conn-lite, ' '^client_id: sb-clone-conn!b2$' \
+	'^tenant: 4f1b2c3d-5e6f-4a7b-8c9d-0e1f2a3b4c5d$' '^scopes: uaa\.resource$' \
+	'^expires: [0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z$' '^expires_in: 43[0-9]{3} s$' \
+	'^token: issued \([0-9]+ bytes, not shown\)$'
+issued=$(tail -1 "$EMU/secrets.txt")
+expect_absent "$issued" "the token just issued"
+cli token destination
+expect_rc 0
+expect_out '^client_id: sb-clone-dest!b1$'
+cli token ftp
+expect_rc 64
+emu POST /faults '{"token":"http401"}' >/dev/null
+cli token connectivity
+expect_rc 78
+expect_err '4\.7\.0 connectivity token service .*HTTP 401'
+emu POST /faults '{"token":"refuse"}' >/dev/null
+cli token connectivity
+expect_rc 75
+expect_err '4\.4\.3 connectivity token service'
+emu POST /faults/clear >/dev/null
+
+# --- probe ------------------------------------------------------------------
+emu POST /reset >/dev/null
+cli probe MAIL_ONPREM
+expect_rc 0
+expect_out '^resolve: ok \(Destination Service' '^token: ok \(connectivity, provider' \
+	'^proxy\.connect: ok \(127\.0\.0\.1' \
+	'^proxy\.handshake: ok \(method 0x80, location ID LOC1, CONNECT mail\.corp\.internal:25' \
+	'^smtp\.greeting: ok' '^smtp\.ehlo: ok' '^tls\.starttls: ok \(STARTTLS' \
+	'^tls\.version: TLSv1\.3$' '^tls\.cipher: TLS_' '^tls\.peer\.subject: CN=mail\.corp\.internal$' \
+	'^tls\.peer\.issuer: CN=btprelay test CA$' '^tls\.peer\.san: .*DNS:mail\.corp\.internal' \
+	'^tls\.verify: ok$' '^auth\.mechanisms: PLAIN LOGIN$' '^auth: ok \(user relayuser' \
+	'^smtp\.quit: sent$' '^result: ok$'
+[ "$(emu GET /counters | jq .relay_messages)" = 0 ]
+tap_ok $? "$CMD: no mail reached the relay" "$(emu GET /counters)"
+
+emu POST /faults '{"proxy_rep":2}' >/dev/null
+cli probe MAIL_ONPREM
+expect_rc 75
+expect_out '^proxy\.handshake: failed: 4\.[0-9]\.[0-9] proxy CONNECT mail\.corp\.internal:25 failed: REP 02 \(no matching host mapping in the Cloud Connector access control\)$' \
+	'^result: failed$'
+expect_err 'REP 02'
+emu POST /faults/clear >/dev/null
+
+emu POST /relay '{"cert":"wrongname"}' >/dev/null
+cli probe MAIL_ONPREM
+expect_rc 75
+expect_out '^tls\.starttls: failed: 4\.7\.5 .*certificate verification failed'
+emu POST /relay '{"cert":"relay"}' >/dev/null
+
+# --- send -------------------------------------------------------------------
+emu POST /reset >/dev/null
+mark="btprelay-cli-$RANDOM$RANDOM"
+cli send MAIL_ONPREM --from sender@client.test --to user@corp.example --subject "$mark"
+expect_rc 0
+expect_out '^message_id: <.+@.+>$' '^recipient: <user@corp\.example> 2\.0\.0 sent \(250 ' \
+	'^result: 2\.0\.0 sent$'
+f=$(grep -l -F -- "$mark" "$EMU"/messages/*.eml 2>/dev/null | head -1)
+[ -n "$f" ] && jq -e '.rcpt_to == ["user@corp.example"] and .mail_from == "sender@client.test"
+	and .via_proxy == true and .tls == true and .auth_user == "relayuser"' "${f%.eml}.json" >/dev/null
+tap_ok $? "$CMD: the relay got the message through the proxy, with TLS and AUTH" \
+	"$(cat "${f%.eml}.json" 2>/dev/null || echo "no message with $mark at the relay")"
+grep -q "^Message-ID: $(sed -n 's/^message_id: //p' "$OUT")" "$f" 2>/dev/null &&
+	grep -q '^Date: ' "$f" && grep -q '^From: sender@client.test' "$f"
+tap_ok $? "$CMD: the message has Date, Message-ID and From" "$(head -8 "$f" 2>/dev/null)"
+
+mark="btprelay-cli-utf8-$RANDOM$RANDOM"
+printf 'first line\n.a line with a leading dot\n%s\n' "$mark" > "$WORK/body.txt"
+cli send MAIL_ONPREM --from sender@client.test --to a@corp.example --to b@corp.example \
+	--subject "Grüße aus Köln, ein etwas längerer Betreff: äöü ÄÖÜ ß €" --body-file "$WORK/body.txt"
+expect_rc 0
+expect_out '^recipient: <a@corp\.example> 2\.0\.0 sent' '^recipient: <b@corp\.example> 2\.0\.0 sent'
+f=$(grep -l -F -- "$mark" "$EMU"/messages/*.eml 2>/dev/null | head -1)
+python3 - "$f" <<'PY'
+import email, email.header, sys
+msg = email.message_from_bytes(open(sys.argv[1], "rb").read())
+subject = str(email.header.make_header(email.header.decode_header(msg["Subject"])))
+assert subject == "Grüße aus Köln, ein etwas längerer Betreff: äöü ÄÖÜ ß €", subject
+assert msg.get_payload().replace("\r\n", "\n").startswith("first line\n.a line with a leading dot\n")
+PY
+tap_ok $? "$CMD: subject MIME-encoded, body from the file, dots intact" "$(head -20 "$f" 2>/dev/null)"
+jq -e '.rcpt_to == ["a@corp.example", "b@corp.example"]' "${f%.eml}.json" >/dev/null 2>&1
+tap_ok $? "$CMD: one transaction, both recipients" "$(cat "${f%.eml}.json" 2>/dev/null)"
+cli send MAIL_ONPREM --from sender@client.test --to a@corp.example --body-file "$WORK/missing.txt"
+expect_rc 66
+cli send MAIL_ONPREM --from sender@client.test --to "a@corp.example
+RCPT TO:<evil@example.net>"
+expect_rc 64
+
+emu POST /faults '{"rcpt_reply":{"nobody@corp.example":"550 5.1.1 <nobody@corp.example>: User unknown"}}' >/dev/null
+cli send MAIL_ONPREM --from sender@client.test --to nobody@corp.example
+expect_rc 69
+expect_out '^recipient: <nobody@corp\.example> 5\.1\.1 bounced \(.*550 5\.1\.1' '^result: 5\.1\.1 bounced$'
+emu POST /faults/clear >/dev/null
+
+# --- the destinations environment variable ---------------------------------
+envdest='[{"name":"MAIL_ENV","type":"MAIL","proxyType":"Internet","authentication":"NoAuthentication","originalProperties":{"mail.smtp.host":"localhost","mail.smtp.port":"'$RELAY_PORT'"}}]'
+cli env destinations="$envdest" resolve MAIL_ENV
+expect_rc 0
+expect_out '^source: destinations environment variable$' '^proxy_type: Internet$' \
+	"^port: $RELAY_PORT\$"
+cli env destinations="$envdest" check
+expect_rc 0
+expect_out '^ok: destination MAIL_ENV \(destinations environment variable\): Internet relay localhost:' \
+	'^ok: destinations environment variable: 1 entry'
+mark="btprelay-cli-env-$RANDOM$RANDOM"
+cli env destinations="$envdest" send MAIL_ENV --from sender@client.test --to user@example.net --subject "$mark"
+expect_rc 0
+f=$(grep -l -F -- "$mark" "$EMU"/messages/*.eml 2>/dev/null | head -1)
+[ -n "$f" ] && jq -e '.via_proxy == false and .tls == true' "${f%.eml}.json" >/dev/null
+tap_ok $? "$CMD: delivered directly (Internet) from the variable's destination" "$(diag)"
+cli env destinations='{"not":"an array"}' resolve MAIL_ENV
+expect_rc 78
+expect_err 'destinations environment variable: not a JSON array'
+
+# --- hygiene ----------------------------------------------------------------
+SCEN="btprelay output"
+. "$top_srcdir/tests/lib/scenario.sh"
+expect_no_secrets "$WORK"/out/*
+
+tap_done

@@ -63,28 +63,39 @@ harness_start_emulator() {
 	RELAY_PORT=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["relay"])' "$EMU/ports.json")
 }
 
-# harness_install_transport [extra btprelay.conf lines...]
+# harness_install_transport ["key = value"...] - the transport, its bindings and
+# btprelay.conf for user btprelay; arguments add keys or override the defaults below
 harness_install_transport() {
-	local line
+	local line key override
 	install -m 755 "$TRANSPORT_BIN" "$WORK/bin/btprelay-transport"
 	install -m 644 "$EMU/certs/ca.pem" "$WORK/etc/ca.pem"
 	install -m 600 -o "$TRANSPORT_USER" "$EMU/vcap.json" "$WORK/etc/bindings.json"
 	touch "$WORK/log/btprelay.log"
 	chown "$TRANSPORT_USER" "$WORK/log/btprelay.log"
+	install -d -m 700 -o "$TRANSPORT_USER" "$WORK/cache"
 	BTPRELAY_LOG=$WORK/log/btprelay.log
 	{
 		echo "# written by tests/lib/harness.sh"
-		echo "bindings_file = $WORK/etc/bindings.json"
-		echo "http_ca_file = $WORK/etc/ca.pem"
-		echo "http_timeout = 3"
-		echo "smtp_tls_ca_file = $WORK/etc/ca.pem"
-		echo "smtp_connect_timeout = 5"
-		echo "smtp_command_timeout = 5"
-		echo "smtp_data_done_timeout = 10"
-		echo "delivery_deadline = 60"
-		echo "log = $BTPRELAY_LOG"
-		echo "log_level = debug"
-		for line in "$@"; do echo "$line"; done
+		for line in \
+			"bindings_file = $WORK/etc/bindings.json" \
+			"cache_dir = $WORK/cache" \
+			"http_ca_file = $WORK/etc/ca.pem" \
+			"http_timeout = 3" \
+			"smtp_tls_ca_file = $WORK/etc/ca.pem" \
+			"smtp_connect_timeout = 5" \
+			"smtp_command_timeout = 5" \
+			"smtp_data_done_timeout = 10" \
+			"delivery_deadline = 60" \
+			"log = $BTPRELAY_LOG" \
+			"log_level = debug" \
+			"$@"; do
+			key=${line%%=*}
+			key=${key%% *}
+			for override in "$@"; do
+				[ "$override" != "$line" ] && [ "${override%% *}" = "$key" ] && continue 2
+			done
+			echo "$line"
+		done
 	} > "$WORK/etc/btprelay.conf"
 	chmod 644 "$WORK/etc/btprelay.conf"
 }
@@ -127,6 +138,8 @@ harness_start_postfix() {
 	queue_run_delay = 1s
 	smtputf8_enable = yes
 	CF
+	# more main.cf lines from the caller (tests/sanitize.sh: the sanitizers' options for pipe(8))
+	[ -z "${HARNESS_EXTRA_MAINCF:-}" ] || printf '%s\n' "$HARNESS_EXTRA_MAINCF" >> "$PF/main.cf"
 	sed "s|@SMTP_PORT@|$SMTP_PORT|; s|@WORK@|$WORK|g" "$top_srcdir/tests/lib/master.cf.in" > "$PF/master.cf"
 	postfix -c "$PF" set-permissions >/dev/null 2>&1 || true
 	script -qc "postfix -c $PF start" /dev/null > "$WORK/log/postfix-start.log" 2>&1 ||
@@ -161,6 +174,12 @@ wait_status() {
 	done
 	echo "(no status=$want line for $qid <$rcpt> after ${WAIT_SECONDS}s)"
 	return 1
+}
+
+# cache_clear - forget btprelay's cached tokens and destinations (a cold start)
+cache_clear() {
+	find "$WORK/cache" -mindepth 1 -delete 2>/dev/null
+	return 0
 }
 
 flush_queue() {

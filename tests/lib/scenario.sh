@@ -3,12 +3,13 @@
 # MARK is a unique word put into the scenario's message, to find it at the relay.
 
 SCEN_N=0
-scenario() {	# NAME: reset the emulator and drop leftovers of earlier scenarios
+scenario() {	# NAME: reset the emulator, cold caches, drop leftovers of earlier scenarios
 	SCEN=$1
 	SCEN_N=$((SCEN_N + 1))
 	MARK="btprelay-test-$SCEN_N-$RANDOM$RANDOM"
 	echo "# --- $SCEN"
 	emu POST /reset >/dev/null || echo "# emulator reset failed"
+	cache_clear
 	postsuper -c "$PF" -d ALL deferred >/dev/null 2>&1
 }
 

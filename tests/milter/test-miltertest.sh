@@ -162,5 +162,27 @@ check_refused "an unknown action" "milter_on_not_found = bounce" 'bad value for 
 check_refused "an unknown sender policy" "milter_sender_policy = always" 'keep or rewrite'
 check_refused "an unknown key" "milter_unknown = 1" 'unknown key "milter_unknown"'
 
+# daemon mode: detaches, writes the pid file, survives a burst of SIGHUPs
+# (libmilter alone would stop on the first), cleans up after SIGTERM
+render "$WORK/good.conf" daemon "$WORK/daemon.conf"
+"$MILTER" -c "$WORK/daemon.conf" -P "$WORK/daemon.pid" > "$WORK/daemon.out" 2>&1
+rc=$?
+for i in $(seq 50); do [ -s "$WORK/daemon.pid" ] && [ -S "$WORK/daemon.sock" ] && break; sleep 0.1; done
+pid=$(cat "$WORK/daemon.pid" 2>/dev/null)
+[ "$rc" = 0 ] && [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && [ -S "$WORK/daemon.sock" ]
+tap $? "daemon: detached, pid file and socket in place" "$WORK/daemon.out"
+if [ -n "$pid" ]; then
+	for i in $(seq 20); do kill -HUP "$pid" 2>/dev/null; done
+	for i in $(seq 50); do grep -q "configuration reloaded" "$WORK/daemon.log" && break; sleep 0.1; done
+	sleep 0.5
+	kill -0 "$pid" 2>/dev/null && grep -q "configuration reloaded" "$WORK/daemon.log" &&
+		! grep -q "libmilter stopped on its own" "$WORK/daemon.log"
+	tap $? "daemon: 20 SIGHUPs in a row reload it, and it keeps running" "$WORK/daemon.log"
+	kill -TERM "$pid" 2>/dev/null
+	for i in $(seq 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+	! kill -0 "$pid" 2>/dev/null && [ ! -e "$WORK/daemon.pid" ] && [ ! -e "$WORK/daemon.sock" ]
+	tap $? "daemon: SIGTERM stops it; pid file and socket removed" "$WORK/daemon.log"
+fi
+
 echo "1..$N"
 [ "$FAILED" = 0 ]

@@ -300,7 +300,7 @@ static void test_errors(void)
 		{ "proxy_port = -1\n", "1: bad value for proxy_port: \"-1\"" },
 		{ "proxy_port = \n", "1: bad value for proxy_port: \"\"" },
 		{ "smtp_tls_security_level = dane\n",
-		  "1: bad value for smtp_tls_security_level: \"dane\" (none, may or encrypt)" },
+		  "1: bad value for smtp_tls_security_level: \"dane\" (none, may, encrypt, verify or secure)" },
 		{ "log_level = verbose\n",
 		  "1: bad value for log_level: \"verbose\" (error, warning, info or debug)" },
 		{ "log = relative.log\n",

@@ -787,6 +787,36 @@ static void drop_fail_notes(void)
 		free(names);
 }
 
+/* plant - replace the content of the one cache entry whose name starts with prefix */
+static int plant(const char *prefix, const char *data)
+{
+	struct dirent **names;
+	char path[1200], text[2048];
+	int i, n = scandir(cachedir, &names, NULL, alphasort), done = 0;
+	FILE *fp;
+
+	for (i = 0; i < n; i++) {
+		const char *name = names[i]->d_name;
+		size_t len = strlen(name);
+
+		if (!done && strncmp(name, prefix, strlen(prefix)) == 0 && len > 5
+		    && strcmp(name + len - 5, ".json") == 0) {
+			snprintf(path, sizeof(path), "%s/%s", cachedir, name);
+			snprintf(text, sizeof(text), "{\"v\":1,\"stored_at\":%ld,\"expires_at\":%ld,"
+				 "\"data\":%s}", (long)time(NULL), (long)time(NULL) + 1000, data);
+			if ((fp = fopen(path, "w")) != NULL) {
+				fputs(text, fp);
+				fclose(fp);
+				done = 1;
+			}
+		}
+		free(names[i]);
+	}
+	if (n >= 0)
+		free(names);
+	return done;
+}
+
 /* bind_server - bindings of both services pointing at the fake server */
 static void bind_server(struct bindings *b, char *tokurl, char *uri, size_t size)
 {
@@ -842,13 +872,14 @@ static void test_tenant_url(void)
 	}
 }
 
-/* entry_life - expires_at - stored_at of the one entry of a kind, -1 when none */
+/* what life_cb collects */
 struct life {
 	const char *kind;
 	long life;
 	int n;
 };
 
+/* life_cb - cache_list callback: the life of the entries of one kind */
 static void life_cb(void *arg, const char *name, const char *what, const struct cache_entry *e)
 {
 	struct life *l = arg;
@@ -860,6 +891,7 @@ static void life_cb(void *arg, const char *name, const char *what, const struct 
 	}
 }
 
+/* entry_life - expires_at - stored_at of the (last) entry of a kind, -1 when none */
 static long entry_life(const char *kind, int *n)
 {
 	struct life l = { kind, -1, 0 };
@@ -908,9 +940,17 @@ static void test_token_cache(struct config *cfg)
 	ok(life >= 43199 - 300 - 2 && life <= 43199 - 300, "kept until expiry minus 300 s (%ld)",
 	   life);
 
+	ok(plant("token-", "{\"access_token\":\"not a token\",\"expires_at\":99999999999}"),
+	   "a cached token planted");
+	log_reset();
+	ok(oauth_token_cached(cfg, &b.connectivity, &opt, "connectivity", 0, &tok, &o) == 0
+	   && strcmp(tok.access_token, "tok123") == 0, "an unusable cached token is replaced");
+	is_int(fs->token_requests, 2, "... by a new request");
+	ok(log_has("cached entry has no usable token"), "... and that is logged");
+	oauth_token_free(&tok);
 	ok(oauth_token_cached(cfg, &b.destination, &opt, "destination", 0, &tok, &o) == 0,
 	   "another client");
-	is_int(fs->token_requests, 2, "another client: its own request");
+	is_int(fs->token_requests, 3, "another client: its own request");
 	oauth_token_free(&tok);
 
 	/* a short-lived token: the margin is at most half its life */
@@ -1111,6 +1151,12 @@ static void test_service_cache(struct config *cfg)
 	is_int(fs->find_requests, 1, "one Find for two lookups");
 	is_int(fs->token_requests, 1, "one token for two lookups");
 	ok(log_has("destination cache miss: MAIL_ONPREM (subscriberFirst)"), "miss logged");
+	ok(plant("destination-", "{\"properties\":{\"Name\":\"MAIL_ONPREM\",\"Type\":\"HTTP\"}}"),
+	   "a cached destination planted");
+	ok(dest_resolve(cfg, &b, "MAIL_ONPREM", &d, &o) == 0 && d.cache_age == -1,
+	   "an unusable cached destination is asked for again");
+	is_str(d.host, "mail.corp.internal", "... and replaced");
+	dest_free(&d);
 	ok(log_has("destination cache hit: MAIL_ONPREM (subscriberFirst)"),
 	   "\"destination cache hit\" logged");
 	ok(!log_has("s3cret"), "no password in the log");

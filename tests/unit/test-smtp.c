@@ -1,9 +1,13 @@
 /*
  * test-smtp - the SMTP client: reply-line and EHLO keyword parsing, the
- * body conversion (CRLF, dot-stuffing, chunk boundaries), and whole
- * sessions against a scripted fake relay (a thread on a loopback
- * listener; the script is a list of expected client bytes and replies),
- * asserting the exact bytes the client sent and every outcome.
+ * body conversion (CRLF, dot-stuffing, chunk boundaries, long lines broken
+ * as Postfix does), and whole sessions against a scripted fake relay (a
+ * thread on a loopback listener; the script is a list of expected client
+ * bytes and replies), asserting the exact bytes the client sent and every
+ * outcome: AUTH PLAIN, LOGIN and XOAUTH2, refused sessions, several
+ * recipients. Also the TLS policy table of tls_policy_resolve() and the
+ * fingerprint and trust-list helpers of tls.c (the handshakes themselves
+ * are tested against the emulator: tests/integration/test-tls.sh).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -19,10 +23,14 @@
 #include <unistd.h>
 #include <openssl/ssl.h>
 
+#include "config.h"
 #include "conn.h"
+#include "destination.h"
 #include "dsn.h"
 #include "smtp.h"
 #include "tap.h"
+#include "tls.h"
+#include "util.h"
 
 /* ---- the fake relay ---- */
 
@@ -330,7 +338,8 @@ static void test_ehlo_keyword(void)
 		{ "auth plain", SMTP_EXT_AUTH_PLAIN, 7 },
 		{ "AUTH=LOGIN", SMTP_EXT_AUTH_LOGIN, 7 },
 		{ "AUTH=PLAIN LOGIN", SMTP_EXT_AUTH_PLAIN | SMTP_EXT_AUTH_LOGIN, 7 },
-		{ "AUTH CRAM-MD5 XOAUTH2", 0, 7 },
+		{ "AUTH CRAM-MD5 XOAUTH2", SMTP_EXT_AUTH_XOAUTH2, 7 },
+		{ "AUTH CRAM-MD5", 0, 7 },
 		{ "AUTH PLAINX", 0, 7 },
 		{ "PIPELININGX", 0, 7 },
 		{ "STARTTLSNOW", 0, 7 },
@@ -872,8 +881,8 @@ static void test_connection_problems(void)
 	EXPECT(&p, "QUIT\r\n");
 	run_session(&p, &r);
 	is_str(p.why, "", "greeting 554: QUIT follows");
-	ok(r.open_rc == -1 && r.o.cls == DSN_BOUNCE && strcmp(r.o.status, "5.7.1") == 0,
-	   "greeting 554: bounce per the reply");
+	ok(r.open_rc == -1 && r.o.cls == DSN_DEFER && strcmp(r.o.status, "4.7.1") == 0,
+	   "greeting 554: defer, the relay's status in class 4 (a session refusal)");
 	has_str(r.o.text, "554 5.7.1 go away", "greeting 554: text");
 	peer_free(&p);
 
@@ -1259,6 +1268,422 @@ static void test_body_stream(void)
 	peer_free(&p);
 }
 
+/* convert_limit - the body conversion with a line limit, one chunk per '|' */
+static size_t convert_limit(const char *spec, size_t limit, char *out)
+{
+	struct smtp_body_state st;
+	const char *p = spec, *bar;
+	size_t n = 0;
+
+	smtp_body_init(&st);
+	st.line_limit = limit;
+	for (;;) {
+		bar = strchr(p, '|');
+		n += smtp_body_convert(&st, p, bar ? (size_t)(bar - p) : strlen(p), out + n);
+		if (!bar)
+			break;
+		p = bar + 1;
+	}
+	n += smtp_body_finish(&st, out + n);
+	out[n] = 0;
+	return n;
+}
+
+/* repeat - n copies of ch followed by tail, in a static buffer slot */
+static const char *repeat(int slot, char ch, size_t n, const char *tail)
+{
+	static char buf[6][4096];
+
+	memset(buf[slot], ch, n);
+	strcpy(buf[slot] + n, tail);
+	return buf[slot];
+}
+
+static void test_line_limit(void)
+{
+	static char out[16384], want[16384];
+	size_t n, i;
+
+	/* Postfix's smtp_line_length_limit: a line of exactly the limit stays whole. */
+	n = convert_limit(repeat(0, 'a', 80, "\n"), 80, out);
+	snprintf(want, sizeof(want), "%s", repeat(1, 'a', 80, "\r\n.\r\n"));
+	ok(n == strlen(want) && strcmp(out, want) == 0, "limit 80: a line of 80 stays whole");
+
+	/* One byte more: 80, CRLF SPACE, the rest. */
+	n = convert_limit(repeat(0, 'a', 81, "\n"), 80, out);
+	snprintf(want, sizeof(want), "%s \x61\r\n.\r\n", repeat(1, 'a', 80, "\r\n"));
+	ok(n == strlen(want) && strcmp(out, want) == 0, "limit 80: 81 bytes -> 80 CRLF SP 1");
+
+	/* The space counts: 80 + (1 + 79) + (1 + 1). */
+	n = convert_limit(repeat(0, 'b', 160, "\n"), 80, out);
+	snprintf(want, sizeof(want), "%s %s \x62\r\n.\r\n", repeat(1, 'b', 80, "\r\n"),
+		 repeat(2, 'b', 79, "\r\n"));
+	ok(n == strlen(want) && strcmp(out, want) == 0, "limit 80: 160 bytes -> 80, SP+79, SP+1");
+
+	/* The stuffed dot does not count; continuation lines start with a space, not a dot. */
+	n = convert_limit(repeat(0, '.', 81, "\n"), 80, out);
+	snprintf(want, sizeof(want), ".%s .\r\n.\r\n", repeat(1, '.', 80, "\r\n"));
+	ok(n == strlen(want) && strcmp(out, want) == 0, "limit 80: dots stuffed once, not counted");
+
+	/* Chunk boundaries and CRLF input: the CR of CRLF is not content. */
+	n = convert_limit("xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx|xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\r|\nnext\n",
+			  80, out);
+	snprintf(want, sizeof(want), "%snext\r\n.\r\n", repeat(1, 'x', 80, "\r\n"));
+	ok(n == strlen(want) && strcmp(out, want) == 0, "limit 80: CRLF at exactly 80 across chunks");
+
+	/* A bare CR is content and counts. */
+	n = convert_limit(repeat(0, 'c', 80, "\rd\n"), 80, out);
+	snprintf(want, sizeof(want), "%s \rd\r\n.\r\n", repeat(1, 'c', 80, "\r\n"));
+	ok(n == strlen(want) && strcmp(out, want) == 0, "limit 80: a bare CR counts as content");
+
+	/* No final newline: the last piece is ended. */
+	n = convert_limit(repeat(0, 'e', 85, ""), 80, out);
+	snprintf(want, sizeof(want), "%s eeeee\r\n.\r\n", repeat(1, 'e', 80, "\r\n"));
+	ok(n == strlen(want) && strcmp(out, want) == 0, "limit 80: unterminated last line");
+
+	/* 998 (the default) on a 3000-byte line; no limit leaves it alone. */
+	n = convert_limit(repeat(0, 'f', 3000, "\n"), 998, out);
+	for (i = 0; i < n && out[i] != '\n'; i++)
+		;
+	ok(i == 999 && out[997] == 'f' && out[998] == '\r' && out[1000] == ' ',
+	   "limit 998: first line 998 bytes + CRLF, then a space");
+	ok(n == 3000 + 3 * 3 + 2 + 3, "limit 998: 3000 bytes -> 4 lines (998, 1+997, 1+997, 1+8)");
+	n = convert_limit(repeat(0, 'f', 3000, "\n"), 0, out);
+	is_int(n, 3000 + 2 + 3, "no limit: 3000-byte line untouched");
+
+	/* Values below the minimum count as the minimum. */
+	n = convert_limit(repeat(0, 'g', 81, "\n"), 5, out);
+	ok(n == 80 + 3 + 1 + 2 + 3, "limit 5 counts as 80");
+
+	/* The output bound holds in the worst case. */
+	{
+		struct smtp_body_state st;
+		static char in[1000], big[SMTP_BODY_OUT_MAX(1000)];
+
+		for (i = 0; i < sizeof(in); i++)
+			in[i] = i % 2 ? 'x' : '\r';
+		smtp_body_init(&st);
+		st.line_limit = 80;
+		n = smtp_body_convert(&st, in, sizeof(in), big);
+		ok(n <= SMTP_BODY_OUT_MAX(sizeof(in)), "worst case within SMTP_BODY_OUT_MAX (%zu)", n);
+	}
+}
+
+static void test_long_lines_session(void)
+{
+	struct peer p = { 0 };
+	struct run r;
+	static char body[8192], want[10240];
+
+	snprintf(body, sizeof(body), "Subject: long\n\n%s", repeat(3, 'z', 1000, "\n"));
+	snprintf(want, sizeof(want), "Subject: long\r\n\r\n%s zz\r\n.\r\n", repeat(4, 'z', 998, "\r\n"));
+	run_init(&r);
+	r.body = body;
+	r.opt.line_length_limit = 998;
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, "250 relay.test\r\n");
+	EXPECT(&p, "MAIL FROM:<a@x.test>\r\n");
+	SEND(&p, "250 ok\r\n");
+	EXPECT(&p, "RCPT TO:<b@corp.example>\r\n");
+	SEND(&p, "250 ok\r\n");
+	EXPECT(&p, "DATA\r\n");
+	SEND(&p, "354 go\r\n");
+	EXPECT(&p, want);
+	SEND(&p, "250 ok\r\n");
+	EXPECT(&p, "QUIT\r\n");
+	run_session(&p, &r);
+	is_str(p.why, "", "session: a 1000-byte line goes out as 998 CRLF SP 2");
+	is_int(r.send_rc, 0, "session with a long line: delivered");
+	peer_free(&p);
+}
+
+static void test_xoauth2(void)
+{
+	struct peer p = { 0 };
+	struct run r;
+
+	run_init(&r);
+	r.send = 0;
+	r.opt.auth_user = "oauthuser";
+	r.opt.auth_xoauth2_token = "tok.en-1";
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, "250-relay.test\r\n250 AUTH PLAIN LOGIN XOAUTH2\r\n");
+	EXPECT(&p, "AUTH XOAUTH2 dXNlcj1vYXV0aHVzZXIBYXV0aD1CZWFyZXIgdG9rLmVuLTEBAQ==\r\n");
+	SEND(&p, "235 2.7.0 Authentication successful\r\n");
+	EXPECT(&p, "QUIT\r\n");
+	run_session(&p, &r);
+	is_str(p.why, "", "XOAUTH2: user=U^Aauth=Bearer T^A^A, preferred over PLAIN");
+	is_int(r.open_rc, 0, "XOAUTH2: session open");
+	peer_free(&p);
+
+	/* The error challenge: an empty line, then the final reply; the JSON in the text. */
+	run_init(&r);
+	r.send = 0;
+	r.opt.auth_user = "oauthuser";
+	r.opt.auth_xoauth2_token = "tok.en-1";
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, "250-relay.test\r\n250 AUTH XOAUTH2\r\n");
+	EXPECT(&p, "AUTH XOAUTH2 dXNlcj1vYXV0aHVzZXIBYXV0aD1CZWFyZXIgdG9rLmVuLTEBAQ==\r\n");
+	SEND(&p, "334 eyJzdGF0dXMiOiI0MDEiLCJzY2hlbWVzIjoiYmVhcmVyIn0=\r\n");
+	EXPECT(&p, "\r\n");
+	SEND(&p, "535 5.7.8 Username and Password not accepted\r\n");
+	EXPECT(&p, "QUIT\r\n");
+	run_session(&p, &r);
+	is_str(p.why, "", "XOAUTH2 refused: empty line after the 334 challenge, then QUIT");
+	ok(r.open_rc == -1 && r.o.cls == DSN_DEFER && strcmp(r.o.status, "4.7.0") == 0,
+	   "XOAUTH2 refused: defer 4.7.0");
+	has_str(r.o.text, "535 5.7.8 Username and Password not accepted", "XOAUTH2 refused: reply");
+	has_str(r.o.text, "XOAUTH2 error: {\"status\":\"401\",\"schemes\":\"bearer\"}",
+		"XOAUTH2 refused: the decoded error");
+	ok(strstr(r.o.text, "tok.en-1") == NULL && strstr(r.o.text, "dXNlcj1") == NULL,
+	   "XOAUTH2 refused: no token in the text");
+	peer_free(&p);
+
+	run_init(&r);
+	r.opt.auth_user = "oauthuser";
+	r.opt.auth_xoauth2_token = "tok.en-1";
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, "250-relay.test\r\n250 AUTH PLAIN LOGIN\r\n");
+	EXPECT(&p, "QUIT\r\n");
+	run_session(&p, &r);
+	is_str(p.why, "", "XOAUTH2 not offered: no AUTH, QUIT");
+	ok(r.open_rc == -1 && strcmp(r.o.status, "4.7.0") == 0, "XOAUTH2 not offered: defer 4.7.0");
+	has_str(r.o.text, "relay does not offer AUTH XOAUTH2", "XOAUTH2 not offered: text");
+	peer_free(&p);
+
+	run_init(&r);
+	r.opt.auth_user = "oauthuser";
+	r.opt.auth_error = "the Destination Service returned no OAuth2 token (authTokens)";
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, "250-relay.test\r\n250 AUTH XOAUTH2\r\n");
+	EXPECT(&p, "QUIT\r\n");
+	run_session(&p, &r);
+	is_str(p.why, "", "no token: no AUTH sent");
+	ok(r.open_rc == -1 && strcmp(r.o.status, "4.7.0") == 0, "no token: defer 4.7.0");
+	has_str(r.o.text, "SMTP AUTH impossible: the Destination Service returned no OAuth2 token",
+		"no token: text");
+	peer_free(&p);
+
+	/* Credentials that must not travel in clear text: no AUTH without TLS. */
+	run_init(&r);
+	r.opt.auth_user = "user";
+	r.opt.auth_password = "pass";
+	r.opt.auth_require_tls = 1;
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, "250-relay.test\r\n250 AUTH PLAIN\r\n");
+	EXPECT(&p, "QUIT\r\n");
+	run_session(&p, &r);
+	is_str(p.why, "", "AUTH needs TLS, none: no credentials sent");
+	ok(r.open_rc == -1 && strcmp(r.o.status, "4.7.0") == 0, "AUTH needs TLS: defer 4.7.0");
+	has_str(r.o.text, "not sent in clear text", "AUTH needs TLS: text");
+	peer_free(&p);
+}
+
+static void test_session_refused(void)
+{
+	struct peer p = { 0 };
+	struct run r;
+
+	run_init(&r);
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, "550 5.7.1 you are not welcome\r\n");
+	EXPECT(&p, "HELO client.test\r\n");
+	SEND(&p, "550 5.7.1 not with HELO either\r\n");
+	EXPECT(&p, "QUIT\r\n");
+	run_session(&p, &r);
+	is_str(p.why, "", "EHLO and HELO 550: QUIT");
+	ok(r.open_rc == -1 && r.o.cls == DSN_DEFER && strcmp(r.o.status, "4.7.1") == 0,
+	   "EHLO and HELO 550: defer 4.7.1 (the session, not the message, was refused)");
+	has_str(r.o.text, "550 5.7.1 not with HELO either (in reply to EHLO command)",
+		"EHLO and HELO 550: the HELO reply");
+	peer_free(&p);
+
+	run_init(&r);
+	SEND(&p, "554 no SMTP service here\r\n");
+	EXPECT(&p, "QUIT\r\n");
+	run_session(&p, &r);
+	ok(r.open_rc == -1 && r.o.cls == DSN_DEFER && strcmp(r.o.status, "4.0.0") == 0,
+	   "greeting 554 without enhanced code: defer 4.0.0");
+	peer_free(&p);
+}
+
+static void test_three_recipients(void)
+{
+	struct peer p = { 0 };
+	struct run r;
+
+	run_init(&r);
+	r.rcpt[0] = "a@corp.example";
+	r.rcpt[1] = "nobody@corp.example";
+	r.rcpt[2] = "c@corp.example";
+	r.nrcpt = 3;
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, "250-relay.test\r\n250 PIPELINING\r\n");
+	EXPECT(&p, "MAIL FROM:<a@x.test>\r\nRCPT TO:<a@corp.example>\r\nRCPT TO:<nobody@corp.example>\r\n"
+	       "RCPT TO:<c@corp.example>\r\n");
+	SEND(&p, "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n550 5.1.1 <nobody@corp.example>: User unknown\r\n"
+	     "250 2.1.5 Ok\r\n");
+	EXPECT(&p, "RSET\r\n");
+	SEND(&p, "250 2.0.0 Ok\r\n");
+	EXPECT(&p, "QUIT\r\n");
+	run_session(&p, &r);
+	is_str(p.why, "", "3 recipients, 1 refused: RSET, no DATA");
+	ok(r.o.cls == DSN_BOUNCE && strcmp(r.o.status, "5.1.1") == 0, "3 recipients: worst 5.1.1");
+	has_str(r.o.text, "1 of 3 recipients refused, message not sent: <nobody@corp.example>: host "
+		"relay.test[127.0.0.1]:25 said: 550 5.1.1 <nobody@corp.example>: User unknown (in "
+		"reply to RCPT TO command); accepted: <a@corp.example> (250 2.1.5 Ok), "
+		"<c@corp.example> (250 2.1.5 Ok)", "3 recipients: every reply in the text");
+	ok(r.out[0].cls == DSN_DEFER && r.out[1].cls == DSN_BOUNCE && r.out[2].cls == DSN_DEFER,
+	   "3 recipients: each its own outcome");
+	peer_free(&p);
+}
+
+/* ---- TLS policy ---- */
+
+struct policy_case {
+	const char *name;
+	enum tls_level cfg_level;
+	const char *cfg_pin;
+	int starttls_enable, starttls_required, smtps, ssl_enable, checkid;
+	const char *trust, *pin, *verifyname;
+	/* expected */
+	enum tls_level level;
+	int implicit, no_chain;
+	const char *peer_name, *sni, *fingerprints, *warning;
+};
+
+static void test_tls_policy_resolve(void)
+{
+	static const struct policy_case t[] = {
+		{ "may, no hints", TLS_LEVEL_MAY, "", -1, -1, 0, -1, -1, NULL, NULL, NULL,
+		  TLS_LEVEL_MAY, 0, 0, "mail.corp.internal", "mail.corp.internal", NULL, "" },
+		{ "starttls.enable=false lowers may", TLS_LEVEL_MAY, "", 0, -1, 0, -1, -1, NULL, NULL,
+		  NULL, TLS_LEVEL_NONE, 0, 0, "mail.corp.internal", "mail.corp.internal", NULL, "" },
+		{ "starttls.enable=false lowers encrypt", TLS_LEVEL_ENCRYPT, "", 0, -1, 0, -1, -1, NULL,
+		  NULL, NULL, TLS_LEVEL_NONE, 0, 0, "mail.corp.internal", "mail.corp.internal", NULL, "" },
+		{ "starttls.enable=true raises none", TLS_LEVEL_NONE, "", 1, -1, 0, -1, -1, NULL, NULL,
+		  NULL, TLS_LEVEL_MAY, 0, 0, "mail.corp.internal", "mail.corp.internal", NULL, "" },
+		{ "starttls.required=true", TLS_LEVEL_MAY, "", 0, 1, 0, -1, -1, NULL, NULL, NULL,
+		  TLS_LEVEL_ENCRYPT, 0, 0, "mail.corp.internal", "mail.corp.internal", NULL, "" },
+		{ "verify ignores starttls.enable=false", TLS_LEVEL_VERIFY, "", 0, -1, 0, -1, -1, NULL,
+		  NULL, NULL, TLS_LEVEL_VERIFY, 0, 0, "mail.corp.internal", "mail.corp.internal", NULL,
+		  "mail.smtp.starttls.enable=false ignored" },
+		{ "smtps", TLS_LEVEL_MAY, "", -1, -1, 1, -1, -1, NULL, NULL, NULL,
+		  TLS_LEVEL_MAY, 1, 0, "mail.corp.internal", "mail.corp.internal", NULL, "" },
+		{ "ssl.enable=true", TLS_LEVEL_NONE, "", -1, -1, 0, 1, -1, NULL, NULL, NULL,
+		  TLS_LEVEL_NONE, 1, 0, "mail.corp.internal", "mail.corp.internal", NULL, "" },
+		{ "trust *", TLS_LEVEL_MAY, "", -1, -1, 0, -1, -1, "*", NULL, NULL,
+		  TLS_LEVEL_MAY, 0, 1, NULL, "mail.corp.internal", NULL, "mail.smtp.ssl.trust=*" },
+		{ "trust * with checkserveridentity=true", TLS_LEVEL_MAY, "", -1, -1, 0, -1, 1, "*", NULL,
+		  NULL, TLS_LEVEL_MAY, 0, 1, "mail.corp.internal", "mail.corp.internal", NULL,
+		  "only its name" },
+		{ "trust lists the host", TLS_LEVEL_MAY, "", -1, -1, 0, -1, -1,
+		  "other.example, MAIL.corp.internal", NULL, NULL, TLS_LEVEL_MAY, 0, 1,
+		  "mail.corp.internal", "mail.corp.internal", NULL, "chain is NOT verified" },
+		{ "trust lists other hosts", TLS_LEVEL_MAY, "", -1, -1, 0, -1, -1,
+		  "other.example mail.corp", NULL, NULL, TLS_LEVEL_MAY, 0, 0, "mail.corp.internal",
+		  "mail.corp.internal", NULL, "" },
+		{ "checkserveridentity=false", TLS_LEVEL_ENCRYPT, "", -1, -1, 0, -1, 0, NULL, NULL, NULL,
+		  TLS_LEVEL_ENCRYPT, 0, 0, NULL, "mail.corp.internal", NULL, "NOT checked" },
+		{ "verify ignores trust *", TLS_LEVEL_VERIFY, "", -1, -1, 0, -1, -1, "*", NULL, NULL,
+		  TLS_LEVEL_VERIFY, 0, 0, "mail.corp.internal", "mail.corp.internal", NULL,
+		  "mail.smtp.ssl.trust=* ignored" },
+		{ "verify ignores checkserveridentity=false", TLS_LEVEL_VERIFY, "", -1, -1, 0, -1, 0, NULL,
+		  NULL, NULL, TLS_LEVEL_VERIFY, 0, 0, "mail.corp.internal", "mail.corp.internal", NULL,
+		  "checkserveridentity=false ignored" },
+		{ "verifyname", TLS_LEVEL_MAY, "", -1, -1, 0, -1, -1, NULL, NULL, "relay.corp.example",
+		  TLS_LEVEL_MAY, 0, 0, "relay.corp.example", "relay.corp.example", NULL, "" },
+		{ "destination pin", TLS_LEVEL_MAY, "", -1, -1, 0, -1, -1, "*", "AB:CD", NULL,
+		  TLS_LEVEL_MAY, 0, 0, "mail.corp.internal", "mail.corp.internal", "AB:CD", "" },
+		{ "configured pin", TLS_LEVEL_MAY, "11:22", -1, -1, 0, -1, -1, NULL, NULL, NULL,
+		  TLS_LEVEL_MAY, 0, 0, "mail.corp.internal", "mail.corp.internal", "11:22", "" },
+		{ "destination pin over configured", TLS_LEVEL_MAY, "11:22", -1, -1, 0, -1, -1, NULL,
+		  "AB:CD", NULL, TLS_LEVEL_MAY, 0, 0, "mail.corp.internal", "mail.corp.internal",
+		  "AB:CD", "" },
+	};
+	struct config cfg;
+	size_t i;
+
+	config_defaults(&cfg);
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		struct mail_destination d;
+		struct tls_policy pol;
+		char pin[16];
+
+		memset(&d, 0, sizeof(d));
+		d.host = "mail.corp.internal";
+		d.starttls_enable = t[i].starttls_enable;
+		d.starttls_required = t[i].starttls_required;
+		d.smtps = t[i].smtps;
+		d.ssl_enable = t[i].ssl_enable;
+		d.ssl_checkserveridentity = t[i].checkid;
+		d.ssl_trust = (char *)t[i].trust;
+		d.ssl_fingerprint = (char *)t[i].pin;
+		d.ssl_verifyname = (char *)t[i].verifyname;
+		cfg.smtp_tls_level = t[i].cfg_level;
+		str_copy(pin, t[i].cfg_pin, sizeof(pin));
+		free(cfg.smtp_tls_fingerprint);
+		cfg.smtp_tls_fingerprint = strdup(pin);
+		tls_policy_resolve(&cfg, &d, &pol);
+		ok(pol.level == t[i].level && pol.implicit == t[i].implicit
+		   && pol.peer.no_chain == t[i].no_chain, "policy %s: level %d, implicit %d, chain %s",
+		   t[i].name, t[i].level, t[i].implicit, t[i].no_chain ? "not verified" : "verified");
+		is_str(pol.peer.name, t[i].peer_name, "policy %s: name checked", t[i].name);
+		is_str(pol.peer.sni, t[i].sni, "policy %s: SNI", t[i].name);
+		is_str(pol.peer.fingerprints, t[i].fingerprints, "policy %s: pins", t[i].name);
+		if (t[i].warning[0])
+			has_str(pol.warnings, t[i].warning, "policy %s: warning", t[i].name);
+		else
+			is_str(pol.warnings, "", "policy %s: no warning", t[i].name);
+	}
+	config_free(&cfg);
+}
+
+static void test_tls_helpers(void)
+{
+	static const struct {
+		const char *list;
+		int rc;
+	} fp[] = {
+		{ "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89", 0 },
+		{ "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789", 0 },
+		{ "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789, "
+		  "00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF", 0 },
+		{ "abcdef0123456789abcdef0123456789abcdef0123456789abcdef012345678", -1 },
+		{ "abcdef0123456789abcdef0123456789abcdef0123456789abcdef01234567890", -1 },
+		{ "SHA1:AB:CD", -1 },
+		{ "zz", -1 },
+		{ " , ", -1 },
+	};
+	char err[300], out[96];
+	unsigned char d[32];
+	size_t i;
+
+	for (i = 0; i < sizeof(fp) / sizeof(fp[0]); i++)
+		is_int(tls_fingerprints_check(fp[i].list, err, sizeof(err)), fp[i].rc,
+		       "fingerprint list \"%.40s...\": %s", fp[i].list, fp[i].rc ? "refused" : "valid");
+	for (i = 0; i < 32; i++)
+		d[i] = (unsigned char)(i * 8);
+	tls_fingerprint_format(d, out);
+	is_str(out, "00:08:10:18:20:28:30:38:40:48:50:58:60:68:70:78:80:88:90:98:A0:A8:B0:B8:C0:C8:"
+	       "D0:D8:E0:E8:F0:F8", "fingerprint format");
+	ok(tls_host_listed("a.example  MAIL.corp.internal", "mail.corp.internal"),
+	   "trust list: host found, case ignored");
+	ok(tls_host_listed("a.example,mail.corp.internal", "mail.corp.internal"),
+	   "trust list: commas");
+	ok(!tls_host_listed("mail.corp.internal.evil", "mail.corp.internal"),
+	   "trust list: no prefix match");
+	ok(!tls_host_listed("", "mail.corp.internal"), "trust list: empty");
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -1279,5 +1704,12 @@ int main(void)
 	test_envelope_refused();
 	test_tls_policy();
 	test_body_stream();
+	test_line_limit();
+	test_long_lines_session();
+	test_xoauth2();
+	test_session_refused();
+	test_three_recipients();
+	test_tls_policy_resolve();
+	test_tls_helpers();
 	return tap_done();
 }

@@ -1,0 +1,126 @@
+/*
+ * cache - `btprelay cache list|clear`: the token and destination cache
+ * that the transport's processes share (cache_dir, DESIGN.md "Caching"),
+ * through cache.h's cache_list() and cache_clear().
+ *
+ * The cache belongs to the user the transport runs as, and the library
+ * trusts only files of the user that reads them. Run as root, this command
+ * therefore acts as the owner of cache_dir: it drops to that user (and its
+ * group) for good before it touches the directory. Entries are listed
+ * with what they say about themselves (never their data: tokens), their
+ * age, size and freshness. clear removes entries, failure notes and
+ * temporary files; lock files stay (cache.c explains why).
+ *
+ * Exit: 0 done (also when caching is off or the directory does not exist
+ * yet), 78 the directory cannot be used, 71 the user could not be changed.
+ */
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sysexits.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cache.h"
+#include "cli.h"
+
+struct listing {
+	const char *dir;
+	time_t now;
+};
+
+/* become_owner - as root, become the owner of the cache directory; -1 on failure */
+static int become_owner(const struct stat *st)
+{
+	struct passwd *pw = getpwuid(st->st_uid);
+	gid_t gid = pw != NULL ? pw->pw_gid : st->st_gid;
+
+	if (geteuid() != 0 || st->st_uid == 0)
+		return 0;
+	if (setgroups(1, &gid) < 0 || setgid(gid) < 0 || setuid(st->st_uid) < 0) {
+		cli_error("cannot become uid %u, the owner of the cache directory: %s",
+			  (unsigned)st->st_uid, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* list_one - cache_list_fn: one line per entry */
+static void list_one(void *arg, const char *file, const char *what, const struct cache_entry *e)
+{
+	const struct listing *l = arg;
+	char path[4096], state[200];
+	struct stat st;
+	long size = -1;
+
+	if (snprintf(path, sizeof(path), "%s/%s", l->dir, file) < (int)sizeof(path)
+	    && lstat(path, &st) == 0)
+		size = (long)st.st_size;
+	if (what == NULL) {
+		cli_fact(file, "(not trusted: ignored by the transport and replaced on the next "
+			 "store); %ld bytes", size);
+		return;
+	}
+	if (l->now < e->expires_at)
+		snprintf(state, sizeof(state), "fresh for %ld s", (long)(e->expires_at - l->now));
+	else if (l->now < e->stale_until)
+		snprintf(state, sizeof(state), "expired %ld s ago, may stand in for %ld s more "
+			 "while the service fails", (long)(l->now - e->expires_at),
+			 (long)(e->stale_until - l->now));
+	else
+		snprintf(state, sizeof(state), "expired %ld s ago", (long)(l->now - e->expires_at));
+	cli_fact(file, "%s; %ld s old; %ld bytes; %s", what[0] ? what : "?",
+		 (long)(l->now - e->stored_at), size, state);
+}
+
+/* cmd_cache - cache list|clear */
+int cmd_cache(struct cli *cli, int argc, char **argv)
+{
+	const char *dir;
+	struct cache c;
+	struct listing l;
+	struct stat st;
+	int rc, n, list;
+
+	if (argc != 2 || (strcmp(argv[1], "list") != 0 && strcmp(argv[1], "clear") != 0)) {
+		cli_error("usage: btprelay cache list|clear");
+		return EX_USAGE;
+	}
+	list = strcmp(argv[1], "list") == 0;
+	if ((rc = cli_config(cli)) != 0)
+		return rc;
+	dir = cli->cfg.cache_dir;
+	if (dir[0] == '\0') {
+		cli_error("cache_dir is empty in %s: caching is off", cli->cfg.path);
+		cli_fact(list ? "entries" : "removed", "0");
+		return EX_OK;
+	}
+	if (lstat(dir, &st) < 0 && errno == ENOENT) {
+		cli_error("cache_dir %s does not exist: nothing is cached", dir);
+		cli_fact(list ? "entries" : "removed", "0");
+		return EX_OK;
+	}
+	if (lstat(dir, &st) == 0 && S_ISDIR(st.st_mode) && become_owner(&st) < 0)
+		return EX_OSERR;
+	if (cache_open(&c, dir) < 0) {
+		cli_error("cache_dir %s cannot be used (see above)", dir);
+		return EX_CONFIG;
+	}
+	if (list) {
+		l.dir = dir;
+		l.now = time(NULL);
+		n = cache_list(&c, list_one, &l);
+	} else {
+		n = cache_clear(&c);
+	}
+	cache_close(&c);
+	if (n < 0) {
+		cli_error("cache_dir %s: cannot read the directory: %s", dir, strerror(errno));
+		return EX_CONFIG;
+	}
+	cli_fact(list ? "entries" : "removed", "%d", n);
+	return EX_OK;
+}

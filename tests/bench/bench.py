@@ -1,0 +1,424 @@
+#!/usr/bin/env python3
+"""bench.py - helpers for tests/bench/run.sh (Python standard library only).
+
+    bench.py msg FILE SIZE [MARK]        a message of about SIZE bytes (headers + body)
+    bench.py cpu [PID...]                one line: busy and total jiffies of the machine,
+                                         then utime+stime of each PID (0 when gone)
+    bench.py waitlog MAILLOG OFFSET DOMAIN N TIMEOUT
+                                         wait for N final status lines of deliveries to
+                                         DOMAIN after byte OFFSET; prints a JSON summary
+    bench.py sinkcheck DUMPFILE OFFSET MARK
+                                         messages appended to an smtp-sink dump since byte
+                                         OFFSET whose Message-Id contains MARK: count
+                                         and duplicates (JSON)
+    bench.py relaycheck MSGDIR MARK      the same for the emulator's messages/*.eml
+    bench.py hyperfine JSON              mean/stddev/min/max/median seconds per command
+    bench.py timev FILE...               median user+sys seconds and max RSS (KiB) over
+                                         /usr/bin/time -v outputs
+    bench.py rusage RUNS INPUT OUT -- CMD...
+                                         run CMD RUNS times with INPUT as stdin; OUT gets
+                                         one JSON line per run: user+sys CPU seconds
+                                         (getrusage, microseconds), max RSS KiB, wall, status
+    bench.py timeline STRACE PORTS.json RTT_MS
+                                         the waits of one traced delivery (strace -f -tt -T,
+                                         log_level = debug): service, the last log line
+                                         before the wait, wait in ms and in round trips
+    bench.py callgrind SELF.txt INCL.txt figures from callgrind_annotate outputs (TSV lines)
+    bench.py stracec FILE                the system calls of strace -c -o FILE, most called first
+    bench.py relaygap EMULATOR_LOG COUNT median ms between DATA's 354 and the end of data
+                                         for the last COUNT messages the emulator's relay stored
+    bench.py render RESULTS.tsv OUT.md   RESULTS.md from the collected figures
+"""
+
+import glob
+import json
+import os
+import re
+import statistics
+import sys
+import time
+
+
+# --------------------------------------------------------------------------------------
+# messages
+# --------------------------------------------------------------------------------------
+
+def cmd_msg(path, size, mark="bench"):
+    """Headers, then 76-byte lines (every 7th starts with a dot, so dot-stuffing is
+    exercised), LF line ends as Postfix's pipe(8) hands them over, until SIZE bytes."""
+    size = int(size)
+    with open(path, "w", encoding="ascii") as f:
+        head = (f"From: <sender@client.test>\nTo: <user@corp.example>\n"
+                f"Subject: btprelay bench {mark} {size} bytes\n"
+                f"Message-Id: <{mark}.{size}@client.test>\n\n")
+        f.write(head)
+        n, i = len(head), 0
+        while n < size:                         # overshoots by less than one line
+            line = ("." if i % 7 == 0 else "") + f"{i:08d} " + "x" * 66 + "\n"
+            f.write(line)
+            n += len(line)
+            i += 1
+    return 0
+
+
+# --------------------------------------------------------------------------------------
+# CPU accounting
+# --------------------------------------------------------------------------------------
+
+def cmd_cpu(*pids):
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    total = sum(fields[:8])
+    out = [str(total - idle), str(total)]
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                st = f.read().rsplit(")", 1)[1].split()
+            out.append(str(int(st[11]) + int(st[12])))
+        except (OSError, IndexError, ValueError):
+            out.append("0")
+    print(" ".join(out))
+    return 0
+
+
+# --------------------------------------------------------------------------------------
+# waiting for deliveries in the maillog
+# --------------------------------------------------------------------------------------
+
+def cmd_waitlog(maillog, offset, domain, n, timeout):
+    offset, n, timeout = int(offset), int(n), float(timeout)
+    line_re = re.compile(r"postfix/(pipe|smtp)\[\d+\]: ([0-9A-Za-z]+): to=<[^>]*@"
+                         + re.escape(domain) + r">.*status=(sent|deferred|bounced)")
+    sent, final_bounced, deferred, new_conns = set(), set(), 0, 0
+    dup = 0
+    first = last = None
+    start = time.time()
+    buf = b""
+    with open(maillog, "rb") as f:
+        f.seek(offset)
+        while True:
+            chunk = f.read(1 << 20)
+            if chunk:
+                buf += chunk
+                *lines, buf = buf.split(b"\n")
+                now = time.time()
+                for raw in lines:
+                    m = line_re.search(raw.decode("utf-8", "replace"))
+                    if not m:
+                        continue
+                    qid, status = m.group(2), m.group(3)
+                    if status == "sent":
+                        if qid in sent:
+                            dup += 1
+                        sent.add(qid)
+                        # smtp(8) says conn_use=N when it reuses a cached connection
+                        if "conn_use=" not in m.string:
+                            new_conns += 1
+                        first = first or now
+                        last = now
+                    elif status == "bounced":
+                        final_bounced.add(qid)
+                    else:
+                        deferred += 1
+                if len(sent) + len(final_bounced) >= n:
+                    break
+                continue
+            if time.time() - start > timeout:
+                break
+            time.sleep(0.01)
+    print(json.dumps({"t_end": last, "t_first": first, "sent": len(sent),
+                      "bounced": len(final_bounced), "deferred": deferred,
+                      "duplicate_sent_lines": dup, "new_connections": new_conns, "timed_out": len(sent) + len(final_bounced) < n}))
+    return 0
+
+
+# --------------------------------------------------------------------------------------
+# what arrived
+# --------------------------------------------------------------------------------------
+
+MSGID_RE = re.compile(rb"^Message-Id:\s*<([^>]*)>", re.IGNORECASE | re.MULTILINE)
+
+
+def _count_ids(ids, mark):
+    mine = [i for i in ids if mark in i]
+    return {"messages": len(mine), "unique": len(set(mine)),
+            "duplicates": len(mine) - len(set(mine))}
+
+
+def cmd_sinkcheck(dump, offset, mark):
+    try:
+        with open(dump, "rb") as f:
+            f.seek(int(offset))
+            data = f.read()
+    except OSError:
+        data = b""
+    ids = [m.group(1).decode("utf-8", "replace") for m in MSGID_RE.finditer(data)]
+    print(json.dumps(_count_ids(ids, mark)))
+    return 0
+
+
+def cmd_relaycheck(msgdir, mark):
+    ids = []
+    for path in glob.glob(os.path.join(msgdir, "*.eml")):
+        with open(path, "rb") as f:
+            head = f.read(8192).split(b"\r\n\r\n", 1)[0].replace(b"\r\n", b"\n")
+        ids += [m.group(1).decode("utf-8", "replace") for m in MSGID_RE.finditer(head)]
+    print(json.dumps(_count_ids(ids, mark)))
+    return 0
+
+
+# --------------------------------------------------------------------------------------
+# tool outputs
+# --------------------------------------------------------------------------------------
+
+def cmd_hyperfine(path):
+    with open(path) as f:
+        data = json.load(f)
+    for r in data["results"]:
+        times = r.get("times") or [r["mean"]]
+        print("%.6f %.6f %.6f %.6f %.6f %d" % (r["mean"], r.get("stddev") or 0.0, r["min"],
+                                              r["max"], statistics.median(times), len(times)))
+    return 0
+
+
+def cmd_rusage(runs, infile, out, *cmd):
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    worst = 0
+    with open(out, "a") as log:
+        for _ in range(int(runs)):
+            t0 = time.monotonic()
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    fd = os.open(infile, os.O_RDONLY)
+                    os.dup2(fd, 0)
+                    null = os.open(os.devnull, os.O_WRONLY)
+                    os.dup2(null, 1)
+                    os.execvp(cmd[0], list(cmd))
+                finally:
+                    os._exit(127)
+            _, status, ru = os.wait4(pid, 0)
+            wall = time.monotonic() - t0
+            code = os.waitstatus_to_exitcode(status)
+            worst = max(worst, abs(code))
+            log.write(json.dumps({"cpu": ru.ru_utime + ru.ru_stime, "user": ru.ru_utime,
+                                  "sys": ru.ru_stime, "maxrss_kib": ru.ru_maxrss,
+                                  "wall": wall, "status": code}) + "\n")
+    return 1 if worst else 0
+
+
+def cmd_rusagesum(path):
+    """median CPU, median user, median sys, max RSS KiB, median wall, runs, worst status"""
+    rows = [json.loads(l) for l in open(path) if l.strip()]
+    med = lambda k: statistics.median(r[k] for r in rows)
+    print("%.6f %.6f %.6f %d %.6f %d %d" % (med("cpu"), med("user"), med("sys"),
+                                            max(r["maxrss_kib"] for r in rows), med("wall"),
+                                            len(rows), max(abs(r["status"]) for r in rows)))
+    return 0
+
+
+def cmd_timev(*paths):
+    cpu, rss, status = [], [], []
+    for p in paths:
+        text = open(p, encoding="utf-8", errors="replace").read()
+        u = re.search(r"User time \(seconds\): ([0-9.]+)", text)
+        s = re.search(r"System time \(seconds\): ([0-9.]+)", text)
+        m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
+        e = re.search(r"Exit status: (\d+)", text)
+        if u and s and m:
+            cpu.append(float(u.group(1)) + float(s.group(1)))
+            rss.append(int(m.group(1)))
+        status.append(int(e.group(1)) if e else -1)
+    if not cpu:
+        print("nan nan -1")
+        return 1
+    print("%.4f %d %d" % (statistics.median(cpu), max(rss), max(status)))
+    return 0
+
+
+# --------------------------------------------------------------------------------------
+# RESULTS.md
+# --------------------------------------------------------------------------------------
+
+def load_results(path):
+    res = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if not line or line.startswith("#") or "\t" not in line:
+                continue
+            k, v = line.split("\t", 1)
+            res[k] = v.replace("\\n", "\n")
+    return res
+
+
+def cmd_render(results, out):
+    from render import render              # tests/bench/render.py
+    text = render(load_results(results))
+    tmp = out + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, out)
+    return 0
+
+
+STRACE_LINE = re.compile(r"^(?:\[pid\s+)?(\d+)\]?\s+(\d+):(\d+):([0-9.]+) (\w+)\((.*)\) += (.*?)(?: <([0-9.]+)>)?$")
+
+
+def cmd_timeline(path, ports_json, rtt_ms):
+    """One line per wait of at least a third of a round trip: 'service|label|ms|rtts'."""
+    rtt = float(rtt_ms) / 1000.0
+    ports = {int(v): k for k, v in json.load(open(ports_json)).items()}
+    fd_svc, label, rows, connecting = {}, "(start)", [], set()
+    t_first = t_last = None
+    for line in open(path, encoding="utf-8", errors="replace"):
+        m = STRACE_LINE.match(line.strip())
+        if not m:
+            continue
+        pid, hh, mm, ss, call, args, ret, dur = m.groups()
+        t = int(hh) * 3600 + int(mm) * 60 + float(ss)
+        t_first = t if t_first is None else t_first
+        t_last = t + float(dur or 0)
+        if call == "connect":
+            fd = args.split(",", 1)[0]
+            pm = re.search(r"sin_port=htons\((\d+)\)", args)
+            if pm:
+                fd_svc[fd] = ports.get(int(pm.group(1)), "port %s" % pm.group(1))
+                if "EINPROGRESS" in ret:
+                    connecting.add(fd)
+        if call == "write" and "btprelay-transport[" in args:
+            lm = re.search(r"btprelay-transport\[\d+\]: (?:[0-9A-Za-z]+: )?(.*?)(?:\\n)?\"", args)
+            if lm:
+                label = lm.group(1)
+        if call in ("poll", "ppoll", "select", "pselect6", "epoll_wait", "epoll_pwait") and dur:
+            d = float(dur)
+            if d >= rtt / 3:
+                fm = re.search(r"fd=(\d+)", args)
+                fd = fm.group(1) if fm else None
+                svc = fd_svc.get(fd, "?")
+                rows.append((svc, "TCP connect" if fd in connecting else label, d))
+                connecting.discard(fd)
+    waited = sum(r[2] for r in rows)
+    for svc, lab, d in rows:
+        lab = lab.replace("|", "/")
+        if len(lab) > 70:
+            lab = lab[:67] + "..."
+        print("%s|%s|%.1f|%.2f" % (svc, lab, d * 1000, d / rtt))
+    total = (t_last - t_first) if t_first is not None else 0.0
+    print("TOTAL|%d waits|%.1f|%.2f|%.1f" % (len(rows), waited * 1000, waited / rtt, total * 1000))
+    return 0
+
+
+CG_LINE = re.compile(r"^\s*([\d,]+) \(\s*([\d.]+)%\)\s+(.*?)(?: \[(.*)\])?\s*$")
+
+# inclusive costs worth naming: where a delivery's instructions go
+CG_FUNCS = ("main", "_dl_start", "_dl_start_final", "_dl_init", "config_load", "http_global_init",
+            "deliver", "bindings_load", "dest_resolve_until", "oauth_token_cached",
+            "open_tunnel", "socks5_connect", "tls_ctx_new", "smtp_session_open", "tls_handshake",
+            "smtp_send_message", "smtp_body", "smtp_body_convert", "conn_write", "conn_flush",
+            "SSL_write", "SSL_read", "read", "exit")
+
+
+def _cg_parse(path):
+    """The PROGRAM TOTALS and the file:function table (run callgrind_annotate with --auto=no)."""
+    total, rows, in_table = None, [], False
+    for line in open(path, encoding="utf-8", errors="replace"):
+        if "file:function" in line:
+            in_table = True
+            continue
+        m = CG_LINE.match(line)
+        if not m:
+            if in_table and rows and not line.strip():
+                break
+            continue
+        if not in_table and not m.group(3).endswith("PROGRAM TOTALS"):
+            continue
+        ir = int(m.group(1).replace(",", ""))
+        name = m.group(3)
+        if name.endswith("PROGRAM TOTALS"):
+            total = ir
+            continue
+        func = name.rsplit(":", 1)[-1]
+        obj = os.path.basename(m.group(4) or "?")
+        rows.append((ir, func, obj))
+    return total, rows
+
+
+def cmd_callgrind(self_path, incl_path):
+    total, rows = _cg_parse(self_path)
+    if not total:
+        print("prof.cg.error\tno totals in callgrind_annotate output")
+        return 1
+    print("prof.cg.total\t%d" % total)
+    top = ["%d|%.1f|%s|%s" % (ir, 100.0 * ir / total, f, o) for ir, f, o in rows[:18]]
+    print("prof.cg.self\t%s" % "\\n".join(top))
+    by_obj = {}
+    for ir, f, o in rows:
+        by_obj[o] = by_obj.get(o, 0) + ir
+    objs = sorted(by_obj.items(), key=lambda kv: -kv[1])[:10]
+    print("prof.cg.objects\t%s" % "\\n".join("%d|%.1f|%s" % (ir, 100.0 * ir / total, o)
+                                             for o, ir in objs))
+    _, incl = _cg_parse(incl_path)
+    seen, out = set(), []
+    for ir, f, o in incl:
+        if f in CG_FUNCS and f not in seen:
+            seen.add(f)
+            out.append("%d|%.1f|%s|%s" % (ir, 100.0 * ir / total, f, o))
+    print("prof.cg.incl\t%s" % "\\n".join(out))
+    return 0
+
+
+def cmd_stracec(path):
+    """'calls|errors|syscall' lines, most frequent first, then 'TOTAL|calls|errors'."""
+    rows, total = [], None
+    for line in open(path, encoding="utf-8", errors="replace"):
+        f = line.split()
+        if len(f) < 5 or not f[0][0].isdigit():
+            continue
+        if f[-1] == "total":
+            total = (int(f[3]), int(f[4]) if len(f) > 5 else 0)
+            continue
+        errors = int(f[4]) if len(f) == 6 else 0
+        rows.append((int(f[3]), errors, f[-1]))
+    rows.sort(key=lambda r: -r[0])
+    for calls, errors, name in rows[:12]:
+        print("%d|%d|%s" % (calls, errors, name))
+    if total:
+        print("TOTAL|%d|%d" % total)
+    return 0
+
+
+def _log_time(line):
+    m = re.match(r"^\d{4}-\d\d-\d\dT(\d\d):(\d\d):([0-9.]+)Z (relay#\d+) (.*)$", line)
+    if not m:
+        return None
+    return int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3)), m.group(4), m.group(5)
+
+
+def cmd_relaygap(path, count):
+    events = [e for e in (_log_time(l) for l in open(path, encoding="utf-8", errors="replace")) if e]
+    last_data, gaps = {}, []
+    for t, conn, what in events:
+        if what.startswith("DATA -> 354"):
+            last_data[conn] = t
+        elif what.startswith("end of data") and conn in last_data:
+            gaps.append(t - last_data.pop(conn))
+    gaps = gaps[-int(count):]
+    print("%.1f" % (1000 * statistics.median(gaps)) if gaps else "nan")
+    return 0
+
+
+COMMANDS = {
+    "msg": cmd_msg, "cpu": cmd_cpu, "waitlog": cmd_waitlog, "sinkcheck": cmd_sinkcheck,
+    "relaycheck": cmd_relaycheck, "hyperfine": cmd_hyperfine, "timev": cmd_timev,
+    "timeline": cmd_timeline, "callgrind": cmd_callgrind, "stracec": cmd_stracec, "relaygap": cmd_relaygap, "render": cmd_render, "rusage": cmd_rusage, "rusagesum": cmd_rusagesum,
+}
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
+        sys.stderr.write(__doc__)
+        sys.exit(2)
+    sys.exit(COMMANDS[sys.argv[1]](*sys.argv[2:]))

@@ -1,0 +1,707 @@
+"""render.py - RESULTS.md from the figures run.sh collected (bench.py render).
+
+Every number in the report comes from the run; the verdicts (met / not met) are
+computed here from the targets of issue 7, and the findings name the figures
+they rest on. A figure that was not measured says why.
+"""
+
+import math
+
+TARGET_RATIO = 0.8
+TARGET_RSS_KIB = 8 * 1024
+RTT_MIN_WARM = {"plain": 7, "starttls": 10, "auth": 11}
+RTT_COLD_EXTRA = 6
+VARIANTS = (("plain", "plain SMTP"), ("starttls", "STARTTLS"), ("auth", "STARTTLS + AUTH"))
+RTT_STEPS = {
+    "plain": "TCP 1 + SOCKS5 greeting 1 + 0x80 auth 1 + CONNECT 1 (the relay's greeting "
+             "follows the CONNECT reply) + EHLO 1 + MAIL/RCPT/DATA pipelined 1 + body and dot 1",
+    "starttls": "plain + STARTTLS 1 + TLS 1.3 handshake 1 + EHLO again 1",
+    "auth": "STARTTLS + AUTH PLAIN with initial response 1 (RFC 2920: AUTH ends a pipelined group)",
+}
+TP_ORDER = ("smtp", "proxy_sink", "direct_sink", "proxy_relay")
+
+
+def _f(r, k, default=None):
+    try:
+        v = float(r[k])
+        return v if not math.isnan(v) else default
+    except (KeyError, ValueError, TypeError):
+        return default
+
+
+def _i(r, k, default=None):
+    v = _f(r, k)
+    return int(v) if v is not None else default
+
+
+def _mb(kib):
+    return "%.1f MB" % (kib / 1024.0) if kib is not None else "–"
+
+
+def _ms(sec, digits=1):
+    return ("%." + str(digits) + "f ms") % (sec * 1000.0) if sec is not None else "–"
+
+
+def _size(n):
+    n = int(n)
+    if n >= 1 << 20:
+        return "%d MB" % (n >> 20)
+    if n >= 1 << 10:
+        return "%d KB" % (n >> 10)
+    return "%d B" % n
+
+
+def _verdict(ok):
+    if ok is None:
+        return "not measured"
+    return "**met**" if ok else "**not met**"
+
+
+def _table(head, rows):
+    out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(out)
+
+
+def _pipe_rows(text):
+    return [line.split("|") for line in (text or "").split("\n") if line.strip()]
+
+
+class Report:
+    def __init__(self, r):
+        self.r = r
+        self.out = []
+
+    def p(self, *lines):
+        self.out.extend(lines)
+
+    # ---------------------------------------------------------------- derived figures
+    def tp_rate(self, key):
+        return _f(self.r, "tp.%s.rate" % key)
+
+    def tp_ok_once(self, key):
+        r, n = self.r, _i(self.r, "run.n")
+        if "tp.%s.sent" % key not in r:
+            return None
+        return (_i(r, "tp.%s.sent" % key) == n and _i(r, "tp.%s.arrived" % key) == n
+                and _i(r, "tp.%s.arrived_unique" % key) == n
+                and _i(r, "tp.%s.dup_log" % key) == 0 and _i(r, "tp.%s.timed_out" % key) == 0)
+
+    def headline_route(self):
+        for key in ("proxy_sink", "direct_sink", "proxy_relay"):
+            if self.tp_rate(key):
+                return key
+        return None
+
+    def rtt_cal(self):
+        c0, c1 = _f(self.r, "rtt.cal.0"), _f(self.r, "rtt.cal.%s" % self.r.get("rtt.delay_ms", "10"))
+        if c0 is None or c1 is None:
+            return None
+        return c1 - c0
+
+    def rtt_count(self, variant, cache):
+        d = self.r.get("rtt.delay_ms", "10")
+        t0 = _f(self.r, "rtt.%s.%s.0.median" % (variant, cache))
+        t1 = _f(self.r, "rtt.%s.%s.%s.median" % (variant, cache, d))
+        cal = self.rtt_cal() or 2 * float(d) / 1000.0
+        if t0 is None or t1 is None:
+            return None, t0, t1
+        return (t1 - t0) / cal, t0, t1
+
+    def rtt_waits(self, variant, cache):
+        rows = _pipe_rows(self.r.get("rtt.%s.%s.timeline" % (variant, cache)))
+        for row in rows:
+            if row[0] == "TOTAL":
+                return int(row[1].split()[0])
+        return None
+
+    def rtt_ok(self, variant, cache):
+        """At the minimum? The traced waits decide (an integer, not disturbed by the machine's
+        load); the timed figure only when there is no trace."""
+        mn = RTT_MIN_WARM[variant] + (RTT_COLD_EXTRA if cache == "cold" else 0)
+        waits = self.rtt_waits(variant, cache)
+        if waits is not None:
+            return waits <= mn
+        n, _, _ = self.rtt_count(variant, cache)
+        return None if n is None else round(n) <= mn
+
+    def cost(self, route, size, what):
+        return _f(self.r, "cost.%s.%s.%s" % (route, size, what))
+
+    def rss_values(self):
+        vals = []
+        for size in (self.r.get("cost.sizes") or "").split():
+            for route in ("relay", "sink"):
+                v = _i(self.r, "cost.%s.%s.rss" % (route, size))
+                if v is None:
+                    v = _i(self.r, "cost.%s.%s.rss_rusage" % (route, size))
+                if v is not None:
+                    vals.append((int(size), route, v))
+        return vals
+
+    # ---------------------------------------------------------------- sections
+    def header(self):
+        r = self.r
+        self.p("# btprelay benchmark results", "",
+               "Generated by `tests/bench/run.sh` (issue 7); do not edit by hand. To reproduce, "
+               "as root on a Debian 12 machine with the project built:", "",
+               "    top_builddir=BUILD_DIR tests/bench/run.sh", "",
+               "See `tests/bench/README.md` for what each figure means and how it is measured.", "")
+        rows = [
+            ("date", r.get("machine.date", "?")),
+            ("machine", "%s CPUs (%s), %s RAM, %s" % (r.get("machine.nproc", "?"),
+                                                   r.get("machine.model", "?"),
+                                                   r.get("machine.mem", "?"),
+                                                   r.get("machine.kernel", "?"))),
+            ("load average at start", "%s — the machine may be shared with other work; "
+             "timings are of one run, not an average of runs" % r.get("machine.loadavg", "?")),
+            ("software", "Postfix %s, %s, emulator on %s" % (r.get("machine.postfix", "?"),
+                                                            r.get("machine.openssl", "?"),
+                                                            r.get("machine.python", "?"))),
+            ("btprelay", "`%s`, btprelay.conf: log_level info, shared cache on" % r.get("run.commit", "?")),
+            ("run", "%s messages per throughput phase%s; phases: %s" % (
+                r.get("run.n", "?"), " (**quick run**: reduced sizes and repeats)"
+                if r.get("run.quick") == "1" else "", r.get("run.phases", "?"))),
+        ]
+        self.p(_table(("", ""), rows), "")
+        fails = [v for k, v in sorted(r.items()) if k.startswith("fail.")]
+        if fails:
+            self.p("**Measurement problems in this run:**", "")
+            self.p(*["- %s" % f for f in fails])
+            self.p("")
+
+    def targets(self):
+        r = self.r
+        rows = []
+        # throughput
+        base, key = self.tp_rate("smtp"), self.headline_route()
+        if base and key:
+            ratio = self.tp_rate(key) / base
+            limit = ("—" if ratio >= TARGET_RATIO else
+                     "CPU: the machine was %s%% busy; per message btprelay pays a process start "
+                     "(exec, %s shared libraries) and a new proxy tunnel and SMTP session, where "
+                     "Postfix's smtp(8) reuses processes and connections (%s connections for %s "
+                     "messages). See Findings." % (
+                         r.get("tp.%s.cpu_busy_pct" % key, "?"), r.get("prof.libs", "?"),
+                         r.get("tp.smtp.connections", "?"), r.get("run.n", "?")))
+            rows.append(("throughput ≥ %.1f × Postfix's own smtp client" % TARGET_RATIO,
+                         "%.2f × (%s: %.0f msg/s; Postfix smtp → sink: %.0f msg/s)" % (
+                             ratio, r.get("tp.%s.title" % key, key), self.tp_rate(key), base),
+                         _verdict(ratio >= TARGET_RATIO), limit))
+        else:
+            rows.append(("throughput ≥ %.1f × Postfix's own smtp client" % TARGET_RATIO,
+                         "–", _verdict(None), "throughput phase not run"))
+        # round trips
+        if "rtt.skip" in r:
+            rows.append(("round trips = protocol minimum", "–", _verdict(None), r["rtt.skip"]))
+        elif any(("rtt.%s.warm.0.median" % v) in r for v, _ in VARIANTS):
+            parts, ok = [], True
+            for v, name in VARIANTS:
+                n, _, _ = self.rtt_count(v, "warm")
+                if n is None:
+                    ok = None if ok else ok
+                    continue
+                w = self.rtt_waits(v, "warm")
+                parts.append("%s %s%.1f timed (min %d)" % (name, "%d waits, " % w if w is not None else "",
+                                                           n, RTT_MIN_WARM[v]))
+                ok = ok and self.rtt_ok(v, "warm")
+            rows.append(("round trips = protocol minimum (caches warm)", "; ".join(parts),
+                         _verdict(ok), "—" if ok else "see Round trips"))
+            parts, ok = [], True
+            for v, name in VARIANTS:
+                n, _, _ = self.rtt_count(v, "cold")
+                if n is None:
+                    continue
+                w = self.rtt_waits(v, "cold")
+                parts.append("%s %s%.1f timed (min %d)" % (name, "%d waits, " % w if w is not None else "",
+                                                           n, RTT_MIN_WARM[v] + RTT_COLD_EXTRA))
+                ok = ok and self.rtt_ok(v, "cold")
+            if parts:
+                extra = self.cold_extra()
+                rows.append(("round trips, token and destination not cached (once per lifetime)",
+                             "; ".join(parts), _verdict(ok),
+                             "—" if ok else "the three HTTPS exchanges run one after the other, "
+                             "each on a new connection: %s round trips where %d would do (see "
+                             "Round trips)" % (extra if extra is not None else "?", RTT_COLD_EXTRA)))
+        # memory
+        rss = self.rss_values()
+        if rss:
+            lo, hi = min(v for _, _, v in rss), max(v for _, _, v in rss)
+            spread = {}
+            for _, route, v in rss:
+                spread.setdefault(route, []).append(v)
+            # per route (TLS or not changes the libraries' touched pages, not the size)
+            indep = all(max(v) - min(v) <= max(1024, 0.1 * min(v)) for v in spread.values())
+            small = hi < TARGET_RSS_KIB
+            sizes = sorted({s for s, _, _ in rss})
+            rows.append(("peak RSS independent of message size",
+                         "; ".join("%s route: %s" % (route, " / ".join(_mb(v) for v in vals))
+                                   for route, vals in spread.items()) + " for " +
+                         " / ".join(_size(s) for s in sizes),
+                         _verdict(indep), "—" if indep else "grows with the message"))
+            floor = _i(r, "prof.startup_V_rss")
+            rows.append(("peak RSS < 8 MB", "%s (largest)" % _mb(hi), _verdict(small),
+                         "—" if small else "the floor is the process image: `btprelay-transport -V`, "
+                         "which does nothing, already peaks at %s (%s shared libraries mapped; "
+                         "OpenSSL + jansson alone: %s, + libcurl: %s)" % (
+                             _mb(floor), r.get("prof.libs", "?"),
+                             _mb(_i(r, "prof.link_ssl.rss")), _mb(_i(r, "prof.link_curl.rss")))))
+        else:
+            rows.append(("peak RSS independent of size and < 8 MB", "–", _verdict(None),
+                         "cost phase not run"))
+        # cache
+        tok = self.tokens_default()
+        if tok is not None:
+            t_conn, t_dest, finds, ndest, deliveries = tok
+            ok_t = t_conn <= 1 and t_dest <= 1
+            ok_f = finds <= ndest
+            rows.append(("≤ 1 token request per token lifetime, across processes (default lifetime "
+                         "43199 s)", "%d connectivity + %d destination token requests for %d "
+                         "deliveries by up to 20 concurrent processes" % (t_conn, t_dest, deliveries),
+                         _verdict(ok_t), "—" if ok_t else "see Cache efficiency"))
+            rows.append(("1 Find per destination per TTL, across processes (TTL 300 s)",
+                         "%d Finds for %d destinations, %d deliveries" % (finds, ndest, deliveries),
+                         _verdict(ok_f), "—" if ok_f else "see Cache efficiency"))
+        if "exp.sent" in r:
+            ok_t = (_i(r, "exp.tokens_conn", 99) <= _i(r, "exp.ideal_tokens", 0)
+                    and _i(r, "exp.tokens_dest", 99) <= _i(r, "exp.ideal_tokens", 0))
+            ok_f = _i(r, "exp.finds", 99) <= _i(r, "exp.ideal_finds", 0)
+            rows.append(("the same with short lifetimes (token %s s renewed %s s early, "
+                         "destination TTL %s s), %.0f s of deliveries" % (
+                             r.get("exp.ttl"), r.get("exp.margin"), r.get("exp.dttl"),
+                             _f(r, "exp.span", 0)),
+                         "tokens: %s connectivity, %s destination (ideal ≤ %s each); Finds: %s "
+                         "(ideal ≤ %s)" % (r.get("exp.tokens_conn"), r.get("exp.tokens_dest"),
+                                           r.get("exp.ideal_tokens"), r.get("exp.finds"),
+                                           r.get("exp.ideal_finds")),
+                         _verdict(ok_t and ok_f), "—" if ok_t and ok_f else "see Cache efficiency"))
+        self.p("## Targets (issue 7)", "", _table(("target", "measured", "verdict", "what limits it"),
+                                                  rows), "")
+
+    def tokens_default(self):
+        r = self.r
+        keys = [k for k in TP_ORDER if k != "smtp" and ("tp.%s.sent" % k) in r]
+        if not keys:
+            return None
+        t_conn = sum(_i(r, "tp.%s.tokens_conn" % k, 0) for k in keys)
+        t_dest = sum(_i(r, "tp.%s.tokens_dest" % k, 0) for k in keys)
+        finds = sum(_i(r, "tp.%s.finds" % k, 0) for k in keys)
+        deliveries = sum(_i(r, "tp.%s.sent" % k, 0) for k in keys)
+        return t_conn, t_dest, finds, len(keys), deliveries
+
+    def cold_extra(self):
+        extras = []
+        for v, _ in VARIANTS:
+            w, c = self.rtt_waits(v, "warm"), self.rtt_waits(v, "cold")
+            if w is not None and c is not None:
+                extras.append(c - w)
+        return max(extras) if extras else None
+
+    def throughput(self):
+        r = self.r
+        self.p("## Throughput", "")
+        if not self.tp_rate("smtp"):
+            self.p("Not measured in this run.", "")
+            return
+        n = r.get("run.n")
+        self.p("%s messages of about 1.3 KB (smtp-source `-l 1000`) are submitted to a real Postfix "
+               "and held (`smtpd_end_of_data_restrictions = check_client_access static:HOLD`); the "
+               "clock starts at `postsuper -H ALL; postqueue -f` and stops when the maillog has a "
+               "`status=sent` line for every one. Both transports get the same limits: 20 "
+               "concurrent deliveries per destination, one recipient per delivery. The sink is "
+               "Postfix's `smtp-sink`; `Postfix smtp` is Postfix's own smtp(8) client delivering "
+               "straight to it. \"exactly once\": every message has one `status=sent` line and "
+               "arrived once (Message-Id counted at the sink or the emulator's relay)." % n, "")
+        if r.get("run.sink_behind_proxy") != "1":
+            self.p("The sink behind the proxy could not be set up (%s): the proxy's figures are "
+                   "to the emulator's relay only." % r.get("run.sink_proxy_why", "?"), "")
+        base = self.tp_rate("smtp")
+        rows = []
+        for key in TP_ORDER:
+            if "tp.%s.sent" % key not in r:
+                continue
+            rate = self.tp_rate(key)
+            once = self.tp_ok_once(key)
+            conns = r.get("tp.%s.connections" % key)
+            rows.append((r.get("tp.%s.title" % key, key), r.get("tp.%s.seconds" % key, "–"),
+                         "%.0f" % rate if rate else "–",
+                         "%.2f ×" % (rate / base) if rate and base else "–",
+                         "yes" if once else "**no** (sent %s, arrived %s, unique %s, deferred %s)" % (
+                             r.get("tp.%s.sent" % key), r.get("tp.%s.arrived" % key),
+                             r.get("tp.%s.arrived_unique" % key), r.get("tp.%s.deferred" % key)),
+                         conns or "–",
+                         "%s%%" % r.get("tp.%s.cpu_busy_pct" % key, "?"),
+                         r.get("tp.%s.cpu_ms_per_msg" % key, "?"),
+                         "%s%%" % r.get("tp.%s.cpu_emulator_pct_core" % key, "?")))
+        self.p(_table(("route", "seconds", "msg/s", "vs Postfix smtp", "exactly once",
+                       "SMTP connections opened", "CPU busy (both CPUs)",
+                       "machine CPU ms / msg", "emulator CPU (% of one CPU)"), rows), "")
+        self.p("\"machine CPU ms / msg\" is all CPU time on the machine during the phase (Postfix, "
+               "btprelay, emulator, sink — and anything else running) divided by the messages; "
+               "the emulator column is the Python emulator's own process (proxy and relay).", "")
+
+    def round_trips(self):
+        r = self.r
+        self.p("## Round trips", "")
+        if "rtt.skip" in r:
+            self.p("Not measured: %s." % r["rtt.skip"], "")
+            return
+        if "rtt.link" not in r:
+            self.p("Not measured in this run.", "")
+            return
+        d = r.get("rtt.delay_ms", "10")
+        link = ("veth pair with `tc qdisc netem delay %s ms` on both ends" % d
+                if r.get("rtt.link") == "netem" else
+                "the kernel has no `sch_netem` (tc: \"Specified qdisc kind is unknown\"), so the "
+                "link is `tests/bench/netwire.py`: two TUN devices and a userspace delay line "
+                "that holds every IP packet %s ms each way (TCP runs end to end over it: SYN, "
+                "Nagle, delayed ACKs, slow start as on a real link)" % d)
+        cal0, cal1 = _f(r, "rtt.cal.0"), _f(r, "rtt.cal.%s" % d)
+        self.p("btprelay-transport runs in its own network namespace; the emulator (token service, "
+               "Destination Service, proxy; the relay behind the proxy) in another; between them "
+               "%s. NAT at both ends keeps every address 127.0.0.1, as in the bindings, so TLS "
+               "names still match. One delivery of a 1 KB message is timed with hyperfine "
+               "(median of %s runs) with 0 ms and %s ms each way; round trips = (t(%s ms) − "
+               "t(0 ms)) / the link's measured extra round trip (TCP connect across it: %s at "
+               "0 ms, %s at %s ms). \"warm\": token and destination cached (the steady state); "
+               "\"cold\": cache emptied before each run. The verdict goes by the traced waits "
+               "(below), which the machine's load cannot blur; the timed figure confirms it." % (
+                   link, r.get("rtt.runs", "?"), d, d, _ms(cal0, 2), _ms(cal1, 2), d), "")
+        rows = []
+        for cache in ("warm", "cold"):
+            for v, name in VARIANTS:
+                n, t0, t1 = self.rtt_count(v, cache)
+                waits = self.rtt_waits(v, cache)
+                mn = RTT_MIN_WARM[v] + (RTT_COLD_EXTRA if cache == "cold" else 0)
+                rows.append(("%s, %s" % (name, cache), _ms(t0), _ms(t1),
+                             "%.1f" % n if n is not None else "–",
+                             waits if waits is not None else "–", mn,
+                             _verdict(self.rtt_ok(v, cache))))
+        self.p(_table(("delivery", "t(0 ms)", "t(%s ms each way)" % d, "round trips (timed)",
+                       "waits (traced)", "protocol minimum", "verdict"), rows), "")
+        self.p("Protocol minimum, counted from the client's side with the caches warm:", "")
+        for v, name in VARIANTS:
+            self.p("- %s = %d: %s" % (name, RTT_MIN_WARM[v], RTT_STEPS[v]))
+        self.p("- not cached: + %d = destination token (TCP 1 + TLS 1.3 1 + POST 1) + Find (TCP 1 + "
+               "TLS 1 + GET 1), the connectivity token fetched at the same time as the Find (or + 1 "
+               "more on the token service's kept-alive connection). QUIT is never waited for." %
+               RTT_COLD_EXTRA, "")
+        self.p("\"waits (traced)\": one more delivery per row under `strace -f -tt -T` with "
+               "`log_level = debug`; every poll() that blocked for at least a third of a round trip, "
+               "labelled with the service of its socket and the last log line before it:", "")
+        for cache in ("warm", "cold"):
+            text = r.get("rtt.auth.%s.timeline" % cache)
+            if not text:
+                continue
+            rows = []
+            for row in _pipe_rows(text):
+                if row[0] == "TOTAL":
+                    continue
+                rows.append((len(rows) + 1, row[0], "`%s`" % row[1].replace("`", "'"), row[2],
+                             row[3]))
+            self.p("<details><summary>STARTTLS + AUTH, %s: %d waits</summary>" % (cache, len(rows)),
+                   "", _table(("#", "socket", "after the log line", "ms", "round trips"), rows),
+                   "", "</details>", "")
+
+    def cost_section(self):
+        r = self.r
+        self.p("## Cost per delivery", "")
+        if "cost.sizes" not in r:
+            self.p("Not measured in this run.", "")
+            return
+        routes = {"relay": "proxy → emulator relay, STARTTLS + AUTH (MAIL_ONPREM)",
+                  "sink": "proxy → smtp-sink, plain" if "BENCH_SINK_PROXY" in r.get("cost.routes", "")
+                  else "direct → smtp-sink, plain (no sink behind the proxy here)"}
+        self.p("`btprelay-transport -c CONF -f sender@client.test -d DEST -s SIZE -- "
+               "user@corp.example < message`, run directly as the pipe service's user with the "
+               "caches warm. CPU = user + system time of the process (getrusage, median of the "
+               "runs); peak RSS = `/usr/bin/time -v` \"Maximum resident set size\"; wall = "
+               "hyperfine mean ± σ (the receiving side's time included: the Python relay decrypts "
+               "and stores every byte).", "")
+        rows = []
+        for size in r["cost.sizes"].split():
+            for route in ("relay", "sink"):
+                cpu = self.cost(route, size, "cpu")
+                if cpu is None and self.cost(route, size, "wall") is None:
+                    continue
+                rss = self.cost(route, size, "rss") or self.cost(route, size, "rss_rusage")
+                wall, sd = self.cost(route, size, "wall"), self.cost(route, size, "wall_sd")
+                rows.append((_size(size), routes[route], _ms(cpu, 2),
+                             "%s / %s" % (_ms(self.cost(route, size, "user"), 2),
+                                          _ms(self.cost(route, size, "sys"), 2)),
+                             _mb(rss), "%s ± %s" % (_ms(wall), _ms(sd)) if wall else "–",
+                             r.get("cost.%s.%s.runs" % (route, size), "–")))
+        self.p(_table(("message", "route", "CPU (user + sys)", "user / sys", "peak RSS",
+                       "wall", "runs"), rows), "")
+
+    def cache_section(self):
+        r = self.r
+        self.p("## Cache efficiency", "")
+        tok = self.tokens_default()
+        if tok is None and "exp.sent" not in r:
+            self.p("Not measured in this run.", "")
+            return
+        if tok is not None:
+            t_conn, t_dest, finds, ndest, deliveries = tok
+            per = 1000.0 / deliveries if deliveries else 0
+            self.p("From the emulator's counters (`emu GET /counters`) over the btprelay throughput "
+                   "phases, the cache emptied before the first: %d deliveries to %d destinations by "
+                   "up to 20 processes at a time." % (deliveries, ndest), "")
+            rows = [("token requests", t_conn + t_dest, "%.2f" % ((t_conn + t_dest) * per),
+                     "%d connectivity, %d destination" % (t_conn, t_dest)),
+                    ("Find requests", finds, "%.2f" % (finds * per), "one destination per phase")]
+            self.p(_table(("", "in the run", "per 1,000 deliveries", ""), rows), "")
+        if "exp.sent" in r:
+            self.p("With short lifetimes — emulator `token_ttl` %s s, `token_refresh_margin = %s`, "
+                   "`destination_cache_ttl = %s` — and about 10 deliveries a second through Postfix "
+                   "for %s s (%s deliveries, %s lifetimes of a token): \"ideal\" is one fetch at the "
+                   "start and one each time the cached copy falls due." % (
+                       r.get("exp.ttl"), r.get("exp.margin"), r.get("exp.dttl"), r.get("exp.span"),
+                       r.get("exp.sent"), r.get("exp.lifetimes")), "")
+            self.p(_table(("", "requests", "ideal"), [
+                ("connectivity token", r.get("exp.tokens_conn"), r.get("exp.ideal_tokens")),
+                ("destination token", r.get("exp.tokens_dest"), r.get("exp.ideal_tokens")),
+                ("Find", r.get("exp.finds"), r.get("exp.ideal_finds"))]), "")
+
+    def peer(self):
+        r = self.r
+        self.p("## Peer: SAP Cloud SDK for JavaScript mail client", "")
+        if "peer.skip" in r:
+            self.p("Not measured: %s" % r["peer.skip"], "")
+            return
+        modes = [m for m in ("parallel", "sequential")
+                 if ("peer.%s.n" % m) in r or ("peer.%s.error" % m) in r]
+        if not modes:
+            self.p("Not measured in this run.", "")
+            return
+        self.p("`@sap-cloud-sdk/mail-client` %s (npm) on Node.js, `tests/bench/peer-sdk.js`: one "
+               "`sendMail({destinationName: 'MAIL_ONPREM'}, mails)` call with %s messages of 1 KB, "
+               "through the same emulator (token, Find, connectivity token, SOCKS5 0x80 proxy, "
+               "STARTTLS + AUTH at the relay). The SDK is a library in a long-running application: "
+               "one destination lookup per call, and nodemailer's pooled SMTP connections (up to 5) "
+               "carry many messages each. btprelay-transport runs once per message, as pipe(8) runs "
+               "it, one after the other, same messages and route. 'relay msg/s' counts from the "
+               "first to the last message stored by the relay (the emulator's log)." % (
+                   r.get("peer.version", "3.x"), r.get("peer.%s.n" % modes[0], "?")), "")
+        rows = []
+        for m in modes:
+            k = "peer.%s." % m
+            label = "SDK, %s" % ("parallel (the default)" if m == "parallel"
+                                 else "sequential (`sdkOptions.parallel = false`)")
+            if k + "error" in r:
+                rows.append((label, "–", "–", "–", "–", "–", "failed: %s" % r[k + "error"]))
+                continue
+            failed = _i(r, k + "failed", 0)
+            rows.append((label, "%s / %s" % (r.get(k + "arrived"), r.get(k + "n")),
+                         r.get(k + "seconds"), r.get(k + "rate"), r.get(k + "relay_rate", "–"),
+                         r.get(k + "relay_conns"),
+                         r.get(k + "data_gap_ms", "–"),
+                         ("%d failed: %s" % (failed, r.get(k + "first_error") or "?")) if failed
+                         else "—"))
+        if "peer.bt_n" in r:
+            rows.append(("btprelay-transport, one process per message, one after the other",
+                         "%s / %s" % (r.get("peer.bt_arrived"), r.get("peer.bt_n")),
+                         r.get("peer.bt_seconds"), r.get("peer.bt_rate"), "–", r.get("peer.bt_n"),
+                         r.get("peer.bt_data_gap_ms", "–"), "—"))
+        self.p(_table(("client", "arrived", "seconds", "msg/s", "relay msg/s", "relay connections",
+                       "DATA → end of data, ms (median)", "problems"), rows), "")
+        gap = _f(r, "peer.parallel.data_gap_ms")
+        if gap is not None and gap > 20:
+            self.p("The SDK's messages spend about %.0f ms each between the relay's 354 and the end "
+                   "of data (btprelay's: %s ms): the body and the final dot wait on the client side, "
+                   "the pattern of Nagle's algorithm meeting a delayed ACK. Not investigated "
+                   "further: the peer is for comparison only." % (
+                       gap, r.get("peer.bt_data_gap_ms", "?")), "")
+        if any(_i(r, "peer.%s.failed" % m, 0) for m in modes):
+            self.p("\"rejected\" failures got no SMTP reply: the relay's log shows pooled "
+                   "connections that received the greeting and then stayed silent until the "
+                   "client gave up.", "")
+
+    def profile(self):
+        r = self.r
+        self.p("## Profile", "")
+        if "prof.size" not in r:
+            self.p("Not measured in this run.", "")
+            return
+        size = _size(r["prof.size"])
+        if "prof.perfstat" in r:
+            self.p("`perf stat` of one %s delivery (MAIL_ONPREM: proxy, STARTTLS, AUTH; software "
+                   "counters only — this VM exposes no hardware counters):" % size, "", "```",
+                   r["prof.perfstat"], "```", "")
+        if "prof.startup_V" in r:
+            self.p("Process start-up alone: `btprelay-transport -V` (prints its version, nothing "
+                   "else) takes %s ms of CPU, %s page faults and peaks at %s RSS; it maps %s shared "
+                   "libraries. A program that only links OpenSSL and jansson starts in %s ms (%s "
+                   "libraries, %s RSS); with libcurl linked as well, %s ms (%s libraries, %s RSS)." % (
+                       r.get("prof.startup_V"), r.get("prof.startup_V_faults", "?"),
+                       _mb(_i(r, "prof.startup_V_rss")), r.get("prof.libs", "?"),
+                       r.get("prof.link_ssl.ms", "?"), r.get("prof.link_ssl.libs", "?"),
+                       _mb(_i(r, "prof.link_ssl.rss")), r.get("prof.link_curl.ms", "?"),
+                       r.get("prof.link_curl.libs", "?"), _mb(_i(r, "prof.link_curl.rss"))), "")
+        if "prof.cg.total" in r:
+            total = _i(r, "prof.cg.total")
+            self.p("`valgrind --tool=callgrind`, one %s delivery (MAIL_ONPREM), %s instructions "
+                   "in all:" % (size, "{:,}".format(total)), "")
+            rows = [(row[2], row[3], "{:,}".format(int(row[0])), row[1] + "%")
+                    for row in _pipe_rows(r.get("prof.cg.incl"))]
+            self.p("<details open><summary>inclusive cost of selected functions</summary>", "",
+                   _table(("function", "object", "instructions", "share"), rows), "",
+                   "</details>", "")
+            rows = [(row[2], row[3], "{:,}".format(int(row[0])), row[1] + "%")
+                    for row in _pipe_rows(r.get("prof.cg.self"))]
+            self.p("<details><summary>top functions by own cost</summary>", "",
+                   _table(("function", "object", "instructions", "share"), rows), "",
+                   "</details>", "")
+            rows = [(row[2], "{:,}".format(int(row[0])), row[1] + "%")
+                    for row in _pipe_rows(r.get("prof.cg.objects"))]
+            self.p("<details><summary>own cost by object</summary>", "",
+                   _table(("object", "instructions", "share"), rows), "", "</details>", "")
+        elif "prof.skip_callgrind" in r:
+            self.p("callgrind: not run (%s)." % r["prof.skip_callgrind"], "")
+        if "prof.perf_dso" in r:
+            self.p("`perf record -e cpu-clock` of one %s delivery (MAIL_ONPREM), share of samples:" %
+                   _size(r.get("prof.record_size", 0)), "")
+            self.p("<details open><summary>by object</summary>", "", "```", r["prof.perf_dso"], "```",
+                   "", "</details>", "")
+            self.p("<details><summary>by symbol</summary>", "", "```", r.get("prof.perf_sym", ""),
+                   "```", "", "</details>", "")
+        if "prof.strace" in r:
+            rows = []
+            total = None
+            for row in _pipe_rows(r["prof.strace"]):
+                if row[0] == "TOTAL":
+                    total = row
+                else:
+                    rows.append((row[2], row[0], row[1]))
+            self.p("System calls of the %s delivery (`strace -f -c`)%s:" % (
+                size, ", %s in all" % total[1] if total else ""), "")
+            self.p("<details><summary>most frequent</summary>", "",
+                   _table(("system call", "calls", "errors"), rows), "", "</details>", "")
+
+    def findings(self):
+        r = self.r
+        self.p("## Findings", "")
+        items = []
+        key = self.headline_route()
+        base = self.tp_rate("smtp")
+        if key and base:
+            items.append(
+                "**Throughput is CPU-bound, and per message btprelay does more work than Postfix's "
+                "smtp(8).** During the btprelay phases both CPUs were %s%% busy (%s ms of machine CPU "
+                "per message against %s ms for Postfix smtp → sink). pipe(8) starts one "
+                "btprelay-transport per delivery and each opens a new proxy tunnel and SMTP session, "
+                "while smtp(8) processes live on and reuse connections: Postfix smtp opened %s SMTP "
+                "connections for %s messages, btprelay %s. The route without the "
+                "proxy (%s msg/s) shows what the Python proxy costs on top (%s%% of one CPU in the "
+                "emulator during the proxy → sink phase)." % (
+                    r.get("tp.%s.cpu_busy_pct" % key, "?"), r.get("tp.%s.cpu_ms_per_msg" % key, "?"),
+                    r.get("tp.smtp.cpu_ms_per_msg", "?"), r.get("tp.smtp.connections", "?"),
+                    r.get("run.n"), r.get("tp.%s.connections" % key, "?"),
+                    "%.0f" % self.tp_rate("direct_sink") if self.tp_rate("direct_sink") else "?",
+                    r.get("tp.proxy_sink.cpu_emulator_pct_core", "?")))
+        if "prof.startup_V" in r and "prof.link_curl.ms" in r:
+            c1k = self.cost("sink", "1024", "cpu")
+            ssl_ms, curl_ms = _f(r, "prof.link_ssl.ms", 0), _f(r, "prof.link_curl.ms", 0)
+            items.append(
+                "**Process start-up is the largest fixed cost, and most of it is libcurl's "
+                "dependencies.** `btprelay-transport -V` costs %s ms of CPU%s. Linking libcurl "
+                "pulls in %s shared libraries instead of %s (%s) and costs %.1f ms per process start (%s → %s ms) although a delivery "
+                "with warm caches makes no HTTP request at all. Lead: load the HTTP client only on a "
+                "cache miss (a helper, or dlopen), or do the two HTTPS requests with the OpenSSL "
+                "code btprelay already has (plugin/transport, common/http.c)." % (
+                    r.get("prof.startup_V"),
+                    " — against %s for a whole 1 KB delivery through the proxy" % _ms(c1k, 1)
+                    if c1k else "", r.get("prof.link_curl.libs", "?"), r.get("prof.link_ssl.libs", "?"),
+                    ", ".join((r.get("prof.link_extra_libs") or "?").split()),
+                    curl_ms - ssl_ms, r.get("prof.link_ssl.ms"), r.get("prof.link_curl.ms")))
+        conv = [row for row in _pipe_rows(r.get("prof.cg.incl")) if row[2] == "smtp_body_convert"]
+        perf_conv = None
+        for line in (r.get("prof.perf_sym") or "").split("\n"):
+            if "smtp_body_convert" in line:
+                perf_conv = line.split("%")[0].strip()
+        if conv or perf_conv:
+            items.append(
+                "**Large messages: `smtp_body_convert` (common/smtp.c) dominates.** It takes %s of "
+                "the instructions of a %s delivery%s. It handles one byte at a time with a branch per "
+                "byte; finding line ends with memchr() and copying whole runs (a leading dot and "
+                "the CR are the only insertions) would cut it to a fraction. Reported to the lead." % (
+                    "%s%%" % conv[0][1] if conv else "?", _size(r.get("prof.size", 0)),
+                    " and %s%% of the CPU samples of a %s one (OpenSSL's encryption, the kernel's "
+                    "TCP path: the rest)" % (perf_conv, _size(r.get("prof.record_size", 0)))
+                    if perf_conv else ""))
+        ctx = [row for row in _pipe_rows(r.get("prof.cg.incl")) if row[2] == "tls_ctx_new"]
+        dl = [row for row in _pipe_rows(r.get("prof.cg.incl")) if row[2] == "_dl_start"]
+        if ctx or dl:
+            items.append(
+                "**Fixed per-delivery costs in the callgrind profile:** dynamic linking (`_dl_start`) "
+                "%s, the TLS context (`tls_ctx_new`: SSL_CTX_new and the CA file, made by every "
+                "process) %s, `http_global_init` (curl_global_init, even when no HTTP request "
+                "follows) %s of the instructions of the %s delivery. With the system CA bundle "
+                "instead of the test CA, `tls_ctx_new` costs more." % (
+                    "%s%%" % dl[0][1] if dl else "?", "%s%%" % ctx[0][1] if ctx else "?",
+                    next(("%s%%" % row[1] for row in _pipe_rows(r.get("prof.cg.incl"))
+                          if row[2] == "http_global_init"), "?"), _size(r.get("prof.size", 0))))
+        rss = self.rss_values()
+        if rss:
+            hi = max(v for _, _, v in rss)
+            items.append(
+                "**Memory is flat, but its floor is above 8 MB.** Peak RSS stays at %s whatever the "
+                "size (the body is streamed through two fixed buffers), but `btprelay-transport -V` "
+                "alone peaks at %s: the floor is the mapped libraries (OpenSSL + jansson only: %s; "
+                "with libcurl: %s). Dropping libcurl from the transport is also the way under 8 MB." % (
+                    _mb(hi), _mb(_i(r, "prof.startup_V_rss")), _mb(_i(r, "prof.link_ssl.rss")),
+                    _mb(_i(r, "prof.link_curl.rss"))))
+        if "rtt.link" in r:
+            extra = self.cold_extra()
+            warm_ok = all(self.rtt_ok(v, "warm") for v, _ in VARIANTS)
+            cold_ok = all(self.rtt_ok(v, "cold") for v, _ in VARIANTS)
+            items.append(
+                ("**Round trips are at the protocol minimum once the caches are warm** (TCP_NODELAY, "
+                 "MAIL/RCPT/DATA pipelined, QUIT not waited for; the relay's greeting arrives with "
+                 "the proxy's CONNECT reply). " if warm_ok else
+                 "**Round trips with warm caches are above the protocol minimum** for at least one "
+                 "variant: the traced waits of Round trips show which step adds one. ") +
+                ("With nothing cached the waits stay within the minimum as well." if cold_ok else
+                 "With nothing cached a delivery waits %s round trips more instead of %d: "
+                 "destination token, Find and connectivity token one after the other, each on a new "
+                 "TCP + TLS connection (common/oauth.c, common/destination.c, common/http.c). It "
+                 "happens once per token lifetime for all processes, so it matters little; fetching "
+                 "the connectivity token alongside the Find, or on the token service's kept-alive "
+                 "connection, would save 3 or 2." % (extra if extra is not None else "?",
+                                                     RTT_COLD_EXTRA)))
+        tok = self.tokens_default()
+        if tok is not None:
+            t_conn, t_dest, finds, ndest, deliveries = tok
+            exp_ok = ("exp.sent" not in r or (
+                _i(r, "exp.tokens_conn", 99) <= _i(r, "exp.ideal_tokens", 0)
+                and _i(r, "exp.tokens_dest", 99) <= _i(r, "exp.ideal_tokens", 0)
+                and _i(r, "exp.finds", 99) <= _i(r, "exp.ideal_finds", 0)))
+            if t_conn <= 1 and t_dest <= 1 and finds <= ndest and exp_ok:
+                items.append("**The shared cache works across processes**: %d token requests and %d "
+                             "Finds for %d deliveries by up to 20 concurrent processes, and no more "
+                             "than one fetch per lifetime when lifetimes are short (see Cache "
+                             "efficiency)." % (t_conn + t_dest, finds, deliveries))
+            else:
+                items.append("**The shared cache fetches more than once per lifetime** (see Cache "
+                             "efficiency for the counts): concurrent processes do not all share "
+                             "one fetch.")
+        if not items:
+            self.p("No findings: too little was measured in this run.", "")
+        for i, text in enumerate(items, 1):
+            self.p("%d. %s" % (i, text), "")
+
+    def render(self):
+        self.header()
+        self.targets()
+        self.throughput()
+        self.round_trips()
+        self.cost_section()
+        self.cache_section()
+        self.peer()
+        self.profile()
+        self.findings()
+        return "\n".join(self.out).rstrip() + "\n"
+
+
+def render(results):
+    return Report(results).render()

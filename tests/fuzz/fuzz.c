@@ -1,0 +1,356 @@
+/*
+ * fuzz - support for the libFuzzer targets (see fuzz.h): socketpair peer,
+ * private temporary files, loopback HTTP server, outcome checks.
+ *
+ * Nothing here is fuzzed; it only has to be correct and cheap, because
+ * it runs for every one of millions of inputs.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+
+#include "dsn.h"
+#include "fuzz.h"
+#include "log.h"
+
+/* fuzz_fail - a property does not hold: say which, and crash for libFuzzer */
+void fuzz_fail(const char *file, int line, const char *what)
+{
+	fprintf(stderr, "%s:%d: property violated: %s\n", file, line, what);
+	abort();
+}
+
+/* fuzz_quiet - every log line formatted, none shown */
+void fuzz_quiet(void)
+{
+	log_open("btprelay-fuzz", "/dev/null", LOG_LVL_DEBUG);
+}
+
+/* fuzz_has_ctl - CR, LF, NUL-free C string check: any byte below 0x20 or DEL */
+int fuzz_has_ctl(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return 1;
+	return 0;
+}
+
+/* check - fuzz_assert that shows the outcome first */
+#define check(cond) \
+	((cond) ? (void)0 : (fprintf(stderr, "outcome: class %d, status \"%.16s\", text \"%.1024s\"\n", \
+				     (int)o->cls, o->status, o->text), fuzz_fail(__FILE__, __LINE__, #cond)))
+
+/* fuzz_check_outcome - status valid and of the class, text one printable line */
+void fuzz_check_outcome(const struct outcome *o, int bounce_ok)
+{
+	size_t n = dsn_valid(o->status);
+
+	check(n > 0 && o->status[n] == '\0');
+	switch (o->cls) {
+	case DSN_OK:
+		check(o->status[0] == '2');
+		break;
+	case DSN_DEFER:
+		check(o->status[0] == '4');
+		check(o->text[0] != '\0');
+		break;
+	case DSN_BOUNCE:
+		check(bounce_ok);
+		check(o->status[0] == '5');
+		check(o->text[0] != '\0');
+		break;
+	default:
+		check(!"outcome class out of range");
+	}
+	check(memchr(o->text, '\0', sizeof(o->text)) != NULL);
+	check(!fuzz_has_ctl(o->text));
+}
+
+/* --- socketpair peer ------------------------------------------------------ */
+
+/* peer_main - send the input, half-close, collect what the client says until it closes */
+static void *peer_main(void *arg)
+{
+	struct fuzz_peer *p = arg;
+	size_t off = 0;
+	char buf[16384];
+	ssize_t n;
+
+	while (off < p->len) {
+		n = send(p->fd, p->data + off, p->len - off, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			p->write_error = 1;
+			break;
+		}
+		off += (size_t)n;
+	}
+	shutdown(p->fd, SHUT_WR);
+	for (;;) {
+		n = recv(p->fd, buf, sizeof(buf), 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		if (p->sent != NULL && p->nsent < p->keep) {
+			size_t take = (size_t)n < p->keep - p->nsent ? (size_t)n : p->keep - p->nsent;
+
+			memcpy(p->sent + p->nsent, buf, take);
+			p->nsent += take;
+			p->sent[p->nsent] = '\0';
+		}
+	}
+	close(p->fd);
+	p->fd = -1;
+	return NULL;
+}
+
+/* fuzz_peer_start - socketpair, client end non-blocking into c, peer thread on the other */
+int fuzz_peer_start(struct fuzz_peer *p, struct conn *c, int timeout_ms, const uint8_t *data,
+		    size_t len, size_t keep)
+{
+	int sv[2];
+
+	memset(p, 0, sizeof(*p));
+	p->fd = -1;
+	conn_init(c, timeout_ms, 0);
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+		return -1;
+	if (fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK) < 0) {
+		close(sv[0]);
+		close(sv[1]);
+		return -1;
+	}
+	c->fd = sv[0];
+	snprintf(c->peer, sizeof(c->peer), "fuzz-peer[socketpair]:0");
+	p->fd = sv[1];
+	p->data = data;
+	p->len = len;
+	p->keep = keep;
+	if (keep > 0) {
+		p->sent = malloc(keep + 1);
+		if (p->sent == NULL)
+			abort();
+		p->sent[0] = '\0';
+	}
+	if (pthread_create(&p->thread, NULL, peer_main, p) != 0) {
+		close(sv[0]);
+		close(sv[1]);
+		c->fd = -1;
+		free(p->sent);
+		p->sent = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+/* fuzz_peer_end - the client has closed its end: the peer thread ends */
+void fuzz_peer_end(struct fuzz_peer *p)
+{
+	pthread_join(p->thread, NULL);
+}
+
+void fuzz_peer_free(struct fuzz_peer *p)
+{
+	free(p->sent);
+	p->sent = NULL;
+}
+
+/* --- files ------------------------------------------------------------------ */
+
+static char tmp_path[4][64];
+static char tmp_suffix[4][16];
+
+static void tmp_cleanup(void)
+{
+	size_t i;
+
+	for (i = 0; i < 4; i++)
+		if (tmp_path[i][0] != '\0')
+			unlink(tmp_path[i]);
+}
+
+/* fuzz_tmpfile - the process's private file for suffix, holding exactly data */
+const char *fuzz_tmpfile(const char *suffix, const uint8_t *data, size_t len)
+{
+	size_t i, off = 0;
+	ssize_t n;
+	int fd;
+
+	for (i = 0; i < 4 && tmp_path[i][0] != '\0' && strcmp(tmp_suffix[i], suffix) != 0; i++)
+		;
+	if (i == 4)
+		abort();
+	if (tmp_path[i][0] == '\0') {
+		snprintf(tmp_path[i], sizeof(tmp_path[i]), "/tmp/btprelay-fuzz-XXXXXX%s", suffix);
+		snprintf(tmp_suffix[i], sizeof(tmp_suffix[i]), "%s", suffix);
+		fd = mkstemps(tmp_path[i], (int)strlen(suffix));
+		if (fd < 0) {
+			perror("mkstemps");
+			abort();
+		}
+		close(fd);
+		if (i == 0)
+			atexit(tmp_cleanup);
+	}
+	fd = open(tmp_path[i], O_WRONLY | O_TRUNC | O_CLOEXEC);
+	if (fd < 0) {
+		perror(tmp_path[i]);
+		abort();
+	}
+	while (off < len) {
+		n = write(fd, data + off, len - off);
+		if (n <= 0) {
+			perror(tmp_path[i]);
+			abort();
+		}
+		off += (size_t)n;
+	}
+	close(fd);
+	return tmp_path[i];
+}
+
+/* fuzz_body_fd - a pipe that yields text, then EOF */
+int fuzz_body_fd(const char *text)
+{
+	int pfd[2];
+	size_t len = strlen(text);
+
+	if (pipe(pfd) < 0)
+		abort();
+	if (write(pfd[1], text, len) != (ssize_t)len)
+		abort();
+	close(pfd[1]);
+	return pfd[0];
+}
+
+/* --- loopback HTTP server ------------------------------------------------- */
+
+static fuzz_http_handler http_handler;
+static void *http_arg;
+static int http_fd = -1;
+static unsigned long http_count;
+
+/* http_send_all - the whole buffer, or until the client goes away */
+static void http_send_all(int fd, const char *p, size_t len)
+{
+	ssize_t n;
+
+	while (len > 0) {
+		n = send(fd, p, len, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return;
+		p += n;
+		len -= (size_t)n;
+	}
+}
+
+/* http_serve - read one request (headers and Content-Length body), answer, close */
+static void http_serve(int fd)
+{
+	static const char *const reasons[] = { "OK", "Error" };
+	char req[65536], head[256], method[16] = "", path[4096] = "", *body;
+	struct fuzz_http_reply r = { 200, "", 0 };
+	size_t have = 0, need = 0, hlen;
+	const char *end = NULL, *cl;
+	ssize_t n;
+	int len;
+
+	for (;;) {
+		if (have == sizeof(req) - 1)
+			return;
+		n = recv(fd, req + have, sizeof(req) - 1 - have, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return;
+		have += (size_t)n;
+		req[have] = '\0';
+		if (end == NULL && (end = strstr(req, "\r\n\r\n")) != NULL) {
+			hlen = (size_t)(end - req) + 4;
+			need = hlen;
+			for (cl = req; (cl = strchr(cl, '\n')) != NULL && cl < end; ) {
+				cl++;
+				if (strncasecmp(cl, "Content-Length:", 15) == 0)
+					need += strtoul(cl + 15, NULL, 10);
+			}
+		}
+		if (end != NULL && have >= need)
+			break;
+	}
+	sscanf(req, "%15s %4095s", method, path);
+	http_handler(method, path, &r, http_arg);
+	/*
+	 * The client may give up before the body is sent (a body over its cap)
+	 * and its caller free the data: send a copy.
+	 */
+	body = malloc(r.len ? r.len : 1);
+	if (body == NULL)
+		abort();
+	memcpy(body, r.body, r.len);
+	__atomic_add_fetch(&http_count, 1, __ATOMIC_SEQ_CST);
+	len = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+		       "Content-Length: %zu\r\nConnection: close\r\n\r\n", r.status,
+		       reasons[r.status != 200], r.len);
+	http_send_all(fd, head, (size_t)len);
+	http_send_all(fd, body, r.len);
+	free(body);
+}
+
+static void *http_main(void *arg)
+{
+	int fd;
+
+	(void)arg;
+	for (;;) {
+		fd = accept4(http_fd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			perror("accept");
+			abort();
+		}
+		http_serve(fd);
+		close(fd);
+	}
+	return NULL;
+}
+
+/* fuzz_http_start - the server thread on an ephemeral loopback port */
+unsigned fuzz_http_start(fuzz_http_handler handler, void *arg)
+{
+	struct sockaddr_in sin;
+	socklen_t slen = sizeof(sin);
+	pthread_t t;
+	int one = 1;
+
+	http_handler = handler;
+	http_arg = arg;
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if ((http_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0
+	    || setsockopt(http_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0
+	    || bind(http_fd, (struct sockaddr *)&sin, sizeof(sin)) < 0
+	    || listen(http_fd, 64) < 0
+	    || getsockname(http_fd, (struct sockaddr *)&sin, &slen) < 0
+	    || pthread_create(&t, NULL, http_main, NULL) != 0)
+		return 0;
+	pthread_detach(t);
+	return ntohs(sin.sin_port);
+}
+
+unsigned long fuzz_http_requests(void)
+{
+	return __atomic_load_n(&http_count, __ATOMIC_SEQ_CST);
+}

@@ -92,6 +92,7 @@ size_t dsn_valid(const char *s)
 static const char *const stage_names[] = {
 	[DSN_STAGE_GREETING] = "initial protocol greeting",
 	[DSN_STAGE_EHLO] = "EHLO command",
+	[DSN_STAGE_HELO] = "HELO command",
 	[DSN_STAGE_STARTTLS] = "STARTTLS command",
 	[DSN_STAGE_AUTH] = "AUTH command",
 	[DSN_STAGE_MAIL] = "MAIL FROM command",
@@ -106,28 +107,6 @@ static const char *const stage_names[] = {
 const char *dsn_stage_name(enum dsn_stage stage)
 {
 	return stage_names[stage];
-}
-
-/*
- * Synthesized detail codes when the relay sends no enhanced status code,
- * after RFC 3463 and what Postfix's smtp client reports: addressing
- * problems at RCPT, mailbox/system problems elsewhere.
- */
-static const char *synth_detail(enum dsn_stage stage)
-{
-	switch (stage) {
-	case DSN_STAGE_MAIL:
-		return "1.8";	/* bad sender's system address */
-	case DSN_STAGE_RCPT:
-		return "1.1";	/* bad destination mailbox address */
-	case DSN_STAGE_DATA:
-	case DSN_STAGE_EOD:
-		return "0.0";
-	case DSN_STAGE_AUTH:
-		return "7.0";
-	default:
-		return "0.0";
-	}
 }
 
 /* dsn_from_reply - an outcome from a relay's SMTP reply */
@@ -151,10 +130,8 @@ void dsn_from_reply(struct outcome *o, const char *relay, int code,
 	if (n > 0 && n < sizeof(status) && p[0] - '0' == cls_digit) {
 		memcpy(status, p, n);
 		status[n] = 0;
-	} else if (cls == DSN_OK) {
-		snprintf(status, sizeof(status), "2.0.0");
 	} else {
-		snprintf(status, sizeof(status), "%d.%s", cls_digit, synth_detail(stage));
+		snprintf(status, sizeof(status), "%d.0.0", cls == DSN_OK ? 2 : cls_digit);
 	}
 	if (cls == DSN_OK)
 		dsn_set(o, cls, status, "%s", reply);

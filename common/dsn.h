@@ -43,12 +43,12 @@ void dsn_ok(struct outcome *o, const char *status, const char *fmt, ...)
  * dsn_from_reply - outcome for an SMTP reply from the relay at a stage.
  * code is the 3-digit reply code, reply the reply text verbatim (lines
  * joined by spaces, code included). The enhanced status code is taken from
- * the reply when present and of the same class, otherwise synthesized from
- * the stage (RFC 3463) as Postfix does: 2xx -> 2.0.0, 4xx -> 4.X.X,
- * 5xx -> 5.X.X. The text is "host said: <reply> (in reply to <stage>)".
+ * the reply when present and of the same class, otherwise X.0.0 of the
+ * reply's class, as Postfix's smtp client does (2xx -> 2.0.0, 4xx -> 4.0.0,
+ * 5xx -> 5.0.0; anything else is temporary). The text is "host said: <reply> (in reply to <stage>)".
  */
 enum dsn_stage {
-	DSN_STAGE_GREETING, DSN_STAGE_EHLO, DSN_STAGE_STARTTLS, DSN_STAGE_AUTH,
+	DSN_STAGE_GREETING, DSN_STAGE_EHLO, DSN_STAGE_HELO, DSN_STAGE_STARTTLS, DSN_STAGE_AUTH,
 	DSN_STAGE_MAIL, DSN_STAGE_RCPT, DSN_STAGE_DATA, DSN_STAGE_EOD,
 	DSN_STAGE_RSET, DSN_STAGE_QUIT,
 };

@@ -291,7 +291,8 @@ static int smtp_reply_fail(struct smtp_session *s, enum dsn_stage stage,
 		 * access rules. An operator fixes that; the mail waits (Postfix
 		 * skips 5xx greetings too).
 		 */
-		if (r->code / 100 == 5 && (stage == DSN_STAGE_GREETING || stage == DSN_STAGE_EHLO)) {
+		if (r->code / 100 == 5 && (stage == DSN_STAGE_GREETING || stage == DSN_STAGE_EHLO
+					   || stage == DSN_STAGE_HELO)) {
 			o->cls = DSN_DEFER;
 			o->status[0] = '4';
 		}
@@ -375,10 +376,10 @@ static int smtp_ehlo(struct smtp_session *s, int after_tls, struct smtp_reply *r
 
 	smtp_enter(s, SMTP_STATE_HELO);
 	snprintf(line, sizeof(line), "HELO %s", name);
-	if (smtp_chat(s, DSN_STAGE_EHLO, line, NULL, r, o) < 0)
+	if (smtp_chat(s, DSN_STAGE_HELO, line, NULL, r, o) < 0)
 		return -1;
 	if (r->code != 250)
-		return smtp_reply_fail(s, DSN_STAGE_EHLO, r, o);
+		return smtp_reply_fail(s, DSN_STAGE_HELO, r, o);
 	s->helo_only = 1;
 	return 0;
 }

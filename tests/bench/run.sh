@@ -8,7 +8,7 @@
 #   -n N          messages per throughput phase (default 1000; --quick: 50)
 #   -o FILE       where to write the report (default tests/bench/RESULTS.md)
 #   --quick       the reduced run of tests/bench/test-bench.sh: few messages, small
-#                 sizes, one run per timing, no callgrind, no npm peer
+#                 sizes, two runs per timing, no callgrind, no npm peer
 #   --phases LIST comma-separated subset of: throughput,expiry,rtt,cost,profile,peer
 #   --tsv FILE    also write the raw figures (KEY<TAB>VALUE lines) to FILE
 #
@@ -36,7 +36,7 @@ while [ $# -gt 0 ]; do
 	--quick) QUICK=1; shift ;;
 	--phases) PHASES=$2; shift 2 ;;
 	--tsv) TSV=$2; shift 2 ;;
-	-h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "run.sh: unknown argument $1 (see -h)" >&2; exit 2 ;;
 	esac
 done

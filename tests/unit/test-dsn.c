@@ -13,12 +13,13 @@ static const struct {
 	{ 250, "250 2.0.0 Ok: queued as 5", DSN_STAGE_EOD, DSN_OK, "2.0.0" },
 	{ 250, "250 Ok", DSN_STAGE_EOD, DSN_OK, "2.0.0" },
 	{ 550, "550 5.1.1 <a@b>: User unknown", DSN_STAGE_RCPT, DSN_BOUNCE, "5.1.1" },
-	{ 550, "550 User unknown", DSN_STAGE_RCPT, DSN_BOUNCE, "5.1.1" },
-	{ 553, "553 sender rejected", DSN_STAGE_MAIL, DSN_BOUNCE, "5.1.8" },
+	{ 550, "550 User unknown", DSN_STAGE_RCPT, DSN_BOUNCE, "5.0.0" },
+	{ 553, "553 sender rejected", DSN_STAGE_MAIL, DSN_BOUNCE, "5.0.0" },
 	{ 451, "451 4.3.0 Try again later", DSN_STAGE_MAIL, DSN_DEFER, "4.3.0" },
 	{ 451, "451 5.3.0 class mismatch", DSN_STAGE_DATA, DSN_DEFER, "4.0.0" },
 	{ 421, "421 closing", DSN_STAGE_GREETING, DSN_DEFER, "4.0.0" },
-	{ 354, "354 go ahead", DSN_STAGE_RCPT, DSN_DEFER, "4.1.1" },
+	{ 354, "354 go ahead", DSN_STAGE_RCPT, DSN_DEFER, "4.0.0" },
+	{ 502, "502 HELO refused", DSN_STAGE_HELO, DSN_BOUNCE, "5.0.0" },
 	{ 554, "554 5.7.1 rejected", DSN_STAGE_EOD, DSN_BOUNCE, "5.7.1" },
 };
 

@@ -1501,7 +1501,7 @@ static void test_session_refused(void)
 	is_str(p.why, "", "EHLO and HELO 550: QUIT");
 	ok(r.open_rc == -1 && r.o.cls == DSN_DEFER && strcmp(r.o.status, "4.7.1") == 0,
 	   "EHLO and HELO 550: defer 4.7.1 (the session, not the message, was refused)");
-	has_str(r.o.text, "550 5.7.1 not with HELO either (in reply to EHLO command)",
+	has_str(r.o.text, "550 5.7.1 not with HELO either (in reply to HELO command)",
 		"EHLO and HELO 550: the HELO reply");
 	peer_free(&p);
 

@@ -5,7 +5,7 @@ set -e
 PACKAGES="build-essential autoconf automake libtool pkg-config
 libcurl4-openssl-dev libjansson-dev libssl-dev libmilter-dev
 postfix swaks miltertest python3 openssl ca-certificates jq valgrind clang
-hyperfine iproute2 bsdutils"
+hyperfine iproute2 bsdutils nftables strace"
 
 missing=""
 for p in $PACKAGES; do

@@ -50,24 +50,6 @@ bind_fail(struct outcome *o, const char *src, const char *fmt, ...)
 	return -1;
 }
 
-/* bind_json_wipe - overwrite every string of a document that held credentials */
-static void bind_json_wipe(json_t *v)
-{
-	const char *k;
-	json_t *item;
-	size_t i;
-
-	if (json_is_string(v)) {
-		explicit_bzero((char *)json_string_value(v), json_string_length(v));
-	} else if (json_is_object(v)) {
-		json_object_foreach(v, k, item)
-			bind_json_wipe(item);
-	} else if (json_is_array(v)) {
-		json_array_foreach(v, i, item)
-			bind_json_wipe(item);
-	}
-}
-
 /* bind_string - a non-empty string member, else NULL */
 static const char *bind_string(const json_t *obj, const char *key)
 {
@@ -486,7 +468,7 @@ out:
 		free(names[i]);
 	free(names);
 	if (creds != NULL) {
-		bind_json_wipe(creds);
+		json_wipe(creds);
 		json_decref(creds);
 	}
 	json_decref(formats);
@@ -528,7 +510,7 @@ static json_t *bind_from_dirs(const char *root, const char *src, struct outcome 
 	}
 	free(names);
 	if (rc < 0) {
-		bind_json_wipe(doc);
+		json_wipe(doc);
 		json_decref(doc);
 		return NULL;
 	}
@@ -600,7 +582,7 @@ int bindings_load(const struct config *cfg, struct bindings *b, struct outcome *
 		goto fail;
 	}
 	rc = bind_parse(cfg, root, src, b, o);
-	bind_json_wipe(root);
+	json_wipe(root);
 	json_decref(root);
 	if (rc < 0)
 		goto fail;

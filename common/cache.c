@@ -162,31 +162,13 @@ void cache_key(char key[CACHE_KEY_SIZE], const char *kind, const char *const *pa
 	key[klen + 65] = '\0';
 }
 
-/* cache_json_wipe - overwrite every string in v (tokens, passwords) before it is released */
-static void cache_json_wipe(json_t *v)
-{
-	const char *k;
-	json_t *item;
-	size_t i;
-
-	if (json_is_string(v)) {
-		explicit_bzero((char *)json_string_value(v), json_string_length(v));
-	} else if (json_is_object(v)) {
-		json_object_foreach(v, k, item)
-			cache_json_wipe(item);
-	} else if (json_is_array(v)) {
-		json_array_foreach(v, i, item)
-			cache_json_wipe(item);
-	}
-}
-
 /* cache_entry_free - wipe and release the data; safe twice */
 void cache_entry_free(struct cache_entry *e)
 {
 	if (e->data != NULL) {
 		/* only when nobody else holds it: wiping shared data would change it under them */
 		if (e->data->refcount == 1)
-			cache_json_wipe(e->data);
+			json_wipe(e->data);
 		json_decref(e->data);
 	}
 	memset(e, 0, sizeof(*e));
@@ -299,7 +281,7 @@ static int cache_parse(const char *text, size_t len, struct cache_entry *e, char
 	rc = 0;
 out:
 	if (root != NULL) {
-		cache_json_wipe(root);
+		json_wipe(root);
 		json_decref(root);
 	}
 	return rc;

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <jansson.h>
 
 #include "util.h"
 
@@ -213,4 +214,22 @@ fail:
 	close(fd);
 	free(buf);
 	return NULL;
+}
+
+/* json_wipe - explicit_bzero every string in v, recursively */
+void json_wipe(json_t *v)
+{
+	const char *k;
+	json_t *item;
+	size_t i;
+
+	if (json_is_string(v)) {
+		explicit_bzero((char *)json_string_value(v), json_string_length(v));
+	} else if (json_is_object(v)) {
+		json_object_foreach(v, k, item)
+			json_wipe(item);
+	} else if (json_is_array(v)) {
+		json_array_foreach(v, i, item)
+			json_wipe(item);
+	}
 }

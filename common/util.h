@@ -28,6 +28,10 @@ ssize_t base64_decode(const char *src, size_t len, void *dst, size_t dstsize);
  * "PATH: readable by other users (mode 0644); chmod o-rwx PATH".
  */
 int file_check_private(const char *path, char *errbuf, size_t errlen);
+/* json_wipe - overwrite every string of a JSON document that held secrets, before it is released */
+struct json_t;
+void json_wipe(struct json_t *v);
+
 /* file_read_all - read a whole (small) file, at most max bytes; NUL-terminated; NULL + errbuf on failure */
 char *file_read_all(const char *path, size_t max, size_t *len, char *errbuf, size_t errlen);
 

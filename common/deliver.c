@@ -51,8 +51,12 @@ static int open_tunnel(const struct config *cfg, struct route *rt, struct outcom
 			  rt->dest.name, b->source ? b->source : "no bindings file, no VCAP_SERVICES");
 		return -1;
 	}
-	/* A rejected token (auth reply, REP 05) is fetched again once: it may have been revoked or expired early. */
-	for (attempt = 0; attempt < 2 && r != SOCKS5_OK; attempt++) {
+	/*
+	 * A rejected token (auth reply, REP 05) is fetched again once: it may
+	 * have been revoked or expired early. Nothing else is retried here:
+	 * every other failure defers, and Postfix retries the delivery.
+	 */
+	for (attempt = 0; attempt < 2 && (attempt == 0 || r == SOCKS5_AUTH_REJECTED); attempt++) {
 		if (oauth_token_cached(cfg, &b->connectivity, &http, "connectivity", tenant, &tok, o) < 0)
 			return -1;
 		if (conn_connect(&rt->conn, b->proxy_host, b->proxy_port) < 0) {
@@ -75,18 +79,10 @@ static int open_tunnel(const struct config *cfg, struct route *rt, struct outcom
 	return r == SOCKS5_OK ? 0 : -1;
 }
 
-/*
- * route_tls - the TLS context, made once per delivery and only when TLS
- * may be used: smtp_tls_ca_file/path (else the system store) plus the
- * certificates delivered with the destination (the TrustStoreLocation
- * entry, else every entry that is a certificate), the client certificate,
- * the destination's fingerprint pin checked for form. What weakens
- * verification (tls_policy_resolve) is logged once, as a warning. For
- * implicit TLS (smtps, mail.smtp.ssl.enable=true) also the handshake, once.
- */
-static int route_tls(const struct config *cfg, struct route *rt, struct outcome *o)
+/* deliver_tls_context - the TLS context for d, as every delivery to it makes it */
+int deliver_tls_context(const struct config *cfg, const struct mail_destination *d,
+			SSL_CTX **ctx, struct outcome *o)
 {
-	const struct mail_destination *d = &rt->dest;
 	struct tls_trust trust = { cfg->smtp_tls_ca_file, cfg->smtp_tls_ca_path, 1 };
 	struct tls_extra extra = { NULL, 0, cfg->smtp_tls_cert_file, cfg->smtp_tls_key_file };
 	struct tls_cert_blob *blobs;
@@ -94,41 +90,59 @@ static int route_tls(const struct config *cfg, struct route *rt, struct outcome 
 	char err[512];
 	size_t i, n = 0;
 
+	*ctx = NULL;
+	tls_policy_resolve(cfg, d, &tp);
+	if (tp.peer.fingerprints
+	    && tls_fingerprints_check(tp.peer.fingerprints, err, sizeof(err)) < 0) {
+		dsn_defer(o, "4.3.5", "TLS configuration: %s of destination %s: %s",
+			  d->ssl_fingerprint ? "mail.smtp.ssl.fingerprint" : "smtp_tls_fingerprint",
+			  d->name, err);
+		return -1;
+	}
+	blobs = xcalloc(d->ncertificates + 1, sizeof(*blobs));
+	for (i = 0; i < d->ncertificates; i++) {
+		const struct dest_certificate *c = &d->certificates[i];
+
+		if (c->content == NULL || (d->trust_store_location != NULL
+		    && (c->name == NULL || strcmp(c->name, d->trust_store_location) != 0)))
+			continue;
+		blobs[n].name = c->name;
+		blobs[n].base64 = c->content;
+		blobs[n++].optional = d->trust_store_location == NULL;
+	}
+	if (d->trust_store_location != NULL && n == 0) {
+		free(blobs);
+		dsn_defer(o, "4.3.5", "TLS configuration: destination %s: TrustStoreLocation %s "
+			  "names none of the certificates delivered with it", d->name,
+			  d->trust_store_location);
+		return -1;
+	}
+	extra.certs = blobs;
+	extra.ncerts = n;
+	*ctx = tls_ctx_new_extra(&trust, &extra, err, sizeof(err));
+	free(blobs);
+	if (*ctx == NULL) {
+		dsn_defer(o, "4.7.5", "TLS configuration: %s", err);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * route_tls - the TLS context, made once per delivery and only when TLS
+ * may be used (deliver_tls_context); what weakens verification
+ * (tls_policy_resolve) is logged once, as a warning. For implicit TLS
+ * (smtps, mail.smtp.ssl.enable=true) also the handshake, once.
+ */
+static int route_tls(const struct config *cfg, struct route *rt, struct outcome *o)
+{
+	const struct mail_destination *d = &rt->dest;
+	struct tls_policy tp;
+
 	tls_policy_resolve(cfg, d, &tp);
 	if (rt->tls_ctx == NULL) {
-		if (tp.peer.fingerprints
-		    && tls_fingerprints_check(tp.peer.fingerprints, err, sizeof(err)) < 0) {
-			dsn_defer(o, "4.3.5", "TLS configuration: %s of destination %s: %s",
-				  d->ssl_fingerprint ? "mail.smtp.ssl.fingerprint" : "smtp_tls_fingerprint",
-				  d->name, err);
+		if (deliver_tls_context(cfg, d, &rt->tls_ctx, o) < 0)
 			return -1;
-		}
-		blobs = xcalloc(d->ncertificates + 1, sizeof(*blobs));
-		for (i = 0; i < d->ncertificates; i++) {
-			const struct dest_certificate *c = &d->certificates[i];
-
-			if (c->content == NULL || (d->trust_store_location != NULL
-			    && (c->name == NULL || strcmp(c->name, d->trust_store_location) != 0)))
-				continue;
-			blobs[n].name = c->name;
-			blobs[n].base64 = c->content;
-			blobs[n++].optional = d->trust_store_location == NULL;
-		}
-		if (d->trust_store_location != NULL && n == 0) {
-			free(blobs);
-			dsn_defer(o, "4.3.5", "TLS configuration: destination %s: TrustStoreLocation %s "
-				  "names none of the certificates delivered with it", d->name,
-				  d->trust_store_location);
-			return -1;
-		}
-		extra.certs = blobs;
-		extra.ncerts = n;
-		rt->tls_ctx = tls_ctx_new_extra(&trust, &extra, err, sizeof(err));
-		free(blobs);
-		if (rt->tls_ctx == NULL) {
-			dsn_defer(o, "4.7.5", "TLS configuration: %s", err);
-			return -1;
-		}
 		if (tp.warnings[0])
 			log_warn("destination %s: %s", d->name, tp.warnings);
 	}
@@ -148,7 +162,8 @@ static int open_route(const struct config *cfg, const char *name, struct route *
 
 	if (bindings_load(cfg, &rt->bind, o) < 0)
 		return -1;
-	if (dest_resolve_until(cfg, &rt->bind, name, rt->conn.deadline, d, o) < 0)
+	/* not found (DEST_NOT_FOUND) defers as any other failure: the milter refuses */
+	if (dest_resolve_until(cfg, &rt->bind, name, rt->conn.deadline, d, o) != 0)
 		return -1;
 	snprintf(rt->relay, sizeof(rt->relay), "%s:%u", d->host, d->port);
 	if (d->onpremise) {
@@ -166,30 +181,22 @@ static int open_route(const struct config *cfg, const char *name, struct route *
 	return 0;
 }
 
-/*
- * session_options - SMTP options for the route: TLS per tls_policy_resolve()
- * (smtp_tls_security_level and the destination's hints), AUTH per the
- * destination (XOAUTH2 with the token of an OAuth2* destination, PLAIN or
- * LOGIN with mail.user and mail.password; none for NoAuthentication or
- * mail.smtp.auth=false), and TLS raised to "encrypt" when credentials
- * would otherwise travel in clear: always over the Internet, through the
- * proxy tunnel only with smtp_auth_plaintext_onpremise=no (the Cloud
- * Connector hop may do TLS itself: "TCP TLS").
- */
-static void session_options(const struct config *cfg, const struct route *rt,
-			    const char *helo, struct smtp_options *opt)
+/* deliver_smtp_options - the SMTP options of a session with d's relay */
+void deliver_smtp_options(const struct config *cfg, const struct mail_destination *d,
+			  const char *relay_name, const char *helo, SSL_CTX *ctx,
+			  struct smtp_options *opt)
 {
-	const struct mail_destination *d = &rt->dest;
 	int oauth = d->authentication != NULL && strncasecmp(d->authentication, "OAuth2", 6) == 0;
 	int plaintext_ok = d->onpremise && cfg->smtp_auth_plaintext_onpremise;
 	struct tls_policy tp;
 
 	memset(opt, 0, sizeof(*opt));
 	opt->helo_name = helo;
-	opt->relay_name = rt->relay;
+	opt->relay_name = relay_name;
 	tls_policy_resolve(cfg, d, &tp);
 	opt->tls_level = tp.level;
 	opt->tls_required_by = tp.required_by;
+	opt->tls_ctx = ctx;
 	opt->implicit_tls = tp.implicit;
 	opt->tls_sni = tp.peer.sni;
 	opt->tls_verify_name = tp.peer.name ? tp.peer.name : d->host;
@@ -230,6 +237,16 @@ static void session_options(const struct config *cfg, const struct route *rt,
 	}
 }
 
+/* deliver_helo_name - smtp_helo_name, else the host name, else "localhost" */
+void deliver_helo_name(const struct config *cfg, char *buf, size_t size)
+{
+	if (cfg->smtp_helo_name[0] != '\0')
+		str_copy(buf, cfg->smtp_helo_name, size);
+	else if (gethostname(buf, size) < 0 || buf[0] == '\0')
+		str_copy(buf, "localhost", size);
+	buf[size - 1] = '\0';
+}
+
 /* log_recipient - "to=<r>, relay=..., delay=..., dsn=..., status=... (text)" */
 static void log_recipient(const struct delivery *dl, const struct route *rt, const char *rcpt,
 			  const struct outcome *r, double start)
@@ -258,13 +275,8 @@ void deliver(const struct config *cfg, const struct delivery *dl,
 	if (open_route(cfg, dl->destination, rt, o) < 0)
 		goto done;
 
-	if (cfg->smtp_helo_name[0] != 0)
-		str_copy(helo, cfg->smtp_helo_name, sizeof(helo));
-	else if (gethostname(helo, sizeof(helo)) < 0 || helo[0] == 0)
-		str_copy(helo, "localhost", sizeof(helo));
-	helo[sizeof(helo) - 1] = 0;
-
-	session_options(cfg, rt, helo, &opt);
+	deliver_helo_name(cfg, helo, sizeof(helo));
+	deliver_smtp_options(cfg, &rt->dest, rt->relay, helo, rt->tls_ctx, &opt);
 	if (opt.tls_level != TLS_LEVEL_NONE && route_tls(cfg, rt, o) < 0)
 		goto done;
 	opt.tls_ctx = rt->tls_ctx;

@@ -10,14 +10,23 @@
  * MAIL, a supported ProxyType, a host and a numeric port, booleans that are
  * true or false, and no CR, LF or NUL in any value (values end up in SMTP
  * commands and the proxy handshake). dest_resolve() returns 0 with d
- * filled, or -1 with a deferred outcome: 4.3.5 when the destination is
- * missing or wrong (an operator fixes it), 4.7.0 when the Destination
- * Service refuses our token, 4.4.3 when it cannot be reached or fails.
- * The relay password and tokens are wiped by dest_free().
+ * filled; DEST_NOT_FOUND when no source of the chain has the name (an
+ * answer, outcome 4.3.5 "destination NAME not found ..."); or -1 with a
+ * deferred outcome: 4.3.5 when the destination is wrong (an operator fixes
+ * it), 4.7.0 when the Destination Service refuses our token, 4.4.3 when it
+ * cannot be reached or fails. The relay password, tokens and delivered
+ * certificates (a key store may hold a private key) are wiped by
+ * dest_free().
+ *
+ * The Find response's certificates[] come along with the destination:
+ * at most DEST_CERT_MAX entries, each base64 of at most 64 KiB; anything
+ * else defers 4.3.5 naming the destination and the certificate, as a
+ * wrong property does. Whether they are certificates is tls.c's question.
  *
  * Destination Service answers are cached (cache.c) under the name, the
  * service URI, the binding's token URL and client id, the tenant and the
- * selection: for destination_cache_ttl (shorter when an OAuth token inside
+ * selection, as {"properties", "subscriber", "auth_token", "certificates"}:
+ * for destination_cache_ttl (shorter when an OAuth token inside
  * expires sooner) and, past that, for destination_stale_ttl while the
  * service cannot be reached, times out or fails with a 5xx; never after a
  * 404, which is an answer. Tenants: subscriberFirst asks with the
@@ -46,6 +55,9 @@
 #define DEST_HOST_MAX 255		/* SOCKS5 ATYP 03 length byte */
 #define DEST_LOCATION_MAX 189		/* base64 of it must fit one length byte */
 #define DEST_FIND_PATH "/destination-configuration/v1/destinations/"
+#define DEST_CERT_MAX 16		/* certificates[] entries of one destination */
+#define DEST_CERT_SIZE_MAX (64 * 1024)	/* one certificate file, decoded */
+#define DEST_CERT_NAME_MAX 200
 
 /* dest_get - a property value; NULL when absent or empty */
 static const char *dest_get(const json_t *props, const char *key)
@@ -160,6 +172,15 @@ static json_t *dest_flatten(const json_t *props)
 	return flat;
 }
 
+/* dest_has_control - a byte no host name has: space, control characters, DEL */
+static int dest_has_control(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s <= 0x20 || *s == 0x7f)
+			return 1;
+	return 0;
+}
+
 /* dest_fill - the checks and copies of dest_from_properties on a flat object */
 static int dest_fill(const json_t *props, struct mail_destination *d, struct outcome *o)
 {
@@ -233,7 +254,7 @@ static int dest_fill(const json_t *props, struct mail_destination *d, struct out
 			  d->smtps ? "mail.smtps.host or mail.smtp.host" : "mail.smtp.host");
 		return -1;
 	}
-	if (strlen(host) > DEST_HOST_MAX || strpbrk(host, " \t") != NULL) {
+	if (strlen(host) > DEST_HOST_MAX || dest_has_control(host)) {
 		dsn_defer(o, "4.3.5", "destination %s: the relay host is not a valid host name",
 			  name);
 		return -1;
@@ -320,7 +341,7 @@ int dest_from_properties(const json_t *props, const char *source,
 }
 
 /* dest_entry_name - the name of one destinations file entry, NULL if none */
-static const char *dest_entry_name(const json_t *entry)
+const char *dest_entry_name(const json_t *entry)
 {
 	const json_t *orig = json_object_get(entry, "originalProperties");
 	const char *name = json_string_value(json_object_get(entry, "Name"));
@@ -334,7 +355,7 @@ static const char *dest_entry_name(const json_t *entry)
 
 /*
  * dest_from_file - look name up in the destinations file. Returns 0 with d
- * filled, 1 when the file has no such destination, -1 on error.
+ * filled, DEST_NOT_FOUND when the file has no such destination, -1 on error.
  */
 static int dest_from_file(const char *path, const char *name, struct mail_destination *d,
 			  struct outcome *o)
@@ -390,7 +411,7 @@ static int dest_from_file(const char *path, const char *name, struct mail_destin
 	}
 	if (found == NULL) {
 		json_decref(root);
-		return 1;
+		return DEST_NOT_FOUND;
 	}
 	snprintf(source, sizeof(source), "destinations file %s", path);
 	rc = dest_from_properties(found, source, d, o);
@@ -444,8 +465,8 @@ static void dest_json_free(json_t *v)
 /*
  * dest_from_config - a destination declared in the configuration file
  * (destination.NAME.PROPERTY lines). Type defaults to MAIL. Returns 0 with
- * d filled, 1 when the configuration declares no such destination, -1 on
- * error.
+ * d filled, DEST_NOT_FOUND when the configuration declares no such
+ * destination, -1 on error.
  */
 static int dest_from_config(const struct config *cfg, const char *name,
 			    struct mail_destination *d, struct outcome *o)
@@ -474,7 +495,7 @@ static int dest_from_config(const struct config *cfg, const char *name,
 		json_object_set_new(props, dp->property, v);
 	}
 	if (props == NULL)
-		return 1;
+		return DEST_NOT_FOUND;
 	if (json_object_get(props, "Type") == NULL)
 		json_object_set_new(props, "Type", json_string("MAIL"));
 	snprintf(source, sizeof(source), "configuration file %s",
@@ -485,7 +506,8 @@ static int dest_from_config(const struct config *cfg, const char *name,
 }
 
 /* dest_service_error - " (ErrorMessage)" from a Destination Service error body, or "" */
-static void dest_service_error(const struct http_response *resp, char *buf, size_t size)
+static void dest_service_error(const struct http_response *resp, const struct oauth_token *tok,
+			       char *buf, size_t size)
 {
 	const char *msg = NULL;
 	char m[200];
@@ -499,13 +521,14 @@ static void dest_service_error(const struct http_response *resp, char *buf, size
 		msg = json_string_value(json_object_get(root, "ErrorMessage"));
 	if (msg != NULL) {
 		str_printable(m, sizeof(m), msg, strlen(msg));
+		str_redact(m, sizeof(m), tok->access_token);	/* a service that echoes the token */
 		snprintf(buf, size, " (%s)", m);
 	}
 	json_decref(root);
 }
 
 /* fetch results of the Destination Service beyond cache.h's */
-#define DEST_NOT_FOUND (-3)	/* 404 for every tenant asked */
+#define DEST_FETCH_NOT_FOUND (-3)	/* 404 for every tenant asked */
 
 /* one Destination Service lookup: what the cache's fetch callback needs */
 struct dest_lookup {
@@ -564,12 +587,12 @@ static int dest_get_once(struct dest_lookup *l, const char *url, size_t blen,
 	} else if (resp.status == 404) {
 		ret = 1;
 	} else if (resp.status == 401) {
-		dest_service_error(&resp, why, sizeof(why));
+		dest_service_error(&resp, tok, why, sizeof(why));
 		dsn_defer(o, "4.7.0", "Destination Service %.*s: find %s: HTTP 401%s", (int)blen,
 			  url, l->name, why);
 		ret = 2;
 	} else if (resp.status == 403) {
-		dest_service_error(&resp, why, sizeof(why));
+		dest_service_error(&resp, tok, why, sizeof(why));
 		dsn_defer(o, "4.7.0", "Destination Service %.*s: find %s: HTTP 403%s", (int)blen,
 			  url, l->name, why);
 		ret = CACHE_FAIL;
@@ -577,7 +600,7 @@ static int dest_get_once(struct dest_lookup *l, const char *url, size_t blen,
 		/* 5xx (after the retries), and 4xx we cannot act on; 429 may go away */
 		if (resp.status < 500 && resp.status != 429)
 			ret = CACHE_FAIL;
-		dest_service_error(&resp, why, sizeof(why));
+		dest_service_error(&resp, tok, why, sizeof(why));
 		dsn_defer(o, "4.4.3", "Destination Service %.*s: find %s: HTTP %ld%s", (int)blen,
 			  url, l->name, resp.status, why);
 	}
@@ -682,6 +705,140 @@ static json_t *dest_auth_token(const json_t *root, const char *name)
 			 (json_int_t)(in >= 0 ? time(NULL) + in : 0));
 }
 
+/*
+ * dest_cert_content - the base64 Content of one certificates[] entry
+ * without its white space (the service may wrap it), checked: decodes, at
+ * most DEST_CERT_SIZE_MAX bytes. Returns a new string, or NULL with why set.
+ */
+static char *dest_cert_content(const char *content, const char **why)
+{
+	size_t i, n = 0, len = strlen(content);
+	char *clean = xmalloc(len + 1);
+	unsigned char *raw;
+	ssize_t rlen;
+
+	for (i = 0; i < len; i++)
+		if (strchr(" \t\r\n", content[i]) == NULL)
+			clean[n++] = content[i];
+	clean[n] = '\0';
+	*why = NULL;
+	if (n == 0)
+		*why = "no Content";
+	else if (n / 4 * 3 > DEST_CERT_SIZE_MAX + 2)
+		*why = "larger than 64 KiB decoded";
+	if (*why != NULL) {
+		free(clean);
+		return NULL;
+	}
+	raw = xmalloc(n / 4 * 3 + 3);
+	rlen = base64_decode(clean, n, raw, n / 4 * 3 + 3);
+	/* a key store may hold a private key */
+	explicit_bzero(raw, n / 4 * 3 + 3);
+	free(raw);
+	if (rlen <= 0)
+		*why = "Content is not valid base64";
+	else if (rlen > DEST_CERT_SIZE_MAX)
+		*why = "larger than 64 KiB decoded";
+	if (*why != NULL) {
+		explicit_bzero(clean, n);
+		free(clean);
+		return NULL;
+	}
+	return clean;
+}
+
+/*
+ * dest_certificates - certificates[] of a Find response (or of a cache
+ * entry) into d: at most DEST_CERT_MAX objects with a Name, a Type and a
+ * base64 Content of at most DEST_CERT_SIZE_MAX bytes; absent or null means
+ * none. Whether Content is a certificate is tls.c's question, when it is
+ * used. Returns 0, or -1 with a 4.3.5 outcome naming the destination and
+ * the certificate (d keeps what it had; dest_free releases it).
+ */
+static int dest_certificates(const json_t *certs, struct mail_destination *d,
+			     struct outcome *o)
+{
+	const json_t *item;
+	size_t i, n;
+
+	if (certs == NULL || json_is_null(certs))
+		return 0;
+	if (!json_is_array(certs)) {
+		dsn_defer(o, "4.3.5", "destination %s: certificates is not an array", d->name);
+		return -1;
+	}
+	if ((n = json_array_size(certs)) > DEST_CERT_MAX) {
+		dsn_defer(o, "4.3.5", "destination %s: %zu certificates delivered with it, at most "
+			  "%d are accepted", d->name, n, DEST_CERT_MAX);
+		return -1;
+	}
+	if (n == 0)
+		return 0;
+	d->certificates = xcalloc(n, sizeof(*d->certificates));
+	json_array_foreach(certs, i, item) {
+		const json_t *jname = json_object_get(item, "Name");
+		const json_t *jtype = json_object_get(item, "Type");
+		const char *name = json_string_value(jname), *type = json_string_value(jtype);
+		const char *content = json_string_value(json_object_get(item, "Content"));
+		const char *why = NULL, *p;
+		char label[DEST_CERT_NAME_MAX + 32], *clean = NULL;
+
+		if (name != NULL && *name != '\0')
+			str_printable(label, sizeof(label), name, strlen(name));
+		else
+			snprintf(label, sizeof(label), "certificates[%zu]", i);
+		for (p = name; p != NULL && *p != '\0' && (unsigned char)*p >= 0x20 && *p != 0x7f;
+		     p++)
+			;
+		if (!json_is_object(item))
+			why = "not an object";
+		else if ((jname != NULL && !json_is_string(jname))
+			 || (jtype != NULL && !json_is_string(jtype)))
+			why = "Name or Type is not a string";
+		else if (name != NULL && (*p != '\0' || strlen(name) > DEST_CERT_NAME_MAX
+					  || strlen(name) != json_string_length(jname)))
+			why = "Name too long or with control characters";
+		else if (content == NULL)
+			why = "no Content";
+		else
+			clean = dest_cert_content(content, &why);
+		if (clean == NULL) {
+			dsn_defer(o, "4.3.5", "destination %s: certificate %s: %s", d->name, label,
+				  why);
+			return -1;
+		}
+		d->certificates[i].name = name != NULL && *name != '\0' ? xstrdup(name) : NULL;
+		d->certificates[i].type = type != NULL && *type != '\0' ? xstrdup(type) : NULL;
+		d->certificates[i].content = clean;
+		d->ncertificates = i + 1;
+	}
+	log_debug("destination %s: %zu certificate%s delivered with it", d->name, n,
+		  n == 1 ? "" : "s");
+	return 0;
+}
+
+/* dest_certificates_json - d's certificates as the cache keeps them; NULL when none */
+static json_t *dest_certificates_json(const struct mail_destination *d)
+{
+	json_t *arr, *item;
+	size_t i;
+
+	if (d->ncertificates == 0)
+		return NULL;
+	arr = json_array();
+	for (i = 0; i < d->ncertificates; i++) {
+		const struct dest_certificate *c = &d->certificates[i];
+
+		item = json_pack("{s:s}", "Content", c->content);
+		if (c->name != NULL)
+			json_object_set_new(item, "Name", json_string(c->name));
+		if (c->type != NULL)
+			json_object_set_new(item, "Type", json_string(c->type));
+		json_array_append_new(arr, item);
+	}
+	return arr;
+}
+
 /* dest_fetch_cb - cache_fetch_fn: Find for the tenants of destination_selection */
 static int dest_fetch_cb(void *arg, struct cache_entry *fresh, struct outcome *o)
 {
@@ -690,7 +847,7 @@ static int dest_fetch_cb(void *arg, struct cache_entry *fresh, struct outcome *o
 	unsigned order[2];
 	size_t n = 0, i;
 	struct mail_destination check;
-	json_t *root = NULL, *conf, *token;
+	json_t *root = NULL, *conf, *token, *certs;
 	time_t now, expires, tok_exp;
 	int rc = 1, margin;
 
@@ -727,19 +884,25 @@ static int dest_fetch_cb(void *arg, struct cache_entry *fresh, struct outcome *o
 		else
 			dsn_defer(o, "4.3.5", "destination %s not found in the Destination Service",
 				  l->name);
-		return DEST_NOT_FOUND;
+		return DEST_FETCH_NOT_FOUND;
 	}
 	if (rc == CACHE_TRANSIENT && l->http.deadline > 0 && conn_now() + 1 >= l->http.deadline)
 		return CACHE_OUT_OF_TIME;	/* this process's deadline, not the service */
 	if (rc < 0)
 		return rc;
 
-	/* only what passes the checks is cached */
+	/* only what passes the checks is cached; certificates without white space */
 	conf = json_object_get(root, "destinationConfiguration");
 	if (dest_from_properties(conf, "Destination Service", &check, o) < 0) {
 		dest_json_free(root);
 		return CACHE_FAIL;
 	}
+	if (dest_certificates(json_object_get(root, "certificates"), &check, o) < 0) {
+		dest_free(&check);
+		dest_json_free(root);
+		return CACHE_FAIL;
+	}
+	certs = dest_certificates_json(&check);
 	dest_free(&check);
 	now = time(NULL);
 	expires = now + cfg->destination_cache_ttl;
@@ -767,11 +930,14 @@ static int dest_fetch_cb(void *arg, struct cache_entry *fresh, struct outcome *o
 	dest_json_free(root);
 	if (fresh->data == NULL) {
 		dest_json_free(token);
+		dest_json_free(certs);
 		dsn_defer(o, "4.3.0", "destination %s: out of memory", l->name);
 		return CACHE_FAIL;
 	}
 	if (token != NULL)
 		json_object_set_new(fresh->data, "auth_token", token);
+	if (certs != NULL)
+		json_object_set_new(fresh->data, "certificates", certs);
 	return 0;
 }
 
@@ -785,6 +951,10 @@ static int dest_take_entry(const struct cache_entry *e, struct mail_destination 
 
 	if (!json_is_object(props) || dest_from_properties(props, "Destination Service", d, o) < 0)
 		return -1;
+	if (dest_certificates(json_object_get(e->data, "certificates"), d, o) < 0) {
+		dest_free(d);
+		return -1;
+	}
 	d->tenant_is_subscriber = json_is_true(json_object_get(e->data, "subscriber"));
 	d->cache_age = e->hit ? (long)(time(NULL) - e->stored_at) : -1;
 	d->stale = e->stale;
@@ -804,8 +974,8 @@ static int dest_take_entry(const struct cache_entry *e, struct mail_destination 
 
 /*
  * dest_from_service - find name in the Destination Service, through the
- * cache. Returns 0 with d filled, 1 when not found (outcome set), -1 on
- * error.
+ * cache. Returns 0 with d filled, DEST_NOT_FOUND when not found (outcome
+ * set), -1 on error.
  */
 static int dest_from_service(const struct config *cfg, const struct bindings *b,
 			     const char *name, double deadline, struct mail_destination *d,
@@ -850,8 +1020,8 @@ static int dest_from_service(const struct config *cfg, const struct bindings *b,
 		until = conn_now() + 2 * http_budget(&l.http);
 		req.lock_deadline = deadline > 0 && deadline < until ? deadline : until;
 		rc = cache_get(&cache, &req, dest_fetch_cb, &l, &e, o);
-		if (rc == DEST_NOT_FOUND) {
-			rc = 1;
+		if (rc == DEST_FETCH_NOT_FOUND) {
+			rc = DEST_NOT_FOUND;
 			break;
 		}
 		if (rc < 0) {
@@ -902,12 +1072,12 @@ int dest_resolve_until(const struct config *cfg, const struct bindings *b, const
 	}
 	if (have_file) {
 		rc = dest_from_file(file, name, d, o);
-		if (rc <= 0)
+		if (rc != DEST_NOT_FOUND)
 			goto done;
 	}
 	if (have_conf) {
 		rc = dest_from_config(cfg, name, d, o);
-		if (rc <= 0)
+		if (rc != DEST_NOT_FOUND)
 			goto done;
 	}
 	where[0] = '\0';
@@ -919,13 +1089,13 @@ int dest_resolve_until(const struct config *cfg, const struct bindings *b, const
 			 cfg->path ? cfg->path : "(defaults)");
 	if (b->have_destination) {
 		rc = dest_from_service(cfg, b, name, deadline, d, o);
-		if (rc == 1 && where[0] != '\0') {
+		if (rc == DEST_NOT_FOUND && where[0] != '\0') {
 			char service[DSN_TEXT_SIZE];
 
 			str_copy(service, o->text, sizeof(service));
 			dsn_defer(o, "4.3.5", "%s nor in %s", service, where);
 		}
-		if (rc != 0)
+		if (rc != 0 && rc != DEST_NOT_FOUND)
 			rc = -1;
 		goto done;
 	}
@@ -935,7 +1105,7 @@ int dest_resolve_until(const struct config *cfg, const struct bindings *b, const
 	else
 		dsn_defer(o, "4.3.5", "destination %s not found (no destinations file, "
 			  "no Destination Service binding)", name);
-	return -1;
+	return DEST_NOT_FOUND;
 done:
 	if (rc == 0)
 		log_debug("destination %s from %s%s: relay %s:%u%s%s", d->name, d->source,
@@ -974,7 +1144,7 @@ void dest_free(struct mail_destination *d)
 
 		free(c->name);
 		free(c->type);
-		free(c->content);
+		dest_wipe(&c->content);		/* a key store may hold a private key */
 	}
 	free(d->certificates);
 	d->certificates = NULL;

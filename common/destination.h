@@ -11,9 +11,11 @@
  * (mail.smtp.from, mail.from) and the smtps variants are understood.
  *
  * Failures defer (an operator can fix them): not found -> 4.3.5 naming the
- * destination; not MAIL, no host or port -> 4.3.5; service unreachable,
- * timeout, 5xx -> 4.4.3 (unless an expired cached copy may stand in);
- * 401 (after one new token)/403 -> 4.7.0.
+ * destination, and dest_resolve() returns DEST_NOT_FOUND so that callers
+ * tell "no such destination" from "unusable" without reading the text;
+ * not MAIL, no host or port, bad certificates[] -> 4.3.5; service
+ * unreachable, timeout, 5xx -> 4.4.3 (unless an expired cached copy may
+ * stand in); 401 (after one new token)/403 -> 4.7.0.
  */
 #ifndef BTPRELAY_DESTINATION_H
 #define BTPRELAY_DESTINATION_H
@@ -68,9 +70,11 @@ struct mail_destination {
 	char *trust_store_location;	/* TrustStoreLocation: which certificates[] entry to trust */
 
 	/*
-	 * certificates[] of the Find response, as sent (Content is base64 of a
-	 * PEM or DER file); trusted for the relay by tls.c. Filled where the
-	 * Find response is parsed; freed by dest_free.
+	 * certificates[] of the Find response (Content is base64 of a PEM or
+	 * DER file, white space removed, checked to decode to at most 64 KiB;
+	 * at most 16 entries); trusted for the relay by tls.c. Filled from the
+	 * Find response and from the destination cache; Content wiped and
+	 * everything freed by dest_free.
 	 */
 	struct dest_certificate {
 		char *name;		/* Name */
@@ -87,7 +91,22 @@ struct mail_destination {
  */
 int dest_from_properties(const json_t *props, const char *source,
 			 struct mail_destination *d, struct outcome *o);
-/* dest_resolve - the lookup chain for name */
+/*
+ * dest_resolve's answer when no source of the lookup chain (destinations
+ * file, configuration, Destination Service for every tenant asked) has a
+ * destination of that name: the outcome is set (4.3.5 "destination NAME not
+ * found ..."), d holds nothing. Not found is an answer, not an error, but
+ * a delivery still defers on it: callers that only deliver test "!= 0".
+ */
+#define DEST_NOT_FOUND 1
+
+/* dest_entry_name - an entry's name in the destinations format: Name, originalProperties.Name or name */
+const char *dest_entry_name(const json_t *entry);
+/*
+ * dest_resolve - the lookup chain for name: 0 with d filled (free it with
+ * dest_free), DEST_NOT_FOUND, or -1 with a deferred outcome (found but
+ * unusable, a broken source, the Destination Service failing)
+ */
 int dest_resolve(const struct config *cfg, const struct bindings *b, const char *name,
 		 struct mail_destination *d, struct outcome *o);
 /*

@@ -1,6 +1,15 @@
 /*
  * http - one bounded HTTP(S) request through libcurl.
  *
+ * libcurl is not linked: it is loaded with dlopen() when the first request
+ * is made (http_global_init). A delivery with the token and the destination
+ * cached makes no request, and libcurl with its two dozen libraries (GnuTLS,
+ * Kerberos, LDAP, SSH, RTMP, ...) would be most of the process's start-up
+ * time and of its memory. The headers still give the types and constants;
+ * the functions come from a table of pointers filled by dlsym() (libcurl
+ * keeps its ABI within the soname libcurl.so.4). When libcurl cannot be
+ * loaded, every request fails with a text that says so and resp->local set.
+ *
  * Each try uses its own easy handle: a few calls per delivery do not
  * justify connection reuse, and a fresh handle carries no state from one
  * call to the next. The timeout covers each whole try, only http and https
@@ -14,7 +23,9 @@
  * resp->error otherwise ("connection refused", "timed out after 10 s",
  * "TLS: ..."). The body may hold a token: http_response_free() wipes it.
  */
+#include <dlfcn.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -34,15 +45,82 @@
 #define HTTP_USER_AGENT "btprelay"
 #endif
 
-static int http_initialized;
+#ifndef HTTP_LIBCURL
+#define HTTP_LIBCURL "libcurl.so.4"	/* the soname libcurl-dev's libcurl.so points to */
+#endif
 
-/* http_global_init - once per process, before threads */
+/* the libcurl functions http.c calls, from dlsym() */
+static struct curl_api {
+	CURLcode (*global_init)(long flags);
+	CURL *(*easy_init)(void);
+	CURLcode (*easy_setopt)(CURL *curl, CURLoption option, ...);
+	CURLcode (*easy_perform)(CURL *curl);
+	CURLcode (*easy_getinfo)(CURL *curl, CURLINFO info, ...);
+	const char *(*easy_strerror)(CURLcode rc);
+	void (*easy_cleanup)(CURL *curl);
+	struct curl_slist *(*slist_append)(struct curl_slist *list, const char *s);
+	void (*slist_free_all)(struct curl_slist *list);
+} curl_api;
+
+static const struct {
+	const char *name;
+	size_t offset;
+} curl_symbols[] = {
+	{ "curl_global_init", offsetof(struct curl_api, global_init) },
+	{ "curl_easy_init", offsetof(struct curl_api, easy_init) },
+	{ "curl_easy_setopt", offsetof(struct curl_api, easy_setopt) },
+	{ "curl_easy_perform", offsetof(struct curl_api, easy_perform) },
+	{ "curl_easy_getinfo", offsetof(struct curl_api, easy_getinfo) },
+	{ "curl_easy_strerror", offsetof(struct curl_api, easy_strerror) },
+	{ "curl_easy_cleanup", offsetof(struct curl_api, easy_cleanup) },
+	{ "curl_slist_append", offsetof(struct curl_api, slist_append) },
+	{ "curl_slist_free_all", offsetof(struct curl_api, slist_free_all) },
+};
+
+static int http_initialized;		/* 1 = loaded and initialized, -1 = failed */
+static char http_load_error[200];	/* why libcurl is not there */
+
+/* http_load - dlopen libcurl and fill curl_api; -1 with http_load_error set */
+static int http_load(void)
+{
+	void *lib = dlopen(HTTP_LIBCURL, RTLD_NOW | RTLD_LOCAL), *fn;
+	const char *why;
+	size_t i;
+
+	if (lib == NULL) {
+		why = dlerror();
+		snprintf(http_load_error, sizeof(http_load_error),
+			 "cannot load libcurl: %s (install libcurl4)", why ? why : HTTP_LIBCURL);
+		return -1;
+	}
+	for (i = 0; i < sizeof(curl_symbols) / sizeof(curl_symbols[0]); i++) {
+		if ((fn = dlsym(lib, curl_symbols[i].name)) == NULL) {
+			snprintf(http_load_error, sizeof(http_load_error),
+				 "cannot load libcurl: %s has no %s", HTTP_LIBCURL,
+				 curl_symbols[i].name);
+			dlclose(lib);
+			return -1;
+		}
+		/* POSIX: a function's address from dlsym() fits a function pointer */
+		memcpy((char *)&curl_api + curl_symbols[i].offset, &fn, sizeof(fn));
+	}
+	if (curl_api.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		snprintf(http_load_error, sizeof(http_load_error),
+			 "cannot initialize libcurl (curl_global_init failed)");
+		return -1;		/* lib stays loaded: libcurl may have started threads */
+	}
+	return 0;
+}
+
+/*
+ * http_global_init - load and initialize libcurl, once per process; before
+ * threads in a threaded program, by the first request otherwise. A failure
+ * is remembered: every request then says why.
+ */
 void http_global_init(void)
 {
-	if (!http_initialized) {
-		curl_global_init(CURL_GLOBAL_DEFAULT);
-		http_initialized = 1;
-	}
+	if (http_initialized == 0 && (http_initialized = http_load() == 0 ? 1 : -1) < 0)
+		log_warn("%s", http_load_error);
 }
 
 struct http_sink {
@@ -99,9 +177,9 @@ static void http_describe(CURL *curl, CURLcode rc, const char *errbuf, int timeo
 			  struct http_response *resp)
 {
 	long os_errno = 0;
-	const char *detail = errbuf[0] ? errbuf : curl_easy_strerror(rc);
+	const char *detail = errbuf[0] ? errbuf : curl_api.easy_strerror(rc);
 
-	curl_easy_getinfo(curl, CURLINFO_OS_ERRNO, &os_errno);
+	curl_api.easy_getinfo(curl, CURLINFO_OS_ERRNO, &os_errno);
 	switch (rc) {
 	case CURLE_OPERATION_TIMEDOUT:
 		resp->timed_out = 1;
@@ -171,10 +249,10 @@ static int http_set_client_cert(CURL *curl, const struct http_options *opt,
 	key.data = (void *)opt->client_key_pem;
 	key.len = strlen(opt->client_key_pem);
 	key.flags = CURL_BLOB_COPY;
-	if (curl_easy_setopt(curl, CURLOPT_SSLCERT_BLOB, &cert) != CURLE_OK
-	    || curl_easy_setopt(curl, CURLOPT_SSLCERTTYPE, "PEM") != CURLE_OK
-	    || curl_easy_setopt(curl, CURLOPT_SSLKEY_BLOB, &key) != CURLE_OK
-	    || curl_easy_setopt(curl, CURLOPT_SSLKEYTYPE, "PEM") != CURLE_OK) {
+	if (curl_api.easy_setopt(curl, CURLOPT_SSLCERT_BLOB, &cert) != CURLE_OK
+	    || curl_api.easy_setopt(curl, CURLOPT_SSLCERTTYPE, "PEM") != CURLE_OK
+	    || curl_api.easy_setopt(curl, CURLOPT_SSLKEY_BLOB, &key) != CURLE_OK
+	    || curl_api.easy_setopt(curl, CURLOPT_SSLKEYTYPE, "PEM") != CURLE_OK) {
 		snprintf(resp->error, sizeof(resp->error),
 			 "libcurl cannot use a client certificate from memory");
 		return -1;
@@ -209,61 +287,66 @@ static int http_try(const struct http_options *opt, long timeout_ms, const char 
 	errbuf[0] = '\0';
 
 	http_global_init();
-	if ((curl = curl_easy_init()) == NULL) {
+	if (http_initialized < 0) {
+		snprintf(resp->error, sizeof(resp->error), "%s", http_load_error);
+		resp->local = 1;
+		return -1;
+	}
+	if ((curl = curl_api.easy_init()) == NULL) {
 		snprintf(resp->error, sizeof(resp->error), "cannot initialize libcurl");
 		return -1;
 	}
 	for (; headers != NULL && *headers != NULL; headers++) {
-		if ((next = curl_slist_append(list, *headers)) == NULL)
+		if ((next = curl_api.slist_append(list, *headers)) == NULL)
 			goto out;
 		list = next;
 	}
 	/* no "Expect: 100-continue" round trip for larger form bodies */
-	if (body != NULL && (next = curl_slist_append(list, "Expect:")) != NULL)
+	if (body != NULL && (next = curl_api.slist_append(list, "Expect:")) != NULL)
 		list = next;
 
-	curl_easy_setopt(curl, CURLOPT_URL, url);
-	curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout_ms);
-	curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
+	curl_api.easy_setopt(curl, CURLOPT_URL, url);
+	curl_api.easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+	curl_api.easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout_ms);
+	curl_api.easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
 #if LIBCURL_VERSION_NUM >= 0x075500
-	curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_api.easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
 #else
-	curl_easy_setopt(curl, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+	curl_api.easy_setopt(curl, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
 #endif
-	curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L);
-	curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L);
+	curl_api.easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_api.easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_api.easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L);
 	if (opt->ca_file != NULL && opt->ca_file[0] != '\0')
-		curl_easy_setopt(curl, CURLOPT_CAINFO, opt->ca_file);
-	curl_easy_setopt(curl, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)HTTP_MAX_BODY);
-	curl_easy_setopt(curl, CURLOPT_USERAGENT, HTTP_USER_AGENT);
-	curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
-	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, http_write);
-	curl_easy_setopt(curl, CURLOPT_WRITEDATA, &sink);
+		curl_api.easy_setopt(curl, CURLOPT_CAINFO, opt->ca_file);
+	curl_api.easy_setopt(curl, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)HTTP_MAX_BODY);
+	curl_api.easy_setopt(curl, CURLOPT_USERAGENT, HTTP_USER_AGENT);
+	curl_api.easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
+	curl_api.easy_setopt(curl, CURLOPT_WRITEFUNCTION, http_write);
+	curl_api.easy_setopt(curl, CURLOPT_WRITEDATA, &sink);
 	if (list != NULL)
-		curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
+		curl_api.easy_setopt(curl, CURLOPT_HTTPHEADER, list);
 
 	if (strcmp(method, "GET") == 0) {
-		curl_easy_setopt(curl, CURLOPT_HTTPGET, 1L);
+		curl_api.easy_setopt(curl, CURLOPT_HTTPGET, 1L);
 	} else {
 		if (strcmp(method, "POST") != 0)
-			curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
-		curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body ? body : "");
-		curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, (long)(body ? strlen(body) : 0));
+			curl_api.easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
+		curl_api.easy_setopt(curl, CURLOPT_POSTFIELDS, body ? body : "");
+		curl_api.easy_setopt(curl, CURLOPT_POSTFIELDSIZE, (long)(body ? strlen(body) : 0));
 	}
 	if (basic_user != NULL) {
-		curl_easy_setopt(curl, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
-		curl_easy_setopt(curl, CURLOPT_USERNAME, basic_user);
-		curl_easy_setopt(curl, CURLOPT_PASSWORD, basic_password ? basic_password : "");
+		curl_api.easy_setopt(curl, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+		curl_api.easy_setopt(curl, CURLOPT_USERNAME, basic_user);
+		curl_api.easy_setopt(curl, CURLOPT_PASSWORD, basic_password ? basic_password : "");
 	}
 	if (opt->client_cert_pem != NULL && opt->client_key_pem != NULL
 	    && http_set_client_cert(curl, opt, resp) < 0)
 		goto out;
 
-	rc = curl_easy_perform(curl);
+	rc = curl_api.easy_perform(curl);
 	if (rc == CURLE_OK) {
-		curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &resp->status);
+		curl_api.easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &resp->status);
 		if (resp->body == NULL) {
 			resp->body = xmalloc(1);
 			resp->body[0] = '\0';
@@ -286,8 +369,8 @@ out:
 	/* header copies may hold a bearer token */
 	for (next = list; next != NULL; next = next->next)
 		explicit_bzero(next->data, strlen(next->data));
-	curl_slist_free_all(list);
-	curl_easy_cleanup(curl);
+	curl_api.slist_free_all(list);
+	curl_api.easy_cleanup(curl);
 	return ret;
 }
 

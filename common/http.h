@@ -4,6 +4,8 @@
  * body is capped, TLS is verified (system store or a CA file). Timeouts,
  * failed connections and 5xx answers are tried again (retries, backoff
  * 0.5 s, 1 s, 2 s, ...), never a 4xx; every try ends by the deadline.
+ * libcurl is loaded when the first request is made, not linked: a process
+ * that makes no request never maps it.
  */
 #ifndef BTPRELAY_HTTP_H
 #define BTPRELAY_HTTP_H
@@ -31,6 +33,7 @@ struct http_response {
 	int timed_out;
 	int retryable;			/* the failure may go away: timeout, connection, 5xx */
 	int tries;			/* requests made */
+	int local;			/* the failure is this host's: libcurl cannot be loaded */
 };
 
 /*
@@ -53,7 +56,10 @@ int http_request(const struct http_options *opt, const char *method, const char 
 void http_response_free(struct http_response *resp);
 /* http_budget - the longest one http_request() can take with opt: every try and pause, in seconds */
 double http_budget(const struct http_options *opt);
-/* http_global_init - once per process, before threads */
+/*
+ * http_global_init - load and initialize libcurl. A threaded program calls
+ * it before its threads start; otherwise the first request does.
+ */
 void http_global_init(void);
 
 #endif

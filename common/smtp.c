@@ -221,6 +221,8 @@ unsigned smtp_ehlo_keyword(const char *line, unsigned long *size)
 			}
 			v = v * 10 + (unsigned long)(*p - '0');
 		}
+		if (*p != '\0' && *p != ' ' && *p != '\t' && !(*p >= '0' && *p <= '9'))
+			v = 0;	/* "SIZE 10x": not a number */
 		if (size)
 			*size = v;
 		return SMTP_EXT_SIZE;
@@ -474,9 +476,15 @@ static int smtp_tls(struct smtp_session *s, struct smtp_reply *r, struct outcome
 static int smtp_auth_fail(struct smtp_session *s, const struct smtp_reply *r, struct outcome *o)
 {
 	if (r->code / 100 == 4)
-		return smtp_reply_fail(s, DSN_STAGE_AUTH, r, o);
-	dsn_defer(o, "4.7.0", "SMTP authentication failed: %s said: %s (in reply to %s)",
-		  smtp_relay(s), r->text, dsn_stage_name(DSN_STAGE_AUTH));
+		smtp_reply_fail(s, DSN_STAGE_AUTH, r, o);
+	else
+		dsn_defer(o, "4.7.0", "SMTP authentication failed: %s said: %s (in reply to %s)",
+			  smtp_relay(s), r->text, dsn_stage_name(DSN_STAGE_AUTH));
+	/* A relay that echoes what we sent must not put the password into logs and bounces. */
+	str_redact(o->text, sizeof(o->text), s->opt->auth_password);
+	str_redact(o->text, sizeof(o->text), s->opt->auth_xoauth2_token);
+	if (r->code / 100 == 4)
+		return -1;
 	/* A relay still waiting for a continuation line is out of step with us. */
 	if (r->code / 100 == 3)
 		smtp_enter(s, SMTP_STATE_BROKEN);
@@ -786,10 +794,26 @@ static void smtp_summarize(const struct smtp_envelope *env, struct outcome *rcpt
 /* smtp_address_bad - why an address can never be given to the relay, or NULL */
 static const char *smtp_address_bad(const char *a)
 {
+	int quoted = 0;
+	const char *p;
+
 	if (strpbrk(a, "\r\n"))
 		return "contains CR or LF";
 	if (strlen(a) > SMTP_ADDRESS_MAX)
 		return "longer than 986 bytes";
+	for (p = a; *p; p++) {
+		unsigned char ch = (unsigned char)*p;
+
+		if (ch < 0x20 || ch == 0x7f)
+			return "contains a control character";
+		/* Outside a quoted local part, < and > would end the path and inject parameters. */
+		if (quoted && ch == '\\' && p[1] != 0)
+			p++;
+		else if (ch == '"')
+			quoted = !quoted;
+		else if (!quoted && (ch == '<' || ch == '>'))
+			return "contains an unquoted < or >";
+	}
 	return NULL;
 }
 
@@ -1125,31 +1149,39 @@ void smtp_body_init(struct smtp_body_state *st)
 }
 
 /*
- * smtp_body_put - one byte of line content (a bare CR included). A line
- * that already holds line_limit bytes is broken first with CRLF SPACE, as
- * Postfix's smtp client does (smtp_line_length_limit): the space keeps
- * the break harmless in headers (folding) and in MIME; a line of exactly
- * line_limit bytes is not touched. At most 5 bytes.
+ * smtp_body_run - len bytes of line content that hold no LF (a bare CR may
+ * be among them), copied whole. A line that already holds line_limit bytes
+ * is broken first with CRLF SPACE, as Postfix's smtp client does
+ * (smtp_line_length_limit): the space keeps the break harmless in headers
+ * (folding) and in MIME; a line of exactly line_limit bytes is not
+ * touched. A '.' that starts a line is doubled; the stuffed dot is
+ * transparency, not content, so it does not count. Returns the end of the
+ * output.
  */
-static size_t smtp_body_put(struct smtp_body_state *st, char ch, char *out)
+static char *smtp_body_run(struct smtp_body_state *st, const char *in, size_t len, char *out)
 {
-	size_t n = 0, limit = st->line_limit;
+	size_t limit = st->line_limit, take;
 
 	if (limit > 0 && limit < SMTP_LINE_LIMIT_MIN)
 		limit = SMTP_LINE_LIMIT_MIN;
-	if (limit > 0 && st->col >= limit) {
-		memcpy(out, "\r\n ", 3);
-		n = 3;
-		st->col = 1;
+	while (len > 0) {
+		if (limit > 0 && st->col >= limit) {
+			memcpy(out, "\r\n ", 3);
+			out += 3;
+			st->col = 1;
+			st->at_line_start = 0;
+		}
+		if (st->at_line_start && *in == '.')
+			*out++ = '.';
 		st->at_line_start = 0;
+		take = limit > 0 && limit - st->col < len ? limit - st->col : len;
+		memcpy(out, in, take);
+		out += take;
+		in += take;
+		len -= take;
+		st->col += take;
 	}
-	/* the stuffed dot is transparency, not content: it does not count */
-	if (ch == '.' && st->at_line_start)
-		out[n++] = '.';
-	out[n++] = ch;
-	st->col++;
-	st->at_line_start = 0;
-	return n;
+	return out;
 }
 
 /*
@@ -1157,32 +1189,42 @@ static size_t smtp_body_put(struct smtp_body_state *st, char ch, char *out)
  * a bare CR passes through as Postfix's smtp does, a '.' at the start of
  * a line is doubled, long lines are broken. A CR is held until the next
  * byte says whether it ends the line. State carries across chunks.
+ * Line ends and CRs are found with memchr() and the bytes between them
+ * copied whole: the common case, a line without CR, is one memchr() for
+ * its end, one for a CR and one memcpy().
  */
 size_t smtp_body_convert(struct smtp_body_state *st, const char *in, size_t len, char *out)
 {
-	size_t i, n = 0;
-	char ch;
+	const char *p = in, *end = in + len, *nl, *stop, *cr;
+	char *o = out;
 
-	for (i = 0; i < len; i++) {
-		ch = in[i];
-		if (ch == '\n') {
-			out[n++] = '\r';
-			out[n++] = '\n';
+	while (p < end) {
+		nl = memchr(p, '\n', (size_t)(end - p));
+		stop = nl != NULL ? nl : end;
+		while (p < stop) {
+			if (st->cr_pending) {	/* not followed by LF: a bare CR, content */
+				st->cr_pending = 0;
+				o = smtp_body_run(st, "\r", 1, o);
+			}
+			cr = memchr(p, '\r', (size_t)(stop - p));
+			o = smtp_body_run(st, p, (size_t)((cr != NULL ? cr : stop) - p), o);
+			if (cr == NULL) {
+				p = stop;
+			} else {
+				st->cr_pending = 1;
+				p = cr + 1;
+			}
+		}
+		if (nl != NULL) {
+			*o++ = '\r';
+			*o++ = '\n';
 			st->at_line_start = 1;
 			st->cr_pending = 0;
 			st->col = 0;
-			continue;
+			p = nl + 1;
 		}
-		if (st->cr_pending) {
-			n += smtp_body_put(st, '\r', out + n);
-			st->cr_pending = 0;
-		}
-		if (ch == '\r')
-			st->cr_pending = 1;
-		else
-			n += smtp_body_put(st, ch, out + n);
 	}
-	return n;
+	return (size_t)(o - out);
 }
 
 /* smtp_body_finish - end an unterminated last line, then ".\r\n" */

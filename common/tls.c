@@ -11,6 +11,11 @@
  * failure has one text that says which check failed and what the
  * certificate said. A failed check is a failed handshake: the caller
  * defers.
+ *
+ * A CA file, the system's bundle included, is not loaded into the context
+ * but read on demand (cafile.c): OpenSSL 3.0 decodes every certificate of
+ * a file it loads, some 20 ms of CPU for the system's 150, in a process
+ * that delivers one message and needs one or two of them.
  */
 #include <ctype.h>
 #include <poll.h>
@@ -25,6 +30,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
+#include "cafile.h"
 #include "log.h"
 #include "tls.h"
 #include "util.h"
@@ -46,9 +52,13 @@ static void tls_ssl_error(char *buf, size_t size, const char *fallback)
 	ERR_clear_error();
 }
 
-/* tls_add_blob - trust the certificates of one delivered file (PEM or DER) */
-static int tls_add_blob(X509_STORE *store, const struct tls_cert_blob *b, char *errbuf,
-			size_t errlen)
+/*
+ * tls_add_blob - trust the certificates of one delivered file (PEM or DER);
+ * bundle (the CA file's lookup, or NULL) adds its certificates with the
+ * same subjects, as if the whole CA file had been loaded
+ */
+static int tls_add_blob(X509_STORE *store, X509_LOOKUP *bundle, const struct tls_cert_blob *b,
+			char *errbuf, size_t errlen)
 {
 	const char *name = b->name && *b->name ? b->name : "(no name)";
 	size_t i, n = 0, len = b->base64 ? strlen(b->base64) : 0;
@@ -83,6 +93,7 @@ static int tls_add_blob(X509_STORE *store, const struct tls_cert_blob *b, char *
 	bio = BIO_new_mem_buf(der, (int)dlen);
 	while (bio && (x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
 		X509_STORE_add_cert(store, x);	/* a duplicate is not an error */
+		cafile_lookup_name(bundle, X509_get_subject_name(x));
 		X509_free(x);
 		count++;
 	}
@@ -93,6 +104,7 @@ static int tls_add_blob(X509_STORE *store, const struct tls_cert_blob *b, char *
 
 		if ((x = d2i_X509(NULL, &p, (long)dlen)) != NULL) {
 			X509_STORE_add_cert(store, x);
+			cafile_lookup_name(bundle, X509_get_subject_name(x));
 			X509_free(x);
 			count = 1;
 		}
@@ -136,6 +148,55 @@ static int tls_client_cert(SSL_CTX *ctx, const char *cert, const char *key, char
 	return 0;
 }
 
+/*
+ * tls_trust_load - the trust anchors: the configured CA file and/or hashed
+ * directory, else the system store as SSL_CTX_set_default_verify_paths()
+ * sets it up (SSL_CERT_FILE or OpenSSL's default file, SSL_CERT_DIR or its
+ * default directory; a missing one is no error), in OpenSSL's order. A
+ * CA file is a cafile lookup, read on demand; *bundle is it, NULL when
+ * there is none. -1 with errbuf filled on failure.
+ */
+static int tls_trust_load(SSL_CTX *ctx, const char *file, const char *path,
+			  X509_LOOKUP **bundle, char *errbuf, size_t errlen)
+{
+	X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+	X509_LOOKUP *lu;
+	const char *dflt;
+	char why[200];
+	int loaded;
+
+	*bundle = NULL;
+	if (file == NULL && path == NULL) {
+		if ((dflt = secure_getenv(X509_get_default_cert_file_env())) == NULL)
+			dflt = X509_get_default_cert_file();
+		if ((*bundle = cafile_lookup_add(store, dflt, 0)) == NULL) {
+			SSL_CTX_set_default_verify_paths(ctx);	/* never fails */
+			return 0;
+		}
+		/* then what X509_STORE_set_default_paths() adds after its file */
+		if ((lu = X509_STORE_add_lookup(store, X509_LOOKUP_hash_dir())) != NULL)
+			X509_LOOKUP_add_dir(lu, NULL, X509_FILETYPE_DEFAULT);
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+		if ((lu = X509_STORE_add_lookup(store, X509_LOOKUP_store())) != NULL)
+			X509_LOOKUP_add_store(lu, NULL);
+#endif
+		ERR_clear_error();
+		return 0;
+	}
+	/* a file that is more than certificates, or unreadable: loaded as before, errors and all */
+	if (file != NULL && (*bundle = cafile_lookup_add(store, file, 1)) != NULL)
+		loaded = path == NULL || SSL_CTX_load_verify_locations(ctx, NULL, path);
+	else
+		loaded = SSL_CTX_load_verify_locations(ctx, file, path);
+	if (!loaded) {
+		tls_ssl_error(why, sizeof(why), "unknown error");
+		snprintf(errbuf, errlen, "cannot load CA certificates from %s: %s",
+			 file ? file : path, why);
+		return -1;
+	}
+	return 0;
+}
+
 /* tls_ctx_new - client context with TLS 1.2 minimum */
 SSL_CTX *tls_ctx_new(const struct tls_trust *trust, char *errbuf, size_t errlen)
 {
@@ -149,6 +210,7 @@ SSL_CTX *tls_ctx_new_extra(const struct tls_trust *trust, const struct tls_extra
 	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
 	const char *file = trust->ca_file && *trust->ca_file ? trust->ca_file : NULL;
 	const char *path = trust->ca_path && *trust->ca_path ? trust->ca_path : NULL;
+	X509_LOOKUP *bundle;
 	size_t i;
 
 	if (ctx == NULL) {
@@ -160,20 +222,12 @@ SSL_CTX *tls_ctx_new_extra(const struct tls_trust *trust, const struct tls_extra
 	/* tls_check_peer() decides after the handshake; OpenSSL only computes the result. */
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
 	if (trust->verify) {
-		int loaded = (file || path) ? SSL_CTX_load_verify_locations(ctx, file, path)
-					    : SSL_CTX_set_default_verify_paths(ctx);
-
-		if (!loaded) {
-			char why[200];
-
-			tls_ssl_error(why, sizeof(why), "unknown error");
-			snprintf(errbuf, errlen, "cannot load CA certificates from %s: %s",
-				 file ? file : path ? path : "the system store", why);
+		if (tls_trust_load(ctx, file, path, &bundle, errbuf, errlen) < 0) {
 			SSL_CTX_free(ctx);
 			return NULL;
 		}
 		for (i = 0; extra && i < extra->ncerts; i++) {
-			if (tls_add_blob(SSL_CTX_get_cert_store(ctx), &extra->certs[i], errbuf,
+			if (tls_add_blob(SSL_CTX_get_cert_store(ctx), bundle, &extra->certs[i], errbuf,
 					 errlen) < 0) {
 				if (extra->certs[i].optional) {
 					log_debug("%s: skipped", errbuf);

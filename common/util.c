@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <jansson.h>
@@ -231,5 +233,34 @@ void json_wipe(json_t *v)
 	} else if (json_is_array(v)) {
 		json_array_foreach(v, i, item)
 			json_wipe(item);
+	}
+}
+
+/* process_no_core - keep secrets out of core files */
+void process_no_core(void)
+{
+	struct rlimit none = { 0, 0 };
+
+	setrlimit(RLIMIT_CORE, &none);
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+}
+
+/* str_redact - a peer that echoes a secret must not put it into our texts */
+void str_redact(char *text, size_t size, const char *secret)
+{
+	static const char mask[] = "********";
+	size_t slen = secret ? strlen(secret) : 0, mlen = sizeof(mask) - 1;
+	char *p;
+
+	if (slen < 4)
+		return;
+	while ((p = strstr(text, secret)) != NULL) {
+		size_t tail = strlen(p + slen) + 1;
+
+		if (mlen > slen && (size_t)(p - text) + mlen + tail > size)
+			tail = size - (size_t)(p - text) - mlen;	/* cut the end to fit */
+		memmove(p + mlen, p + slen, tail);
+		memcpy(p, mask, mlen);
+		text[size - 1] = 0;
 	}
 }

@@ -28,6 +28,16 @@ ssize_t base64_decode(const char *src, size_t len, void *dst, size_t dstsize);
  * "PATH: readable by other users (mode 0644); chmod o-rwx PATH".
  */
 int file_check_private(const char *path, char *errbuf, size_t errlen);
+/* str_redact - replace every occurrence of secret (4 bytes or longer) in text by "********" */
+void str_redact(char *text, size_t size, const char *secret);
+
+/*
+ * process_no_core - no core file for this process: it would hold tokens and
+ * passwords (RLIMIT_CORE 0, not dumpable). Call again after setuid(), which
+ * resets the dumpable flag.
+ */
+void process_no_core(void);
+
 /* json_wipe - overwrite every string of a JSON document that held secrets, before it is released */
 struct json_t;
 void json_wipe(struct json_t *v);

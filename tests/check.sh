@@ -9,11 +9,15 @@ tests/build.sh || { echo "0 passed, 1 failed"; exit 1; }
 cd build
 make -j"$(nproc)" check > check.log 2>&1
 status=$?
-grep -E '^(PASS|FAIL|ERROR|SKIP|XPASS|XFAIL):' check.log | grep -v '^PASS:' || true
-count() { sed -n "s/^# $1: *\([0-9]*\)/\1/p" check.log | tail -1; }
-pass=$(count PASS); fail=$(count FAIL); error=$(count ERROR); skip=$(count SKIP); xpass=$(count XPASS)
-failed=$(( ${fail:-0} + ${error:-0} + ${xpass:-0} ))
-if [ "$status" != 0 ] && [ "$failed" = 0 ]; then
+# The unit tests and the Postfix integration test again, built with ASan+UBSan in build-asan/.
+../tests/sanitize.sh
+asan_status=$?
+grep -E '^(PASS|FAIL|ERROR|SKIP|XPASS|XFAIL):' check.log ../build-asan/check.log 2>/dev/null | grep -v ':PASS:' || true
+count() { n=$(sed -n "s/^# $2: *\([0-9]*\)/\1/p" "$1" 2>/dev/null | tail -1); echo "${n:-0}"; }
+sum() { echo $(( $(count check.log "$1") + $(count ../build-asan/check.log "$1") )); }
+pass=$(sum PASS); fail=$(sum FAIL); error=$(sum ERROR); skip=$(sum SKIP); xpass=$(sum XPASS)
+failed=$(( fail + error + xpass ))
+if { [ "$status" != 0 ] || [ "$asan_status" != 0 ]; } && [ "$failed" = 0 ]; then
 	tail -30 check.log
 	failed=1
 fi
@@ -22,7 +26,7 @@ if [ -n "${CI:-}" ] && [ "${skip:-0}" != 0 ]; then
 	echo "CI: ${skip} skipped checks count as failures (a tool is missing)"
 	failed=$((failed + skip))
 fi
-for log in $(grep -lE '^not ok|^Bail out' $(find tests -name '*.log' ! -name test-suite.log) 2>/dev/null); do
+for log in $(grep -lE '^not ok|^Bail out' $(find tests ../build-asan/tests -name '*.log' ! -name test-suite.log 2>/dev/null) 2>/dev/null); do
 	echo "=== $log"; grep -E '^not ok|^#|^Bail out' "$log" | head -40
 done
 echo "${pass:-0} passed, ${failed} failed, ${skip:-0} skipped"

@@ -5,13 +5,18 @@ set -e
 PACKAGES="build-essential autoconf automake libtool pkg-config
 libcurl4-openssl-dev libjansson-dev libssl-dev libmilter-dev
 postfix swaks miltertest python3 openssl ca-certificates jq valgrind clang
-hyperfine iproute2 bsdutils nftables strace"
+hyperfine iproute2 bsdutils nftables strace libwrap0 m4"
 
 missing=""
 for p in $PACKAGES; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
-[ -z "$missing" ] && exit 0
+# sendmail's binaries for the sendmail test, unpacked beside Postfix (they conflict as packages)
+fetch_sendmail() {
+	[ "$(id -u)" = 0 ] || return 0	# without root the sendmail test skips
+	"$(dirname "$0")/lib/sendmail-fetch.sh"
+}
+[ -z "$missing" ] && { fetch_sendmail; exit $?; }
 if [ "$(id -u)" != 0 ]; then
 	echo "install-deps.sh: missing packages:$missing (run as root)" >&2
 	exit 1
@@ -23,3 +28,4 @@ echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-se
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends $missing > /tmp/btprelay-apt.log 2>&1 ||
 	{ tail -20 /tmp/btprelay-apt.log; exit 1; }
+fetch_sendmail

@@ -251,7 +251,7 @@ static void check_declared(struct check *c, const struct config *cfg)
 			continue;	/* seen */
 		snprintf(source, sizeof(source), "configuration file %s, line %u", cfg->path,
 			 cfg->dest_props[i].line);
-		if (dest_resolve(&run, &none, name, &d, &o) < 0) {
+		if (dest_resolve(&run, &none, name, &d, &o) != 0) {
 			one_destination(c, name, source, NULL, &o);
 		} else {
 			one_destination(c, name, source, &d, &o);
@@ -278,6 +278,19 @@ static void check_trust(struct check *c, const char *what, const char *file, con
 		ok(c, "%s: %s", what, path);
 	else
 		ok(c, "%s: the system store", what);
+}
+
+/* check_client_key - the client certificate's private key must be private, as for the transport */
+static void check_client_key(struct check *c, const struct config *cfg)
+{
+	char err[512];
+
+	if (cfg->smtp_tls_key_file[0] == '\0')
+		return;
+	if (file_check_private(cfg->smtp_tls_key_file, err, sizeof(err)) < 0)
+		bad(c, "smtp_tls_key_file %s", err);
+	else
+		ok(c, "smtp_tls_key_file: %s", cfg->smtp_tls_key_file);
 }
 
 /* check_log - the transport's log target can be written */
@@ -392,6 +405,7 @@ int cmd_check(struct cli *cli, int argc, char **argv)
 	if (cfg->http_ca_file[0] != '\0')
 		check_trust(&c, "http_ca_file", cfg->http_ca_file, NULL);
 	check_trust(&c, "smtp TLS trust", cfg->smtp_tls_ca_file, cfg->smtp_tls_ca_path);
+	check_client_key(&c, cfg);
 	check_log(&c, cfg->log_target);
 	check_cache_dir(&c, cfg->cache_dir);
 	if (c.errors > 0) {

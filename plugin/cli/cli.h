@@ -49,11 +49,6 @@ int cli_config(struct cli *cli);
  * EX_CONFIG, anything else (unreachable, timeout, 5xx) EX_TEMPFAIL.
  */
 int cli_exit(const struct outcome *o);
-/*
- * cli_not_found - whether o says that destination name does not exist
- * (the library's "destination NAME not found ..." text, 4.3.5)
- */
-int cli_not_found(const char *name, const struct outcome *o);
 /* cli_time - "2026-11-23T17:58:00Z" */
 void cli_time(time_t t, char *buf, size_t size);
 
@@ -79,7 +74,8 @@ int cli_dest_each(const char *text, size_t len, const char *source, cli_dest_fn 
 /*
  * cli_resolve - the whole lookup chain: the `destinations` variable, then
  * dest_resolve_until() (destinations file, configuration, Destination
- * Service). Returns 0 with d filled, -1 with the outcome.
+ * Service). Returns 0 with d filled, DEST_NOT_FOUND when no link has the
+ * name, -1 otherwise; the outcome is set unless 0.
  */
 int cli_resolve(const struct config *cfg, const struct bindings *b, const char *name,
 		double deadline, struct mail_destination *d, struct outcome *o);

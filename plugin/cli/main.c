@@ -19,6 +19,7 @@
 #include "cli.h"
 #include "http.h"
 #include "log.h"
+#include "util.h"
 
 static const char usage_text[] =
 	"usage: btprelay [-c FILE] [-v] COMMAND [ARGS]\n"
@@ -82,15 +83,6 @@ int cli_exit(const struct outcome *o)
 	return EX_TEMPFAIL;
 }
 
-/* cli_not_found - the library's "destination NAME not found" */
-int cli_not_found(const char *name, const struct outcome *o)
-{
-	char prefix[300];
-
-	snprintf(prefix, sizeof(prefix), "destination %s not found", name);
-	return strcmp(o->status, "4.3.5") == 0 && strncmp(o->text, prefix, strlen(prefix)) == 0;
-}
-
 /* cli_time - ISO 8601, UTC */
 void cli_time(time_t t, char *buf, size_t size)
 {
@@ -124,6 +116,7 @@ int main(int argc, char **argv)
 	int ch, code;
 
 	signal(SIGPIPE, SIG_IGN);
+	process_no_core();
 	memset(&cli, 0, sizeof(cli));
 	/* "+": options after the command belong to the command */
 	while ((ch = getopt_long(argc, argv, "+c:vhV", longopts, NULL)) != -1) {

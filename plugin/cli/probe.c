@@ -5,7 +5,12 @@
  * the TCP connection to the proxy, the 0x80 handshake and CONNECT; then
  * SMTP: greeting, EHLO, STARTTLS or implicit TLS (version, cipher, the
  * relay's certificate and the verification result), AUTH with the
- * destination's credentials (unless --no-auth); then QUIT.
+ * destination's credentials (unless --no-auth); then QUIT. The TLS
+ * context and the SMTP options are the transport's own
+ * (deliver_tls_context, deliver_smtp_options): the same trust (CA file or
+ * path, certificates delivered with the destination, TrustStoreLocation),
+ * pins, mail.smtp.ssl.* hints, implicit TLS, EHLO name and AUTH (PLAIN,
+ * LOGIN, XOAUTH2), so a probe that passes means a delivery would get as far.
  *
  * Every step prints "STEP: ok (...)" or "STEP: failed: D.S.N text", the
  * text being the one the transport would log. Facts learned on the way are
@@ -28,6 +33,7 @@
 
 #include "cli.h"
 #include "conn.h"
+#include "deliver.h"
 #include "http.h"
 #include "oauth.h"
 #include "smtp.h"
@@ -237,114 +243,6 @@ static void show_tls(const struct conn *c, const struct tls_peer *peer)
 	cli_fact("tls.summary", "%s", text);
 }
 
-/*
- * The two functions below repeat deliver.c's route_tls() and
- * session_options(), which are static there: the probe must make the same
- * TLS context and SMTP options as a delivery. They go away when deliver.h
- * exports them (asked for: deliver_tls_context, deliver_smtp_options).
- */
-
-/* probe_tls_ctx - deliver.c route_tls(): trust, destination certificates, client certificate */
-static int probe_tls_ctx(struct probe *p, const struct tls_policy *tp)
-{
-	const struct config *cfg = p->cfg;
-	const struct mail_destination *d = &p->d;
-	struct tls_trust trust = { cfg->smtp_tls_ca_file, cfg->smtp_tls_ca_path, 1 };
-	struct tls_extra extra = { NULL, 0, cfg->smtp_tls_cert_file, cfg->smtp_tls_key_file };
-	struct tls_cert_blob *blobs;
-	char err[512];
-	size_t i, n = 0;
-
-	if (tp->peer.fingerprints
-	    && tls_fingerprints_check(tp->peer.fingerprints, err, sizeof(err)) < 0) {
-		dsn_defer(&p->o, "4.3.5", "TLS configuration: %s of destination %s: %s",
-			  d->ssl_fingerprint ? "mail.smtp.ssl.fingerprint" : "smtp_tls_fingerprint",
-			  d->name, err);
-		return -1;
-	}
-	blobs = xcalloc(d->ncertificates + 1, sizeof(*blobs));
-	for (i = 0; i < d->ncertificates; i++) {
-		const struct dest_certificate *c = &d->certificates[i];
-
-		if (c->content == NULL || (d->trust_store_location != NULL
-		    && (c->name == NULL || strcmp(c->name, d->trust_store_location) != 0)))
-			continue;
-		blobs[n].name = c->name;
-		blobs[n].base64 = c->content;
-		blobs[n++].optional = d->trust_store_location == NULL;
-	}
-	if (d->trust_store_location != NULL && n == 0) {
-		free(blobs);
-		dsn_defer(&p->o, "4.3.5", "TLS configuration: destination %s: TrustStoreLocation %s "
-			  "names none of the certificates delivered with it", d->name,
-			  d->trust_store_location);
-		return -1;
-	}
-	extra.certs = blobs;
-	extra.ncerts = n;
-	p->tls_ctx = tls_ctx_new_extra(&trust, &extra, err, sizeof(err));
-	free(blobs);
-	if (p->tls_ctx == NULL) {
-		dsn_defer(&p->o, "4.7.5", "TLS configuration: %s", err);
-		return -1;
-	}
-	return 0;
-}
-
-/* probe_options - deliver.c session_options(): TLS per the policy, AUTH per the destination */
-static void probe_options(struct probe *p, const struct tls_policy *tp, const char *helo,
-			  struct smtp_options *opt)
-{
-	const struct config *cfg = p->cfg;
-	const struct mail_destination *d = &p->d;
-	int oauth = d->authentication != NULL && strncasecmp(d->authentication, "OAuth2", 6) == 0;
-	int plaintext_ok = d->onpremise && cfg->smtp_auth_plaintext_onpremise;
-
-	memset(opt, 0, sizeof(*opt));
-	opt->helo_name = helo;
-	opt->relay_name = p->relay;
-	opt->tls_level = tp->level;
-	opt->tls_required_by = tp->required_by;
-	opt->implicit_tls = tp->implicit;
-	opt->tls_sni = tp->peer.sni;
-	opt->tls_verify_name = tp->peer.name ? tp->peer.name : d->host;
-	opt->tls_no_name_check = tp->peer.name == NULL;
-	opt->tls_no_chain_check = tp->peer.no_chain;
-	opt->tls_fingerprints = tp->peer.fingerprints;
-	opt->command_timeout_ms = cfg->smtp_command_timeout * 1000;
-	opt->data_done_timeout_ms = cfg->smtp_data_done_timeout * 1000;
-	opt->line_length_limit = cfg->smtp_line_length_limit;
-
-	if (d->auth == 0 || (d->authentication != NULL
-			     && strcasecmp(d->authentication, "NoAuthentication") == 0))
-		return;
-	if (oauth) {
-		opt->auth_user = d->user ? d->user : "";
-		if (d->user == NULL)
-			opt->auth_error = "an OAuth2 destination needs mail.user, the mailbox the token "
-				"is for (AUTH XOAUTH2)";
-		else if (d->oauth_token.value == NULL)
-			opt->auth_error = d->oauth_token.error ? d->oauth_token.error
-				: "the Destination Service returned no OAuth2 token (authTokens)";
-		else if (d->oauth_token.expires_at > 0 && d->oauth_token.expires_at <= time(NULL))
-			opt->auth_error = "the OAuth2 token from the Destination Service has expired";
-		else
-			opt->auth_xoauth2_token = d->oauth_token.value;
-	} else if (d->user != NULL && d->password != NULL) {
-		opt->auth_user = d->user;
-		opt->auth_password = d->password;
-	} else {
-		return;
-	}
-	opt->auth_require_tls = !plaintext_ok;
-	if (!plaintext_ok && !tp->implicit && opt->tls_level < TLS_LEVEL_ENCRYPT) {
-		opt->tls_level = TLS_LEVEL_ENCRYPT;
-		opt->tls_required_by = d->onpremise
-			? "smtp_auth_plaintext_onpremise=no: credentials only inside TLS"
-			: "credentials are never sent in clear text over the Internet";
-	}
-}
-
 /* ext_text - the EHLO extensions the library knows */
 static void ext_text(const struct smtp_session *s, char *buf, size_t size)
 {
@@ -461,7 +359,7 @@ static int probe_run(struct probe *p)
 
 	if (bindings_load(cfg, &p->b, &p->o) < 0)
 		return step_fail(p, "bindings");
-	if (cli_resolve(cfg, &p->b, p->name, p->conn.deadline, d, &p->o) < 0)
+	if (cli_resolve(cfg, &p->b, p->name, p->conn.deadline, d, &p->o) != 0)
 		return step_fail(p, "resolve");
 	step_ok(p, "resolve", "%s%s", d->source, d->stale ? ", stale cache entry"
 		: d->cache_age >= 0 ? ", from the cache" : "");
@@ -471,16 +369,14 @@ static int probe_run(struct probe *p)
 		cli_fact("location_id", "%s", d->location_id ? d->location_id : "(none)");
 	snprintf(p->relay, sizeof(p->relay), "%s:%u", d->host, d->port);
 
-	if (cfg->smtp_helo_name[0] != '\0')
-		str_copy(helo, cfg->smtp_helo_name, sizeof(helo));
-	else if (gethostname(helo, sizeof(helo)) < 0 || helo[0] == '\0')
-		str_copy(helo, "localhost", sizeof(helo));
-	helo[sizeof(helo) - 1] = '\0';
+	/* the transport's own TLS context and SMTP options (deliver.h) */
+	deliver_helo_name(cfg, helo, sizeof(helo));
+	deliver_smtp_options(cfg, d, p->relay, helo, NULL, &opt);
 	tls_policy_resolve(cfg, d, &tp);
-	probe_options(p, &tp, helo, &opt);
 	if (tp.warnings[0] != '\0')
 		cli_fact("tls.warnings", "%s", tp.warnings);
-	if ((tp.implicit || opt.tls_level != TLS_LEVEL_NONE) && probe_tls_ctx(p, &tp) < 0)
+	if ((opt.implicit_tls || opt.tls_level != TLS_LEVEL_NONE)
+	    && deliver_tls_context(cfg, d, &p->tls_ctx, &p->o) < 0)
 		return step_fail(p, "tls.config");
 	opt.tls_ctx = p->tls_ctx;
 
@@ -494,7 +390,7 @@ static int probe_run(struct probe *p)
 		snprintf(p->relay, sizeof(p->relay), "%s", p->conn.peer);
 		step_ok(p, "connect", "%s", p->conn.peer);
 	}
-	if (tp.implicit) {
+	if (opt.implicit_tls) {
 		if (tls_handshake_peer(&p->conn, p->tls_ctx, &tp.peer) < 0) {
 			dsn_defer(&p->o, "4.7.5", "TLS handshake with %s failed: %s", p->relay,
 				  p->conn.errtext);

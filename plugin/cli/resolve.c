@@ -26,29 +26,11 @@
 #include "tls.h"
 #include "util.h"
 
-/* env_wipe - overwrite every string of a JSON value (relay passwords) */
-static void env_wipe(json_t *v)
-{
-	const char *k;
-	json_t *item;
-	size_t i;
-
-	if (json_is_string(v)) {
-		explicit_bzero((char *)json_string_value(v), json_string_length(v));
-	} else if (json_is_object(v)) {
-		json_object_foreach(v, k, item)
-			env_wipe(item);
-	} else if (json_is_array(v)) {
-		json_array_foreach(v, i, item)
-			env_wipe(item);
-	}
-}
-
 /* env_free - wipe and release; the values are never shared (deep copies) */
 static void env_free(json_t *v)
 {
 	if (v != NULL) {
-		env_wipe(v);
+		json_wipe(v);
 		json_decref(v);
 	}
 }
@@ -88,19 +70,6 @@ static json_t *env_load(int *rc, struct outcome *o)
 	root = dest_array(text, strlen(text), CLI_ENV_SOURCE, o);
 	*rc = root != NULL ? 0 : -1;
 	return root;
-}
-
-/* env_name - an entry's name: Name, originalProperties.Name or name */
-static const char *env_name(const json_t *entry)
-{
-	const json_t *orig = json_object_get(entry, "originalProperties");
-	const char *name = json_string_value(json_object_get(entry, "Name"));
-
-	if (name == NULL && json_is_object(orig))
-		name = json_string_value(json_object_get(orig, "Name"));
-	if (name == NULL)
-		name = json_string_value(json_object_get(entry, "name"));
-	return name;
 }
 
 /*
@@ -146,7 +115,7 @@ int cli_env_find(const char *name, json_t **props, struct outcome *o)
 		return rc;
 	rc = 1;
 	json_array_foreach(root, i, entry) {
-		const char *n = json_is_object(entry) ? env_name(entry) : NULL;
+		const char *n = json_is_object(entry) ? dest_entry_name(entry) : NULL;
 
 		if (n != NULL && strcmp(n, name) == 0) {
 			*props = env_flatten(entry);
@@ -173,7 +142,7 @@ int cli_dest_each(const char *text, size_t len, const char *source, cli_dest_fn 
 	if ((root = dest_array(text, len, source, o)) == NULL)
 		return -1;
 	json_array_foreach(root, i, entry) {
-		n = json_is_object(entry) ? env_name(entry) : NULL;
+		n = json_is_object(entry) ? dest_entry_name(entry) : NULL;
 		if (n != NULL)
 			str_printable(q, sizeof(q), n, strlen(n));
 		else
@@ -380,9 +349,9 @@ int cmd_resolve(struct cli *cli, int argc, char **argv)
 	}
 	rc = cli_resolve(&cli->cfg, &b, argv[1], 0, &d, &o);
 	bindings_free(&b);
-	if (rc < 0) {
+	if (rc != 0) {
 		cli_error("%s %s", o.status, o.text);
-		return cli_not_found(argv[1], &o) ? CLI_EXIT_NOT_FOUND : cli_exit(&o);
+		return rc == DEST_NOT_FOUND ? CLI_EXIT_NOT_FOUND : cli_exit(&o);
 	}
 	show(&cli->cfg, &d);
 	dest_free(&d);

@@ -414,6 +414,7 @@ static int drop_privileges(const char *user, const char *sock, char *errbuf, siz
 		snprintf(errbuf, errlen, "could regain root after becoming %s", user);
 		return -1;
 	}
+	process_no_core();
 	return 0;
 }
 
@@ -598,6 +599,7 @@ static int serve(const char *config_path, const struct overrides *ov)
 	sigaddset(&set, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	process_no_core();
 	main_thread = pthread_self();
 	if (pthread_create(&reloader, NULL, reload_thread, &ra) != 0
 	    || pthread_create(&tid, NULL, milter_thread, &milter_rc) != 0) {

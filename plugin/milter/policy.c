@@ -11,8 +11,8 @@
  * for one destination makes one Destination Service request. A late
  * lookup still fills the cache for the next caller.
  *
- * What the library's outcome means here: 4.3.5 "destination NAME not
- * found ..." -> not found; any other 4.3.5 (not MAIL, no host, no port, a
+ * What the library's answer means here: DEST_NOT_FOUND -> not found; a
+ * failure with 4.3.5 (not MAIL, no host, no port, bad certificates, a
  * broken destinations file) -> unusable; everything else (4.4.3
  * unreachable, 5xx, timeout; 4.7.0 token refused) -> error. Found entries
  * live milter_cache_ttl; "not found" and "unusable" milter_negative_ttl;
@@ -237,31 +237,34 @@ void policy_set_resolver(struct policy *p, policy_resolver fn, void *arg)
 	p->resolver_arg = arg;
 }
 
-/* policy_resolve - the library's lookup chain; 0 with *from, or -1 with the outcome */
+/*
+ * policy_resolve - the library's lookup chain: 0 with *from, DEST_NOT_FOUND
+ * or -1 with the outcome
+ */
 static int policy_resolve(struct policy *p, const char *name, char **from, struct outcome *o)
 {
 	struct mail_destination d;
+	int rc;
 
 	*from = NULL;
 	if (p->resolver != NULL)
 		return p->resolver(&p->lookup_cfg, name, from, o, p->resolver_arg);
-	if (dest_resolve(&p->lookup_cfg, &p->bind, name, &d, o) < 0)
-		return -1;
+	if ((rc = dest_resolve(&p->lookup_cfg, &p->bind, name, &d, o)) != 0)
+		return rc == DEST_NOT_FOUND ? DEST_NOT_FOUND : -1;
 	if (d.from != NULL)
 		*from = xstrdup(d.from);
 	dest_free(&d);
 	return 0;
 }
 
-/* policy_classify - what a failed lookup means (see the top of this file) */
-static enum policy_kind policy_classify(const char *name, const struct outcome *o)
+/* policy_classify - what policy_resolve's answer rc means (see the top of this file) */
+static enum policy_kind policy_classify(int rc, const struct outcome *o)
 {
-	char prefix[256];
-
-	if (strcmp(o->status, "4.3.5") != 0)
-		return POLICY_ERROR;
-	snprintf(prefix, sizeof(prefix), "destination %s not found", name);
-	return strncmp(o->text, prefix, strlen(prefix)) == 0 ? POLICY_NOT_FOUND : POLICY_UNUSABLE;
+	if (rc == 0)
+		return POLICY_FOUND;
+	if (rc == DEST_NOT_FOUND)
+		return POLICY_NOT_FOUND;
+	return strcmp(o->status, "4.3.5") == 0 ? POLICY_UNUSABLE : POLICY_ERROR;
 }
 
 /* policy_ttl - how long a result of this kind is kept */
@@ -293,8 +296,7 @@ static void *policy_worker(void *arg)
 
 	free(job);
 	memset(&o, 0, sizeof(o));
-	kind = policy_resolve(p, e->name, &from, &o) == 0 ? POLICY_FOUND
-		: policy_classify(e->name, &o);
+	kind = policy_classify(policy_resolve(p, e->name, &from, &o), &o);
 	log_debug("milter: lookup of destination %s: %s in %.0f s%s%s", e->name,
 		  policy_kind_name(kind), (double)time(NULL) - start,
 		  kind == POLICY_FOUND ? "" : ": ", kind == POLICY_FOUND ? "" : o.text);

@@ -91,8 +91,9 @@ const char *policy_kind_name(enum policy_kind k);
 
 /*
  * policy_set_resolver - replace the lookup (bindings + dest_resolve) by fn,
- * for tests. fn returns 0 with *from set (malloc'ed or NULL) when found,
- * -1 with the outcome otherwise, as dest_resolve does.
+ * for tests. fn answers as dest_resolve does: 0 with *from set (malloc'ed
+ * or NULL) when found, DEST_NOT_FOUND (destination.h) with the outcome
+ * when there is no such destination, -1 with the outcome otherwise.
  */
 typedef int (*policy_resolver)(const struct config *cfg, const char *name, char **from,
 			       struct outcome *o, void *arg);

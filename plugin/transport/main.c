@@ -13,36 +13,40 @@
 #include <string.h>
 #include <sysexits.h>
 #include <unistd.h>
+#include <openssl/crypto.h>
 
 #include "config.h"
 #include "deliver.h"
 #include "dsn.h"
-#include "http.h"
 #include "log.h"
 #include "util.h"
 
 static const char usage_text[] =
-	"usage: btprelay-transport [-c FILE] [-q QUEUE_ID] [-s SIZE] -f SENDER -d DESTINATION -- RECIPIENT...\n"
+	"usage: btprelay-transport [-c FILE] [-n] [-q QUEUE_ID] [-s SIZE] -f SENDER -d DESTINATION -- RECIPIENT...\n"
 	"  -c FILE         configuration file (default " BTPRELAY_DEFAULT_CONFIG ")\n"
 	"  -d DESTINATION  the MAIL destination to relay through (Postfix: ${nexthop})\n"
 	"  -f SENDER       envelope sender, empty for the null sender (Postfix: ${sender})\n"
 	"  -q QUEUE_ID     the MTA's queue id, prefixed to log lines (Postfix: ${queue_id})\n"
 	"  -s SIZE         message size in bytes, for the SIZE extension (Postfix: ${size})\n"
+	"  -n              end the status line with a newline (sendmail; pipe(8) shows it as a space)\n"
 	"  -h, --help      this text;  -V, --version  the version\n";
 
 /*
  * finish - print the outcome and exit with its code; the one exit point of
  * a delivery. A failure starts with its enhanced status code at byte 0
  * (Postfix and sendmail take it from there); success shows the relay's
- * reply. No newline for the MTA: pipe(8) would turn it into a space.
+ * reply. No newline for Postfix, whose pipe(8) would show it as a space;
+ * sendmail appends its own text to the line, so its mailer passes -n.
  */
+static int newline;
+
 static int finish(const struct outcome *o)
 {
 	if (o->cls == DSN_OK)
 		printf("%s", o->text);
 	else
 		printf("%s %s", o->status, o->text);
-	if (isatty(STDOUT_FILENO))
+	if (newline || isatty(STDOUT_FILENO))
 		putchar('\n');
 	fflush(stdout);
 	return dsn_exit_code(o);
@@ -76,11 +80,17 @@ int main(int argc, char **argv)
 	int ch, code;
 
 	signal(SIGPIPE, SIG_IGN);
-	while ((ch = getopt_long(argc, argv, "c:d:f:q:s:hV", longopts, NULL)) != -1) {
+	process_no_core();
+#ifdef OPENSSL_INIT_NO_ATEXIT
+	/* One delivery, then exit: freeing OpenSSL's tables at exit would only cost time. */
+	OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, NULL);
+#endif
+	while ((ch = getopt_long(argc, argv, "c:d:f:nq:s:hV", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c': config_path = optarg; break;
 		case 'd': dest = optarg; break;
 		case 'f': sender = optarg; break;
+		case 'n': newline = 1; break;
 		case 'q': queue_id = optarg; break;
 		case 's': size = strtol(optarg, NULL, 10); break;
 		case 'h': fputs(usage_text, stdout); return EX_OK;
@@ -101,7 +111,8 @@ int main(int argc, char **argv)
 	}
 	log_open("btprelay-transport", cfg.log_target, (enum log_level)cfg.log_level);
 	log_set_queue_id(queue_id);
-	http_global_init();
+	/* no http_global_init(): libcurl is loaded by the first HTTP request, and
+	   with the token and the destination cached there is none */
 
 	dl.destination = dest;
 	dl.sender = sender;

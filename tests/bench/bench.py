@@ -4,6 +4,8 @@
     bench.py msg FILE SIZE [MARK]        a message of about SIZE bytes (headers + body)
     bench.py cpu [PID...]                one line: busy and total jiffies of the machine,
                                          then utime+stime of each PID (0 when gone)
+    bench.py treecpu PID...              CPU ticks of the process trees under the PIDs
+                                         (reaped children included): the sum, then each
     bench.py waitlog MAILLOG OFFSET DOMAIN N TIMEOUT
                                          wait for N final status lines of deliveries to
                                          DOMAIN after byte OFFSET; prints a JSON summary
@@ -16,14 +18,16 @@
     bench.py timev FILE...               median user+sys seconds and max RSS (KiB) over
                                          /usr/bin/time -v outputs
     bench.py rusage RUNS INPUT OUT -- CMD...
-                                         run CMD RUNS times with INPUT as stdin; OUT gets
-                                         one JSON line per run: user+sys CPU seconds
-                                         (getrusage, microseconds), max RSS KiB, wall, status
+                                         run CMD RUNS times (posix_spawn) with INPUT as
+                                         stdin; OUT gets one JSON line per run: user+sys
+                                         CPU seconds (getrusage), wall, status
     bench.py timeline STRACE PORTS.json RTT_MS
                                          the waits of one traced delivery (strace -f -tt -T,
                                          log_level = debug): service, the last log line
                                          before the wait, wait in ms and in round trips
-    bench.py callgrind SELF.txt INCL.txt figures from callgrind_annotate outputs (TSV lines)
+    bench.py callgrind SELF.txt INCL.txt [PREFIX]
+                                         figures from callgrind_annotate outputs (TSV lines
+                                         named PREFIX.*, default prof.cg)
     bench.py stracec FILE                the system calls of strace -c -o FILE, most called first
     bench.py relaygap EMULATOR_LOG COUNT median ms between DATA's 354 and the end of data
                                          for the last COUNT messages the emulator's relay stored
@@ -34,6 +38,7 @@ import glob
 import json
 import os
 import re
+import shutil
 import statistics
 import sys
 import time
@@ -79,6 +84,37 @@ def cmd_cpu(*pids):
         except (OSError, IndexError, ValueError):
             out.append("0")
     print(" ".join(out))
+    return 0
+
+
+def cmd_treecpu(*roots):
+    """CPU of process trees, in clock ticks: user + system of every live process under a
+    root, with what its reaped children used (cutime, cstime). pipe(8) reaps each
+    transport it runs, the master each pipe(8) that ends: nothing that ran is lost.
+    Prints the sum over all roots, then one figure per root."""
+    procs, children = {}, {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                st = f.read().rsplit(")", 1)[1].split()
+            procs[int(d)] = sum(int(x) for x in st[11:15])
+            children.setdefault(int(st[1]), []).append(int(d))
+        except (OSError, IndexError, ValueError):
+            continue
+    per_root, seen = [], set()
+    for root in roots:
+        total, stack = 0, [int(root)] if root.isdigit() else []
+        while stack:
+            pid = stack.pop()
+            if pid in seen or pid not in procs:
+                continue
+            seen.add(pid)
+            total += procs[pid]
+            stack.extend(children.get(pid, []))
+        per_root.append(total)
+    print(" ".join(str(x) for x in [sum(per_root)] + per_root))
     return 0
 
 
@@ -183,39 +219,36 @@ def cmd_hyperfine(path):
 
 
 def cmd_rusage(runs, infile, out, *cmd):
+    """CMD run RUNS times, each started with posix_spawn() (glibc: vfork, no copy of this
+    Python process): the child's getrusage() is the command's own CPU, as when pipe(8),
+    a small C program, starts it. A fork() of Python would add about 1 ms of page-table
+    copying and teardown to every run. ru_maxrss is not the command's after a vfork
+    (it counts the parent's pages): peak RSS comes from /usr/bin/time -v (bench.py timev)."""
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
     worst = 0
+    path = cmd[0] if "/" in cmd[0] else shutil.which(cmd[0])
+    actions = [(os.POSIX_SPAWN_OPEN, 0, infile, os.O_RDONLY, 0),
+               (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)]
     with open(out, "a") as log:
         for _ in range(int(runs)):
             t0 = time.monotonic()
-            pid = os.fork()
-            if pid == 0:
-                try:
-                    fd = os.open(infile, os.O_RDONLY)
-                    os.dup2(fd, 0)
-                    null = os.open(os.devnull, os.O_WRONLY)
-                    os.dup2(null, 1)
-                    os.execvp(cmd[0], list(cmd))
-                finally:
-                    os._exit(127)
+            pid = os.posix_spawn(path, list(cmd), os.environ, file_actions=actions)
             _, status, ru = os.wait4(pid, 0)
             wall = time.monotonic() - t0
             code = os.waitstatus_to_exitcode(status)
             worst = max(worst, abs(code))
             log.write(json.dumps({"cpu": ru.ru_utime + ru.ru_stime, "user": ru.ru_utime,
-                                  "sys": ru.ru_stime, "maxrss_kib": ru.ru_maxrss,
-                                  "wall": wall, "status": code}) + "\n")
+                                  "sys": ru.ru_stime, "wall": wall, "status": code}) + "\n")
     return 1 if worst else 0
 
 
 def cmd_rusagesum(path):
-    """median CPU, median user, median sys, max RSS KiB, median wall, runs, worst status"""
+    """median CPU, median user, median sys, median wall, runs, worst status"""
     rows = [json.loads(l) for l in open(path) if l.strip()]
     med = lambda k: statistics.median(r[k] for r in rows)
-    print("%.6f %.6f %.6f %d %.6f %d %d" % (med("cpu"), med("user"), med("sys"),
-                                            max(r["maxrss_kib"] for r in rows), med("wall"),
-                                            len(rows), max(abs(r["status"]) for r in rows)))
+    print("%.6f %.6f %.6f %.6f %d %d" % (med("cpu"), med("user"), med("sys"), med("wall"),
+                                         len(rows), max(abs(r["status"]) for r in rows)))
     return 0
 
 
@@ -315,8 +348,9 @@ CG_LINE = re.compile(r"^\s*([\d,]+) \(\s*([\d.]+)%\)\s+(.*?)(?: \[(.*)\])?\s*$")
 
 # inclusive costs worth naming: where a delivery's instructions go
 CG_FUNCS = ("main", "_dl_start", "_dl_start_final", "_dl_init", "config_load", "http_global_init",
-            "deliver", "bindings_load", "dest_resolve_until", "oauth_token_cached",
-            "open_tunnel", "socks5_connect", "tls_ctx_new", "smtp_session_open", "tls_handshake",
+            "deliver", "bindings_load", "dest_resolve_until", "cache_key", "oauth_token_cached",
+            "open_tunnel", "socks5_connect", "tls_ctx_new", "tls_ctx_new_extra", "SSL_CTX_new",
+            "smtp_session_open", "tls_handshake", "tls_handshake_peer",
             "smtp_send_message", "smtp_body", "smtp_body_convert", "conn_write", "conn_flush",
             "SSL_write", "SSL_read", "read", "exit")
 
@@ -346,27 +380,27 @@ def _cg_parse(path):
     return total, rows
 
 
-def cmd_callgrind(self_path, incl_path):
+def cmd_callgrind(self_path, incl_path, prefix="prof.cg"):
     total, rows = _cg_parse(self_path)
     if not total:
-        print("prof.cg.error\tno totals in callgrind_annotate output")
+        print("%s.error\tno totals in callgrind_annotate output" % prefix)
         return 1
-    print("prof.cg.total\t%d" % total)
+    print("%s.total\t%d" % (prefix, total))
     top = ["%d|%.1f|%s|%s" % (ir, 100.0 * ir / total, f, o) for ir, f, o in rows[:18]]
-    print("prof.cg.self\t%s" % "\\n".join(top))
+    print("%s.self\t%s" % (prefix, "\\n".join(top)))
     by_obj = {}
     for ir, f, o in rows:
         by_obj[o] = by_obj.get(o, 0) + ir
     objs = sorted(by_obj.items(), key=lambda kv: -kv[1])[:10]
-    print("prof.cg.objects\t%s" % "\\n".join("%d|%.1f|%s" % (ir, 100.0 * ir / total, o)
-                                             for o, ir in objs))
+    print("%s.objects\t%s" % (prefix, "\\n".join("%d|%.1f|%s" % (ir, 100.0 * ir / total, o)
+                                                  for o, ir in objs)))
     _, incl = _cg_parse(incl_path)
     seen, out = set(), []
     for ir, f, o in incl:
         if f in CG_FUNCS and f not in seen:
             seen.add(f)
             out.append("%d|%.1f|%s|%s" % (ir, 100.0 * ir / total, f, o))
-    print("prof.cg.incl\t%s" % "\\n".join(out))
+    print("%s.incl\t%s" % (prefix, "\\n".join(out)))
     return 0
 
 
@@ -411,7 +445,7 @@ def cmd_relaygap(path, count):
 
 
 COMMANDS = {
-    "msg": cmd_msg, "cpu": cmd_cpu, "waitlog": cmd_waitlog, "sinkcheck": cmd_sinkcheck,
+    "msg": cmd_msg, "cpu": cmd_cpu, "treecpu": cmd_treecpu, "waitlog": cmd_waitlog, "sinkcheck": cmd_sinkcheck,
     "relaycheck": cmd_relaycheck, "hyperfine": cmd_hyperfine, "timev": cmd_timev,
     "timeline": cmd_timeline, "callgrind": cmd_callgrind, "stracec": cmd_stracec, "relaygap": cmd_relaygap, "render": cmd_render, "rusage": cmd_rusage, "rusagesum": cmd_rusagesum,
 }

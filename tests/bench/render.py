@@ -18,7 +18,10 @@ RTT_STEPS = {
     "starttls": "plain + STARTTLS 1 + TLS 1.3 handshake 1 + EHLO again 1",
     "auth": "STARTTLS + AUTH PLAIN with initial response 1 (RFC 2920: AUTH ends a pipelined group)",
 }
-TP_ORDER = ("smtp", "proxy_sink", "direct_sink", "proxy_relay")
+TP_ORDER = ("smtp", "pipe_floor", "proxy_sink", "proxy_sink_base", "direct_sink", "direct_sink_base",
+            "proxy_relay", "proxy_relay_base")
+TP_BTPRELAY = ("proxy_sink", "direct_sink", "proxy_relay")	# and each with _base: the baseline
+COST_ROUTES = ("relay", "sink", "sys")
 
 
 def _f(r, k, default=None):
@@ -128,16 +131,21 @@ class Report:
     def cost(self, route, size, what):
         return _f(self.r, "cost.%s.%s.%s" % (route, size, what))
 
-    def rss_values(self):
-        vals = []
-        for size in (self.r.get("cost.sizes") or "").split():
-            for route in ("relay", "sink"):
-                v = _i(self.r, "cost.%s.%s.rss" % (route, size))
-                if v is None:
-                    v = _i(self.r, "cost.%s.%s.rss_rusage" % (route, size))
+    def rss_values(self, suffix=""):
+        """(size, route, peak RSS KiB) of every cost figure; suffix "_base": the baseline's"""
+        vals, sizes = [], (self.r.get("cost.sizes") or "").split()
+        for route in COST_ROUTES:
+            for size in (["1024"] if route == "sys" else sizes):
+                v = _i(self.r, "cost.%s%s.%s.rss" % (route, suffix, size))
                 if v is not None:
                     vals.append((int(size), route, v))
         return vals
+
+    def baseline(self):
+        return self.r.get("run.baseline") or None
+
+    def bench_cpu(self, key):
+        return _f(self.r, "tp.%s.bench_cpu_ms_per_msg" % key)
 
     # ---------------------------------------------------------------- sections
     def header(self):
@@ -159,6 +167,8 @@ class Report:
                                                             r.get("machine.openssl", "?"),
                                                             r.get("machine.python", "?"))),
             ("btprelay", "`%s`, btprelay.conf: log_level info, shared cache on" % r.get("run.commit", "?")),
+            ("baseline (\"before\")", "%s, measured in the same run, under the same load (`--baseline`)" %
+             self.baseline() if self.baseline() else "none in this run"),
             ("run", "%s messages per throughput phase%s; phases: %s" % (
                 r.get("run.n", "?"), " (**quick run**: reduced sizes and repeats)"
                 if r.get("run.quick") == "1" else "", r.get("run.phases", "?"))),
@@ -170,30 +180,44 @@ class Report:
             self.p(*["- %s" % f for f in fails])
             self.p("")
 
+    def tp_limit_text(self, key):
+        """what limits throughput, from the bench's own CPU per message"""
+        r = self.r
+        smtp, floor, bt = self.bench_cpu("smtp"), self.bench_cpu("pipe_floor"), self.bench_cpu(key)
+        if smtp is None or floor is None or bt is None:
+            return ("CPU: per message btprelay pays a process start and a new proxy tunnel and SMTP "
+                    "session, where Postfix's smtp(8) reuses processes and connections (%s "
+                    "connections for %s messages). See Findings." % (
+                        r.get("tp.smtp.connections", "?"), r.get("run.n", "?")))
+        return ("CPU, and the pipe(8) architecture: per message the bench's processes spend %.2f ms "
+                "of CPU for Postfix smtp (%s connections for %s messages), %.2f ms for pipe(8) "
+                "running `dd` (one process per message, nothing else: the floor of any pipe(8) "
+                "transport, %.2f × of Postfix smtp at best) and %.2f ms for btprelay (process, "
+                "proxy tunnel and SMTP session per message). See Findings." % (
+                    smtp, r.get("tp.smtp.connections", "?"), r.get("run.n", "?"), floor,
+                    smtp / floor if floor else 0, bt))
+
     def targets(self):
         r = self.r
         rows = []
+        base_on = self.baseline() is not None
         # throughput
         base, key = self.tp_rate("smtp"), self.headline_route()
         if base and key:
             ratio = self.tp_rate(key) / base
-            limit = ("—" if ratio >= TARGET_RATIO else
-                     "CPU: the machine was %s%% busy; per message btprelay pays a process start "
-                     "(exec, %s shared libraries) and a new proxy tunnel and SMTP session, where "
-                     "Postfix's smtp(8) reuses processes and connections (%s connections for %s "
-                     "messages). See Findings." % (
-                         r.get("tp.%s.cpu_busy_pct" % key, "?"), r.get("prof.libs", "?"),
-                         r.get("tp.smtp.connections", "?"), r.get("run.n", "?")))
+            before = self.tp_rate(key + "_base")
             rows.append(("throughput ≥ %.1f × Postfix's own smtp client" % TARGET_RATIO,
                          "%.2f × (%s: %.0f msg/s; Postfix smtp → sink: %.0f msg/s)" % (
                              ratio, r.get("tp.%s.title" % key, key), self.tp_rate(key), base),
-                         _verdict(ratio >= TARGET_RATIO), limit))
+                         "%.2f × (%.0f msg/s)" % (before / base, before) if before else "–",
+                         _verdict(ratio >= TARGET_RATIO),
+                         "—" if ratio >= TARGET_RATIO else self.tp_limit_text(key)))
         else:
             rows.append(("throughput ≥ %.1f × Postfix's own smtp client" % TARGET_RATIO,
-                         "–", _verdict(None), "throughput phase not run"))
+                         "–", "–", _verdict(None), "throughput phase not run"))
         # round trips
         if "rtt.skip" in r:
-            rows.append(("round trips = protocol minimum", "–", _verdict(None), r["rtt.skip"]))
+            rows.append(("round trips = protocol minimum", "–", "–", _verdict(None), r["rtt.skip"]))
         elif any(("rtt.%s.warm.0.median" % v) in r for v, _ in VARIANTS):
             parts, ok = [], True
             for v, name in VARIANTS:
@@ -205,7 +229,7 @@ class Report:
                 parts.append("%s %s%.1f timed (min %d)" % (name, "%d waits, " % w if w is not None else "",
                                                            n, RTT_MIN_WARM[v]))
                 ok = ok and self.rtt_ok(v, "warm")
-            rows.append(("round trips = protocol minimum (caches warm)", "; ".join(parts),
+            rows.append(("round trips = protocol minimum (caches warm)", "; ".join(parts), "–",
                          _verdict(ok), "—" if ok else "see Round trips"))
             parts, ok = [], True
             for v, name in VARIANTS:
@@ -219,35 +243,42 @@ class Report:
             if parts:
                 extra = self.cold_extra()
                 rows.append(("round trips, token and destination not cached (once per lifetime)",
-                             "; ".join(parts), _verdict(ok),
+                             "; ".join(parts), "–", _verdict(ok),
                              "—" if ok else "the three HTTPS exchanges run one after the other, "
                              "each on a new connection: %s round trips where %d would do (see "
                              "Round trips)" % (extra if extra is not None else "?", RTT_COLD_EXTRA)))
         # memory
-        rss = self.rss_values()
-        if rss:
-            lo, hi = min(v for _, _, v in rss), max(v for _, _, v in rss)
+        rss, rss_b = self.rss_values(), self.rss_values("_base")
+        names = {"relay": "relay route", "sink": "sink route", "sys": "system CA bundle"}
+
+        def spread_text(vals):
             spread = {}
-            for _, route, v in rss:
-                spread.setdefault(route, []).append(v)
+            for size, route, v in vals:
+                if route != "sys":
+                    spread.setdefault(route, []).append(v)
+            return spread, "; ".join("%s: %s" % (names[route], " / ".join(_mb(v) for v in vs))
+                                     for route, vs in spread.items())
+        if rss:
+            hi = max(v for _, _, v in rss)
+            spread, text = spread_text(rss)
             # per route (TLS or not changes the libraries' touched pages, not the size)
             indep = all(max(v) - min(v) <= max(1024, 0.1 * min(v)) for v in spread.values())
             small = hi < TARGET_RSS_KIB
-            sizes = sorted({s for s, _, _ in rss})
+            sizes = sorted({s for s, route, _ in rss if route != "sys"})
             rows.append(("peak RSS independent of message size",
-                         "; ".join("%s route: %s" % (route, " / ".join(_mb(v) for v in vals))
-                                   for route, vals in spread.items()) + " for " +
-                         " / ".join(_size(s) for s in sizes),
+                         text + " for " + " / ".join(_size(s) for s in sizes),
+                         spread_text(rss_b)[1] if rss_b else "–",
                          _verdict(indep), "—" if indep else "grows with the message"))
+            worst = [(names[route], _size(size)) for size, route, v in rss if v == hi][0]
             floor = _i(r, "prof.startup_V_rss")
-            rows.append(("peak RSS < 8 MB", "%s (largest)" % _mb(hi), _verdict(small),
+            rows.append(("peak RSS < 8 MB", "%s (largest: %s, %s)" % (_mb(hi), worst[0], worst[1]),
+                         "%s (largest)" % _mb(max(v for _, _, v in rss_b)) if rss_b else "–",
+                         _verdict(small),
                          "—" if small else "the floor is the process image: `btprelay-transport -V`, "
-                         "which does nothing, already peaks at %s (%s shared libraries mapped; "
-                         "OpenSSL + jansson alone: %s, + libcurl: %s)" % (
-                             _mb(floor), r.get("prof.libs", "?"),
-                             _mb(_i(r, "prof.link_ssl.rss")), _mb(_i(r, "prof.link_curl.rss")))))
+                         "which does nothing, already peaks at %s (%s shared libraries mapped)" % (
+                             _mb(floor), r.get("prof.libs", "?"))))
         else:
-            rows.append(("peak RSS independent of size and < 8 MB", "–", _verdict(None),
+            rows.append(("peak RSS independent of size and < 8 MB", "–", "–", _verdict(None),
                          "cost phase not run"))
         # cache
         tok = self.tokens_default()
@@ -258,10 +289,10 @@ class Report:
             rows.append(("≤ 1 token request per token lifetime, across processes (default lifetime "
                          "43199 s)", "%d connectivity + %d destination token requests for %d "
                          "deliveries by up to 20 concurrent processes" % (t_conn, t_dest, deliveries),
-                         _verdict(ok_t), "—" if ok_t else "see Cache efficiency"))
+                         "–", _verdict(ok_t), "—" if ok_t else "see Cache efficiency"))
             rows.append(("1 Find per destination per TTL, across processes (TTL 300 s)",
                          "%d Finds for %d destinations, %d deliveries" % (finds, ndest, deliveries),
-                         _verdict(ok_f), "—" if ok_f else "see Cache efficiency"))
+                         "–", _verdict(ok_f), "—" if ok_f else "see Cache efficiency"))
         if "exp.sent" in r:
             ok_t = (_i(r, "exp.tokens_conn", 99) <= _i(r, "exp.ideal_tokens", 0)
                     and _i(r, "exp.tokens_dest", 99) <= _i(r, "exp.ideal_tokens", 0))
@@ -274,20 +305,27 @@ class Report:
                          "(ideal ≤ %s)" % (r.get("exp.tokens_conn"), r.get("exp.tokens_dest"),
                                            r.get("exp.ideal_tokens"), r.get("exp.finds"),
                                            r.get("exp.ideal_finds")),
-                         _verdict(ok_t and ok_f), "—" if ok_t and ok_f else "see Cache efficiency"))
-        self.p("## Targets (issue 7)", "", _table(("target", "measured", "verdict", "what limits it"),
-                                                  rows), "")
+                         "–", _verdict(ok_t and ok_f), "—" if ok_t and ok_f else "see Cache efficiency"))
+        if not base_on:
+            rows = [(t, m, v, l) for t, m, _, v, l in rows]
+            head = ("target", "measured", "verdict", "what limits it")
+        else:
+            head = ("target", "measured", "before (%s)" % self.baseline(), "verdict",
+                    "what limits it")
+        self.p("## Targets (issue 7)", "", _table(head, rows), "")
 
     def tokens_default(self):
         r = self.r
-        keys = [k for k in TP_ORDER if k != "smtp" and ("tp.%s.sent" % k) in r]
+        keys = [k for k in TP_ORDER if k.replace("_base", "") in TP_BTPRELAY
+                and ("tp.%s.sent" % k) in r]
         if not keys:
             return None
         t_conn = sum(_i(r, "tp.%s.tokens_conn" % k, 0) for k in keys)
         t_dest = sum(_i(r, "tp.%s.tokens_dest" % k, 0) for k in keys)
         finds = sum(_i(r, "tp.%s.finds" % k, 0) for k in keys)
         deliveries = sum(_i(r, "tp.%s.sent" % k, 0) for k in keys)
-        return t_conn, t_dest, finds, len(keys), deliveries
+        # a route and its baseline deliver to the same destination, through the same cache
+        return t_conn, t_dest, finds, len({k.replace("_base", "") for k in keys}), deliveries
 
     def cold_extra(self):
         extras = []
@@ -316,6 +354,7 @@ class Report:
             self.p("The sink behind the proxy could not be set up (%s): the proxy's figures are "
                    "to the emulator's relay only." % r.get("run.sink_proxy_why", "?"), "")
         base = self.tp_rate("smtp")
+        smtp_cpu = self.bench_cpu("smtp")
         rows = []
         for key in TP_ORDER:
             if "tp.%s.sent" % key not in r:
@@ -323,22 +362,42 @@ class Report:
             rate = self.tp_rate(key)
             once = self.tp_ok_once(key)
             conns = r.get("tp.%s.connections" % key)
-            rows.append((r.get("tp.%s.title" % key, key), r.get("tp.%s.seconds" % key, "–"),
+            bcpu = self.bench_cpu(key)
+            title = r.get("tp.%s.title" % key, key)
+            if key.endswith("_base"):
+                title = "*before:* " + title.replace("baseline btprelay", "btprelay")
+            rows.append((title, r.get("tp.%s.seconds" % key, "–"),
                          "%.0f" % rate if rate else "–",
                          "%.2f ×" % (rate / base) if rate and base else "–",
-                         "yes" if once else "**no** (sent %s, arrived %s, unique %s, deferred %s)" % (
+                         ("yes" if once else "**no** (sent %s, arrived %s, unique %s, deferred %s)" % (
                              r.get("tp.%s.sent" % key), r.get("tp.%s.arrived" % key),
-                             r.get("tp.%s.arrived_unique" % key), r.get("tp.%s.deferred" % key)),
-                         conns or "–",
-                         "%s%%" % r.get("tp.%s.cpu_busy_pct" % key, "?"),
+                             r.get("tp.%s.arrived_unique" % key), r.get("tp.%s.deferred" % key)))
+                         if key != "pipe_floor" else "(nothing arrives)",
+                         conns if conns and key != "pipe_floor" else "–",
+                         "%.2f" % bcpu if bcpu is not None else "?",
+                         r.get("tp.%s.postfix_cpu_ms_per_msg" % key, "?"),
+                         "%.2f ×" % (smtp_cpu / bcpu) if smtp_cpu and bcpu else "–",
+                         "%s%%" % r.get("tp.%s.cpu_emulator_pct_core" % key, "?"),
                          r.get("tp.%s.cpu_ms_per_msg" % key, "?"),
-                         "%s%%" % r.get("tp.%s.cpu_emulator_pct_core" % key, "?")))
+                         "%s%%" % r.get("tp.%s.cpu_busy_pct" % key, "?")))
         self.p(_table(("route", "seconds", "msg/s", "vs Postfix smtp", "exactly once",
-                       "SMTP connections opened", "CPU busy (both CPUs)",
-                       "machine CPU ms / msg", "emulator CPU (% of one CPU)"), rows), "")
-        self.p("\"machine CPU ms / msg\" is all CPU time on the machine during the phase (Postfix, "
-               "btprelay, emulator, sink — and anything else running) divided by the messages; "
-               "the emulator column is the Python emulator's own process (proxy and relay).", "")
+                       "SMTP connections opened", "bench CPU ms / msg",
+                       "of which Postfix (pipe(8), transports)", "CPU-bound ratio",
+                       "emulator CPU (% of one CPU)", "machine CPU ms / msg",
+                       "CPU busy (both CPUs)"), rows), "")
+        self.p("\"bench CPU ms / msg\" is the CPU time of the bench's own processes during the "
+               "phase — the Postfix instance with its pipe(8) processes and every transport they "
+               "ran (reaped children count), the emulator, the sink — per message, whatever else "
+               "runs on the machine (`bench.py treecpu`). \"CPU-bound ratio\" = Postfix smtp's "
+               "bench CPU per message / the route's: the throughput ratio when the CPUs are the "
+               "limit and nothing else runs. \"machine CPU ms / msg\" is all CPU time on the machine "
+               "during the phase (anything else running included) per message; the emulator column "
+               "is the Python emulator's own process (token service, proxy and relay). \"pipe(8) → "
+               "dd\" is the floor of one process per message: Postfix's pipe(8) with btprelay's "
+               "settings running `dd of=/dev/null`, which reads the message and exits.%s" % (
+                   " Rows marked *before* are the baseline build (%s), measured in the same run "
+                   "right after the row above them." % self.baseline() if self.baseline() else ""),
+               "")
 
     def round_trips(self):
         r = self.r
@@ -411,28 +470,53 @@ class Report:
             return
         routes = {"relay": "proxy → emulator relay, STARTTLS + AUTH (MAIL_ONPREM)",
                   "sink": "proxy → smtp-sink, plain" if "BENCH_SINK_PROXY" in r.get("cost.routes", "")
-                  else "direct → smtp-sink, plain (no sink behind the proxy here)"}
+                  else "direct → smtp-sink, plain (no sink behind the proxy here)",
+                  "sys": "as MAIL_ONPREM, trusting the system's CA bundle (%s certificates with "
+                         "the test CA)" % r.get("cost.sys.certs", "?")}
+        base_on = self.baseline() is not None
         self.p("`btprelay-transport -c CONF -f sender@client.test -d DEST -s SIZE -- "
                "user@corp.example < message`, run directly as the pipe service's user with the "
-               "caches warm. CPU = user + system time of the process (getrusage, median of the "
-               "runs); peak RSS = `/usr/bin/time -v` \"Maximum resident set size\"; wall = "
-               "hyperfine mean ± σ (the receiving side's time included: the Python relay decrypts "
-               "and stores every byte).", "")
+               "caches warm, started with posix_spawn() as pipe(8) starts it (a fork() of the "
+               "Python runner would add about 1 ms of its own to every figure). CPU = user + "
+               "system time of the process (getrusage, median of the runs); peak RSS = "
+               "`/usr/bin/time -v` \"Maximum resident set size\"; wall = hyperfine mean ± σ (the "
+               "receiving side's time included: the Python relay decrypts and stores every byte). "
+               "Only the sum of user and system time is exact for a process this short: Linux "
+               "splits it by timer-tick samples. "
+               "The system CA bundle row is the configuration's default trust (no "
+               "`smtp_tls_ca_file`): OpenSSL's default file, here with the test CA appended "
+               "(`SSL_CERT_FILE`).%s" % (" *before*: the baseline build (%s), same run." %
+                                         self.baseline() if base_on else ""), "")
         rows = []
-        for size in r["cost.sizes"].split():
-            for route in ("relay", "sink"):
-                cpu = self.cost(route, size, "cpu")
-                if cpu is None and self.cost(route, size, "wall") is None:
-                    continue
-                rss = self.cost(route, size, "rss") or self.cost(route, size, "rss_rusage")
-                wall, sd = self.cost(route, size, "wall"), self.cost(route, size, "wall_sd")
-                rows.append((_size(size), routes[route], _ms(cpu, 2),
-                             "%s / %s" % (_ms(self.cost(route, size, "user"), 2),
-                                          _ms(self.cost(route, size, "sys"), 2)),
-                             _mb(rss), "%s ± %s" % (_ms(wall), _ms(sd)) if wall else "–",
-                             r.get("cost.%s.%s.runs" % (route, size), "–")))
-        self.p(_table(("message", "route", "CPU (user + sys)", "user / sys", "peak RSS",
-                       "wall", "runs"), rows), "")
+        sizes = r["cost.sizes"].split()
+        order = [(size, route) for size in sizes for route in ("relay", "sink")]
+        order.append(("1024", "sys"))
+        for size, route in order:
+            cpu = self.cost(route, size, "cpu")
+            if cpu is None and self.cost(route, size, "wall") is None:
+                continue
+            rss = self.cost(route, size, "rss")
+            wall, sd = self.cost(route, size, "wall"), self.cost(route, size, "wall_sd")
+            row = [_size(size), routes[route], _ms(cpu, 2)]
+            if base_on:
+                row.append(_ms(self.cost(route + "_base", size, "cpu"), 2))
+            row.append("%s / %s" % (_ms(self.cost(route, size, "user"), 2),
+                                    _ms(self.cost(route, size, "sys"), 2)))
+            row.append(_mb(rss))
+            if base_on:
+                row.append(_mb(self.cost(route + "_base", size, "rss")))
+            row.append("%s ± %s" % (_ms(wall), _ms(sd)) if wall else "–")
+            if base_on:
+                wb, sb = self.cost(route + "_base", size, "wall"), self.cost(route + "_base", size, "wall_sd")
+                row.append("%s ± %s" % (_ms(wb), _ms(sb)) if wb else "–")
+            row.append(r.get("cost.%s.%s.runs" % (route, size), "–"))
+            rows.append(row)
+        head = ["message", "route", "CPU (user + sys)"] + (["*before*"] if base_on else []) + \
+            ["user / sys", "peak RSS"] + (["*before*"] if base_on else []) + ["wall"] + \
+            (["*before*"] if base_on else []) + ["runs"]
+        self.p(_table(head, rows), "")
+        if "cost.sys.skip" in r:
+            self.p("The system CA bundle was not measured: %s." % r["cost.sys.skip"], "")
 
     def cache_section(self):
         r = self.r
@@ -531,22 +615,37 @@ class Report:
         if "prof.startup_V" in r:
             self.p("Process start-up alone: `btprelay-transport -V` (prints its version, nothing "
                    "else) takes %s ms of CPU, %s page faults and peaks at %s RSS; it maps %s shared "
-                   "libraries. A program that only links OpenSSL and jansson starts in %s ms (%s "
+                   "libraries%s. A program that only links OpenSSL and jansson starts in %s ms (%s "
                    "libraries, %s RSS); with libcurl linked as well, %s ms (%s libraries, %s RSS)." % (
                        r.get("prof.startup_V"), r.get("prof.startup_V_faults", "?"),
                        _mb(_i(r, "prof.startup_V_rss")), r.get("prof.libs", "?"),
+                       " (*before*: %s ms, %s, %s libraries)" % (
+                           r.get("prof.base.startup_V"), _mb(_i(r, "prof.base.startup_V_rss")),
+                           r.get("prof.base.libs", "?")) if "prof.base.startup_V" in r else "",
                        r.get("prof.link_ssl.ms", "?"), r.get("prof.link_ssl.libs", "?"),
                        _mb(_i(r, "prof.link_ssl.rss")), r.get("prof.link_curl.ms", "?"),
                        r.get("prof.link_curl.libs", "?"), _mb(_i(r, "prof.link_curl.rss"))), "")
         if "prof.cg.total" in r:
-            total = _i(r, "prof.cg.total")
+            total, btotal = _i(r, "prof.cg.total"), _i(r, "prof.base.cg.total")
             self.p("`valgrind --tool=callgrind`, one %s delivery (MAIL_ONPREM), %s instructions "
-                   "in all:" % (size, "{:,}".format(total)), "")
-            rows = [(row[2], row[3], "{:,}".format(int(row[0])), row[1] + "%")
-                    for row in _pipe_rows(r.get("prof.cg.incl"))]
+                   "in all%s:" % (size, "{:,}".format(total),
+                                  " (*before*: %s)" % "{:,}".format(btotal) if btotal else ""), "")
+            before = {row[2]: row for row in _pipe_rows(r.get("prof.base.cg.incl"))}
+            rows = []
+            for row in _pipe_rows(r.get("prof.cg.incl")):
+                cells = [row[2], row[3], "{:,}".format(int(row[0])), row[1] + "%"]
+                if btotal:
+                    b = before.pop(row[2], None)
+                    cells += ["{:,}".format(int(b[0])), b[1] + "%"] if b else ["–", "–"]
+                rows.append(cells)
+            for name, b in before.items():		# what the baseline spent and this build does not
+                rows.append([name, b[3], "–", "–", "{:,}".format(int(b[0])), b[1] + "%"])
+            head = ["function", "object", "instructions", "share"]
+            if btotal:
+                head += ["*before*", "share"]
             self.p("<details open><summary>inclusive cost of selected functions</summary>", "",
-                   _table(("function", "object", "instructions", "share"), rows), "",
-                   "</details>", "")
+                   _table(head, rows), "", "– : not called, or below callgrind_annotate's "
+                   "listing threshold.", "", "</details>", "")
             rows = [(row[2], row[3], "{:,}".format(int(row[0])), row[1] + "%")
                     for row in _pipe_rows(r.get("prof.cg.self"))]
             self.p("<details><summary>top functions by own cost</summary>", "",
@@ -584,81 +683,111 @@ class Report:
         items = []
         key = self.headline_route()
         base = self.tp_rate("smtp")
-        if key and base:
+        smtp, floor = self.bench_cpu("smtp"), self.bench_cpu("pipe_floor")
+        if key and base and smtp and floor and self.bench_cpu(key):
+            bt, bt_b = self.bench_cpu(key), self.bench_cpu(key + "_base")
+            budget = smtp / TARGET_RATIO
             items.append(
-                "**Throughput is CPU-bound, and per message btprelay does more work than Postfix's "
-                "smtp(8).** During the btprelay phases both CPUs were %s%% busy (%s ms of machine CPU "
-                "per message against %s ms for Postfix smtp → sink). pipe(8) starts one "
-                "btprelay-transport per delivery and each opens a new proxy tunnel and SMTP session, "
-                "while smtp(8) processes live on and reuse connections: Postfix smtp opened %s SMTP "
-                "connections for %s messages, btprelay %s. The route without the "
-                "proxy (%s msg/s) shows what the Python proxy costs on top (%s%% of one CPU in the "
-                "emulator during the proxy → sink phase)." % (
-                    r.get("tp.%s.cpu_busy_pct" % key, "?"), r.get("tp.%s.cpu_ms_per_msg" % key, "?"),
-                    r.get("tp.smtp.cpu_ms_per_msg", "?"), r.get("tp.smtp.connections", "?"),
-                    r.get("run.n"), r.get("tp.%s.connections" % key, "?"),
-                    "%.0f" % self.tp_rate("direct_sink") if self.tp_rate("direct_sink") else "?",
-                    r.get("tp.proxy_sink.cpu_emulator_pct_core", "?")) +
-                " The load average was %s when the run started: other work shared the CPUs, and "
-                "the phases, run back to back, shared that load." % r.get("machine.loadavg", "?"))
-        if "prof.startup_V" in r and "prof.link_curl.ms" in r:
+                "**Throughput is CPU-bound, and one process per message caps it.** Per message the "
+                "bench's own processes spend %.2f ms of CPU for Postfix smtp → sink (smtp(8) keeps "
+                "its processes and connections: %s SMTP connections for %s messages) and %.2f ms for "
+                "pipe(8) running `dd`, the cost of one process per message before any transport "
+                "work. When the CPUs are the limit a pipe(8) transport reaches at most %.2f × of "
+                "Postfix smtp; %.1f × would leave a transport's whole path (its process, the proxy "
+                "tunnel, the new SMTP session at the relay) %.2f ms, %s. "
+                "%s takes %.2f ms (%s ms in Postfix, pipe(8) and btprelay-transport, the rest in "
+                "the emulator's Python proxy and the sink's new session)%s: a CPU-bound ratio of "
+                "%.2f ×. The measured rates give %.2f ×: the machine was shared (load average %s at "
+                "the start) and no phase had its %s CPUs to itself — the bench's processes kept "
+                "%.2f CPUs busy during Postfix smtp's phase and %.2f during btprelay's: Postfix smtp's rate was "
+                "held down by more than its own CPU (the other work, or its own scheduling). Reaching %.1f × needs a "
+                "process and a tunnel that outlive one message — e.g. a resident btprelay that "
+                "Postfix's smtp(8) delivers to over SMTP (its connection cache keeps sessions open) "
+                "and that keeps tunnels to the relay — not a faster pipe(8) command." % (
+                    smtp, r.get("tp.smtp.connections", "?"), r.get("run.n"), floor,
+                    smtp / floor, TARGET_RATIO, budget,
+                    "%.2f ms more than `dd`" % (budget - floor) if budget > floor else
+                    "less than `dd` alone: out of reach for any command pipe(8) starts",
+                    r.get("tp.%s.title" % key, key), bt,
+                    r.get("tp.%s.postfix_cpu_ms_per_msg" % key, "?"),
+                    " (before: %.2f ms)" % bt_b if bt_b else "", smtp / bt,
+                    self.tp_rate(key) / base, r.get("machine.loadavg", "?"),
+                    r.get("machine.nproc", "?"), smtp * base / 1000.0,
+                    bt * self.tp_rate(key) / 1000.0, TARGET_RATIO))
+        elif key and base:
+            items.append("**Throughput is below Postfix smtp's** (%.2f ×); the bench's own CPU per "
+                         "message was not measured in this run." % (self.tp_rate(key) / base))
+        if "prof.startup_V" in r:
             c1k = self.cost("sink", "1024", "cpu")
-            ssl_ms, curl_ms = _f(r, "prof.link_ssl.ms", 0), _f(r, "prof.link_curl.ms", 0)
             items.append(
-                "**Process start-up is the largest fixed cost, and most of it is libcurl's "
-                "dependencies.** `btprelay-transport -V` costs %s ms of CPU%s. Linking libcurl "
-                "pulls in %s shared libraries instead of %s (%s) and costs %.1f ms per process start (%s → %s ms) although a delivery "
-                "with warm caches makes no HTTP request at all. Ways out: load the HTTP client only on "
-                "a cache miss (a helper process, or dlopen), or make the two HTTPS requests with the OpenSSL "
-                "code btprelay already has (common/http.c, common/tls.c)." % (
-                    r.get("prof.startup_V"),
-                    " — against %s for a whole 1 KB delivery through the proxy" % _ms(c1k, 1)
-                    if c1k else "", r.get("prof.link_curl.libs", "?"), r.get("prof.link_ssl.libs", "?"),
-                    ", ".join((r.get("prof.link_extra_libs") or "?").split()),
-                    curl_ms - ssl_ms, r.get("prof.link_ssl.ms"), r.get("prof.link_curl.ms")))
-        conv = [row for row in _pipe_rows(r.get("prof.cg.incl")) if row[2] == "smtp_body_convert"]
+                "**Start-up: libcurl is mapped only when an HTTP request is made.** "
+                "`btprelay-transport -V` costs %s ms of CPU and maps %s shared libraries%s. "
+                "common/http.c loads libcurl with dlopen() on the first request — a token or a Find, "
+                "once per lifetime across all processes — so a delivery with warm caches no longer "
+                "pays for libcurl's two dozen dependencies (GnuTLS, Kerberos, LDAP, SSH, RTMP, ...) "
+                "nor for curl_global_init; a whole 1 KB delivery through the proxy now costs %s of "
+                "CPU%s. What is left of start-up is linking OpenSSL: libcrypto's relocations." % (
+                    r.get("prof.startup_V"), r.get("prof.libs", "?"),
+                    " (before: %s ms, %s libraries)" % (r.get("prof.base.startup_V"),
+                                                        r.get("prof.base.libs", "?"))
+                    if "prof.base.startup_V" in r else "",
+                    _ms(c1k, 2), " (before: %s)" % _ms(self.cost("sink_base", "1024", "cpu"), 2)
+                    if self.cost("sink_base", "1024", "cpu") else ""))
+        incl = {row[2]: row for row in _pipe_rows(r.get("prof.cg.incl"))}
+        bincl = {row[2]: row for row in _pipe_rows(r.get("prof.base.cg.incl"))}
         perf_conv = None
         for line in (r.get("prof.perf_sym") or "").split("\n"):
             if "smtp_body_convert" in line:
                 perf_conv = line.split("%")[0].strip()
-        if conv or perf_conv:
+        if "smtp_body_convert" in incl or "smtp_body_convert" in bincl:
             items.append(
-                "**Large messages: `smtp_body_convert` (common/smtp.c) dominates.** It takes %s of "
-                "the instructions of a %s delivery%s. It handles one byte at a time with a branch per "
-                "byte; finding line ends with memchr() and copying whole runs (a leading dot and "
-                "the CR are the only insertions) would cut it to a fraction. Not changed here: tests/bench "
-                "only measures." % (
-                    "%s%%" % conv[0][1] if conv else "?", _size(r.get("prof.size", 0)),
-                    " and %s%% of the CPU samples of a %s one (OpenSSL's encryption, the kernel's "
-                    "TCP path: the rest)" % (perf_conv, _size(r.get("prof.record_size", 0)))
-                    if perf_conv else ""))
-        ctx = [row for row in _pipe_rows(r.get("prof.cg.incl")) if row[2] == "tls_ctx_new"]
-        dl = [row for row in _pipe_rows(r.get("prof.cg.incl")) if row[2] == "_dl_start"]
-        if ctx or dl:
+                "**Large messages: the body conversion copies whole runs.** `smtp_body_convert` "
+                "(common/smtp.c) finds line ends and CRs with memchr() and copies what lies between "
+                "with memcpy(); a leading dot and the CR of a line end are the only bytes it "
+                "inserts. It takes %s of the instructions of a %s delivery%s%s; the rest of a large "
+                "delivery is OpenSSL's encryption and the kernel's TCP path." % (
+                    "%s%%" % incl["smtp_body_convert"][1] if "smtp_body_convert" in incl else "?",
+                    _size(r.get("prof.size", 0)),
+                    " (before, one byte at a time: %s%%)" % bincl["smtp_body_convert"][1]
+                    if "smtp_body_convert" in bincl else "",
+                    " and %s%% of the CPU samples of a %s one" % (
+                        perf_conv, _size(r.get("prof.record_size", 0))) if perf_conv else ""))
+        relay1k, sys1k = self.cost("relay", "1024", "cpu"), self.cost("sys", "1024", "cpu")
+        sys1k_b = self.cost("sys_base", "1024", "cpu")
+        parts = []
+        for name, what in (("SSL_CTX_new", "`SSL_CTX_new`"), ("cache_key", "`cache_key` (its "
+                           "SHA-256 is the process's first use of libcrypto: OpenSSL reads "
+                           "openssl.cnf and builds its algorithm tables there)"),
+                           ("_dl_start", "dynamic linking (`_dl_start`)"),
+                           ("tls_handshake_peer", "the TLS handshake")):
+            if name in incl:
+                parts.append("%s %s%%" % (what, incl[name][1]))
+        if parts or sys1k:
             items.append(
-                "**Fixed per-delivery costs in the callgrind profile:** dynamic linking (`_dl_start`) "
-                "%s, the TLS context (`tls_ctx_new`: SSL_CTX_new and the CA file, made by every "
-                "process) %s, `http_global_init` (curl_global_init, even when no HTTP request "
-                "follows) %s of the instructions of the %s delivery. The bench trusts a one-certificate "
-                "test CA; with the system CA bundle `tls_ctx_new` has more to load (not measured)." % (
-                    "%s%%" % dl[0][1] if dl else "?", "%s%%" % ctx[0][1] if ctx else "?",
-                    next(("%s%%" % row[1] for row in _pipe_rows(r.get("prof.cg.incl"))
-                          if row[2] == "http_global_init"), "?"), _size(r.get("prof.size", 0))))
-        rss = self.rss_values()
+                "**What remains per delivery is mostly OpenSSL 3.0's fixed cost.** In the callgrind "
+                "profile of the %s delivery: %s. On a route without TLS the library initialisation "
+                "behind `cache_key` is about half of a delivery; a SHA-256 of its own in "
+                "common/cache.c would remove it there (TLS needs it anyway). %s" % (
+                    _size(r.get("prof.size", 0)), ", ".join(parts) if parts else "–",
+                    ("The CA file is read on demand (common/cafile.c): OpenSSL 3.0 decodes every "
+                     "certificate of a file it loads, and with the system's bundle (%s "
+                     "certificates) a STARTTLS delivery cost %s of CPU%s; it now costs %s, against "
+                     "%s with a one-certificate CA file." % (
+                         r.get("cost.sys.certs", "?"), _ms(sys1k_b, 2) if sys1k_b else "?",
+                         "" if sys1k_b else " before (not measured in this run)", _ms(sys1k, 2),
+                         _ms(relay1k, 2))) if sys1k else ""))
+        rss, rss_b = self.rss_values(), self.rss_values("_base")
         if rss:
             hi = max(v for _, _, v in rss)
             items.append(
-                "**Memory is flat, but its floor is above 8 MB.** Peak RSS stays at %s whatever the "
-                "size (the body is streamed through two fixed buffers), but `btprelay-transport -V` "
-                "alone peaks at %s: the floor is the mapped libraries (OpenSSL + jansson only: %s; "
-                "with libcurl: %s).%s" % (
-                    _mb(hi), _mb(_i(r, "prof.startup_V_rss")), _mb(_i(r, "prof.link_ssl.rss")),
-                    _mb(_i(r, "prof.link_curl.rss")),
-                    " libcurl's libraries account for %s of it: without them the largest peak "
-                    "would be about %s." % (
-                        _mb(_i(r, "prof.link_curl.rss") - _i(r, "prof.link_ssl.rss")),
-                        _mb(hi - (_i(r, "prof.link_curl.rss") - _i(r, "prof.link_ssl.rss"))))
-                    if _i(r, "prof.link_curl.rss") and _i(r, "prof.link_ssl.rss") else ""))
+                "**Memory is flat and %s 8 MB.** Peak RSS is at most %s whatever the size (the body "
+                "is streamed through two fixed buffers)%s; the floor is the process image: "
+                "`btprelay-transport -V` peaks at %s%s." % (
+                    "under" if hi < TARGET_RSS_KIB else "still over", _mb(hi),
+                    " (before: %s)" % _mb(max(v for _, _, v in rss_b)) if rss_b else "",
+                    _mb(_i(r, "prof.startup_V_rss")),
+                    " (before: %s)" % _mb(_i(r, "prof.base.startup_V_rss"))
+                    if "prof.base.startup_V_rss" in r else ""))
         if "rtt.link" in r:
             extra = self.cold_extra()
             warm_ok = all(self.rtt_ok(v, "warm") for v, _ in VARIANTS)

@@ -11,6 +11,9 @@
 #                 sizes, two runs per timing, no callgrind, no npm peer
 #   --phases LIST comma-separated subset of: throughput,expiry,rtt,cost,profile,peer
 #   --tsv FILE    also write the raw figures (KEY<TAB>VALUE lines) to FILE
+#   --baseline DIR  another build (its top_builddir) measured in the same run, under
+#                 the same load: "before" figures next to this build's ("after")
+#   --baseline-label TEXT  what the baseline is, for the report (e.g. a commit)
 #
 # Needs root (a throwaway Postfix, network namespaces), postfix (smtp-source,
 # smtp-sink), python3, openssl, swaks; hyperfine, GNU time, nft, perf, valgrind
@@ -27,6 +30,8 @@ N=1000
 OUT=$top_srcdir/tests/bench/RESULTS.md
 QUICK=0
 TSV=
+BASELINE=
+BASELINE_LABEL=
 PHASES=throughput,expiry,rtt,cost,profile,peer
 ARGS=("$@")
 while [ $# -gt 0 ]; do
@@ -36,7 +41,9 @@ while [ $# -gt 0 ]; do
 	--quick) QUICK=1; shift ;;
 	--phases) PHASES=$2; shift 2 ;;
 	--tsv) TSV=$2; shift 2 ;;
-	-h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	--baseline) BASELINE=$2; shift 2 ;;
+	--baseline-label) BASELINE_LABEL=$2; shift 2 ;;
+	-h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "run.sh: unknown argument $1 (see -h)" >&2; exit 2 ;;
 	esac
 done
@@ -45,6 +52,11 @@ if [ "$QUICK" = 1 ]; then
 fi
 case $OUT in /*) ;; *) OUT=$PWD/$OUT ;; esac
 case $TSV in /*|"") ;; *) TSV=$PWD/$TSV ;; esac
+if [ -n "$BASELINE" ]; then
+	case $BASELINE in /*) ;; *) BASELINE=$PWD/$BASELINE ;; esac
+	[ -x "$BASELINE/plugin/transport/btprelay-transport" ] ||
+		{ echo "run.sh: --baseline $BASELINE: no plugin/transport/btprelay-transport built there" >&2; exit 2; }
+fi
 
 # --- outer level: private network namespaces, then this script again inside ------------
 # Everything runs inside a namespace of its own (its own loopback), so the nft
@@ -136,6 +148,7 @@ rec run.phases "$PHASES"
 rec run.netns "${BENCH_NS:+yes}"
 rec run.nons_why "${BENCH_NONS_WHY:-}"
 rec run.commit "$(git -C "$top_srcdir" describe --always --dirty 2>/dev/null || echo unknown)"
+rec run.baseline "${BASELINE:+${BASELINE_LABEL:-the build in $BASELINE}}"
 
 # --- set-up: emulator, sink, transport, Postfix -------------------------------------------
 harness_start_emulator
@@ -153,6 +166,9 @@ PIDS_TO_STOP="$PIDS_TO_STOP $SINK_PID"
 
 harness_install_transport
 CONF=$WORK/etc/btprelay.conf
+# the baseline build's transport, for "before" figures in the same run (--baseline)
+[ -n "$BASELINE" ] && install -m 755 "$BASELINE/plugin/transport/btprelay-transport" \
+	"$WORK/bin/btprelay-transport-base"
 mkdir -p "$WORK/cache"
 chown "$TRANSPORT_USER" "$WORK/cache"
 chmod 700 "$WORK/cache"
@@ -215,7 +231,30 @@ cat >> "$PF/transport.regexp" <<-MAP
 /(^|@)tp-proxy-sink\.example\$/	btprelay:BENCH_SINK_PROXY
 /(^|@)tp-direct-sink\.example\$/	btprelay:BENCH_SINK_DIRECT
 /(^|@)tp-proxy-relay\.example\$/	btprelay:MAIL_ONPREM
+/(^|@)tp-pipe-floor\.example\$/	benchnull:
 MAP
+# The floor of one process per delivery: pipe(8) running a program that only reads
+# the message (dd), with btprelay's pipe settings.
+cat >> "$PF/master.cf" <<-CF
+benchnull unix  -       n       n       -       -       pipe
+  flags=q user=$TRANSPORT_USER null_sender=
+  argv=/bin/dd of=/dev/null status=none
+CF
+postconf -c "$PF" -e "benchnull_destination_recipient_limit = 1" \
+	"benchnull_destination_concurrency_limit = 20"
+if [ -n "$BASELINE" ]; then
+	# the baseline's transport as a pipe service of its own, with the same settings
+	sed -n '/^btprelay /,/^  argv=/p' "$PF/master.cf" |
+		sed 's/^btprelay /btprelaybase /; s|/bin/btprelay-transport |/bin/btprelay-transport-base |' \
+		>> "$PF/master.cf"
+	postconf -c "$PF" -e "btprelaybase_destination_recipient_limit = 1" \
+		"btprelaybase_time_limit = 120s" "btprelaybase_destination_concurrency_limit = 20"
+	cat >> "$PF/transport.regexp" <<-MAP
+	/(^|@)tp-proxy-sink-base\.example\$/	btprelaybase:BENCH_SINK_PROXY
+	/(^|@)tp-direct-sink-base\.example\$/	btprelaybase:BENCH_SINK_DIRECT
+	/(^|@)tp-proxy-relay-base\.example\$/	btprelaybase:MAIL_ONPREM
+	MAP
+fi
 # Submitted mail waits in the hold queue; a phase times only the deliveries.
 postconf -c "$PF" -e "smtpd_end_of_data_restrictions = check_client_access static:HOLD" \
 	"smtp_tls_security_level = none" "smtp_destination_concurrency_limit = 20" \
@@ -249,22 +288,32 @@ tp_phase() {
 	off=$(stat -c %s "$WORK/log/maillog")
 	sinkoff=$(stat -c %s "$SINK_DUMP" 2>/dev/null || echo 0)
 	c0=$(counter)
+	master=$(tr -dc 0-9 < "$WORK/spool/pid/master.pid" 2>/dev/null)
 	cpu0=$($BENCH_PY cpu "$EMU_PID" "$SINK_PID")
+	tree0=$($BENCH_PY treecpu "$master" "$EMU_PID" "$SINK_PID")
 	t0=$(now)
 	postsuper -c "$PF" -H ALL >/dev/null 2>&1
 	postqueue -c "$PF" -f
 	res=$($BENCH_PY waitlog "$WORK/log/maillog" "$off" "$domain" "$N" $((N / 2 + 120)))
 	cpu1=$($BENCH_PY cpu "$EMU_PID" "$SINK_PID")
+	tree1=$($BENCH_PY treecpu "$master" "$EMU_PID" "$SINK_PID")
 	c1=$(counter)
 	sleep 0.3	# the sink's dump is written as the dot is answered; let the last one land
 	case $check in
 	sink) arrived=$($BENCH_PY sinkcheck "$SINK_DUMP" "$sinkoff" "$mark") ;;
 	relay) arrived=$($BENCH_PY relaycheck "$EMU/messages" "$mark") ;;
+	none) arrived=$(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(json.dumps({"messages": r["sent"], "unique": r["sent"], "duplicates": 0}))' "$res") ;;
 	esac
-	python3 - "$key" "$N" "$t0" "$res" "$cpu0" "$cpu1" "$c0" "$c1" "$arrived" >> "$RES" <<-'PY'
+	python3 - "$key" "$N" "$t0" "$res" "$cpu0" "$cpu1" "$c0" "$c1" "$arrived" "$tree0" "$tree1" >> "$RES" <<-'PY'
 	import json, os, sys
-	key, n, t0, res, cpu0, cpu1, c0, c1, arrived = sys.argv[1:]
+	key, n, t0, res, cpu0, cpu1, c0, c1, arrived, tree0, tree1 = sys.argv[1:]
 	n, t0, res, arrived = int(n), float(t0), json.loads(res), json.loads(arrived)
+	# the bench's own processes (Postfix with pipe(8) and the transports it ran, the
+	# emulator, the sink): CPU per message whatever else runs on the machine
+	tick = float(os.sysconf("SC_CLK_TCK"))
+	t0p, t1p = [int(x) for x in tree0.split()], [int(x) for x in tree1.split()]
+	print("tp.%s.bench_cpu_ms_per_msg\t%.2f" % (key, 1000.0 * (t1p[0] - t0p[0]) / tick / max(1, res["sent"])))
+	print("tp.%s.postfix_cpu_ms_per_msg\t%.2f" % (key, 1000.0 * (t1p[1] - t0p[1]) / tick / max(1, res["sent"])))
 	cpu0 = [int(x) for x in cpu0.split()]
 	cpu1 = [int(x) for x in cpu1.split()]
 	c0 = [int(x) for x in c0.split()]
@@ -306,11 +355,19 @@ if phase_on throughput; then
 	note "throughput: $N messages per phase"
 	rm -rf "$WORK/cache"/*
 	tp_phase smtp tp-smtp.example sink "Postfix smtp → smtp-sink (no proxy)"
+	tp_phase pipe_floor tp-pipe-floor.example none "pipe(8) → dd of=/dev/null (one process per message, nothing else)"
+	# each btprelay route, then (--baseline) the same with the baseline's transport
 	if [ "$SINK_BEHIND_PROXY" = 1 ]; then
 		tp_phase proxy_sink tp-proxy-sink.example sink "btprelay → emulator proxy (SOCKS5 0x80) → smtp-sink"
+		[ -n "$BASELINE" ] && tp_phase proxy_sink_base tp-proxy-sink-base.example sink \
+			"baseline btprelay → emulator proxy (SOCKS5 0x80) → smtp-sink"
 	fi
 	tp_phase direct_sink tp-direct-sink.example sink "btprelay → smtp-sink (ProxyType Internet, no proxy)"
+	[ -n "$BASELINE" ] && tp_phase direct_sink_base tp-direct-sink-base.example sink \
+		"baseline btprelay → smtp-sink (ProxyType Internet, no proxy)"
 	tp_phase proxy_relay tp-proxy-relay.example relay "btprelay → emulator proxy → emulator relay (STARTTLS + AUTH)"
+	[ -n "$BASELINE" ] && tp_phase proxy_relay_base tp-proxy-relay-base.example relay \
+		"baseline btprelay → emulator proxy → emulator relay (STARTTLS + AUTH)"
 fi
 
 # --- cache under expiry -------------------------------------------------------------------
@@ -526,6 +583,46 @@ print("%.6f" % statistics.median(t))' "$(port_of control)")"
 fi
 
 # --- cost per delivery --------------------------------------------------------------------
+# cost_measure KEY BIN CONF DEST MSG RUNS [VAR=VALUE...] - CPU (getrusage, median of RUNS),
+# peak RSS (/usr/bin/time -v) and wall time (hyperfine) of one delivery, as figures KEY.*
+cost_measure() {
+	local key=$1 bin=$2 conf=$3 dest=$4 msg=$5 runs=$6 ru tv j hruns
+	local cpu user sys wall nruns st tcpu trss tst mean sd mn mx med n
+	shift 6
+	local cmd=("$bin" -c "$conf" -f sender@client.test -d "$dest" -s "$(stat -c %s "$msg")" -- user@corp.example)
+	note "cost: $key ($dest), $runs runs"
+	ru=$WORK/cost/ru-$key.jsonl
+	if as_btprelay env "$@" $USER_PY "$BENCH_DIR/bench.py" rusage "$runs" "$msg" "$ru" -- "${cmd[@]}"; then
+		read -r cpu user sys wall nruns st < <($BENCH_PY rusagesum "$ru")
+		rec "$key.cpu" "$cpu"
+		rec "$key.user" "$user"
+		rec "$key.sys" "$sys"
+		rec "$key.runs" "$nruns"
+	else
+		fail "cost: $key: a delivery failed ($(tail -1 "$ru"))"
+	fi
+	if [ -x /usr/bin/time ]; then
+		tv=$WORK/cost/timev-$key.txt
+		as_btprelay env "$@" /usr/bin/time -v -o "$tv" "${cmd[@]}" < "$msg" > /dev/null
+		read -r tcpu trss tst < <($BENCH_PY timev "$tv")
+		rec "$key.rss" "$trss"
+		[ "$tst" = 0 ] || fail "cost: $key: the /usr/bin/time run exited $tst"
+	fi
+	if have hyperfine; then
+		hruns=$runs
+		[ "$hruns" -gt 10 ] && hruns=10
+		j=$WORK/cost/hf-$key.json
+		if as_btprelay env "$@" hyperfine --style none --runs "$hruns" --export-json "$j" \
+			"$(printf '%q ' "${cmd[@]}")< $msg" > "$WORK/log/cost-hf.log" 2>&1; then
+			read -r mean sd mn mx med n < <($BENCH_PY hyperfine "$j")
+			rec "$key.wall" "$mean"
+			rec "$key.wall_sd" "$sd"
+		else
+			fail "cost: hyperfine $key: $(tail -2 "$WORK/log/cost-hf.log")"
+		fi
+	fi
+}
+
 if phase_on cost; then
 	if [ "$QUICK" = 1 ]; then COST_SIZES="1024 65536"; else COST_SIZES="1024 1048576 52428800"; fi
 	COST_ROUTES="relay:MAIL_ONPREM"
@@ -535,6 +632,8 @@ if phase_on cost; then
 	rec cost.routes "$COST_ROUTES"
 	mkdir -p "$WORK/cost"
 	chown "$TRANSPORT_USER" "$WORK/cost"
+	COST_BINS="btprelay-transport"
+	[ -n "$BASELINE" ] && COST_BINS="$COST_BINS btprelay-transport-base"
 	for r in $COST_ROUTES; do	# warm the caches
 		as_btprelay sh -c "$(transport_cmd "${r#*:}" /dev/null)" > /dev/null 2>&1 ||
 			fail "cost: warm-up delivery to ${r#*:} failed"
@@ -545,42 +644,10 @@ if phase_on cost; then
 		chmod 644 "$msg"
 		if [ "$QUICK" = 1 ]; then runs=2; elif [ "$size" -ge 10000000 ]; then runs=3; elif [ "$size" -ge 100000 ]; then runs=5; else runs=20; fi
 		for r in $COST_ROUTES; do
-			key=cost.${r%%:*}.$size
-			note "cost: ${r#*:}, $size bytes, $runs runs"
-			ru=$WORK/cost/ru-${r%%:*}-$size.jsonl
-			if as_btprelay $USER_PY "$BENCH_DIR/bench.py" rusage "$runs" "$msg" "$ru" -- "$WORK/bin/btprelay-transport" \
-				-c "$CONF" -f sender@client.test -d "${r#*:}" -s "$(stat -c %s "$msg")" -- user@corp.example; then
-				read -r cpu user sys rss wall nruns st < <($BENCH_PY rusagesum "$ru")
-				rec "$key.cpu" "$cpu"
-				rec "$key.user" "$user"
-				rec "$key.sys" "$sys"
-				rec "$key.rss_rusage" "$rss"
-				rec "$key.runs" "$nruns"
-			else
-				fail "cost: ${r#*:} $size bytes: a delivery failed ($(tail -1 "$ru"))"
-			fi
-			if [ -x /usr/bin/time ]; then
-				tv=$WORK/cost/timev-${r%%:*}-$size.txt
-				as_btprelay /usr/bin/time -v -o "$tv" "$WORK/bin/btprelay-transport" -c "$CONF" \
-					-f sender@client.test -d "${r#*:}" -s "$(stat -c %s "$msg")" -- user@corp.example \
-					< "$msg" > /dev/null
-				read -r tcpu trss tst < <($BENCH_PY timev "$tv")
-				rec "$key.rss" "$trss"
-				[ "$tst" = 0 ] || fail "cost: /usr/bin/time run to ${r#*:} with $size bytes exited $tst"
-			fi
-			if have hyperfine; then
-				hruns=$runs
-				[ "$hruns" -gt 10 ] && hruns=10
-				j=$WORK/cost/hf-${r%%:*}-$size.json
-				if as_btprelay hyperfine --style none --runs "$hruns" --export-json "$j" \
-					"$(transport_cmd "${r#*:}" "$msg")" > "$WORK/log/cost-hf.log" 2>&1; then
-					read -r mean sd mn mx med n < <($BENCH_PY hyperfine "$j")
-					rec "$key.wall" "$mean"
-					rec "$key.wall_sd" "$sd"
-				else
-					fail "cost: hyperfine ${r#*:} $size: $(tail -2 "$WORK/log/cost-hf.log")"
-				fi
-			fi
+			for b in $COST_BINS; do
+				suffix=${b#btprelay-transport}
+				cost_measure "cost.${r%%:*}${suffix:+_base}.$size" "$WORK/bin/$b" "$CONF" "${r#*:}" "$msg" "$runs"
+			done
 		done
 		# 50 MB messages pile up at the relay: start it afresh (destinations again)
 		if [ "$size" -ge 10000000 ]; then
@@ -588,6 +655,25 @@ if phase_on cost; then
 			bench_destinations
 		fi
 	done
+	# The configuration's default trust: no smtp_tls_ca_file, the system's CA bundle
+	# (OpenSSL's default file, here with the test CA appended through SSL_CERT_FILE).
+	sysbundle=$(openssl version -d 2>/dev/null | sed -n 's/^OPENSSLDIR: "\(.*\)"$/\1/p')/cert.pem
+	if [ -r "$sysbundle" ]; then
+		cat "$sysbundle" "$WORK/etc/ca.pem" > "$WORK/etc/system-plus-test.pem"
+		chmod 644 "$WORK/etc/system-plus-test.pem"
+		sed 's/^smtp_tls_ca_file = .*/smtp_tls_ca_file =/' "$CONF" > "$WORK/etc/btprelay-sys.conf"
+		chmod 644 "$WORK/etc/btprelay-sys.conf"
+		rec cost.sys.certs "$(grep -c 'BEGIN CERTIFICATE' "$WORK/etc/system-plus-test.pem")"
+		runs=20
+		[ "$QUICK" = 1 ] && runs=2
+		for b in $COST_BINS; do
+			suffix=${b#btprelay-transport}
+			cost_measure "cost.sys${suffix:+_base}.1024" "$WORK/bin/$b" "$WORK/etc/btprelay-sys.conf" \
+				MAIL_ONPREM "$WORK/cost/msg-1024.txt" "$runs" SSL_CERT_FILE="$WORK/etc/system-plus-test.pem"
+		done
+	else
+		rec cost.sys.skip "no system CA bundle at $sysbundle"
+	fi
 fi
 
 # --- profile ------------------------------------------------------------------------------
@@ -619,6 +705,12 @@ if phase_on profile; then
 		rec prof.startup_V_faults "$(sed -n 's/^ *\([0-9,]*\) *page-faults.*/\1/p' "$P/perf-V.txt" | tr -d ,)"
 		rec prof.libs "$(ldd "$WORK/bin/btprelay-transport" | wc -l)"
 		[ -x /usr/bin/time ] && rec prof.startup_V_rss "$(/usr/bin/time -f %M "$WORK/bin/btprelay-transport" -V 2>&1 >/dev/null | tail -1)"
+		if [ -n "$BASELINE" ]; then
+			perf stat -r 30 -o "$P/perf-V-base.txt" -- "$WORK/bin/btprelay-transport-base" -V > /dev/null 2>&1
+			rec prof.base.startup_V "$(sed -n 's/^ *\([0-9.]*\) msec task-clock.*/\1/p' "$P/perf-V-base.txt")"
+			rec prof.base.libs "$(ldd "$WORK/bin/btprelay-transport-base" | wc -l)"
+			[ -x /usr/bin/time ] && rec prof.base.startup_V_rss "$(/usr/bin/time -f %M "$WORK/bin/btprelay-transport-base" -V 2>&1 >/dev/null | tail -1)"
+		fi
 		if have cc; then
 			cat > "$P/link.c" <<-'C'
 			#include <openssl/ssl.h>
@@ -686,6 +778,18 @@ if phase_on profile; then
 			$BENCH_PY callgrind "$P/cg-self.txt" "$P/cg-incl.txt" >> "$RES"
 		else
 			fail "profile: callgrind run failed: $(tail -3 "$P/callgrind.log")"
+		fi
+		if [ -n "$BASELINE" ]; then
+			note "profile: callgrind, $psize bytes, baseline"
+			if as_btprelay valgrind --tool=callgrind --callgrind-out-file="$P/callgrind-base.out" \
+				"$WORK/bin/btprelay-transport-base" "${tcmd[@]:1}" < "$pmsg" > /dev/null \
+				2> "$P/callgrind-base.log"; then
+				callgrind_annotate --auto=no --inclusive=no "$P/callgrind-base.out" > "$P/cg-self-base.txt" 2>/dev/null
+				callgrind_annotate --auto=no --inclusive=yes "$P/callgrind-base.out" > "$P/cg-incl-base.txt" 2>/dev/null
+				$BENCH_PY callgrind "$P/cg-self-base.txt" "$P/cg-incl-base.txt" prof.base.cg >> "$RES"
+			else
+				fail "profile: baseline callgrind run failed: $(tail -3 "$P/callgrind-base.log")"
+			fi
 		fi
 	else
 		rec prof.skip_callgrind "$([ "$QUICK" = 1 ] && echo "quick run" || echo "valgrind not installed")"

@@ -19,7 +19,9 @@ trap 'rm -rf "$OUTDIR"' EXIT
 MD=$OUTDIR/RESULTS.md
 TSV=$OUTDIR/results.tsv
 
-bash "$BENCH/run.sh" --quick -o "$MD" --tsv "$TSV" > "$OUTDIR/run.out" 2> "$OUTDIR/run.err"
+# --baseline with this same build: the before/after code paths run too
+bash "$BENCH/run.sh" --quick --baseline "$top_builddir" --baseline-label "this build again" \
+	-o "$MD" --tsv "$TSV" > "$OUTDIR/run.out" 2> "$OUTDIR/run.err"
 rc=$?
 if [ "$rc" = 77 ]; then
 	grep '^1\.\.0 # SKIP' "$OUTDIR/run.out" | head -1 || echo "1..0 # SKIP run.sh skipped"
@@ -50,9 +52,12 @@ done
 tap_ok $? "no measurement failed" "$(grep -P '^fail\.' "$TSV")"
 
 # --- throughput: numbers present, every message delivered exactly once --------------
-phases="smtp direct_sink proxy_relay"
-[ "$(get run.sink_behind_proxy)" = 1 ] && phases="$phases proxy_sink"
+phases="smtp pipe_floor direct_sink direct_sink_base proxy_relay proxy_relay_base"
+[ "$(get run.sink_behind_proxy)" = 1 ] && phases="$phases proxy_sink proxy_sink_base"
 for p in $phases; do
+	cpu=$(get "tp.$p.bench_cpu_ms_per_msg")
+	is_num "$cpu"
+	tap_ok $? "throughput $p: the bench's CPU per message is a number ($cpu ms)"
 	rate=$(get "tp.$p.rate")
 	is_num "$rate"
 	tap_ok $? "throughput $p: msg/s is a number ($rate)"
@@ -69,7 +74,7 @@ done
 tap_ok $? "emulator counters: $N tunnels and $N stored messages for the proxy → relay phase" \
 	"relay_msgs=$(get tp.proxy_relay.relay_msgs) proxy_conns=$(get tp.proxy_relay.proxy_conns)"
 tok=0 finds=0
-for p in direct_sink proxy_relay proxy_sink; do
+for p in direct_sink proxy_relay proxy_sink direct_sink_base proxy_relay_base proxy_sink_base; do
 	v=$(get "tp.$p.tokens") f=$(get "tp.$p.finds")
 	tok=$((tok + ${v:-0})) finds=$((finds + ${f:-0}))
 done
@@ -108,17 +113,26 @@ fi
 
 # --- cost per delivery --------------------------------------------------------------
 for size in $(get cost.sizes); do
-	for route in relay sink; do
-		cpu=$(get "cost.$route.$size.cpu") rss=$(get "cost.$route.$size.rss_rusage")
-		is_num "$cpu" && [[ $rss =~ ^[0-9]+$ ]] && [ "$rss" -gt 0 ]
-		tap_ok $? "cost $route $size bytes: CPU ${cpu}s, peak RSS ${rss} KiB"
+	for route in relay sink relay_base sink_base; do
+		cpu=$(get "cost.$route.$size.cpu") rss=$(get "cost.$route.$size.rss")
+		is_num "$cpu" && { [ ! -x /usr/bin/time ] || { [[ $rss =~ ^[0-9]+$ ]] && [ "$rss" -gt 0 ]; }; }
+		tap_ok $? "cost $route $size bytes: CPU ${cpu}s, peak RSS ${rss:-(no /usr/bin/time)} KiB"
 	done
 done
+if [ -n "$(get cost.sys.skip)" ]; then
+	tap_ok 0 "cost with the system CA bundle skipped with a reason: $(get cost.sys.skip)"
+else
+	for route in sys sys_base; do
+		cpu=$(get "cost.$route.1024.cpu")
+		is_num "$cpu"
+		tap_ok $? "cost $route (system CA bundle, $(get cost.sys.certs) certificates): CPU ${cpu}s"
+	done
+fi
 
 # --- profile ------------------------------------------------------------------------
 if [ -z "$(get prof.skip_perf)" ]; then
-	is_num "$(get prof.startup_V)"
-	tap_ok $? "profile: start-up cost measured ($(get prof.startup_V) ms)"
+	is_num "$(get prof.startup_V)" && is_num "$(get prof.base.startup_V)"
+	tap_ok $? "profile: start-up cost measured ($(get prof.startup_V) ms, baseline $(get prof.base.startup_V) ms)"
 fi
 [ -n "$(get prof.strace)" ] || [ -z "$(command -v strace)" ]
 tap_ok $? "profile: system calls counted (when strace exists)"

@@ -28,6 +28,7 @@ import itertools
 import json
 import os
 import queue
+import random
 import re
 import secrets
 import selectors
@@ -124,7 +125,7 @@ FAULT_KINDS = {
 }
 RELAY_STAGES = ("greeting", "ehlo", "helo", "starttls", "auth", "mail", "rcpt", "data",
                 "eod", "rset", "quit")
-RELAY_ACTIONS = {"close", "hang", "garbage", "drip", "reset"}
+RELAY_ACTIONS = {"close", "hang", "garbage", "drip", "reset", "lost"}
 REPLY_LINE = re.compile(r"^[2-5][0-9][0-9]([ -].*)?$")
 
 RELAY_DEFAULTS = {
@@ -194,12 +195,141 @@ def check_faults(switches):
                 raise ValueError("fault rcpt_reply: must be an object {address: reply}")
             for addr, action in value.items():
                 check_relay_action(f"fault rcpt_reply[{addr}]", action)
+        elif key in BODY_SWITCHES:
+            check_generated(f"fault {key}", value)
+        elif key == "relay_raw":
+            if not isinstance(value, dict):
+                raise ValueError("fault relay_raw: must be an object {stage: bytes}")
+            for stage, spec in value.items():
+                if stage not in RELAY_STAGES:
+                    raise ValueError(f"fault relay_raw: unknown stage {stage!r}")
+                check_generated(f"fault relay_raw.{stage}", spec)
         else:
             raise ValueError(f"unknown fault switch {key!r}")
 
 
 def is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+# Raw bodies for hostile-input tests: a token or Destination Service answer (200) and a
+# relay reply replaced by bytes given as a string, or generated as prefix + repeat * times
+# + suffix (so that a few bytes of control request make megabytes of answer).
+BODY_SWITCHES = ("token_body", "token_mtls_body", "destination_body")
+GENERATED_KEYS = ("prefix", "repeat", "times", "suffix")
+GENERATED_MAX = 64 << 20
+
+
+def check_generated(where, spec):
+    if isinstance(spec, str):
+        return
+    if not isinstance(spec, dict) or set(spec) - set(GENERATED_KEYS):
+        raise ValueError(f"{where}: a string or an object with {list(GENERATED_KEYS)}")
+    times = spec.get("times", 1)
+    if not is_int(times) or times < 0:
+        raise ValueError(f"{where}: times must be an integer >= 0")
+    if not all(isinstance(spec.get(key, ""), str) for key in ("prefix", "repeat", "suffix")):
+        raise ValueError(f"{where}: prefix, repeat and suffix must be strings")
+    if len(spec.get("repeat", "")) * times > GENERATED_MAX:
+        raise ValueError(f"{where}: more than {GENERATED_MAX} bytes")
+
+
+def generated(spec):
+    """The bytes of a raw-body spec (check_generated)."""
+    if isinstance(spec, str):
+        return spec.encode("utf-8")
+    return (spec.get("prefix", "") + spec.get("repeat", "") * spec.get("times", 1)
+            + spec.get("suffix", "")).encode("utf-8")
+
+
+# POST /chaos: seeded random faults, one kind per faulty connection (or request). A kind
+# is "SWITCH=VALUE" with a fault switch and one of its values: "proxy=reset",
+# "proxy_rep=4", "token=http500", "destination=timeout", "relay.eod=lost".
+CHAOS_KIND = re.compile(r"^(token|token_mtls|destination|proxy|proxy_rep|relay\.[a-z]+)=(.+)$",
+                        re.DOTALL)
+
+
+def parse_chaos_kind(kind):
+    """A kind -> (service that draws it, the fault switches it stands for)."""
+    match = CHAOS_KIND.match(kind) if isinstance(kind, str) else None
+    if not match:
+        raise ValueError(f"chaos kind {kind!r}: not SWITCH=VALUE with SWITCH one of token, "
+                         "token_mtls, destination, proxy, proxy_rep, relay.STAGE")
+    key, value = match.groups()
+    if key.startswith("relay."):
+        service, switches = "relay", {"relay": {key[len("relay."):]: value}}
+    elif key == "proxy_rep":
+        if not value.isdigit():
+            raise ValueError(f"chaos kind {kind!r}: proxy_rep takes a number")
+        service, switches = "proxy", {"proxy_rep": int(value)}
+    else:
+        service, switches = key, {key: value}
+    check_faults(switches)
+    return service, switches
+
+
+class Chaos:
+    """Each connection to the proxy or the relay, and each token or Destination Service
+    request, draws from its service's own random stream (seeded with the seed and the
+    service's name) when some kind names that service: with probability `rate` it gets
+    one of the service's kinds, chosen at random, in place of the fault switches. The
+    same seed and the same order of connections give the same faults."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.clear()
+
+    def clear(self):
+        with self.lock:
+            self.active = False
+            self.seed, self.rate, self.kinds = None, 0.0, []
+            self.by_service, self.streams, self.drawn, self.injected = {}, {}, {}, {}
+
+    def start(self, body):
+        if not isinstance(body, dict) or set(body) - {"seed", "rate", "kinds"}:
+            raise ValueError("chaos: the body is {\"seed\":N,\"rate\":R,\"kinds\":[..]}")
+        seed, rate, kinds = body.get("seed"), body.get("rate"), body.get("kinds")
+        if not is_int(seed):
+            raise ValueError("chaos: seed must be an integer")
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+            raise ValueError("chaos: rate must be a number from 0 to 1")
+        if not isinstance(kinds, list) or not kinds:
+            raise ValueError("chaos: kinds must be a non-empty array")
+        by_service = {}
+        for kind in kinds:
+            service, switches = parse_chaos_kind(kind)
+            by_service.setdefault(service, []).append((kind, switches))
+        with self.lock:
+            self.active, self.seed, self.rate, self.kinds = True, seed, float(rate), list(kinds)
+            self.by_service = by_service
+            self.streams = {name: random.Random(f"{seed}:{name}") for name in by_service}
+            self.drawn = dict.fromkeys(by_service, 0)
+            self.injected = dict.fromkeys(kinds, 0)
+
+    def stop(self):
+        with self.lock:
+            self.active = False
+
+    def draw(self, service):
+        """(kind, fault switches) for this connection or request, or (None, None)."""
+        with self.lock:
+            if not self.active or service not in self.by_service:
+                return None, None
+            stream, choices = self.streams[service], self.by_service[service]
+            self.drawn[service] += 1
+            hit = stream.random() < self.rate
+            kind, switches = choices[stream.randrange(len(choices))]   # drawn either way
+            if not hit:
+                return None, None
+            self.injected[kind] += 1
+            return kind, copy.deepcopy(switches)
+
+    def snapshot(self):
+        with self.lock:
+            return {"active": self.active, "seed": self.seed, "rate": self.rate,
+                    "kinds": list(self.kinds), "drawn": dict(self.drawn),
+                    "injected": dict(self.injected),
+                    "injected_total": sum(self.injected.values())}
 
 
 def check_relay_options(options):
@@ -816,7 +946,7 @@ class Faults:
         with self.lock:
             switches = copy.deepcopy(self.switches)
             merge_patch(switches, patch)
-            for key in ("relay", "rcpt_reply"):          # an emptied object means healthy
+            for key in ("relay", "rcpt_reply", "relay_raw"):   # an emptied object: healthy
                 if switches.get(key) == {}:
                     del switches[key]
             check_faults(switches)
@@ -870,6 +1000,7 @@ class Destinations:
         self.lock = threading.Lock()
         self.defaults = {}
         self.items = {}
+        self.certificates = {}              # (tenant, level, name) -> certificates[] items
 
     def set_defaults(self, relay_password, relay_port, token_url, oauth_secret):
         onprem = {
@@ -916,17 +1047,29 @@ class Destinations:
     def reset(self):
         with self.lock:
             self.items = copy.deepcopy(self.defaults)
+            self.certificates = {}
 
     def get(self, name, tenant=PROVIDER_SUBDOMAIN, level="subaccount"):
         with self.lock:
             return copy.deepcopy(self.items[(tenant, level)].get(name))
 
-    def put(self, name, properties, tenant=PROVIDER_SUBDOMAIN, level="subaccount"):
+    def get_certificates(self, name, tenant=PROVIDER_SUBDOMAIN, level="subaccount"):
+        """The certificates[] items sent with the destination's find answer, or None."""
+        with self.lock:
+            return copy.deepcopy(self.certificates.get((tenant, level, name)))
+
+    def put(self, name, properties, tenant=PROVIDER_SUBDOMAIN, level="subaccount",
+            certificates=None):
         with self.lock:
             self.items[(tenant, level)][name] = copy.deepcopy(properties)
+            if certificates is None:
+                self.certificates.pop((tenant, level, name), None)
+            else:
+                self.certificates[(tenant, level, name)] = copy.deepcopy(certificates)
 
     def delete(self, name, tenant=PROVIDER_SUBDOMAIN, level="subaccount"):
         with self.lock:
+            self.certificates.pop((tenant, level, name), None)
             return self.items[(tenant, level)].pop(name, None) is not None
 
     def snapshot(self, tenant=PROVIDER_SUBDOMAIN, level="subaccount"):
@@ -1247,8 +1390,9 @@ class HttpService:
 
     def answer(self, conn, request):
         """Answer one request; False when the connection must end."""
-        fault = self.fault()
-        line = f"{request.method} {show(request.target)}"
+        kind, chaos = self.emu.chaos.draw(self.fault_key) if self.fault_key else (None, None)
+        fault = self.fault() if chaos is None else chaos[self.fault_key]
+        line = f"{request.method} {show(request.target)}" + (f" (chaos {kind})" if kind else "")
         if fault in ("reset", "refuse"):
             conn.log(f"{line} -> fault {fault}")
             conn.reset()
@@ -1266,6 +1410,12 @@ class HttpService:
             conn.log(f"{line} -> 200 (fault garbage)")
             conn.send(http_response(200, b"<html><body>this is not JSON</body></html>",
                                     request.keep_alive))
+            return request.keep_alive
+        raw = self.emu.faults.get(f"{self.fault_key}_body") if self.fault_key else None
+        if raw is not None and chaos is None:
+            data = generated(raw)
+            conn.log(f"{line} -> 200 ({len(data)} bytes of fault {self.fault_key}_body)")
+            conn.send(http_response(200, data, request.keep_alive))
             return request.keep_alive
         request.conn = conn
         status, body, note = self.handle(request)
@@ -1467,6 +1617,9 @@ class DestinationService(HttpService):
         owner = {"SubaccountId": TENANTS[tenant]["subaccount"],
                  "InstanceId": DESTINATION_INSTANCE_ID if level == "instance" else None}
         body = {"owner": owner, "destinationConfiguration": destination}
+        certificates = self.emu.destinations.get_certificates(name, tenant, level)
+        if certificates is not None:
+            body["certificates"] = certificates
         query = urllib.parse.parse_qs(request.query, keep_blank_values=True)
         skip = query.get("$skipTokenRetrieval", [""])[0].lower() == "true"
         note = ""
@@ -1524,6 +1677,9 @@ class ControlService(HttpService):
         ("GET", "/connections"): "get_connections",
         ("GET", "/tokens"): "get_tokens",
         ("GET", "/tenants"): "get_tenants",
+        ("GET", "/chaos"): "get_chaos",
+        ("POST", "/chaos"): "post_chaos",
+        ("POST", "/chaos/stop"): "post_chaos_stop",
     }
     DESTINATION = "/destinations/"
 
@@ -1576,7 +1732,19 @@ class ControlService(HttpService):
 
     def post_faults_clear(self, body, query):
         self.emu.faults.clear()
+        self.emu.chaos.stop()
         return 200, self.emu.faults.snapshot(), ""
+
+    def get_chaos(self, body, query):
+        return 200, self.emu.chaos.snapshot(), ""
+
+    def post_chaos(self, body, query):
+        self.emu.chaos.start(body)
+        return 200, self.emu.chaos.snapshot(), show(json.dumps(body))
+
+    def post_chaos_stop(self, body, query):
+        self.emu.chaos.stop()
+        return 200, self.emu.chaos.snapshot(), ""
 
     def get_relay(self, body, query):
         return 200, self.emu.relay_options.snapshot(), ""
@@ -1610,6 +1778,14 @@ class ControlService(HttpService):
         return 200, [{"subdomain": name, "tenant_id": t["zid"], "subaccount_id": t["subaccount"],
                       "locations": list(t["locations"])} for name, t in TENANTS.items()], ""
 
+    def with_certificates(self, properties, name, tenant, level):
+        """The control API's view of a destination: its properties, plus "certificates"
+        when its find answer carries some (so GET then PUT keeps them)."""
+        certificates = self.emu.destinations.get_certificates(name, tenant, level)
+        if certificates is None:
+            return properties
+        return {**properties, "certificates": certificates}
+
     def destination(self, method, name, body, query):
         destinations = self.emu.destinations
         tenant, level = self.scope(query)
@@ -1618,10 +1794,18 @@ class ControlService(HttpService):
             found = destinations.get(name, tenant, level)
             if found is None:
                 return 404, {"error": "no such destination"}, ""
-            return 200, found, ""
+            return 200, self.with_certificates(found, name, tenant, level), ""
         if method == "PUT":                  # not logged: may hold mail.password
-            destinations.put(name, self.need_object(body), tenant, level)
-            return 200, destinations.get(name, tenant, level), where
+            properties = dict(self.need_object(body))
+            certificates = properties.pop("certificates", None)
+            if certificates is not None and not (
+                    isinstance(certificates, list)
+                    and all(isinstance(item, dict) for item in certificates)):
+                raise ValueError("certificates: must be an array of objects "
+                                 '{"Name":..,"Type":"CERTIFICATE","Content":BASE64}')
+            destinations.put(name, properties, tenant, level, certificates)
+            found = destinations.get(name, tenant, level)
+            return 200, self.with_certificates(found, name, tenant, level), where
         if method == "DELETE":
             if destinations.delete(name, tenant, level):
                 return 200, {"deleted": name}, where
@@ -1652,7 +1836,10 @@ class ConnectivityProxy:
     def serve(self, conn):
         emu = self.emu
         emu.counters.bump("proxy_connections")
-        fault = emu.faults.get("proxy")          # one decision per connection
+        kind, chaos = emu.chaos.draw("proxy")    # POST /chaos: this connection's fault
+        if kind:
+            conn.log(f"chaos {kind}")
+        fault = emu.faults.get("proxy") if chaos is None else chaos.get("proxy")
         if fault in ("reset", "refuse"):
             conn.log(f"fault {fault}: reset at accept")
             conn.reset()
@@ -1677,7 +1864,7 @@ class ConnectivityProxy:
         location, zid = authenticated
         command, atyp, host, port = self.read_connect(conn)
         target = f"{show(host, 100)}:{port}"
-        rep_fault = emu.faults.get("proxy_rep")
+        rep_fault = emu.faults.get("proxy_rep") if chaos is None else chaos.get("proxy_rep")
         if rep_fault is not None:
             conn.log(f"CONNECT {target} -> REP {rep_fault} (fault proxy_rep)")
             conn.send(socks_reply(rep_fault))
@@ -1944,6 +2131,9 @@ class SmtpSession:
         self.started = time.monotonic()
         self.last_fill = None              # the read that completed the previous command
         self.record = None                 # this connection in GET /connections
+        self.chaos_kind, chaos = emu.chaos.draw("relay")    # POST /chaos: this connection's
+        self.chaos = chaos["relay"] if chaos else {}         # fault, {stage: action}
+        self.fault_after_dot = None        # the eod fault that answered a stored message
 
     # --- the session loop -------------------------------------------------------------
 
@@ -1951,13 +2141,14 @@ class SmtpSession:
         self.emu.counters.bump("relay_connections")
         origin = (f"via proxy, location={self.location_id!r}, tenant={self.tenant}"
                   if self.via_proxy else "direct")
-        self.conn.log(f"connect from port {self.conn.peer_port} ({origin})")
+        self.conn.log(f"connect from port {self.conn.peer_port} ({origin})"
+                      + (f", chaos {self.chaos_kind}" if self.chaos_kind else ""))
         self.record = self.emu.relay_log.add({
             "name": self.conn.name, "port": self.port_name, "via_proxy": self.via_proxy,
             "location_id": self.location_id, "tenant": self.tenant, "tls": False,
             "tls_version": None, "tls_cipher": None, "sni": None, "client_cert": None,
             "auth_user": None, "auth_mech": None, "messages": [], "reads": 0,
-            "closed": False, "end": None, "commands": []})
+            "closed": False, "end": None, "chaos": self.chaos_kind, "commands": []})
         end = "internal error"
         try:
             if self.implicit_tls:
@@ -2053,8 +2244,17 @@ class SmtpSession:
         the normal reply. A fault for the stage may answer instead; produce() then runs
         only when the fault's reply is positive, i.e. when the client will believe that
         the command worked. Returns whether the reply sent was positive."""
-        action = override if override is not None else (
+        chaos = self.chaos.get(stage) if stage else None
+        action = override if override is not None else chaos if chaos is not None else (
             self.emu.faults.relay_action(stage) if stage else None)
+        if stage == "eod":      # a stored message records the fault that answered its dot
+            self.fault_after_dot = None if action is None else f"relay.eod={action}"
+        raw = (self.emu.faults.get("relay_raw") or {}).get(stage) if stage else None
+        if action is None and raw is not None:
+            data = generated(raw)
+            self.conn.log(f"{self.current}: fault relay_raw.{stage} ({len(data)} bytes)")
+            self.conn.send(data)
+            return False
         if action is None:
             text = self.own(produce())
             self.reply(text)
@@ -2066,6 +2266,9 @@ class SmtpSession:
             self.conn.reset()
         if action == "hang":
             self.conn.hang()
+        if action == "lost":                 # it took effect, but the reply never comes
+            produce()
+            raise SessionEnd(f"fault {stage}: lost")
         if action == "garbage":
             self.conn.send(b"hello there\r\n")
             return False
@@ -2383,7 +2586,8 @@ class SmtpSession:
             "size": draft.size, "port": self.port_name,
             "tls_cipher": self.tls_cipher, "sni": self.conn.sni,
             "auth_mech": self.auth_mech, "client_cert": self.client_cert,
-            "tenant": self.tenant,
+            "tenant": self.tenant, "fault_after_dot": self.fault_after_dot,
+            "chaos": self.chaos_kind,
         }
         number = self.emu.messages.commit(draft, envelope)
         self.emu.counters.bump("relay_messages")
@@ -2416,6 +2620,7 @@ class Emulator:
         self.tokens = TokenIssuer(self)
         self.counters = Counters()
         self.faults = Faults(self.sync_refusals)
+        self.chaos = Chaos()
         self.relay_options = RelayOptions(self.secrets)
         self.destinations = Destinations()
         self.messages = MessageStore(os.path.join(directory, "messages"))
@@ -2598,6 +2803,7 @@ class Emulator:
 
     def reset(self):
         self.faults.clear()
+        self.chaos.clear()
         self.counters.clear()
         self.messages.clear()
         self.relay_options.reset()

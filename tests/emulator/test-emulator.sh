@@ -529,6 +529,33 @@ control("DELETE", "/destinations/MAIL_X")
 equal(find("MAIL_X", token("destination"))[0], 404, "deleted")
 EOF
 
+check "control: a destination PUT with certificates[]: sent with find, not in the flat configuration" <<'EOF'
+props = {"Name": "MAIL_C", "Type": "MAIL", "ProxyType": "Internet", "mail.smtp.host": "x",
+         "mail.smtp.port": "25"}
+certs = [{"Name": "relay-ca.pem", "Type": "CERTIFICATE",
+          "Content": base64.b64encode(b"-----BEGIN CERTIFICATE-----\n").decode()}]
+equal(control("PUT", "/destinations/MAIL_C", dict(props, certificates=certs)),
+      dict(props, certificates=certs), "put answers properties and certificates")
+equal(control("GET", "/destinations/MAIL_C"), dict(props, certificates=certs), "get")
+jwt = token("destination")
+body = json.loads(find("MAIL_C", jwt)[1])
+equal(body["destinationConfiguration"], props, "find: the properties alone")
+equal(body["certificates"], certs, "find: certificates[] beside them")
+equal(json.loads(api(jwt, "subaccountDestinations/MAIL_C")[1]), props, "flat: no certificates")
+check("certificates" not in json.loads(find("MAIL_ONPREM", jwt)[1]), "others have none")
+control("PUT", "/destinations/MAIL_C", props)
+check("certificates" not in json.loads(find("MAIL_C", jwt)[1]), "PUT without them removes them")
+status, _ = request("control", "PUT", "/destinations/MAIL_C",
+                    json.dumps(dict(props, certificates="x")))
+equal(status, 400, "certificates not an array of objects: 400")
+control("PUT", "/destinations/MAIL_C", dict(props, certificates=certs))
+control("POST", "/reset")
+equal(find("MAIL_C", jwt)[0], 404, "reset: gone")
+control("PUT", "/destinations/MAIL_C", props)
+check("certificates" not in json.loads(find("MAIL_C", jwt)[1]), "reset: certificates gone too")
+control("DELETE", "/destinations/MAIL_C")
+EOF
+
 # --- tenants, destination levels, OAuth2 destinations, X.509 bindings ----------------
 
 check "tenants: X-zid and Host subscriber1.localhost give subscriber tokens; unknown zone 401; /tokens, /tenants" <<'EOF'
@@ -1604,6 +1631,129 @@ smtp.expect(None, 220)
 smtp.expect("EHLO c", 250)
 code, lines = send_message(smtp, b"after reset\r\n")
 equal(lines[0], "250 2.0.0 Ok: queued as 1", "numbering restarts")
+EOF
+
+# --- chaos and raw bodies (POST /chaos; token_body, destination_body, relay_raw) ------
+
+check "chaos: bad requests refused with 400; GET /chaos; /faults/clear stops it, /reset clears it" <<'EOF'
+control("POST", "/reset")
+for bad in ({"seed": "1", "rate": 0.1, "kinds": ["proxy=reset"]}, {"seed": 1, "rate": 2, "kinds": ["proxy=reset"]},
+            {"seed": 1, "rate": 0.1, "kinds": []}, {"seed": 1, "rate": 0.1, "kinds": ["proxy=explode"]},
+            {"seed": 1, "rate": 0.1, "kinds": ["relay.nostage=close"]}, {"seed": 1, "rate": 0.1, "kinds": ["smtp=x"]},
+            {"seed": 1, "rate": 0.1, "kinds": ["proxy_rep=x"]}, {"seed": 1, "rate": 0.1, "kinds": ["proxy=reset"], "x": 1}):
+    status, _ = request("control", "POST", "/chaos", json.dumps(bad))
+    equal(status, 400, f"{bad}")
+equal(control("GET", "/chaos")["active"], False, "inactive")
+got = control("POST", "/chaos", {"seed": 7, "rate": 1, "kinds": ["token=http500"]})
+equal((got["active"], got["seed"], got["rate"], got["drawn"], got["injected"]),
+      (True, 7, 1.0, {"token": 0}, {"token=http500": 0}), "started")
+status, _ = token_request(CONN["clientid"], CONN["clientsecret"])
+equal(status, 500, "token request under chaos token=http500")
+got = control("GET", "/chaos")
+equal((got["drawn"], got["injected"], got["injected_total"]), ({"token": 1}, {"token=http500": 1}, 1), "counted")
+control("POST", "/faults/clear")
+got = control("GET", "/chaos")
+equal((got["active"], got["injected_total"]), (False, 1), "stopped, counters kept")
+token()
+control("POST", "/chaos", {"seed": 7, "rate": 1, "kinds": ["destination=http403"]})
+control("POST", "/chaos/stop")
+equal(find("MAIL_ONPREM", token("destination"))[0], 200, "stopped: healthy")
+control("POST", "/reset")
+equal(control("GET", "/chaos"), {"active": False, "seed": None, "rate": 0.0, "kinds": [], "drawn": {},
+      "injected": {}, "injected_total": 0}, "reset")
+EOF
+
+check "chaos: per relay connection, the same seed gives the same faults; rate 0 none, rate 1 all" <<'EOF'
+def run(seed, rate, n=40):
+    control("POST", "/reset")
+    control("POST", "/chaos", {"seed": seed, "rate": rate,
+                               "kinds": ["relay.ehlo=451 4.3.0 chaos", "relay.mail=452 4.3.1 chaos"]})
+    seen = []
+    for i in range(n):
+        smtp = relay_direct()
+        smtp.expect(None, 220)
+        smtp.send("EHLO c\r\n")
+        code, _ = smtp.reply()
+        if code == 250:
+            smtp.send("MAIL FROM:<a@x>\r\n")
+            code, _ = smtp.reply()
+        seen.append(code)
+        smtp.expect("QUIT", 221)
+    return seen, control("GET", "/chaos"), control("GET", "/connections")
+a, ca, conns = run(11, 0.3)
+b, cb, _ = run(11, 0.3)
+c, _, _ = run(12, 0.3)
+equal(a, b, "same seed, same faults")
+check(a != c, f"another seed, other faults: {a} {c}")
+faulty = sum(code != 250 for code in a)
+equal(ca["injected_total"], faulty, "injected_total counts the faulty connections")
+equal(ca["drawn"], {"relay": 40}, "every relay connection drew")
+check(0 < faulty < 40, f"rate 0.3: some faults, not all ({faulty})")
+equal(sum(1 for r in conns if r["chaos"]), faulty, "GET /connections names each connection's chaos kind")
+check(all(r["chaos"] in (None, "relay.ehlo=451 4.3.0 chaos", "relay.mail=452 4.3.1 chaos") for r in conns), "kinds")
+equal(set(run(3, 0, 10)[0]), {250}, "rate 0: no fault")
+check(250 not in run(3, 1, 10)[0], "rate 1: every connection faulty")
+EOF
+
+check "chaos: proxy kinds per connection (method_ff, proxy_rep); relay.eod=lost stores, then closes" <<'EOF'
+control("POST", "/reset")
+control("POST", "/chaos", {"seed": 1, "rate": 1, "kinds": ["proxy=method_ff"]})
+s = proxy_socket(); s.sendall(b"\x05\x01\x80")
+equal(recv_exact(s, 2), b"\x05\xff", "method_ff by chaos")
+control("POST", "/chaos", {"seed": 1, "rate": 1, "kinds": ["proxy_rep=4"]})
+s, rep = tunnel()
+equal(rep, 4, "REP 04 by chaos")
+control("POST", "/chaos", {"seed": 1, "rate": 1, "kinds": ["relay.eod=lost"]})
+smtp = relay_direct()
+smtp.expect(None, 220)
+smtp.expect("EHLO c", 250)
+smtp.expect("MAIL FROM:<a@x>", 250)
+smtp.expect("RCPT TO:<b@x>", 250)
+smtp.expect("DATA", 354)
+smtp.send(b"lost reply\r\n.\r\n")
+expect_eof(smtp.sock, "no reply to the final dot")
+control("POST", "/chaos/stop")
+m = messages()[-1]
+equal((m["fault_after_dot"], m["chaos"]), ("relay.eod=lost", "relay.eod=lost"), "stored, with the fault recorded")
+smtp = relay_direct()
+smtp.expect(None, 220)
+smtp.expect("EHLO c", 250)
+send_message(smtp, b"healthy\r\n")
+equal((messages()[-1]["fault_after_dot"], messages()[-1]["chaos"]), (None, None), "a healthy message records none")
+with fault({"relay": {"eod": "lost"}}):
+    smtp = relay_direct()
+    smtp.expect(None, 220)
+    smtp.expect("EHLO c", 250)
+    smtp.expect("MAIL FROM:<a@x>", 250)
+    smtp.expect("RCPT TO:<b@x>", 250)
+    smtp.expect("DATA", 354)
+    smtp.send(b"switch\r\n.\r\n")
+    expect_eof(smtp.sock, "switch lost: no reply")
+equal((messages()[-1]["fault_after_dot"], messages()[-1]["chaos"]), ("relay.eod=lost", None), "the switch too")
+EOF
+
+check "raw bodies: token_body and destination_body (generated, 2 MB), relay_raw; bad specs refused" <<'EOF'
+control("POST", "/reset")
+for bad in ({"token_body": 5}, {"token_body": {"repeat": "x", "times": -1}}, {"destination_body": {"nope": "x"}},
+            {"relay_raw": {"nostage": "x"}}, {"relay_raw": {"ehlo": {"repeat": 1}}}):
+    status, _ = request("control", "POST", "/faults", json.dumps(bad))
+    equal(status, 400, f"{bad}")
+with fault({"token_body": '{"access_token":"short"}'}):
+    status, data = token_request(CONN["clientid"], CONN["clientsecret"])
+    equal((status, data), (200, b'{"access_token":"short"}'), "token_body as given")
+jwt = token("destination")
+with fault({"destination_body": {"prefix": "{\"a\":", "repeat": "[", "times": 2 << 20, "suffix": "}"}}):
+    status, data = find("MAIL_ONPREM", jwt)
+    equal((status, len(data), data[:6]), (200, 5 + (2 << 20) + 1, b'{"a":['), "destination_body generated")
+with fault({"relay_raw": {"ehlo": {"prefix": "250-", "repeat": "x", "times": 100000, "suffix": "\r\n250 ok\r\n"}}}):
+    smtp = relay_direct()
+    smtp.expect(None, 220)
+    smtp.send("EHLO c\r\n")
+    line = smtp.line()
+    equal((len(line), smtp.line()), (100004, "250 ok"), "relay_raw sent as is")
+smtp = relay_direct()
+smtp.expect(None, 220)
+smtp.expect("EHLO c", 250)
 EOF
 
 check "SIGTERM with a hanging connection open: exit status 0 within 3 s" <<'EOF'

@@ -44,6 +44,18 @@ static inline void fuzz_check_destination(const struct mail_destination *d)
 			fuzz_assert(*p > 0x20 && *p < 0x7f);
 		fuzz_assert(d->oauth_token.type != NULL && no_crlf(d->oauth_token.type));
 	}
+	/* certificates[]: at most 16, base64 without white space, at most 64 KiB decoded */
+	fuzz_assert(d->ncertificates <= 16 && (d->ncertificates == 0) == (d->certificates == NULL));
+	for (size_t i = 0; i < d->ncertificates; i++) {
+		const struct dest_certificate *c = &d->certificates[i];
+		size_t len = c->content ? strlen(c->content) : 0;
+
+		fuzz_assert(len > 0 && len % 4 == 0 && len <= 87384);
+		fuzz_assert(strpbrk(c->content, " \t\r\n") == NULL);
+		for (p = c->name; p != NULL && *p; p++)
+			fuzz_assert((unsigned char)*p >= 0x20 && *p != 0x7f);
+		fuzz_assert(c->name == NULL || strlen(c->name) <= 200);
+	}
 }
 
 #endif

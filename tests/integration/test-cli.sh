@@ -209,6 +209,97 @@ expect_rc 75
 expect_out '^tls\.starttls: failed: 4\.7\.5 .*certificate verification failed'
 emu POST /relay '{"cert":"relay"}' >/dev/null
 
+# clone NEW FROM [key=value...] - a copy of destination FROM ("key=" removes key)
+clone() {
+	local new=$1 from=$2
+	shift 2
+	emu GET "/destinations/$from" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+d["Name"] = sys.argv[1]
+for kv in sys.argv[2:]:
+    k, v = kv.split("=", 1)
+    if v:
+        d[k] = v
+    else:
+        d.pop(k, None)
+print(json.dumps(d))' "$new" "$@" > "$WORK/clone.json"
+	emu PUT "/destinations/$new" "$(cat "$WORK/clone.json")" >/dev/null
+}
+
+# the probe makes the transport's TLS context and SMTP options (deliver.h)
+emu POST /reset >/dev/null
+emu POST /relay '{"cert":"selfsigned"}' >/dev/null
+clone T_ALL MAIL_NOLOC 'mail.smtp.ssl.trust=*'
+cli probe T_ALL
+expect_rc 0
+expect_out '^tls\.warnings: mail\.smtp\.ssl\.trust=\*: the relay.s certificate is NOT verified' \
+	'^tls\.starttls: ok' '^tls\.verify: \(not used: mail\.smtp\.ssl\.trust\)$' '^result: ok$'
+FP_SELF=$(openssl x509 -in "$EMU/certs/selfsigned.pem" -noout -fingerprint -sha256 | sed 's/.*=//')
+clone T_PIN MAIL_NOLOC "mail.smtp.ssl.fingerprint=$FP_SELF"
+cli probe T_PIN
+expect_rc 0
+expect_out '^tls\.verify: \(not used: fingerprint pin\)$' "^tls\.peer\.sha256: $FP_SELF\$" '^result: ok$'
+clone T_BADPIN MAIL_NOLOC "mail.smtp.ssl.fingerprint=12:34"
+cli probe T_BADPIN
+expect_rc 75
+expect_out '^tls\.config: failed: 4\.3\.5 TLS configuration: mail\.smtp\.ssl\.fingerprint of destination T_BADPIN' \
+	'^result: failed$'
+emu POST /relay '{"cert":"wrongname"}' >/dev/null
+clone T_VNAME MAIL_NOLOC mail.smtp.ssl.verifyname=other.example
+cli probe T_VNAME
+expect_rc 0
+expect_out '^tls\.verify_name: other\.example$' '^tls\.verify: ok$' '^result: ok$'
+[ "$(emu GET /connections | jq -r '.[-1].sni')" = other.example ]
+tap_ok $? "$CMD: SNI other.example" "$(emu GET /connections | jq -c '.[-1] | del(.commands)')"
+emu POST /relay '{"cert":"relay"}' >/dev/null
+clone T_SSL MAIL_NOLOC mail.smtp.port=465 mail.smtp.ssl.enable=true
+cli probe T_SSL
+expect_rc 0
+expect_out '^tls\.handshake: ok \(implicit TLS, mail\.smtp\.ssl\.enable' '^tls: implicit' \
+	'^tls\.verify: ok$' '^result: ok$'
+[ "$(emu GET /connections | jq -r '.[-1].port')" = relay_smtps ]
+tap_ok $? "$CMD: implicit TLS on the relay's smtps port" "$(emu GET /connections | jq -c '.[-1] | del(.commands)')"
+emu POST /relay '{"auth_mechs":["PLAIN","LOGIN","XOAUTH2"]}' >/dev/null
+cli probe MAIL_OAUTH
+expect_rc 0
+expect_out '^auth\.mechanisms: PLAIN LOGIN XOAUTH2$' '^auth: ok \(XOAUTH2, user oauthuser' '^result: ok$'
+[ "$(emu GET /connections | jq -r '.[-1].auth_mech')" = XOAUTH2 ]
+tap_ok $? "$CMD: the relay saw AUTH XOAUTH2" "$(emu GET /connections | jq -c '.[-1] | del(.commands)')"
+
+# certificates delivered with the destination: trusted by probe as by the transport
+install -m 644 "$EMU/certs/selfsigned.pem" "$WORK/etc/unrelated-ca.pem"
+sed "s|^smtp_tls_ca_file.*|smtp_tls_ca_file = $WORK/etc/unrelated-ca.pem|" "$CONF" > "$WORK/etc/unrelated.conf"
+chmod 644 "$WORK/etc/unrelated.conf"
+clone T_CERTS MAIL_NOLOC
+json=$(emu GET /destinations/T_CERTS | jq -c --arg c "$(base64 -w0 "$EMU/certs/ca.pem")" \
+	'. + {certificates: [{Name: "relay-ca.pem", Type: "CERTIFICATE", Content: $c}]}')
+emu PUT /destinations/T_CERTS "$json" >/dev/null
+CLI_CONF=$WORK/etc/unrelated.conf cli resolve T_CERTS
+expect_rc 0
+expect_out '^certificates: 1$' '^certificate: relay-ca\.pem \(CERTIFICATE, [0-9]+ bytes base64\)$'
+CLI_CONF=$WORK/etc/unrelated.conf cli probe T_CERTS
+expect_rc 0
+expect_out '^tls\.starttls: ok' '^tls\.verify: ok$' '^result: ok$'
+CLI_CONF=$WORK/etc/unrelated.conf cli probe MAIL_NOLOC
+expect_rc 75
+expect_out '^tls\.starttls: failed: 4\.7\.5 .*unable to get local issuer certificate'
+
+# not found is a return value, not a text: unusable destinations are not "not found"
+clone T_HTTP MAIL_NOLOC Type=HTTP
+cli resolve T_HTTP
+expect_rc 78
+expect_err '4\.3\.5 destination T_HTTP: Type is HTTP, not MAIL'
+json=$(emu GET /destinations/MAIL_NOLOC | jq -c '.Name = "T_BAD64" | . + {certificates: [{Name: "x.pem", Content: "not*base64"}]}')
+emu PUT /destinations/T_BAD64 "$json" >/dev/null
+cli resolve T_BAD64
+expect_rc 78
+expect_err '4\.3\.5 destination T_BAD64: certificate x\.pem: Content is not valid base64'
+cli probe MAIL_MISSING
+expect_rc 75
+expect_out '^resolve: failed: 4\.3\.5 destination MAIL_MISSING not found'
+emu POST /reset >/dev/null
+
 # --- send -------------------------------------------------------------------
 emu POST /reset >/dev/null
 mark="btprelay-cli-$RANDOM$RANDOM"

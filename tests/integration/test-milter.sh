@@ -69,6 +69,11 @@ printf '%s\n' "$out" | grep -q '<\*\* 550 5\.1\.2 destination <m_missing> does n
 tap_ok $? "$SCEN: the client got 550 5.1.2 naming the destination" "$(printf '%s\n' "$out" | grep -A1 'RCPT TO')"
 printf '%s\n' "$out" | grep -q 'queued as'
 tap_ok $((! $?)) "$SCEN: the message was not accepted"
+# postlog writes the line a moment after the client saw the reply: wait up to 5 s
+for _ in $(seq 50); do
+	grep -q "NOQUEUE: milter-reject: RCPT from .*550 5\.1\.2 destination <m_missing> does not exist.*to=<user@m_missing.dest.test>" "$WORK/log/maillog" && break
+	sleep 0.1
+done
 grep -q "NOQUEUE: milter-reject: RCPT from .*550 5\.1\.2 destination <m_missing> does not exist.*to=<user@m_missing.dest.test>" "$WORK/log/maillog"
 tap_ok $? "$SCEN: Postfix logged the milter's reject" "$(grep milter "$WORK/log/maillog" | tail -3)"
 [ "$(queued_for user@m_missing.dest.test)" = 0 ]

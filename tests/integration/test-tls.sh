@@ -340,11 +340,80 @@ clone T_BADPIN MAIL_NOLOC "mail.smtp.ssl.fingerprint=12:34"
 run T_BADPIN
 expect_run 75 4.3.5 "mail.smtp.ssl.fingerprint of destination T_BADPIN: \"12:34\" is not a SHA-256 fingerprint"
 
-# Certificates delivered with the destination (Find response certificates[], trusted by
-# route_tls/tls.c) need the Find response parsed into struct mail_destination.certificates
-# (destination.c) and an emulator that sends certificates[]: neither exists yet.
-TAP_N=$((TAP_N + 1))
-echo "ok $TAP_N - certificates[] of the Find response trusted for the relay # SKIP not parsed by destination.c, not sent by the emulator yet"
+# Certificates delivered with the destination: the Find response's certificates[]
+# (REFERENCE.md section 3), which the emulator sends for a destination PUT with them.
+# smtp_tls_ca_file is an unrelated CA (the self-signed certificate), so the relay's
+# chain verifies only through what the destination brings.
+install -m 644 "$CERTS/selfsigned.pem" "$WORK/etc/unrelated-ca.pem"
+CA_B64=$(base64 -w0 "$CERTS/ca.pem")
+NOTES_B64=$(printf 'not a certificate\n' | base64 -w0)
+
+# with_certs NEW FROM CERTS-JSON [key=value...] - clone FROM as NEW, with certificates[]
+with_certs() {
+	local new=$1 from=$2 certs=$3 json
+	shift 3
+	clone "$new" "$from" "$@"
+	json=$(emu GET "/destinations/$new" | jq -c --argjson c "$certs" '. + {certificates: $c}')
+	emu PUT "/destinations/$new" "$json" >/dev/null
+}
+cert() {	# NAME BASE64 - one certificates[] item
+	printf '{"Name":"%s","Type":"CERTIFICATE","Content":"%s"}' "$1" "$2"
+}
+
+begin "certificates[] of the Find response: the relay trusted only through them"
+conf unrelated "smtp_tls_ca_file = $WORK/etc/unrelated-ca.pem"
+with_certs T_CERTS MAIL_NOLOC "[$(cert relay-ca.pem "$CA_B64")]"
+run T_CERTS
+expect_run 0 2.0.0 "250 2.0.0 Ok: queued"
+expect_conn '.tls == true and .sni == "mail.corp.internal"'
+expect_log 'TLS connection established to mail.corp.internal:25: .*certificate verified'
+[ "$(emu GET /finds | jq -r '[.[] | select(.name == "T_CERTS")] | length')" -ge 1 ]
+tap_ok $? "$CASE: found through the Destination Service" "$(emu GET /finds)"
+
+begin "the same configuration without certificates[]: deferred 4.7.5"
+conf unrelated "smtp_tls_ca_file = $WORK/etc/unrelated-ca.pem"
+clone T_NOCERTS MAIL_NOLOC
+run T_NOCERTS
+expect_run 75 4.7.5 "certificate verification failed: unable to get local issuer certificate"
+expect_nothing_sent
+
+begin "certificates[] with an entry that is no certificate: skipped, the CA still trusted"
+conf unrelated "smtp_tls_ca_file = $WORK/etc/unrelated-ca.pem"
+with_certs T_CERTS MAIL_NOLOC "[$(cert notes.txt "$NOTES_B64"),$(cert relay-ca.pem "$CA_B64")]"
+run T_CERTS
+expect_run 0 2.0.0 "250 2.0.0 Ok: queued"
+
+begin "TrustStoreLocation names the entry to trust"
+conf unrelated "smtp_tls_ca_file = $WORK/etc/unrelated-ca.pem"
+with_certs T_TSL MAIL_NOLOC "[$(cert other.pem "$NOTES_B64"),$(cert relay-ca.pem "$CA_B64")]" \
+	TrustStoreLocation=relay-ca.pem
+run T_TSL
+expect_run 0 2.0.0 "250 2.0.0 Ok: queued"
+
+begin "TrustStoreLocation names no delivered certificate: deferred 4.3.5"
+with_certs T_TSL MAIL_NOLOC "[$(cert relay-ca.pem "$CA_B64")]" TrustStoreLocation=missing.pem
+run T_TSL
+expect_run 75 4.3.5 "TrustStoreLocation missing.pem names none of the certificates delivered with it"
+expect_nothing_sent
+
+begin "TrustStoreLocation names an entry that is no certificate: deferred 4.7.5"
+with_certs T_TSL MAIL_NOLOC "[$(cert notes.txt "$NOTES_B64")]" TrustStoreLocation=notes.txt
+run T_TSL
+expect_run 75 4.7.5 "certificate notes.txt of the destination: not a PEM or DER certificate"
+expect_nothing_sent
+
+begin "certificates[] whose Content is not base64: deferred 4.3.5 naming destination and certificate"
+with_certs T_BAD64 MAIL_NOLOC "[$(cert relay-ca.pem 'not*base64')]"
+run T_BAD64
+expect_run 75 4.3.5 "destination T_BAD64: certificate relay-ca.pem: Content is not valid base64"
+expect_nothing_sent
+
+begin "smtps with the relay trusted only through certificates[]"
+conf unrelated "smtp_tls_ca_file = $WORK/etc/unrelated-ca.pem"
+with_certs T_SCERTS MAIL_SMTPS "[$(cert relay-ca.pem "$CA_B64")]"
+run T_SCERTS
+expect_run 0 2.0.0 "250 2.0.0 Ok: queued"
+expect_conn '.port == "relay_smtps" and .tls == true'
 
 ########################################################################################
 # Client certificate
@@ -495,7 +564,7 @@ run MAIL_NOLOC
 expect_run 0 2.0.0 "250 Ok"
 emu POST /faults '{"rcpt_reply":{"nobody@corp.example":"550 User unknown"}}' >/dev/null
 run MAIL_NOLOC nobody@corp.example
-expect_run 69 5.1.1 "550 User unknown (in reply to RCPT TO command)"
+expect_run 69 5.0.0 "550 User unknown (in reply to RCPT TO command)"
 
 begin "a reply line over 1023 bytes: protocol error 4.5.0"
 emu POST /faults "{\"relay\":{\"mail\":\"451 4.3.0 $(printf 'z%.0s' $(seq 1100))\"}}" >/dev/null

@@ -87,15 +87,15 @@ harness_install_transport() {
 			"smtp_data_done_timeout = 10" \
 			"delivery_deadline = 60" \
 			"log = $BTPRELAY_LOG" \
-			"log_level = debug" \
-			"$@"; do
+			"log_level = debug"; do
 			key=${line%%=*}
 			key=${key%% *}
 			for override in "$@"; do
-				[ "$override" != "$line" ] && [ "${override%% *}" = "$key" ] && continue 2
+				[ "${override%% *}" = "$key" ] && continue 2
 			done
 			echo "$line"
 		done
+		for line in "$@"; do echo "$line"; done
 	} > "$WORK/etc/btprelay.conf"
 	chmod 644 "$WORK/etc/btprelay.conf"
 }

@@ -15,17 +15,19 @@ set -eu
 DIR=${1:-${BTPRELAY_SENDMAIL_DIR:-/var/cache/btprelay-test/sendmail}}
 PACKAGES="sendmail-bin sendmail-cf sendmail-base libmilter1.0.1"
 
-complete() {
+unpacked() {
 	[ -x "$DIR/root/usr/libexec/sendmail/sendmail" ] &&
 	[ -x "$DIR/root/usr/libexec/sendmail/makemap" ] &&
 	[ -f "$DIR/root/usr/share/sendmail/cf/m4/cf.m4" ] &&
 	[ -f "$DIR/version" ]
 }
-complete && exit 0
+unpacked && exit 0
 
 [ "$(id -u)" = 0 ] || { echo "sendmail-fetch.sh: run as root" >&2; exit 1; }
-command -v apt-get >/dev/null 2>&1 && command -v dpkg >/dev/null 2>&1 ||
-	{ echo "sendmail-fetch.sh: needs apt-get and dpkg (Debian)" >&2; exit 1; }
+if ! command -v apt-get >/dev/null 2>&1 || ! command -v dpkg >/dev/null 2>&1; then
+	echo "sendmail-fetch.sh: needs apt-get and dpkg (Debian)" >&2
+	exit 1
+fi
 
 mkdir -p "$DIR"
 TMP=$(mktemp -d "$DIR/fetch.XXXXXX")

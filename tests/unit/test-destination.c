@@ -270,13 +270,13 @@ static void test_file(struct config *cfg)
 	ok(dest_resolve(cfg, &b, "MAIL_BAD", &d, &o) == -1, "file: wrong type refused");
 	has_str(o.text, "destination MAIL_BAD: Type is HTTP, not MAIL", "file: says why");
 
-	ok(dest_resolve(cfg, &b, "MAIL_X", &d, &o) == -1, "file: not found");
+	ok(dest_resolve(cfg, &b, "MAIL_X", &d, &o) == DEST_NOT_FOUND, "file: not found");
 	snprintf(want, sizeof(want), "destination MAIL_X not found (destinations file %s, "
 		 "no Destination Service binding)", file);
 	is_str(o.text, want, "file: not-found text");
 	is_str(o.status, "4.3.5", "not found defers 4.3.5");
 
-	ok(dest_resolve(cfg, &b, "mail_local", &d, &o) == -1, "names are case-sensitive");
+	ok(dest_resolve(cfg, &b, "mail_local", &d, &o) == DEST_NOT_FOUND, "names are case-sensitive");
 
 	ok(dest_resolve(cfg, &b, "MAIL\r\nX", &d, &o) == -1, "a name with CR LF refused");
 	has_str(o.text, "\"MAIL??X\" is not a valid destination name", "name shown safely");
@@ -303,7 +303,7 @@ static void test_file(struct config *cfg)
 
 	free(cfg->destinations_file);
 	cfg->destinations_file = strdup("");
-	ok(dest_resolve(cfg, &b, "MAIL_X", &d, &o) == -1, "no source at all: not found");
+	ok(dest_resolve(cfg, &b, "MAIL_X", &d, &o) == DEST_NOT_FOUND, "no source at all: not found");
 	is_str(o.text, "destination MAIL_X not found (no destinations file, no Destination "
 	       "Service binding)", "no source: text");
 }
@@ -395,6 +395,73 @@ static void serve_token(const char *req, const char **status, const char **body)
 	}
 }
 
+/* the Content of a certificates[] entry: base64 of a short PEM file, wrapped as files are */
+#define CERT_B64_1 "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUIKLS0tLS1FTkQgQ0VS"
+#define CERT_B64_2 "VElGSUNBVEUtLS0tLQo="
+#define CERT_B64 CERT_B64_1 CERT_B64_2
+
+/*
+ * serve_certs - Find answers with certificates[]: MAIL_CERTS (two good
+ * ones, the first wrapped), MAIL_CERT_64K (exactly 64 KiB decoded),
+ * MAIL_CERT_BIG (two bytes over), MAIL_CERT_BAD64, MAIL_CERT_MANY
+ * (17), MAIL_CERT_NOCONTENT, MAIL_CERT_NOTARRAY, MAIL_CERT_CTRL (a Name with
+ * a control character), MAIL_CERT_NULL (certificates: null)
+ */
+static int serve_certs(const char *name, const char **status, const char **body)
+{
+	static char found[100000];
+	size_t n = strcspn(name, "? "), len;
+	char dest[64];
+	int i;
+
+	snprintf(dest, sizeof(dest), "%.*s", (int)(n < 63 ? n : 63), name);
+	len = (size_t)snprintf(found, sizeof(found), "{\"destinationConfiguration\":{\"Name\":"
+			       "\"%s\",\"Type\":\"MAIL\",\"mail.smtp.host\":\"c\","
+			       "\"mail.smtp.port\":\"25\"},\"certificates\":", dest);
+	*status = "200 OK";
+	*body = found;
+	if (strcmp(dest, "MAIL_CERTS") == 0) {
+		snprintf(found + len, sizeof(found) - len, "[{\"Name\":\"relay-ca.pem\",\"Type\":"
+			 "\"CERTIFICATE\",\"Content\":\"%s\\r\\n%s\\n\"},{\"Name\":\"b.der\","
+			 "\"Type\":\"CERTIFICATE\",\"Content\":\"AAEC\"}]}", CERT_B64_1,
+			 CERT_B64_2);
+	} else if (strcmp(dest, "MAIL_CERT_64K") == 0 || strcmp(dest, "MAIL_CERT_BIG") == 0) {
+		/* 87384 base64 characters: 65536 bytes with "==", 65538 without */
+		len += (size_t)snprintf(found + len, sizeof(found) - len, "[{\"Name\":\"%s\","
+					"\"Content\":\"", dest + 10);
+		memset(found + len, 'A', 87384);
+		if (strcmp(dest, "MAIL_CERT_64K") == 0)
+			memcpy(found + len + 87382, "==", 2);
+		len += 87384;
+		snprintf(found + len, sizeof(found) - len, "\"}]}");
+	} else if (strcmp(dest, "MAIL_CERT_BAD64") == 0) {
+		snprintf(found + len, sizeof(found) - len, "[{\"Name\":\"good.pem\",\"Content\":"
+			 "\"%s\"},{\"Name\":\"bad.pem\",\"Type\":\"CERTIFICATE\",\"Content\":"
+			 "\"not*base64\"}]}", CERT_B64);
+	} else if (strcmp(dest, "MAIL_CERT_MANY") == 0) {
+		len += (size_t)snprintf(found + len, sizeof(found) - len, "[");
+		for (i = 0; i < 17; i++)
+			len += (size_t)snprintf(found + len, sizeof(found) - len,
+						"%s{\"Name\":\"c%d.pem\",\"Content\":\"AAEC\"}",
+						i ? "," : "", i);
+		snprintf(found + len, sizeof(found) - len, "]}");
+	} else if (strcmp(dest, "MAIL_CERT_NOCONTENT") == 0) {
+		snprintf(found + len, sizeof(found) - len, "[{\"Name\":\"x.pem\",\"Type\":"
+			 "\"CERTIFICATE\"}]}");
+	} else if (strcmp(dest, "MAIL_CERT_NOTARRAY") == 0) {
+		snprintf(found + len, sizeof(found) - len, "{\"Name\":\"x.pem\"}}");
+	} else if (strcmp(dest, "MAIL_CERT_CTRL") == 0) {
+		snprintf(found + len, sizeof(found) - len, "[{\"Name\":\"x\\u0001.pem\","
+			 "\"Content\":\"AAEC\"}]}");
+	} else if (strcmp(dest, "MAIL_CERT_NULL") == 0) {
+		snprintf(found + len, sizeof(found) - len, "null}");
+	} else {
+		*status = "404 Not Found";
+		*body = "{}";
+	}
+	return 1;
+}
+
 /* serve_find - the Destination Service; returns 0 when the connection must just close */
 static int serve_find(const char *req, const char **status, const char **body)
 {
@@ -470,6 +537,8 @@ static int serve_find(const char *req, const char **status, const char **body)
 	} else if (strncmp(name, "MAIL_SLOW?", 10) == 0) {
 		sleep(3);
 		return 0;
+	} else if (strncmp(name, "MAIL_CERT", 9) == 0) {
+		return serve_certs(name, status, body);
 	} else if (strncmp(name, "MAIL%20SPACE?", 13) == 0) {
 		*status = "200 OK";
 		*body = "{\"destinationConfiguration\":{\"Name\":\"MAIL SPACE\",\"Type\":\"MAIL\","
@@ -481,7 +550,7 @@ static int serve_find(const char *req, const char **status, const char **body)
 /* serve_one - read one request, answer it */
 static void serve_one(int fd)
 {
-	static char resp[65536];
+	static char resp[128 * 1024];
 	char req[16384];
 	const char *status = "404 Not Found", *body = "{\"ErrorMessage\":\"Configuration with "
 		"the specified name was not found\"}";
@@ -689,7 +758,7 @@ static void test_service(struct config *cfg)
 	ok(dest_resolve(cfg, &b, "MAIL SPACE", &d, &o) == 0, "name is URL-encoded");
 	dest_free(&d);
 
-	ok(dest_resolve(cfg, &b, "MAIL_NONE", &d, &o) == -1, "404");
+	ok(dest_resolve(cfg, &b, "MAIL_NONE", &d, &o) == DEST_NOT_FOUND, "404");
 	is_str(o.text, "destination MAIL_NONE not found in the Destination Service", "404 text");
 	is_str(o.status, "4.3.5", "404 defers 4.3.5");
 
@@ -725,7 +794,7 @@ static void test_service(struct config *cfg)
 	dest_free(&d);
 	ok(dest_resolve(cfg, &b, "MAIL_403", &d, &o) == -1, "not in the file: service asked");
 	is_str(o.status, "4.7.0", "the service's answer");
-	ok(dest_resolve(cfg, &b, "MAIL_NONE", &d, &o) == -1, "in neither");
+	ok(dest_resolve(cfg, &b, "MAIL_NONE", &d, &o) == DEST_NOT_FOUND, "in neither");
 	snprintf(want, sizeof(want), "destination MAIL_NONE not found in the Destination Service "
 		 "nor in destinations file %s", file);
 	is_str(o.text, want, "in neither: text");
@@ -1082,19 +1151,19 @@ static void test_tenants(struct config *cfg)
 	is_int(fs->find_requests, 2, "two Finds");
 	is_str(fs->last_find_token, "tok123", "the second with the provider's token");
 	dest_free(&d);
-	ok(dest_resolve(cfg, &b, "MAIL_NONE", &d, &o) == -1, "subscriberFirst: in neither");
+	ok(dest_resolve(cfg, &b, "MAIL_NONE", &d, &o) == DEST_NOT_FOUND, "subscriberFirst: in neither");
 	is_str(o.text, "destination MAIL_NONE not found in the Destination Service (subscriber "
 	       "tenant nor provider)", "not found: both tenants named");
 
 	cfg->destination_selection = DEST_SELECT_ALWAYS_PROVIDER;
-	ok(dest_resolve(cfg, &b, "MAIL_SUB", &d, &o) == -1, "alwaysProvider: not the subscriber's");
+	ok(dest_resolve(cfg, &b, "MAIL_SUB", &d, &o) == DEST_NOT_FOUND, "alwaysProvider: not the subscriber's");
 	is_str(o.text, "destination MAIL_SUB not found in the Destination Service", "404 text");
 	ok(dest_resolve(cfg, &b, "MAIL_ONPREM", &d, &o) == 0 && d.tenant_is_subscriber == 0,
 	   "alwaysProvider: the provider's");
 	dest_free(&d);
 
 	cfg->destination_selection = DEST_SELECT_ALWAYS_SUBSCRIBER;
-	ok(dest_resolve(cfg, &b, "MAIL_ONPREM", &d, &o) == -1,
+	ok(dest_resolve(cfg, &b, "MAIL_ONPREM", &d, &o) == DEST_NOT_FOUND,
 	   "alwaysSubscriber: no fallback to the provider");
 	is_str(o.text, "destination MAIL_ONPREM not found in the Destination Service (subscriber "
 	       "tenant)", "404 text names the tenant");
@@ -1186,7 +1255,7 @@ static void test_service_cache(struct config *cfg)
 	drop_fail_notes();
 
 	fs->down = 2;
-	ok(dest_resolve(cfg, &b, "MAIL_ONPREM", &d, &o) == -1, "404: no stale entry");
+	ok(dest_resolve(cfg, &b, "MAIL_ONPREM", &d, &o) == DEST_NOT_FOUND, "404: no stale entry");
 	has_str(o.text, "not found in the Destination Service", "404: not found");
 	fs->down = 1;
 	drop_fail_notes();
@@ -1254,6 +1323,136 @@ static void test_service_cache(struct config *cfg)
 	cfg->destination_cache_ttl = 300;
 }
 
+/* cert_case - the status a certificates[] case deferred with, "" when it resolved */
+static const char *cert_case(struct config *cfg, struct bindings *b, const char *name,
+			     struct outcome *o)
+{
+	struct mail_destination d;
+
+	if (dest_resolve(cfg, b, name, &d, o) == 0) {
+		dest_free(&d);
+		return "";
+	}
+	return o->status;
+}
+
+/* certificates[] of the Find response: parsed, bounded, checked, cached */
+static void test_certificates(struct config *cfg)
+{
+	static const struct {
+		const char *name;
+		const char *text;	/* the 4.3.5 text, NULL = resolves */
+	} cases[] = {
+		{ "MAIL_CERT_64K", NULL },
+		{ "MAIL_CERT_NULL", NULL },
+		{ "MAIL_CERT_BIG", "destination MAIL_CERT_BIG: certificate BIG: larger than 64 KiB "
+		  "decoded" },
+		{ "MAIL_CERT_BAD64", "destination MAIL_CERT_BAD64: certificate bad.pem: Content is "
+		  "not valid base64" },
+		{ "MAIL_CERT_MANY", "destination MAIL_CERT_MANY: 17 certificates delivered with "
+		  "it, at most 16 are accepted" },
+		{ "MAIL_CERT_NOCONTENT", "destination MAIL_CERT_NOCONTENT: certificate x.pem: no "
+		  "Content" },
+		{ "MAIL_CERT_NOTARRAY", "destination MAIL_CERT_NOTARRAY: certificates is not an "
+		  "array" },
+		{ "MAIL_CERT_CTRL", "destination MAIL_CERT_CTRL: certificate x?.pem: Name too long "
+		  "or with control characters" },
+	};
+	struct bindings b;
+	struct mail_destination d;
+	struct outcome o;
+	struct cache_entry e;
+	struct cache c;
+	char tokurl[128], uri[128];
+	const json_t *certs;
+	size_t i;
+
+	bind_server(&b, tokurl, uri, sizeof(tokurl));
+	cfg->http_retries = 0;
+	cfg->destination_cache_ttl = 300;
+	cfg->destination_stale_ttl = 3600;
+	use_cache(cfg, 0);
+
+	if (!ok(dest_resolve(cfg, &b, "MAIL_CERTS", &d, &o) == 0, "certificates[]: found"))
+		printf("# %s\n", o.text);
+	if (ok(d.ncertificates == 2 && d.certificates != NULL, "certificates[]: two kept")) {
+		is_str(d.certificates[0].name, "relay-ca.pem", "certificates[0].Name");
+		is_str(d.certificates[0].type, "CERTIFICATE", "certificates[0].Type");
+		is_str(d.certificates[0].content, CERT_B64,
+		       "certificates[0].Content, CR LF removed");
+		is_str(d.certificates[1].name, "b.der", "certificates[1].Name");
+		is_str(d.certificates[1].content, "AAEC", "certificates[1].Content");
+	}
+	dest_free(&d);
+	ok(d.certificates == NULL && d.ncertificates == 0, "dest_free releases them");
+	dest_free(&d);
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *status = cert_case(cfg, &b, cases[i].name, &o);
+
+		if (cases[i].text == NULL) {
+			if (!ok(*status == '\0', "%s: resolves", cases[i].name))
+				printf("# %s %s\n", o.status, o.text);
+		} else {
+			ok(strcmp(status, "4.3.5") == 0, "%s: deferred 4.3.5", cases[i].name);
+			is_str(o.text, cases[i].text, "%s: text", cases[i].name);
+		}
+	}
+	ok(dest_resolve(cfg, &b, "MAIL_CERT_NULL", &d, &o) == 0 && d.ncertificates == 0
+	   && d.certificates == NULL, "certificates null: none");
+	dest_free(&d);
+
+	/* the cache keeps them */
+	use_cache(cfg, 1);
+	fs->find_requests = 0;
+	ok(dest_resolve(cfg, &b, "MAIL_CERTS", &d, &o) == 0 && d.cache_age == -1,
+	   "certificates[]: from the service, cache on");
+	dest_free(&d);
+	ok(dest_resolve(cfg, &b, "MAIL_CERTS", &d, &o) == 0 && d.cache_age >= 0,
+	   "certificates[]: from the cache");
+	ok(d.ncertificates == 2 && strcmp(d.certificates[0].name, "relay-ca.pem") == 0
+	   && strcmp(d.certificates[0].content, CERT_B64) == 0
+	   && strcmp(d.certificates[0].type, "CERTIFICATE") == 0
+	   && strcmp(d.certificates[1].content, "AAEC") == 0,
+	   "certificates[]: the cache keeps Name, Type and Content");
+	dest_free(&d);
+	is_int(fs->find_requests, 1, "certificates[]: one Find");
+	{
+		char key[CACHE_KEY_SIZE];
+		const char *parts[6] = { "MAIL_CERTS", uri, tokurl, "sb-dest", "",
+					 "subscriberFirst" };
+
+		cache_key(key, "destination", parts, 6);
+		cache_open(&c, cachedir);
+		if (ok(cache_load(&c, key, &e) == 0, "certificates[]: the cache entry")) {
+			certs = json_object_get(e.data, "certificates");
+			ok(json_array_size(certs) == 2
+			   && strcmp(json_string_value(json_object_get(json_array_get(certs, 0),
+									"Content")), CERT_B64) == 0,
+			   "certificates[]: stored in the entry, without white space");
+			cache_entry_free(&e);
+		}
+		cache_close(&c);
+	}
+	/* a cached entry whose certificates do not pass: asked again */
+	ok(plant("destination-", "{\"properties\":{\"Name\":\"MAIL_CERTS\",\"Type\":\"MAIL\","
+		 "\"mail.smtp.host\":\"c\",\"mail.smtp.port\":\"25\"},\"certificates\":"
+		 "[{\"Name\":\"p.pem\",\"Content\":\"#!\"}]}"), "bad certificates planted");
+	log_reset();
+	ok(dest_resolve(cfg, &b, "MAIL_CERTS", &d, &o) == 0 && d.cache_age == -1
+	   && d.ncertificates == 2, "a cached entry with bad certificates is asked for again");
+	dest_free(&d);
+	ok(log_has("cached entry unusable"), "... logged as unusable");
+	/* a bad answer is not cached, and the next lookup says the same */
+	fs->find_requests = 0;
+	ok(dest_resolve(cfg, &b, "MAIL_CERT_BAD64", &d, &o) == -1
+	   && strstr(o.text, "bad.pem") != NULL, "bad certificates with the cache on: deferred");
+	ok(dest_resolve(cfg, &b, "MAIL_CERT_BAD64", &d, &o) == -1
+	   && strstr(o.text, "bad.pem") != NULL, "... again, the same text");
+	ok(fs->find_requests <= 2, "... never cached as found");
+	use_cache(cfg, 0);
+}
+
 static void test_retries(struct config *cfg)
 {
 	struct bindings b;
@@ -1289,7 +1488,8 @@ static void test_retries(struct config *cfg)
 	ok(dest_resolve(cfg, &b, "MAIL_403", &d, &o) == -1 && fs->find_requests == 1,
 	   "403: never tried again");
 	fs->find_requests = 0;
-	ok(dest_resolve(cfg, &b, "MAIL_NONE", &d, &o) == -1 && fs->find_requests == 1,
+	ok(dest_resolve(cfg, &b, "MAIL_NONE", &d, &o) == DEST_NOT_FOUND
+	   && fs->find_requests == 1,
 	   "404: never tried again");
 
 	cfg->http_retries = 1;
@@ -1388,7 +1588,7 @@ static void test_config_destinations(void)
 	   "the destinations file comes first");
 	dest_free(&d);
 
-	ok(dest_resolve(&cfg, &none, "MAIL_X", &d, &o) == -1, "in no source");
+	ok(dest_resolve(&cfg, &none, "MAIL_X", &d, &o) == DEST_NOT_FOUND, "in no source");
 	snprintf(want, sizeof(want), "destination MAIL_X not found (destinations file %s, "
 		 "configuration file %s, no Destination Service binding)", file, conf);
 	is_str(o.text, want, "not found: every place named");
@@ -1399,7 +1599,8 @@ static void test_config_destinations(void)
 	   "the configuration comes before the Destination Service");
 	is_int(fs->find_requests, 0, "... which is not asked");
 	dest_free(&d);
-	ok(dest_resolve(&cfg, &b, "MAIL_NONE", &d, &o) == -1, "in no source, with the service");
+	ok(dest_resolve(&cfg, &b, "MAIL_NONE", &d, &o) == DEST_NOT_FOUND,
+	   "in no source, with the service");
 	snprintf(want, sizeof(want), "destination MAIL_NONE not found in the Destination Service "
 		 "nor in destinations file %s nor in configuration file %s", file, conf);
 	is_str(o.text, want, "not found: every place named");
@@ -1509,6 +1710,7 @@ int main(void)
 		test_token_cache(&cfg);
 		test_tenants(&cfg);
 		test_service_cache(&cfg);
+		test_certificates(&cfg);
 		test_retries(&cfg);
 		test_config_destinations();
 		test_burst(&cfg);

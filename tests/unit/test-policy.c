@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "destination.h"
 #include "dsn.h"
 #include "policy.h"
 #include "tap.h"
@@ -55,8 +56,17 @@ static int fake_resolve(const struct config *cfg, const char *name, char **from,
 		dsn_defer(o, "4.7.0", "Destination Service https://dest.example: find DENIED: HTTP 401");
 		return -1;
 	}
+	if (strcmp(name, "LOOKALIKE") == 0) {
+		/* the answer, not the text, says "not found" */
+		dsn_defer(o, "4.3.5", "destination LOOKALIKE not found in the certificates[] it names");
+		return -1;
+	}
+	if (strcmp(name, "NOTFOUND_TEXT") == 0) {
+		dsn_defer(o, "4.3.5", "no such destination: NOTFOUND_TEXT");
+		return DEST_NOT_FOUND;
+	}
 	dsn_defer(o, "4.3.5", "destination %s not found in the Destination Service", name);
-	return -1;
+	return DEST_NOT_FOUND;
 }
 
 /* set - replace a string key */
@@ -184,6 +194,16 @@ int main(void)
 	ok(d.kind == POLICY_ERROR && d.action == POLICY_TEMPFAIL, "token refused (4.7.0): error, tempfail");
 	policy_decide(p, "btprelay", "", &d);
 	ok(d.kind == POLICY_UNUSABLE && d.action == POLICY_TEMPFAIL, "empty next hop: unusable");
+
+	/* the resolver's answer decides, never the text */
+	policy_decide(p, "btprelay", "LOOKALIKE", &d);
+	ok(d.kind == POLICY_UNUSABLE && d.action == POLICY_TEMPFAIL,
+	   "-1 with a \"not found\" text: unusable");
+	policy_decide(p, "btprelay", "NOTFOUND_TEXT", &d);
+	ok(d.kind == POLICY_NOT_FOUND && d.action == POLICY_REJECT,
+	   "DEST_NOT_FOUND with any text: not found");
+	is_str(d.reply, "destination <NOTFOUND_TEXT> does not exist: no such destination: "
+	       "NOTFOUND_TEXT", "DEST_NOT_FOUND: the text in the reply");
 
 	/* the deadline: a slow lookup does not hold the caller */
 	atomic_store(&slow_ms, 2500);

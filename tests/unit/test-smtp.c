@@ -356,6 +356,12 @@ static void test_ehlo_keyword(void)
 		   t[i].line, t[i].bits, t[i].size);
 	}
 	is_int(smtp_ehlo_keyword("SIZE 100", NULL), SMTP_EXT_SIZE, "EHLO SIZE without a size pointer");
+	{
+		unsigned long lim = 1;
+
+		smtp_ehlo_keyword("SIZE 10x", &lim);
+		is_int(lim, 0, "EHLO SIZE 10x is not a number: no limit (never a 5.3.4 bounce)");
+	}
 }
 
 /* convert - run the body conversion over chunks separated by '|' in spec */
@@ -1369,6 +1375,98 @@ static void test_line_limit(void)
 	}
 }
 
+/*
+ * ref_put / ref_convert - the conversion one byte at a time, as smtp.c did
+ * before it copied whole runs: the reference the fast version must match
+ */
+static size_t ref_put(struct smtp_body_state *st, char ch, char *out)
+{
+	size_t n = 0, limit = st->line_limit;
+
+	if (limit > 0 && limit < SMTP_LINE_LIMIT_MIN)
+		limit = SMTP_LINE_LIMIT_MIN;
+	if (limit > 0 && st->col >= limit) {
+		memcpy(out, "\r\n ", 3);
+		n = 3;
+		st->col = 1;
+		st->at_line_start = 0;
+	}
+	if (ch == '.' && st->at_line_start)
+		out[n++] = '.';
+	out[n++] = ch;
+	st->col++;
+	st->at_line_start = 0;
+	return n;
+}
+
+static size_t ref_convert(struct smtp_body_state *st, const char *in, size_t len, char *out)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < len; i++) {
+		if (in[i] == '\n') {
+			out[n++] = '\r';
+			out[n++] = '\n';
+			st->at_line_start = 1;
+			st->cr_pending = 0;
+			st->col = 0;
+			continue;
+		}
+		if (st->cr_pending) {
+			n += ref_put(st, '\r', out + n);
+			st->cr_pending = 0;
+		}
+		if (in[i] == '\r')
+			st->cr_pending = 1;
+		else
+			n += ref_put(st, in[i], out + n);
+	}
+	return n;
+}
+
+/* test_body_random - random bodies, chunkings and limits: the same bytes as the reference */
+static void test_body_random(void)
+{
+	static const char alphabet[] = "ab.\r\n";
+	static const size_t limits[] = { 0, 5, 80, 81, 998 };
+	static char in[4096], got[SMTP_BODY_OUT_MAX(4096) + 8], want[SMTP_BODY_OUT_MAX(4096) + 8];
+	struct smtp_body_state a, b;
+	unsigned long seed = 12345;
+	size_t len, off, chunk, ng, nw, i;
+	int iter, bad = -1, skew;
+
+	for (iter = 0; iter < 3000 && bad < 0; iter++) {
+		seed = seed * 6364136223846793005UL + 1442695040888963407UL;
+		len = (seed >> 33) % sizeof(in);
+		/* mostly long runs of 'a' (lines near the limits), sometimes every kind of byte */
+		skew = (int)((seed >> 20) % 4);
+		for (i = 0; i < len; i++) {
+			seed = seed * 6364136223846793005UL + 1442695040888963407UL;
+			in[i] = skew == 0 || (seed >> 33) % 97 < 4 ? alphabet[(seed >> 40) % 5] : 'a';
+		}
+		smtp_body_init(&a);
+		smtp_body_init(&b);
+		a.line_limit = b.line_limit = limits[iter % 5];
+		ng = nw = 0;
+		for (off = 0; off < len; off += chunk) {
+			seed = seed * 6364136223846793005UL + 1442695040888963407UL;
+			chunk = 1 + (seed >> 33) % (iter % 3 == 0 ? 7 : 700);
+			if (chunk > len - off)
+				chunk = len - off;
+			ng += smtp_body_convert(&a, in + off, chunk, got + ng);
+			nw += ref_convert(&b, in + off, chunk, want + nw);
+		}
+		if (a.col != b.col || a.at_line_start != b.at_line_start
+		    || a.cr_pending != b.cr_pending)
+			bad = iter;
+		ng += smtp_body_finish(&a, got + ng);
+		nw += smtp_body_finish(&b, want + nw);
+		if (ng != nw || memcmp(got, want, ng) != 0)
+			bad = iter;
+	}
+	ok(bad < 0, "body: 3000 random bodies converted as byte by byte (first difference: %d)", bad);
+}
+
 static void test_long_lines_session(void)
 {
 	struct peer p = { 0 };
@@ -1705,6 +1803,7 @@ int main(void)
 	test_tls_policy();
 	test_body_stream();
 	test_line_limit();
+	test_body_random();
 	test_long_lines_session();
 	test_xoauth2();
 	test_session_refused();

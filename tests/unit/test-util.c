@@ -36,6 +36,14 @@ int main(void)
 	is_int(str_copy(buf, "abcdef", 4), 6, "str_copy returns the source length");
 	is_str(buf, "abc", "str_copy truncates and terminates");
 
+	{
+		char t[64] = "535 bad pass s3cretpw for s3cretpw";
+
+		str_redact(t, sizeof(t), "s3cretpw");
+		is_str(t, "535 bad pass ******** for ********", "str_redact masks every occurrence");
+		str_redact(t, sizeof(t), "abc");
+		ok(strstr(t, "535") != NULL, "str_redact ignores secrets shorter than 4 bytes");
+	}
 	fd = mkstemp(path);
 	if (write(fd, "secret", 6) != 6)
 		return 1;

@@ -37,6 +37,7 @@ struct conn {
 	enum conn_err err;
 	char errtext[256];
 	char peer[320];			/* "host[addr]:port" for logs */
+	int tls_cert_unmet;		/* the TLS peer asked for a client certificate we do not have */
 	size_t rpos, rlen;
 	size_t wlen;
 	unsigned char rbuf[CONN_BUF_SIZE];

@@ -92,11 +92,12 @@ static int smtp_conn_fail(struct smtp_session *s, enum dsn_stage stage, int writ
 	if ((c->err == CONN_IO || c->err == CONN_TLS) && c->errtext[0]
 	    && strstr(c->errtext, "unexpected eof") == NULL)
 		snprintf(detail, sizeof(detail), " (%s)", c->errtext);
-	if (c->err == CONN_TLS && strstr(c->errtext, "alert") != NULL && s->state != SMTP_STATE_BODY
-	    && stage != DSN_STAGE_EOD) {
-		/* The relay ended TLS with an alert: with TLS 1.3, a refused client certificate. */
-		dsn_defer(o, "4.7.5", "TLS failure with relay at %s: %s%s", what, c->errtext,
-			  strstr(c->errtext, "certificate required") != NULL
+	if (((c->err == CONN_TLS && strstr(c->errtext, "alert") != NULL) || c->tls_cert_unmet)
+	    && s->state != SMTP_STATE_BODY && stage != DSN_STAGE_EOD) {
+		/* The relay ended TLS: with TLS 1.3, a refused client certificate shows only now. */
+		dsn_defer(o, "4.7.5", "TLS failure with relay at %s: %s%s", what,
+			  c->errtext[0] ? c->errtext : conn_strerror(c->err),
+			  c->tls_cert_unmet || strstr(c->errtext, "certificate required") != NULL
 			  ? " (the relay wants a client certificate: smtp_tls_cert_file)" : "");
 	} else if (s->state == SMTP_STATE_BODY) {
 		if (timeout)

@@ -462,6 +462,21 @@ static void handshake_error(struct conn *c)
 	c->err = CONN_TLS;
 }
 
+/*
+ * tls_cert_request - called when the relay asks for a client certificate.
+ * With TLS 1.3 a relay that insists closes the session after the handshake,
+ * and whether our next read sees its alert or just the closed socket is
+ * timing; remembering the request lets the failure name its cause either way.
+ */
+static int tls_cert_request(SSL *ssl, void *arg)
+{
+	struct conn *c = arg;
+
+	if (SSL_get_certificate(ssl) == NULL)
+		c->tls_cert_unmet = 1;
+	return 1;
+}
+
 /* tls_handshake_peer - SSL_connect on the conn's socket, bounded by its timeout, then the checks */
 int tls_handshake_peer(struct conn *c, SSL_CTX *ctx, const struct tls_peer *peer)
 {
@@ -478,6 +493,8 @@ int tls_handshake_peer(struct conn *c, SSL_CTX *ctx, const struct tls_peer *peer
 		c->ssl = NULL;
 		return -1;
 	}
+	c->tls_cert_unmet = 0;
+	SSL_set_cert_cb(c->ssl, tls_cert_request, c);
 	if (peer->sni && *peer->sni && !is_ip_literal(peer->sni))
 		SSL_set_tlsext_host_name(c->ssl, peer->sni);
 	for (;;) {

@@ -406,18 +406,23 @@ case $COUT in *"error: cache_dir $WORK/cache: accessible by other users"*) [ "$C
 tap_ok $? "cache directory accessible by others: btprelay check says so (78)" "exit $CRC: $COUT"
 chmod 700 "$WORK/cache"
 
-# a cache file: ignored (a new token is fetched) and replaced; cache list says so
+# a cache file: ignored (a new token is fetched) and replaced; cache list says so.
+# Both token files are exposed and the destination is not cached, so both are read.
 cache_clear
 transport_run "$base" MAIL_ONPREM
-f=$(ls "$WORK"/cache/token-*.json 2>/dev/null | head -1)
-chmod 644 "$f"
+rm -f "$WORK"/cache/destination-*.json
+tokens=$(ls "$WORK"/cache/token-*.json 2>/dev/null)
+f=$(printf '%s\n' "$tokens" | head -1)
+chmod 644 $tokens
 emu POST /reset >/dev/null
 : > "$BTPRELAY_LOG"
 transport_run "$base" MAIL_ONPREM
-[ "$RC" = 0 ] && grep -q "warning: cache file $f ignored: accessible by other users (mode 0644)" "$BTPRELAY_LOG" &&
-	[ "$(emu GET /counters | jq .token_requests.total)" = 1 ] && [ "$(stat -c %a "$f")" = 600 ]
+[ "$RC" = 0 ] && [ "$(printf '%s\n' "$tokens" | grep -c .)" = 2 ] &&
+	grep -q "warning: cache file $f ignored: accessible by other users (mode 0644)" "$BTPRELAY_LOG" &&
+	[ "$(emu GET /counters | jq .token_requests.total)" = 2 ] &&
+	[ "$(stat -c %a $tokens | sort -u)" = 600 ]
 tap_ok $? "cache file readable by others: ignored with a warning, the token fetched again, the file replaced (0600)" \
-	"exit $RC; $(grep 'cache file' "$BTPRELAY_LOG" | head -1); token requests $(emu GET /counters | jq -c .token_requests); mode $(stat -c %a "$f")"
+	"exit $RC; $(grep 'cache file' "$BTPRELAY_LOG" | head -1); token requests $(emu GET /counters | jq -c .token_requests); modes $(stat -c %a $tokens)"
 chmod 644 "$f"
 COUT=$(runuser -u "$TRANSPORT_USER" -- "$WORK/bin/btprelay" -c "$base" cache list 2>&1)
 case $COUT in *"${f##*/}: (not trusted"*) true ;; *) false ;; esac

@@ -57,9 +57,11 @@ swaks_rcpt() {
 		--header "Subject: $MARK" 2>&1 | tee -a "$WORK/log/swaks.log"
 }
 
-# queued_for RCPT - how many queued messages have that recipient
+# queued_for RCPT - how many queued messages have that recipient (distinct queue ids:
+# showq can list a message twice while it moves from one queue to another)
 queued_for() {
-	postqueue -c "$PF" -j 2>/dev/null | jq -r '.recipients[].address' | grep -c -F -x -- "$1"
+	postqueue -c "$PF" -j 2>/dev/null |
+		jq -r --arg r "$1" 'select(any(.recipients[]; .address == $r)) | .queue_id' | sort -u | grep -c .
 }
 
 # --- not found: 550 at RCPT, nothing queued -----------------------------------

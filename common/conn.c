@@ -259,6 +259,21 @@ int conn_read(struct conn *c, void *buf, size_t n)
 	return 0;
 }
 
+/* conn_peek - the buffered bytes, reading when there are none */
+ssize_t conn_peek(struct conn *c, const unsigned char **p)
+{
+	if (c->rpos == c->rlen && conn_fill(c, op_deadline(c)) < 0)
+		return -1;
+	*p = c->rbuf + c->rpos;
+	return (ssize_t)(c->rlen - c->rpos);
+}
+
+/* conn_consume - drop n of the bytes conn_peek() returned */
+void conn_consume(struct conn *c, size_t n)
+{
+	c->rpos += n < c->rlen - c->rpos ? n : c->rlen - c->rpos;
+}
+
 /* conn_read_line - one line, without its CR LF */
 ssize_t conn_read_line(struct conn *c, char *buf, size_t size)
 {

@@ -57,6 +57,13 @@ int conn_read(struct conn *c, void *buf, size_t n);
  * Returns its length, or -1 (CONN_TOOLONG when longer than size - 1).
  */
 ssize_t conn_read_line(struct conn *c, char *buf, size_t size);
+/*
+ * conn_peek - the bytes read and not consumed yet, reading when there are
+ * none: their count (at least 1) with *p at the first, or -1
+ */
+ssize_t conn_peek(struct conn *c, const unsigned char **p);
+/* conn_consume - drop the first n of the bytes conn_peek() showed */
+void conn_consume(struct conn *c, size_t n);
 /* conn_write - append to the write buffer, flushing as it fills */
 int conn_write(struct conn *c, const void *buf, size_t n);
 int conn_puts(struct conn *c, const char *s);

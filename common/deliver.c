@@ -7,6 +7,7 @@
  * never reached RCPT share the request's outcome. One log line per
  * recipient, in Postfix's words.
  */
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -248,60 +249,158 @@ void deliver_helo_name(const struct config *cfg, char *buf, size_t size)
 }
 
 /* log_recipient - "to=<r>, relay=..., delay=..., dsn=..., status=... (text)" */
-static void log_recipient(const struct delivery *dl, const struct route *rt, const char *rcpt,
+static void log_recipient(const struct delivery *dl, const char *relay, const char *rcpt,
 			  const struct outcome *r, double start)
 {
 	static const char *const status[] = { "sent", "deferred", "bounced" };
 
 	log_info("to=<%s>, relay=%s, destination=%s, delay=%.2f, dsn=%s, status=%s (%s)",
-		 rcpt, rt->relay[0] ? rt->relay : "none", dl->destination,
+		 rcpt, relay[0] ? relay : "none", dl->destination,
 		 conn_now() - start, r->status, status[r->cls], r->text);
 }
 
-/* deliver - one request */
+/*
+ * deliver_session - a route with an SMTP session open on it, kept for the
+ * next transaction by a caller that has one (btprelay-lmtp).
+ */
+struct deliver_session {
+	struct route rt;
+	struct smtp_options opt;
+	struct smtp_session s;
+	char *name;			/* the destination it was opened for */
+	char helo[256];
+	double opened;			/* conn_now() when opened */
+	unsigned long transactions;
+};
+
+/* deliver_session_close - QUIT (not waited for), close, free; NULL is fine */
+void deliver_session_close(struct deliver_session *ds)
+{
+	if (ds == NULL)
+		return;
+	smtp_quit(&ds->s);	/* sends nothing when the session is broken */
+	conn_close(&ds->rt.conn);
+	if (ds->rt.tls_ctx)
+		SSL_CTX_free(ds->rt.tls_ctx);
+	dest_free(&ds->rt.dest);
+	bindings_free(&ds->rt.bind);
+	free(ds->name);
+	free(ds);
+}
+
+/*
+ * session_open - a new session for dl: resolve, connect, TLS, EHLO, AUTH.
+ * NULL with o filled on failure; *relay gets the relay's name either way
+ * (empty when it was never known).
+ */
+static struct deliver_session *session_open(const struct config *cfg, const char *name,
+					    double start, char *relay, size_t relay_size,
+					    struct outcome *o)
+{
+	struct deliver_session *ds = xcalloc(1, sizeof(*ds));
+	struct route *rt = &ds->rt;
+	int ok = 0;
+
+	ds->name = xstrdup(name);
+	conn_init(&rt->conn, cfg->smtp_connect_timeout * 1000, start + cfg->delivery_deadline);
+	if (open_route(cfg, name, rt, o) == 0) {
+		deliver_helo_name(cfg, ds->helo, sizeof(ds->helo));
+		deliver_smtp_options(cfg, &rt->dest, rt->relay, ds->helo, rt->tls_ctx, &ds->opt);
+		if (ds->opt.tls_level == TLS_LEVEL_NONE || route_tls(cfg, rt, o) == 0) {
+			ds->opt.tls_ctx = rt->tls_ctx;
+			conn_set_timeout(&rt->conn, ds->opt.command_timeout_ms);
+			ok = smtp_session_open(&ds->s, &rt->conn, &ds->opt, o) == 0;
+		}
+	}
+	str_copy(relay, rt->relay, relay_size);
+	if (!ok) {
+		deliver_session_close(ds);
+		return NULL;
+	}
+	if (ds->s.tls_active) {
+		char desc[128];
+
+		tls_describe(&rt->conn, desc, sizeof(desc));
+		log_info("TLS connection established to %s: %s", rt->relay, desc);
+	}
+	ds->opened = start;
+	return ds;
+}
+
+/*
+ * session_reusable - whether ds may carry another transaction to name:
+ * between transactions, opened for the same destination less than
+ * destination_cache_ttl ago (the destination may have changed since), and
+ * the relay has said nothing unasked (a 421 or a closed connection waits
+ * in the socket).
+ */
+static int session_reusable(const struct config *cfg, const struct deliver_session *ds,
+			    const char *name)
+{
+	struct pollfd pfd = { ds->rt.conn.fd, POLLIN, 0 };
+
+	return ds->s.state == SMTP_STATE_READY && strcmp(ds->name, name) == 0
+		&& conn_now() - ds->opened < cfg->destination_cache_ttl
+		&& conn_pending(&ds->rt.conn) == 0
+		&& (ds->rt.conn.ssl == NULL || SSL_pending(ds->rt.conn.ssl) == 0)
+		&& poll(&pfd, 1, 0) == 0;
+}
+
+/* deliver_transaction - one transaction, on *dsp when it can carry it */
+void deliver_transaction(const struct config *cfg, struct deliver_session **dsp,
+			 const struct delivery *dl, struct outcome *rcpt_out, struct outcome *o)
+{
+	double start = conn_now();
+	struct smtp_envelope env = { dl->sender, dl->rcpt, dl->nrcpt, dl->size, dl->body };
+	struct deliver_session *ds = *dsp;
+	char relay[sizeof(ds->rt.relay)] = "";
+	unsigned long replies;
+	int attempt, reused, silent;
+	size_t i;
+
+	if (ds != NULL && !session_reusable(cfg, ds, dl->destination)) {
+		deliver_session_close(ds);
+		ds = NULL;
+	}
+	/*
+	 * A reused session the relay dropped while it was idle fails before
+	 * any reply to this transaction: nothing of it reached the relay, so a
+	 * new session gets it once more.
+	 */
+	for (attempt = 0; attempt < 2; attempt++) {
+		reused = ds != NULL;
+		if (ds == NULL)
+			ds = session_open(cfg, dl->destination, start, relay, sizeof(relay), o);
+		if (ds == NULL) {
+			for (i = 0; i < dl->nrcpt; i++)
+				rcpt_out[i] = *o;
+			break;
+		}
+		str_copy(relay, ds->rt.relay, sizeof(relay));
+		ds->rt.conn.deadline = start + cfg->delivery_deadline;
+		replies = ds->s.replies;
+		ds->transactions++;
+		if (smtp_send_message(&ds->s, &env, dl->body_fd, rcpt_out, o) == 0
+		    || ds->s.state != SMTP_STATE_BROKEN)
+			break;
+		silent = ds->s.replies == replies;
+		deliver_session_close(ds);
+		ds = NULL;
+		if (!reused || !silent)
+			break;
+		log_info("relay %s dropped the idle session; opening a new one", relay);
+	}
+	*dsp = ds;
+	for (i = 0; i < dl->nrcpt; i++)
+		log_recipient(dl, relay, dl->rcpt[i], &rcpt_out[i], start);
+}
+
+/* deliver - one request on a session of its own */
 void deliver(const struct config *cfg, const struct delivery *dl,
 	     struct outcome *rcpt_out, struct outcome *o)
 {
-	double start = conn_now();
-	struct route *rt = xcalloc(1, sizeof(*rt));
-	struct smtp_options opt = { 0 };
-	struct smtp_session s = { 0 };
-	struct smtp_envelope env = { dl->sender, dl->rcpt, dl->nrcpt, dl->size };
-	char helo[256];
-	size_t i;
-	int sent = 0;
+	struct deliver_session *ds = NULL;
 
-	conn_init(&rt->conn, cfg->smtp_connect_timeout * 1000, start + cfg->delivery_deadline);
-	if (open_route(cfg, dl->destination, rt, o) < 0)
-		goto done;
-
-	deliver_helo_name(cfg, helo, sizeof(helo));
-	deliver_smtp_options(cfg, &rt->dest, rt->relay, helo, rt->tls_ctx, &opt);
-	if (opt.tls_level != TLS_LEVEL_NONE && route_tls(cfg, rt, o) < 0)
-		goto done;
-	opt.tls_ctx = rt->tls_ctx;
-	conn_set_timeout(&rt->conn, opt.command_timeout_ms);
-	if (smtp_session_open(&s, &rt->conn, &opt, o) == 0) {
-		if (s.tls_active) {
-			char desc[128];
-
-			tls_describe(&rt->conn, desc, sizeof(desc));
-			log_info("TLS connection established to %s: %s", rt->relay, desc);
-		}
-		smtp_send_message(&s, &env, dl->body_fd, rcpt_out, o);
-		sent = 1;
-	}
-	smtp_quit(&s);		/* sends nothing when the session is broken */
-done:
-	for (i = 0; i < dl->nrcpt; i++) {
-		if (!sent)
-			rcpt_out[i] = *o;
-		log_recipient(dl, rt, dl->rcpt[i], &rcpt_out[i], start);
-	}
-	conn_close(&rt->conn);
-	if (rt->tls_ctx)
-		SSL_CTX_free(rt->tls_ctx);
-	dest_free(&rt->dest);
-	bindings_free(&rt->bind);
-	free(rt);
+	deliver_transaction(cfg, &ds, dl, rcpt_out, o);
+	deliver_session_close(ds);
 }

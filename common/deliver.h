@@ -27,6 +27,7 @@ struct delivery {
 	size_t nrcpt;
 	long size;			/* -1 = unknown */
 	int body_fd;			/* the message, LF line ends */
+	const struct smtp_body_reader *body;	/* instead of body_fd when not NULL */
 	const char *queue_id;		/* for logs, may be NULL */
 };
 
@@ -36,6 +37,26 @@ struct delivery {
  */
 void deliver(const struct config *cfg, const struct delivery *dl,
 	     struct outcome *rcpt_out, struct outcome *o);
+
+/*
+ * deliver_session - an SMTP session with a destination's relay (route,
+ * tunnel, TLS, AUTH done) that a resident front end keeps between
+ * transactions, as Postfix's smtp(8) keeps its connections.
+ */
+struct deliver_session;
+/*
+ * deliver_transaction - deliver() on the session *dsp: it is used when it
+ * can carry the transaction (opened for the same destination less than
+ * destination_cache_ttl ago, between transactions, nothing unasked from
+ * the relay), else closed and replaced by a new one. A reused session that
+ * the relay dropped while idle (the transaction got no reply at all) is
+ * replaced and the transaction sent once more. On return *dsp is the
+ * session for the next transaction, or NULL when it broke.
+ */
+void deliver_transaction(const struct config *cfg, struct deliver_session **dsp,
+			 const struct delivery *dl, struct outcome *rcpt_out, struct outcome *o);
+/* deliver_session_close - QUIT without waiting, close, free; NULL is fine */
+void deliver_session_close(struct deliver_session *ds);
 
 /*
  * deliver_tls_context - the TLS context for the relay of d: the chain is

@@ -278,6 +278,7 @@ static int smtp_read_reply(struct smtp_session *s, enum dsn_stage stage, struct 
 			tlen += strlen(r->text + tlen);
 		}
 	} while (!last);
+	s->replies++;
 	log_debug("smtp %s: < %s", smtp_state_names[s->state], r->text);
 	return 0;
 }
@@ -902,13 +903,25 @@ static void smtp_abort(struct smtp_session *s)
 	smtp_enter(s, SMTP_STATE_BROKEN);
 }
 
+/* smtp_body_read - the next chunk of the message: from the reader, else from fd */
+static ssize_t smtp_body_read(const struct smtp_body_reader *rd, int fd, char *buf, size_t n)
+{
+	ssize_t k;
+
+	do
+		k = rd ? rd->read(rd->arg, buf, n) : read(fd, buf, n);
+	while (k < 0 && errno == EINTR);
+	return k;
+}
+
 /*
- * smtp_body - stream the message from fd: LF -> CRLF, dot-stuffing, the
- * final dot. Memory is two fixed buffers whatever the message size. A read
- * error aborts the connection: a truncated message is never ended with a
- * dot.
+ * smtp_body - stream the message from rd or fd: LF -> CRLF, dot-stuffing,
+ * the final dot. Memory is two fixed buffers whatever the message size. A
+ * read error aborts the connection: a truncated message is never ended
+ * with a dot.
  */
-static int smtp_body(struct smtp_session *s, int fd, struct outcome *o)
+static int smtp_body(struct smtp_session *s, const struct smtp_body_reader *rd, int fd,
+		     struct outcome *o)
 {
 	struct smtp_body_state st;
 	char *in = xmalloc(SMTP_BODY_CHUNK), *out = xmalloc(SMTP_BODY_OUT_MAX(SMTP_BODY_CHUNK));
@@ -920,9 +933,7 @@ static int smtp_body(struct smtp_session *s, int fd, struct outcome *o)
 	smtp_body_init(&st);
 	st.line_limit = s->opt->line_length_limit > 0 ? (size_t)s->opt->line_length_limit : 0;
 	for (;;) {
-		n = read(fd, in, SMTP_BODY_CHUNK);
-		if (n < 0 && errno == EINTR)
-			continue;
+		n = smtp_body_read(rd, fd, in, SMTP_BODY_CHUNK);
 		if (n < 0) {
 			dsn_defer(o, "4.3.0", "error reading the message: %s", strerror(errno));
 			smtp_abort(s);
@@ -1111,7 +1122,7 @@ int smtp_send_message(struct smtp_session *s, const struct smtp_envelope *env,
 		return smtp_all(env, rcpt_out, o);
 	}
 
-	if (smtp_body(s, body_fd, o) < 0)
+	if (smtp_body(s, env->body, body_fd, o) < 0)
 		return smtp_all(env, rcpt_out, o);
 	smtp_enter(s, SMTP_STATE_EOD);
 	smtp_timeout(s, s->opt->data_done_timeout_ms);

@@ -19,6 +19,7 @@
 #define BTPRELAY_SMTP_H
 
 #include <stddef.h>
+#include <sys/types.h>
 #include <openssl/ssl.h>
 #include "config.h"
 #include "conn.h"
@@ -95,6 +96,17 @@ struct smtp_session {
 	unsigned long size_limit;	/* SIZE parameter, 0 = none */
 	int tls_active;
 	int helo_only;			/* EHLO refused, HELO used */
+	unsigned long replies;		/* complete replies read so far */
+};
+
+/*
+ * smtp_body_reader - where the message comes from when it is not an fd:
+ * read() returns up to n bytes of the message (LF or CRLF line ends, not
+ * dot-stuffed), 0 at its end, -1 with errno on failure.
+ */
+struct smtp_body_reader {
+	ssize_t (*read)(void *arg, char *buf, size_t n);
+	void *arg;
 };
 
 struct smtp_envelope {
@@ -102,6 +114,7 @@ struct smtp_envelope {
 	const char *const *rcpt;
 	size_t nrcpt;
 	long size;			/* message size in bytes, -1 = unknown */
+	const struct smtp_body_reader *body;	/* NULL: the body_fd of smtp_send_message */
 };
 
 /* smtp_reply - one parsed reply */
@@ -121,7 +134,8 @@ int smtp_session_open(struct smtp_session *s, struct conn *c,
  * smtp_send_message - one transaction. rcpt_out[i] gets recipient i's
  * outcome; o gets the transaction's (the worst, with every recipient's
  * reply when they differ). Returns 0 when delivered to all recipients.
- * body_fd is read to EOF only when DATA is sent.
+ * The body (env->body, else body_fd) is read to its end only when DATA is
+ * sent.
  */
 int smtp_send_message(struct smtp_session *s, const struct smtp_envelope *env,
 		      int body_fd, struct outcome *rcpt_out, struct outcome *o);

@@ -5,7 +5,7 @@
 # Configures a second build tree, build-asan/ (--enable-sanitizers
 # --enable-werror, CC=clang unless SANITIZE_CC says otherwise), builds it and
 # runs `make check` there for the unit tests, SANITIZE_TESTS (default
-# tests/integration/test-postfix.sh) and a last check that no process
+# tests/integration/test-postfix.sh and test-lmtp.sh) and a last check that no process
 # outside the test scripts' sight reported anything. Its output is
 # build-asan/check.log, ending with automake's usual summary (# PASS: N ...),
 # which tests/check.sh adds to its own counts. Exit status: make check's.
@@ -29,7 +29,7 @@ set -u
 cd "$(dirname "$0")/.." || exit 1
 top=$(pwd)
 tree=$top/build-asan
-integration=${SANITIZE_TESTS:-tests/integration/test-postfix.sh}
+integration=${SANITIZE_TESTS:-tests/integration/test-postfix.sh tests/integration/test-lmtp.sh}
 
 cc=${SANITIZE_CC:-}
 if [ -z "$cc" ]; then

@@ -124,7 +124,7 @@ def cmd_treecpu(*roots):
 
 def cmd_waitlog(maillog, offset, domain, n, timeout):
     offset, n, timeout = int(offset), int(n), float(timeout)
-    line_re = re.compile(r"postfix/(pipe|smtp)\[\d+\]: ([0-9A-Za-z]+): to=<[^>]*@"
+    line_re = re.compile(r"postfix/(pipe|smtp|lmtp)\[\d+\]: ([0-9A-Za-z]+): to=<[^>]*@"
                          + re.escape(domain) + r">.*status=(sent|deferred|bounced)")
     sent, final_bounced, deferred, new_conns = set(), set(), 0, 0
     dup = 0

@@ -232,7 +232,16 @@ cat >> "$PF/transport.regexp" <<-MAP
 /(^|@)tp-direct-sink\.example\$/	btprelay:BENCH_SINK_DIRECT
 /(^|@)tp-proxy-relay\.example\$/	btprelay:MAIL_ONPREM
 /(^|@)tp-pipe-floor\.example\$/	benchnull:
+/(^|@)tp-lmtp-sink\.example\$/	lmtp:unix:private/btprelay-lmtp-sink
+/(^|@)tp-lmtp-relay\.example\$/	lmtp:unix:private/btprelay-lmtp-relay
 MAP
+# btprelay-lmtp, as config/postfix/master.cf shows it: one spawn(8) service per destination
+for svc in sink:BENCH_SINK_PROXY relay:MAIL_ONPREM; do
+	cat >> "$PF/master.cf" <<-CF
+	btprelay-lmtp-${svc%%:*} unix -  n       n       -       -       spawn
+	  user=$TRANSPORT_USER argv=$WORK/bin/btprelay-lmtp -c $CONF -d ${svc#*:}
+	CF
+done
 # The floor of one process per delivery: pipe(8) running a program that only reads
 # the message (dd), with btprelay's pipe settings.
 cat >> "$PF/master.cf" <<-CF
@@ -258,7 +267,7 @@ fi
 # Submitted mail waits in the hold queue; a phase times only the deliveries.
 postconf -c "$PF" -e "smtpd_end_of_data_restrictions = check_client_access static:HOLD" \
 	"smtp_tls_security_level = none" "smtp_destination_concurrency_limit = 20" \
-	"btprelay_destination_concurrency_limit = 20"
+	"btprelay_destination_concurrency_limit = 20" "lmtp_destination_concurrency_limit = 20"
 postfix -c "$PF" reload >/dev/null 2>&1
 sleep 1
 rec postfix.concurrency "20 per destination for both transports (initial 5), one recipient per delivery"
@@ -366,6 +375,11 @@ if phase_on throughput; then
 	[ -n "$BASELINE" ] && tp_phase direct_sink_base tp-direct-sink-base.example sink \
 		"baseline btprelay → smtp-sink (ProxyType Internet, no proxy)"
 	tp_phase proxy_relay tp-proxy-relay.example relay "btprelay → emulator proxy → emulator relay (STARTTLS + AUTH)"
+	# the resident front end: Postfix's lmtp(8) keeps its connections, btprelay-lmtp its relay sessions
+	if [ "$SINK_BEHIND_PROXY" = 1 ]; then
+		tp_phase lmtp_sink tp-lmtp-sink.example sink "btprelay-lmtp → emulator proxy (SOCKS5 0x80) → smtp-sink"
+	fi
+	tp_phase lmtp_relay tp-lmtp-relay.example relay "btprelay-lmtp → emulator proxy → emulator relay (STARTTLS + AUTH)"
 	[ -n "$BASELINE" ] && tp_phase proxy_relay_base tp-proxy-relay-base.example relay \
 		"baseline btprelay → emulator proxy → emulator relay (STARTTLS + AUTH)"
 fi

@@ -146,6 +146,7 @@ RELAY_DEFAULTS = {
     "xoauth2_error_challenge": False,
     "authtoken_ttl": 3600,
     "tls_max_version": "",
+    "max_messages_per_session": 0,
 }
 AUTH_MECHS = ("PLAIN", "LOGIN", "XOAUTH2")
 RELAY_CERTS = ("relay", "wrongname", "selfsigned", "expired")
@@ -346,7 +347,7 @@ def check_relay_options(options):
             ok = isinstance(value, type(default))
         if not ok:
             raise ValueError(f"relay option {key}: expected {type(default).__name__}")
-    for key in ("size_limit", "max_line_length", "authtoken_ttl"):
+    for key in ("size_limit", "max_line_length", "authtoken_ttl", "max_messages_per_session"):
         if options[key] < 0:
             raise ValueError(f"relay option {key}: must be >= 0")
     if options["cert"] not in RELAY_CERTS:
@@ -2134,6 +2135,7 @@ class SmtpSession:
         self.chaos_kind, chaos = emu.chaos.draw("relay")    # POST /chaos: this connection's
         self.chaos = chaos["relay"] if chaos else {}         # fault, {stage: action}
         self.fault_after_dot = None        # the eod fault that answered a stored message
+        self.messages_stored = 0           # in this session, for max_messages_per_session
 
     # --- the session loop -------------------------------------------------------------
 
@@ -2568,7 +2570,11 @@ class SmtpSession:
                 "bytes": draft.size}, 10000)
             self.last_fill = reader.fills           # the read with the final dot
             too_long = meter is not None and meter.longest > options["max_line_length"]
-            self.respond("eod", lambda: self.store(draft, too_long))
+            if self.respond("eod", lambda: self.store(draft, too_long)):
+                self.messages_stored += 1
+            limit = options["max_messages_per_session"]
+            if limit and self.messages_stored >= limit:
+                raise SessionEnd(f"max_messages_per_session {limit} reached: closing")
         finally:
             draft.discard()
             self.txn = None

@@ -19,16 +19,7 @@
 #include "smtp.h"
 
 
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-	(void)argc;
-	(void)argv;
-	fuzz_quiet();
-	return 0;
-}
+FUZZ_TARGET_QUIET
 
 /* one_line - every parser on one line (without its LF) */
 static void one_line(const char *line, size_t len, unsigned stage)

@@ -27,6 +27,22 @@ void fuzz_fail(const char *file, int line, const char *what) __attribute__((nore
 void fuzz_quiet(void);
 
 /*
+ * FUZZ_TARGET_QUIET - the entry points' prototypes and an
+ * LLVMFuzzerInitialize() that only calls fuzz_quiet(), for a target that
+ * needs no other set-up
+ */
+#define FUZZ_TARGET_QUIET \
+	int LLVMFuzzerInitialize(int *argc, char ***argv); \
+	int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size); \
+	int LLVMFuzzerInitialize(int *argc, char ***argv) \
+	{ \
+		(void)argc; \
+		(void)argv; \
+		fuzz_quiet(); \
+		return 0; \
+	}
+
+/*
  * struct fuzz_peer - the server side of a socketpair. A thread writes the
  * input (then half-closes), and reads what the client sends until the
  * client closes, keeping the first `keep` bytes of it in sent/nsent.

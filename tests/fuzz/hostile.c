@@ -615,7 +615,7 @@ static void test_addresses(void)
 	};
 	struct smtp_options opt;
 	struct smtp_session s;
-	struct smtp_envelope env;
+	struct smtp_envelope env = { 0 };
 	struct outcome o, rout[1];
 	struct fuzz_peer p;
 	const char *rcpt[1];

@@ -68,6 +68,7 @@ harness_start_emulator() {
 harness_install_transport() {
 	local line key override
 	install -m 755 "$TRANSPORT_BIN" "$WORK/bin/btprelay-transport"
+	install -m 755 "$top_builddir/plugin/lmtp/btprelay-lmtp" "$WORK/bin/btprelay-lmtp"
 	install -m 644 "$EMU/certs/ca.pem" "$WORK/etc/ca.pem"
 	install -m 600 -o "$TRANSPORT_USER" "$EMU/vcap.json" "$WORK/etc/bindings.json"
 	touch "$WORK/log/btprelay.log"
@@ -112,6 +113,7 @@ harness_start_postfix() {
 	/(^|@)corp\.example$/		btprelay:MAIL_ONPREM
 	/(^|@)internet\.example$/	btprelay:MAIL_INTERNET
 	/(^|@)noloc\.example$/		btprelay:MAIL_NOLOC
+	/(^|@)lmtp\.example$/		lmtp:unix:private/btprelay-lmtp
 	MAP
 	for name in "$@"; do
 		printf '/(^|@)%s\\.dest\\.test$/\tbtprelay:%s\n' "$name" "$name" >> "$PF/transport.regexp"
@@ -133,6 +135,7 @@ harness_start_postfix() {
 	maillog_file_prefixes = $WORK/log
 	btprelay_destination_recipient_limit = 1
 	btprelay_time_limit = 120s
+	lmtp_send_xforward_command = yes
 	minimal_backoff_time = 1s
 	maximal_backoff_time = 2s
 	queue_run_delay = 1s
@@ -161,14 +164,15 @@ send_mail() {
 	printf '%s\n' "$out" | sed -n 's/.*250 2\.0\.0 Ok: queued as \([0-9A-Za-z]*\).*/\1/p' | tail -1
 }
 
-# wait_status QID RCPT [STATUS] - the first maillog line of the pipe delivery agent
-# for QID and RCPT whose status is STATUS (any final status when omitted).
+# wait_status QID RCPT [STATUS] - the first maillog line of the delivery agent
+# $STATUS_AGENT (pipe: btprelay-transport; lmtp: btprelay-lmtp) for QID and RCPT
+# whose status is STATUS (any final status when omitted).
 # Prints the line; returns 1 after $WAIT_SECONDS without one.
 wait_status() {
 	local qid=$1 rcpt=$2 want=${3:-'\(sent\|deferred\|bounced\)'} i line
 	[ -n "$qid" ] || { echo "(no queue id)"; return 1; }
 	for i in $(seq $((WAIT_SECONDS * 10))); do
-		line=$(grep "postfix/pipe\[[0-9]*\]: $qid: to=<$rcpt>.*status=$want" "$WORK/log/maillog" 2>/dev/null | head -1)
+		line=$(grep "postfix/${STATUS_AGENT:-pipe}\[[0-9]*\]: $qid: to=<$rcpt>.*status=$want" "$WORK/log/maillog" 2>/dev/null | head -1)
 		[ -n "$line" ] && { printf '%s\n' "$line"; return 0; }
 		sleep 0.1
 	done

@@ -251,7 +251,7 @@ static int body_file(const char *body, size_t len)
 /* run_session - connect to p, open the session, send the message, QUIT */
 static void run_session(struct peer *p, struct run *r)
 {
-	struct smtp_envelope env;
+	struct smtp_envelope env = { 0 };
 	struct conn c;
 	int fd;
 

@@ -1,0 +1,171 @@
+/*
+ * test-lmtp - the LMTP server side: command parsing (paths with quoted '>',
+ * parameters, XFORWARD IDENT), the message read back from its transparent
+ * form in chunks of every size, the bytes after the lone dot left for the
+ * next command, and the replies made of outcomes.
+ */
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include "tap.h"
+#include "lmtp.h"
+
+static void parse(const char *text, struct lmtp_cmd *cmd, char *buf, size_t size)
+{
+	snprintf(buf, size, "%s", text);
+	lmtp_parse(buf, cmd);
+}
+
+static void commands(void)
+{
+	struct lmtp_cmd cmd;
+	char buf[LMTP_LINE_MAX];
+
+	parse("LHLO mta.example", &cmd, buf, sizeof(buf));
+	is_int(cmd.verb, LMTP_LHLO, "LHLO");
+	is_str(cmd.arg, "mta.example", "LHLO's argument");
+	parse("mail from:<a@b.example> SIZE=1234 BODY=8BITMIME", &cmd, buf, sizeof(buf));
+	is_int(cmd.verb, LMTP_MAIL, "MAIL in lower case");
+	is_str(cmd.arg, "a@b.example", "MAIL's address without <>");
+	is_int(cmd.size, 1234, "SIZE=");
+	parse("MAIL FROM:<>", &cmd, buf, sizeof(buf));
+	ok(cmd.verb == LMTP_MAIL && strcmp(cmd.arg, "") == 0 && cmd.size == -1, "null sender, no SIZE");
+	parse("MAIL FROM: <\"odd>name\"@b.example> SMTPUTF8", &cmd, buf, sizeof(buf));
+	is_str(cmd.arg, "\"odd>name\"@b.example", "a '>' inside a quoted local part");
+	ok(cmd.smtputf8, "SMTPUTF8");
+	parse("MAIL FROM:<\"a\\\"b>c\"@x>", &cmd, buf, sizeof(buf));
+	is_str(cmd.arg, "\"a\\\"b>c\"@x", "an escaped quote inside quotes");
+	parse("MAIL FROM:<a@b.example", &cmd, buf, sizeof(buf));
+	ok(cmd.verb == LMTP_BAD && strncmp(cmd.reply, "501 5.1.7", 9) == 0, "no closing '>': 501 5.1.7");
+	parse("MAIL FROM:a@b.example", &cmd, buf, sizeof(buf));
+	is_int(cmd.verb, LMTP_BAD, "no '<'");
+	parse("MAIL TO:<a@b.example>", &cmd, buf, sizeof(buf));
+	ok(cmd.verb == LMTP_BAD && strncmp(cmd.reply, "501 5.5.4", 9) == 0, "MAIL TO: 501 5.5.4");
+	parse("MAIL FROM:<a@b>x", &cmd, buf, sizeof(buf));
+	is_int(cmd.verb, LMTP_BAD, "junk after the path");
+	parse("MAIL FROM:<a@b> SIZE=12x", &cmd, buf, sizeof(buf));
+	ok(cmd.verb == LMTP_BAD && strstr(cmd.reply, "SIZE") != NULL, "bad SIZE");
+	parse("MAIL FROM:<a@b> SIZE=99999999999999999999999", &cmd, buf, sizeof(buf));
+	is_int(cmd.verb, LMTP_BAD, "SIZE out of range");
+	parse("MAIL FROM:<a@b> RET=FULL", &cmd, buf, sizeof(buf));
+	ok(cmd.verb == LMTP_BAD && strncmp(cmd.reply, "555 5.5.4", 9) == 0, "unannounced parameter: 555");
+	parse("RCPT TO:<u@corp.example>", &cmd, buf, sizeof(buf));
+	ok(cmd.verb == LMTP_RCPT && strcmp(cmd.arg, "u@corp.example") == 0, "RCPT");
+	parse("RCPT TO:<u@corp.example> NOTIFY=NEVER", &cmd, buf, sizeof(buf));
+	is_int(cmd.verb, LMTP_BAD, "RCPT parameters are refused");
+	parse("XFORWARD NAME=client.example ADDR=192.0.2.1 IDENT=4F66AA72333", &cmd, buf, sizeof(buf));
+	ok(cmd.verb == LMTP_XFORWARD && cmd.ident && strcmp(cmd.ident, "4F66AA72333") == 0,
+	   "XFORWARD IDENT");
+	parse("XFORWARD IDENT=4F66+0A:x", &cmd, buf, sizeof(buf));
+	ok(cmd.verb == LMTP_XFORWARD && cmd.ident == NULL, "an IDENT that is no queue id is ignored");
+	parse("DATA", &cmd, buf, sizeof(buf));
+	is_int(cmd.verb, LMTP_DATA, "DATA");
+	parse("quit", &cmd, buf, sizeof(buf));
+	is_int(cmd.verb, LMTP_QUIT, "quit");
+	parse("HELO x", &cmd, buf, sizeof(buf));
+	is_int(cmd.verb, LMTP_UNKNOWN, "HELO is not LMTP");
+	parse("", &cmd, buf, sizeof(buf));
+	is_int(cmd.verb, LMTP_UNKNOWN, "an empty line");
+}
+
+/* body - the message of wire (transparent form) read in chunks of n bytes; NULL on failure */
+static char *body(const char *wire, size_t wlen, size_t n, char *rest, size_t rsize)
+{
+	struct conn c;
+	struct lmtp_body b;
+	char *out = calloc(1, wlen * 2 + 16), chunk[64];
+	size_t len = 0;
+	ssize_t k;
+	int sv[2];
+
+	socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+	fcntl(sv[0], F_SETFL, O_NONBLOCK);
+	conn_init(&c, 500, 0);
+	c.fd = sv[0];
+	if (write(sv[1], wire, wlen) != (ssize_t)wlen)
+		abort();
+	close(sv[1]);
+	lmtp_body_init(&b, &c);
+	while ((k = lmtp_body_read(&b, chunk, n)) > 0) {
+		memcpy(out + len, chunk, (size_t)k);
+		len += (size_t)k;
+	}
+	if (k < 0) {
+		free(out);
+		out = NULL;
+	} else if (rest != NULL) {	/* what follows the lone dot */
+		k = conn_read_line(&c, rest, rsize);
+		if (k < 0)
+			rest[0] = '\0';
+	}
+	close(sv[0]);
+	return out;
+}
+
+static void bodies(void)
+{
+	static const char wire[] =
+		"Subject: x\r\n\r\n..leading dot\r\n...two\r\n..\r\nbare\rCR\r\n.\rodd\r\n"
+		"\r\nlast\r\n.\r\nRSET\r\n";
+	static const char want[] =
+		"Subject: x\n\n.leading dot\n..two\n.\nbare\rCR\n\rodd\n\nlast\n";
+	char rest[32], *got;
+	size_t n;
+	int same = 1, kept = 1;
+
+	for (n = 2; n <= 64; n++) {
+		got = body(wire, sizeof(wire) - 1, n, rest, sizeof(rest));
+		if (got == NULL || strcmp(got, want) != 0)
+			same = 0;
+		if (strcmp(rest, "RSET") != 0)
+			kept = 0;
+		if (got == NULL || strcmp(got, want) != 0 || strcmp(rest, "RSET") != 0)
+			printf("#   chunk %zu: got \"%s\", rest \"%s\"\n", n, got ? got : "(failed)", rest);
+		free(got);
+	}
+	ok(same, "unstuffed, CRLF -> LF, bare CR kept, the same in chunks of 2 to 64 bytes");
+	ok(kept, "the command after the lone dot is left for the next read");
+
+	got = body(".\r\n", 3, 16, NULL, 0);
+	is_str(got, "", "an empty message");
+	free(got);
+	got = body("a\n.\n", 4, 16, NULL, 0);
+	is_str(got, "a\n", "bare LF line ends, a lone dot ended by LF");
+	free(got);
+	got = body("no end\r\n", 8, 16, NULL, 0);
+	ok(got == NULL, "a connection that ends before the lone dot is a failure, never an end");
+	free(got);
+	got = body("a\r\n.x\r\n.\r\n", 11, 16, NULL, 0);
+	is_str(got, "a\nx\n", "a leading dot before other text is removed");
+	free(got);
+}
+
+static void replies(void)
+{
+	struct outcome o;
+	char buf[1100], big[DSN_TEXT_SIZE];
+
+	dsn_ok(&o, "2.0.0", "250 2.0.0 Ok: queued as 7");
+	lmtp_reply(&o, buf, sizeof(buf));
+	is_str(buf, "250 2.0.0 relayed: 250 2.0.0 Ok: queued as 7", "success: the relay's reply");
+	dsn_defer(&o, "4.4.1", "connect to proxy: connection refused");
+	lmtp_reply(&o, buf, sizeof(buf));
+	is_str(buf, "451 4.4.1 connect to proxy: connection refused", "temporary failure: 451");
+	dsn_bounce(&o, "5.1.1", "host said: 550 5.1.1 unknown");
+	lmtp_reply(&o, buf, sizeof(buf));
+	is_str(buf, "550 5.1.1 host said: 550 5.1.1 unknown", "permanent failure: 550");
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	dsn_defer(&o, "4.0.0", "%s", big);
+	lmtp_reply(&o, buf, sizeof(buf));
+	ok(strlen(buf) <= 998, "a long text is cut to fit a reply line (%zu bytes)", strlen(buf));
+}
+
+int main(void)
+{
+	commands();
+	bodies();
+	replies();
+	return tap_done();
+}

@@ -422,9 +422,11 @@ class Report:
                "during the phase (anything else running included) per message; the emulator column "
                "is the Python emulator's own process (token service, proxy and relay). \"pipe(8) → "
                "dd\" is the floor of one process per message: Postfix's pipe(8) with btprelay's "
-               "settings running `dd of=/dev/null`, which reads the message and exits.%s" % (
-                   " Rows marked *before* are the baseline build (%s), measured in the same run "
-                   "right after the row above them." % self.baseline() if self.baseline() else ""),
+               "settings running `dd of=/dev/null`, which reads the message and exits. For "
+               "btprelay-lmtp, \"SMTP connections opened\" counts lmtp(8)'s connections to it; each "
+               "carried one proxy tunnel and one relay session.%s" % (
+                   " Rows marked *before* are the baseline build (%s), measured in the same run, "
+                   "after the route above them." % self.baseline() if self.baseline() else ""),
                "")
 
     def round_trips(self):
@@ -716,7 +718,7 @@ class Report:
             lcpu, smtp_cpu = self.bench_cpu(lkey), self.bench_cpu("smtp")
             relay = "lmtp_relay" if lkey != "lmtp_relay" and self.tp_rate("lmtp_relay") else None
             items.append(
-                "**A resident front end reaches Postfix's own rate.** btprelay-lmtp, started by "
+                "**A resident front end lifts the pipe(8) cap.** btprelay-lmtp, started by "
                 "spawn(8) for each connection of Postfix's lmtp(8) client, keeps its proxy tunnel "
                 "and SMTP session from one message to the next: %s delivers %.0f msg/s, %.2f × "
                 "Postfix smtp's %.0f, over %s proxy tunnels for %s messages (Postfix smtp: %s "

@@ -375,13 +375,13 @@ if phase_on throughput; then
 	[ -n "$BASELINE" ] && tp_phase direct_sink_base tp-direct-sink-base.example sink \
 		"baseline btprelay → smtp-sink (ProxyType Internet, no proxy)"
 	tp_phase proxy_relay tp-proxy-relay.example relay "btprelay → emulator proxy → emulator relay (STARTTLS + AUTH)"
+	[ -n "$BASELINE" ] && tp_phase proxy_relay_base tp-proxy-relay-base.example relay \
+		"baseline btprelay → emulator proxy → emulator relay (STARTTLS + AUTH)"
 	# the resident front end: Postfix's lmtp(8) keeps its connections, btprelay-lmtp its relay sessions
 	if [ "$SINK_BEHIND_PROXY" = 1 ]; then
 		tp_phase lmtp_sink tp-lmtp-sink.example sink "btprelay-lmtp → emulator proxy (SOCKS5 0x80) → smtp-sink"
 	fi
 	tp_phase lmtp_relay tp-lmtp-relay.example relay "btprelay-lmtp → emulator proxy → emulator relay (STARTTLS + AUTH)"
-	[ -n "$BASELINE" ] && tp_phase proxy_relay_base tp-proxy-relay-base.example relay \
-		"baseline btprelay → emulator proxy → emulator relay (STARTTLS + AUTH)"
 fi
 
 # --- cache under expiry -------------------------------------------------------------------

@@ -52,8 +52,8 @@ done
 tap_ok $? "no measurement failed" "$(grep -P '^fail\.' "$TSV")"
 
 # --- throughput: numbers present, every message delivered exactly once --------------
-phases="smtp pipe_floor direct_sink direct_sink_base proxy_relay proxy_relay_base"
-[ "$(get run.sink_behind_proxy)" = 1 ] && phases="$phases proxy_sink proxy_sink_base"
+phases="smtp pipe_floor direct_sink direct_sink_base proxy_relay proxy_relay_base lmtp_relay"
+[ "$(get run.sink_behind_proxy)" = 1 ] && phases="$phases proxy_sink proxy_sink_base lmtp_sink"
 for p in $phases; do
 	cpu=$(get "tp.$p.bench_cpu_ms_per_msg")
 	is_num "$cpu"
@@ -73,8 +73,13 @@ done
 [ "$(get tp.proxy_relay.relay_msgs)" = "$N" ] && [ "$(get tp.proxy_relay.proxy_conns)" = "$N" ]
 tap_ok $? "emulator counters: $N tunnels and $N stored messages for the proxy → relay phase" \
 	"relay_msgs=$(get tp.proxy_relay.relay_msgs) proxy_conns=$(get tp.proxy_relay.proxy_conns)"
+# btprelay-lmtp keeps its tunnel: fewer tunnels than messages, every message stored once
+[ "$(get tp.lmtp_relay.relay_msgs)" = "$N" ] && [ "$(get tp.lmtp_relay.proxy_conns)" -ge 1 ] &&
+	[ "$(get tp.lmtp_relay.proxy_conns)" -lt "$N" ]
+tap_ok $? "emulator counters: btprelay-lmtp stored $N messages over fewer than $N tunnels" \
+	"relay_msgs=$(get tp.lmtp_relay.relay_msgs) proxy_conns=$(get tp.lmtp_relay.proxy_conns)"
 tok=0 finds=0
-for p in direct_sink proxy_relay proxy_sink direct_sink_base proxy_relay_base proxy_sink_base; do
+for p in direct_sink proxy_relay proxy_sink direct_sink_base proxy_relay_base proxy_sink_base lmtp_sink lmtp_relay; do
 	v=$(get "tp.$p.tokens") f=$(get "tp.$p.finds")
 	tok=$((tok + ${v:-0})) finds=$((finds + ${f:-0}))
 done

@@ -3,7 +3,8 @@
 # BTP emulator, without Postfix: the transport is run directly as user
 # btprelay, the way pipe(8) runs it, for the scenarios of a delivery's life
 # (success both ways, outages, refusals, a hanging and a vanishing relay, a
-# 5 MB message). Each scenario passes when valgrind reports no error and no
+# 5 MB message); and btprelay-lmtp for one LMTP session of three transactions
+# over one relay session (success, a refused recipient, success again). Each scenario passes when valgrind reports no error and no
 # definite or indirect leak, and the exit code and the first bytes of the
 # output are the expected ones (0; 75 with "4."; 69 with "5.").
 # Skips (77) without valgrind or root, or when the transport is an ASan build.
@@ -75,5 +76,61 @@ run "relay hangs at RCPT (3 s command timeout)" 75 "4.4.2" "$WORK/etc/short-time
 run "relay closes the connection after DATA" 75 "4.4.2" "$CONF" "$WORK/small.eml" MAIL_ONPREM \
 	user@corp.example '{"relay":{"eod":"close"}}'
 run "5 MB message, streamed" 0 "250" "$CONF" "$WORK/big.eml" MAIL_ONPREM user@corp.example
+
+# btprelay-lmtp: one LMTP session on a socketpair, as spawn(8) gives it one
+emu POST /reset >/dev/null
+cache_clear
+emu POST /faults '{"rcpt_reply":{"nobody@corp.example":"550 5.1.1 <nobody@corp.example>: Recipient address rejected: User unknown"}}' >/dev/null
+vlog=$VG/lmtp.log
+out=$(python3 - "$vlog" "$CONF" "$TRANSPORT_USER" "$WORK/bin/btprelay-lmtp" <<'PY' 2>&1
+import socket, subprocess, sys
+vlog, conf, user, prog = sys.argv[1:]
+ours, theirs = socket.socketpair()
+p = subprocess.Popen(["runuser", "-u", user, "--", "valgrind", "--quiet", "--error-exitcode=99",
+                      "--leak-check=full", "--errors-for-leak-kinds=definite,indirect",
+                      "--show-leak-kinds=definite,indirect", "--log-file=" + vlog,
+                      prog, "-c", conf, "-d", "MAIL_ONPREM"], stdin=theirs, stdout=theirs)
+theirs.close()
+ours.settimeout(300)
+f = ours.makefile("rb")
+def reply():
+    lines = []
+    while True:
+        line = f.readline().decode().rstrip("\r\n")
+        lines.append(line)
+        if len(line) < 4 or line[3] != "-":
+            return lines
+got = [reply()[0]]
+ours.sendall(b"LHLO mta.test\r\n")
+got.append(reply()[-1])
+def message(rcpts, subject):
+    ours.sendall(b"MAIL FROM:<sender@client.test>\r\n" +
+                 b"".join(b"RCPT TO:<%s>\r\n" % r.encode() for r in rcpts) + b"DATA\r\n")
+    for _ in range(2 + len(rcpts)):
+        got.append(reply()[0])
+    ours.sendall(b"Subject: " + subject.encode() + b"\r\n\r\n..dot\r\nbody\r\n.\r\n")
+    for _ in rcpts:
+        got.append(reply()[0])
+message(["user@corp.example"], "one")
+message(["user@corp.example", "nobody@corp.example"], "two")
+message(["user@corp.example"], "three")
+ours.sendall(b"QUIT\r\n")
+got.append(reply()[0])
+print("exit %d" % p.wait(timeout=120))
+print("\n".join(got))
+PY
+)
+good=0
+for want in '^exit 0$' '^250 2\.0\.0 relayed: 250' '^451 4\.0\.0 delivery not attempted' \
+	'^550 5\.1\.1 .*User unknown' '^221 '; do
+	printf '%s\n' "$out" | grep -q -- "$want" || good=1
+done
+[ "$(printf '%s\n' "$out" | grep -c '^250 2\.0\.0 relayed')" = 2 ] || good=1
+[ "$(emu GET /counters | jq -r .proxy_connections)" = 1 ] || good=1
+[ -s "$vlog" ] && good=1
+tap_ok "$good" "valgrind: btprelay-lmtp, three transactions on one relay session: replies per recipient, no memory errors or leaks" \
+	"$out
+proxy connections: $(emu GET /counters | jq -r .proxy_connections)
+$(head -60 "$vlog" 2>/dev/null)"
 
 tap_done

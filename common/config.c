@@ -91,6 +91,7 @@ static const struct config_key config_table[] = {
 	CFG("milter_user", CFG_STRING, milter_user, ""),
 	CFG("milter_pidfile", CFG_STRING, milter_pidfile, ""),
 	CFG("milter_transport_name", CFG_STRING, milter_transport_name, "btprelay"),
+	CFG("milter_lmtp_prefix", CFG_STRING, milter_lmtp_prefix, "unix:private/btprelay-lmtp-"),
 	CFG("milter_on_not_found", CFG_STRING, milter_on_not_found, "reject"),
 	CFG("milter_on_unusable", CFG_STRING, milter_on_unusable, "tempfail"),
 	CFG("milter_on_error", CFG_STRING, milter_on_error, "tempfail"),

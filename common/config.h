@@ -92,6 +92,7 @@ struct config {
 	char *milter_user;		/* user to run as after opening the socket, "" = stay */
 	char *milter_pidfile;		/* "" = none */
 	char *milter_transport_name;	/* the {rcpt_mailer} that means btprelay, default btprelay */
+	char *milter_lmtp_prefix;	/* lmtp {rcpt_host} prefix of btprelay-lmtp services, "" = none */
 	char *milter_on_not_found;	/* default reject (550 5.1.2) */
 	char *milter_on_unusable;	/* default tempfail (451 4.3.5) */
 	char *milter_on_error;		/* default tempfail (451 4.4.3) */

@@ -230,19 +230,19 @@ static sfsistat mlfi_envrcpt(SMFICTX *ctx, char **argv)
 
 	switch (d.action) {
 	case POLICY_CONTINUE:
-		msg_add(m, host, &d);
+		msg_add(m, d.dest, &d);
 		if (d.stale)
 			log_warn("%s: milter: to=%s, destination=%s: Destination Service failing; "
-				 "using the expired cache entry", m->qid, r, host);
+				 "using the expired cache entry", m->qid, r, d.dest);
 		else
 			log_debug("%s: milter: to=%s, destination=%s, result=found%s", m->qid, r,
-				  host, d.cached ? " (cached)" : "");
+				  d.dest, d.cached ? " (cached)" : "");
 		break;
 	case POLICY_ACCEPT:
-		msg_add(m, host, &d);
+		msg_add(m, d.dest, &d);
 		log_msg(d.kind == POLICY_UNUSABLE ? LOG_LVL_WARN : LOG_LVL_INFO,
 			"%s: milter: to=%s, destination=%s, result=%s, action=accept (%s)",
-			m->qid, r, host, policy_kind_name(d.kind), d.detail);
+			m->qid, r, d.dest, policy_kind_name(d.kind), d.detail);
 		break;
 	case POLICY_REJECT:
 	case POLICY_TEMPFAIL:
@@ -251,7 +251,7 @@ static sfsistat mlfi_envrcpt(SMFICTX *ctx, char **argv)
 			log_warn("%s: milter: the MTA did not take the reply text", m->qid);
 		log_msg(d.kind == POLICY_NOT_FOUND ? LOG_LVL_INFO : LOG_LVL_WARN,
 			"%s: milter: to=%s, destination=%s, result=%s, action=%s, reply=%s %s %s%s%s%s",
-			m->qid, r, host, policy_kind_name(d.kind), policy_action_name(d.action),
+			m->qid, r, d.dest, policy_kind_name(d.kind), policy_action_name(d.action),
 			d.code, d.status, d.reply, d.cached ? " (cached)" : "",
 			d.kind == POLICY_ERROR ? "; " : "", d.kind == POLICY_ERROR ? d.detail : "");
 		ret = d.action == POLICY_REJECT ? SMFIS_REJECT : SMFIS_TEMPFAIL;

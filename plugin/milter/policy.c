@@ -4,7 +4,7 @@
  *
  * Only recipients whose {rcpt_mailer} is btprelay's transport are looked
  * at; their {rcpt_host} is the destination name, as ${nexthop} is for the
- * transport. The lookup itself runs in a thread of its own, one per name
+ * transport (for btprelay-lmtp: the socket's name after milter_lmtp_prefix). The lookup itself runs in a thread of its own, one per name
  * at a time: callers for that name wait on a condition variable with a
  * deadline (milter_lookup_timeout), so no SMTP session waits longer than
  * that even when the Destination Service hangs, and a burst of sessions
@@ -481,6 +481,23 @@ static void policy_reply(struct policy_decision *d, const char *temp, const char
 	str_printable(d->reply, sizeof(d->reply), text, strlen(text));
 }
 
+/*
+ * policy_route - the destination name of a recipient routed to btprelay
+ * (a pointer into host), or NULL when the route is another's
+ */
+static const char *policy_route(const struct config *cfg, const char *mailer, const char *host)
+{
+	size_t n = strlen(cfg->milter_lmtp_prefix);
+
+	if (mailer == NULL || host == NULL)
+		return NULL;
+	if (strcmp(mailer, cfg->milter_transport_name) == 0)
+		return host;
+	if (strcmp(mailer, "lmtp") == 0 && n > 0 && strncmp(host, cfg->milter_lmtp_prefix, n) == 0)
+		return host + n;
+	return NULL;
+}
+
 /* policy_decide - the answer for one recipient */
 void policy_decide(struct policy *p, const char *mailer, const char *host,
 		   struct policy_decision *d)
@@ -492,18 +509,18 @@ void policy_decide(struct policy *p, const char *mailer, const char *host,
 	memset(d, 0, sizeof(*d));
 	d->action = POLICY_CONTINUE;
 	d->kind = POLICY_NOT_OURS;
-	if (mailer == NULL || host == NULL || strcmp(mailer, p->cfg.milter_transport_name) != 0)
+	if ((d->dest = policy_route(&p->cfg, mailer, host)) == NULL)
 		return;
 
-	str_printable(name, sizeof(name), host, strlen(host));
+	str_printable(name, sizeof(name), d->dest, strlen(d->dest));
 	memset(&o, 0, sizeof(o));
-	if (*host == '\0') {
+	if (*d->dest == '\0') {
 		d->kind = POLICY_UNUSABLE;
 		dsn_defer(&o, "4.3.5", "the MTA routed the recipient to %s without a destination "
 			  "name (transport_maps: %s:NAME)", p->cfg.milter_transport_name,
 			  p->cfg.milter_transport_name);
 	} else {
-		policy_lookup(p, host, &d->kind, &o, &d->from, &d->cached, &d->stale);
+		policy_lookup(p, d->dest, &d->kind, &o, &d->from, &d->cached, &d->stale);
 	}
 	snprintf(d->detail, sizeof(d->detail), "%s", d->kind == POLICY_FOUND ? "" : o.text);
 

@@ -49,6 +49,7 @@ struct policy_decision {
 	char status[DSN_STATUS_SIZE];	/* enhanced status code, "5.1.2"; "" when none */
 	char reply[POLICY_REPLY_SIZE];	/* reply text (no CR/LF); "" when none */
 	char detail[DSN_TEXT_SIZE];	/* what the lookup said, for the log */
+	const char *dest;		/* the destination the recipient is routed to (in host), NULL when not ours */
 	char *from;			/* the destination's sender (mail.smtp.from), NULL = none */
 	int cached;			/* answered from the cache */
 	int stale;			/* an expired entry served while the service fails */
@@ -78,7 +79,11 @@ const struct config *policy_config(const struct policy *p);
 /*
  * policy_decide - the answer for one recipient. mailer and host are the
  * {rcpt_mailer} and {rcpt_host} macros (NULL when the MTA did not send
- * them: not ours). Thread-safe; blocks at most milter_lookup_timeout.
+ * them: not ours). Ours are the recipients routed to btprelay-transport
+ * (mailer milter_transport_name, host the destination name) and to
+ * btprelay-lmtp (mailer "lmtp", host milter_lmtp_prefix followed by the
+ * destination name: the spawn(8) service btprelay-lmtp-NAME); d->dest
+ * points into host at the name. Thread-safe; blocks at most milter_lookup_timeout.
  * The caller releases d->from with policy_decision_free().
  */
 void policy_decide(struct policy *p, const char *mailer, const char *host,

@@ -24,7 +24,20 @@ fi
 file=${1:-$here/status-table.txt}
 awk -F'|' '
 function trim(s) { sub(/^[ \t]+/, "", s); sub(/[ \t]+$/, "", s); return s }
-function roff(s) { gsub(/\\/, "\\e", s); if (s ~ /^[.\047]/) s = "\\&" s; return s }
+# roff - a cell: backslashes escaped, a leading dot or quote guarded, and break points
+# (\:) after "=", "_" and a dot inside a word, so long property names fit narrow columns
+function roff(s,   out, i, c) {
+	gsub(/\\/, "\\e", s)
+	out = ""
+	for (i = 1; i <= length(s); i++) {
+		c = substr(s, i, 1)
+		out = out c
+		if (c ~ /[=_]/ || (c == "." && i > 1 && substr(s, i + 1, 1) ~ /[a-z]/))
+			out = out "\\:"
+	}
+	if (out ~ /^[.\047]/) out = "\\&" out
+	return out
+}
 BEGIN {
 	print ".nh"
 	print ".ad l"

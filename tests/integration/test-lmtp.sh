@@ -1,6 +1,6 @@
 #!/bin/bash
 # test-lmtp.sh - btprelay-lmtp behind a real Postfix: lmtp(8) delivers to it
-# over unix:private/btprelay-lmtp, spawn(8) starts it per connection, and
+# over unix:private/btprelay-lmtp-MAIL_ONPREM, spawn(8) starts it per connection, and
 # one relay session carries many messages. Asserted on Postfix's
 # per-recipient status lines, on what reached the relay and on the
 # emulator's connection counters.

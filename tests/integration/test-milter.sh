@@ -114,6 +114,22 @@ tap_ok $? "$SCEN: trace header X-BTPRelay-Destination: m_good"
 grep -q "milter: from=<app@client.test> rewritten to <noreply@good.example> (destination m_good)" "$BTPRELAY_LOG"
 tap_ok $? "$SCEN: the milter logged the rewrite" "$(grep 'milter' "$BTPRELAY_LOG" | tail -3)"
 
+# --- btprelay-lmtp routes: lmtp to the service btprelay-lmtp-NAME ----------------
+scenario "LMTP routes: the destination is the service's name after btprelay-lmtp-"
+printf '/(^|@)lmtp-missing\\.example$/\tlmtp:unix:private/btprelay-lmtp-MAIL_MISSING\n' >> "$PF/transport.regexp"
+postfix -c "$PF" reload >/dev/null 2>&1
+sleep 1
+out=$(swaks_rcpt user@lmtp-missing.example)
+printf '%s\n' "$out" | grep -q '<\*\* 550 5\.1\.2 destination <MAIL_MISSING> does not exist'
+tap_ok $? "$SCEN: lmtp:unix:private/btprelay-lmtp-MAIL_MISSING: 550 5.1.2 at RCPT" \
+	"$(printf '%s\n' "$out" | grep -A1 'RCPT TO')"
+q=$(send_mail app@client.test user@lmtp.example --header "Subject: $MARK")
+[ -n "$q" ]
+tap_ok $? "$SCEN: lmtp:unix:private/btprelay-lmtp-MAIL_ONPREM: accepted at SMTP time"
+STATUS_AGENT=lmtp expect_status "$q" user@lmtp.example sent 'dsn=2.0.0'
+grep -q -i '^X-BTPRelay-Destination: MAIL_ONPREM' $(relay_files | head -1) 2>/dev/null
+tap_ok $? "$SCEN: trace header X-BTPRelay-Destination: MAIL_ONPREM"
+
 # --- load: one Destination Service lookup for a burst ---------------------------
 scenario "load: $LOAD_SESSIONS concurrent SMTP sessions to one destination"
 dest_clone m_load MAIL_INTERNET

@@ -113,7 +113,7 @@ harness_start_postfix() {
 	/(^|@)corp\.example$/		btprelay:MAIL_ONPREM
 	/(^|@)internet\.example$/	btprelay:MAIL_INTERNET
 	/(^|@)noloc\.example$/		btprelay:MAIL_NOLOC
-	/(^|@)lmtp\.example$/		lmtp:unix:private/btprelay-lmtp
+	/(^|@)lmtp\.example$/		lmtp:unix:private/btprelay-lmtp-MAIL_ONPREM
 	MAP
 	for name in "$@"; do
 		printf '/(^|@)%s\\.dest\\.test$/\tbtprelay:%s\n' "$name" "$name" >> "$PF/transport.regexp"

@@ -179,6 +179,24 @@ int main(void)
 	ok(d.cached && d.action == POLICY_REJECT, "not found again: from the negative cache");
 	is_int(atomic_load(&calls), before, "no second lookup for a missing destination");
 
+	/* btprelay-lmtp routes: lmtp to the socket of service btprelay-lmtp-NAME */
+	policy_decide(p, "lmtp", "unix:private/btprelay-lmtp-MISSING", &d);
+	ok(d.kind == POLICY_NOT_FOUND && d.action == POLICY_REJECT && d.dest != NULL
+	   && strcmp(d.dest, "MISSING") == 0, "lmtp route to btprelay-lmtp-MISSING: looked up as MISSING");
+	is_str(d.reply, "destination <MISSING> does not exist: not found in the Destination Service",
+	       "lmtp route: the reply names the destination");
+	policy_decision_free(&d);
+	policy_decide(p, "lmtp", "unix:private/btprelay-lmtp-OK", &d);
+	ok(d.kind == POLICY_FOUND && d.cached && strcmp(d.dest, "OK") == 0,
+	   "lmtp route to btprelay-lmtp-OK: found, the same cache entry as btprelay:OK");
+	policy_decision_free(&d);
+	before = atomic_load(&calls);
+	policy_decide(p, "lmtp", "unix:private/dovecot-lmtp", &d);
+	ok(d.kind == POLICY_NOT_OURS && d.dest == NULL, "another LMTP server: not ours");
+	policy_decide(p, "btprelay-lmtp-OK", "unix:private/btprelay-lmtp-OK", &d);
+	ok(d.kind == POLICY_NOT_OURS, "the prefix counts only for mailer lmtp");
+	is_int(atomic_load(&calls), before, "no lookup for them");
+
 	/* unusable, outage, refused token */
 	policy_decide(p, "btprelay", "BAD", &d);
 	ok(d.kind == POLICY_UNUSABLE && d.action == POLICY_TEMPFAIL, "unusable: tempfail");

@@ -139,13 +139,8 @@ static int dest_check_values(const json_t *props, const char *name, struct outco
 	return 0;
 }
 
-/*
- * dest_flatten - the flat property object of a destination: raw properties
- * as they are, or {name,type,originalProperties} with the lower-case
- * members filling the properties they lack. Returns a new reference, or
- * NULL when props is not an object.
- */
-static json_t *dest_flatten(const json_t *props)
+/* dest_flatten - raw properties as they are, or originalProperties filled in */
+json_t *dest_flatten(const json_t *props)
 {
 	static const char *const map[][2] = {
 		{ "name", "Name" },

@@ -89,6 +89,14 @@ struct mail_destination {
  * Find response's destinationConfiguration, or one entry of the
  * destinations file, either raw properties or {name,type,originalProperties}).
  */
+/*
+ * dest_flatten - the flat property object of a destination entry: raw
+ * properties as they are, or {name,type,...,originalProperties} with the
+ * lower-case members filling the properties they lack. A new reference
+ * that shares its values with props (json_deep_copy it to outlive props),
+ * or NULL when props is not an object.
+ */
+json_t *dest_flatten(const json_t *props);
 int dest_from_properties(const json_t *props, const char *source,
 			 struct mail_destination *d, struct outcome *o);
 /*

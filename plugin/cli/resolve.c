@@ -72,36 +72,6 @@ static json_t *env_load(int *rc, struct outcome *o)
 	return root;
 }
 
-/*
- * env_flatten - the flat properties of an entry: raw properties as they
- * are, or {name,type,...,originalProperties} with the lower-case members
- * filling what the properties lack (as the library reads the destinations
- * file). A new reference.
- */
-static json_t *env_flatten(const json_t *entry)
-{
-	static const char *const map[][2] = {
-		{ "name", "Name" },
-		{ "type", "Type" },
-		{ "proxyType", "ProxyType" },
-		{ "authentication", "Authentication" },
-		{ "cloudConnectorLocationId", "CloudConnectorLocationId" },
-	};
-	const json_t *orig = json_object_get(entry, "originalProperties"), *v;
-	json_t *flat;
-	size_t i;
-
-	if (!json_is_object(orig))
-		return json_deep_copy(entry);
-	flat = json_deep_copy(orig);
-	for (i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
-		v = json_object_get(entry, map[i][0]);
-		if (v != NULL && json_object_get(flat, map[i][1]) == NULL)
-			json_object_set_new(flat, map[i][1], json_deep_copy(v));
-	}
-	return flat;
-}
-
 /* cli_env_find - the variable's entry for name */
 int cli_env_find(const char *name, json_t **props, struct outcome *o)
 {
@@ -118,7 +88,11 @@ int cli_env_find(const char *name, json_t **props, struct outcome *o)
 		const char *n = json_is_object(entry) ? dest_entry_name(entry) : NULL;
 
 		if (n != NULL && strcmp(n, name) == 0) {
-			*props = env_flatten(entry);
+			json_t *flat = dest_flatten(entry);
+
+			/* a copy of its own: root is wiped and freed below */
+			*props = json_deep_copy(flat);
+			json_decref(flat);
 			rc = 0;
 			break;
 		}
@@ -133,7 +107,7 @@ int cli_dest_each(const char *text, size_t len, const char *source, cli_dest_fn 
 {
 	struct mail_destination d;
 	const json_t *entry;
-	json_t *root, *flat;
+	json_t *root;
 	struct outcome eo;
 	const char *n;
 	char q[80];
@@ -147,14 +121,12 @@ int cli_dest_each(const char *text, size_t len, const char *source, cli_dest_fn 
 			str_printable(q, sizeof(q), n, strlen(n));
 		else
 			snprintf(q, sizeof(q), "#%zu", i + 1);
-		flat = json_is_object(entry) ? env_flatten(entry) : json_null();
-		if (dest_from_properties(flat, source, &d, &eo) == 0) {
+		if (dest_from_properties(entry, source, &d, &eo) == 0) {
 			fn(arg, q, source, &d, &eo);
 			dest_free(&d);
 		} else {
 			fn(arg, q, source, NULL, &eo);
 		}
-		env_free(flat);
 	}
 	i = json_array_size(root);
 	env_free(root);

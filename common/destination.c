@@ -568,7 +568,9 @@ static int dest_get_once(struct dest_lookup *l, const char *url, size_t blen,
 
 	/* texts name the service without path and query */
 	if (rc < 0) {
-		dsn_defer(o, "4.4.3", "Destination Service %.*s: %s", (int)blen, url, resp.error);
+		/* 4.3.0: a problem of this host (no libcurl), not of the service */
+		dsn_defer(o, resp.local ? "4.3.0" : "4.4.3", "Destination Service %.*s: %s", (int)blen,
+			  url, resp.error);
 	} else if (resp.status == 200) {
 		*root = json_loadb(resp.body, resp.len, 0, NULL);
 		if (json_is_object(json_object_get(*root, "destinationConfiguration"))) {

@@ -327,7 +327,9 @@ int oauth_token_fetch(const struct oauth_client *client, const struct oauth_tena
 	}
 
 	if (rc < 0) {
-		dsn_defer(o, "4.4.3", "%s token service %s: %s", what, url, resp.error);
+		/* 4.3.0: a problem of this host (no libcurl), not of the service */
+		dsn_defer(o, resp.local ? "4.3.0" : "4.4.3", "%s token service %s: %s", what, url,
+			  resp.error);
 	} else if (resp.status == 200) {
 		ret = oauth_parse(&resp, what, url, tok, o);
 	} else if (resp.status == 400 || resp.status == 401 || resp.status == 403) {

@@ -54,10 +54,12 @@ print(json.dumps({"rc": rc, "maxrss_kb": resource.getrusage(resource.RUSAGE_CHIL
                   "out_len": len(out), "out": out[:3000].decode("utf-8", "backslashreplace")}))
 PY
 
-# run_transport - one delivery; D (destination), S (sender), R (recipient) from the
-# environment; sets RES (the runner's JSON), RC, OUT
+# run_transport - one delivery; D (destination), S (sender), R (recipient) and WRAP (a
+# command line the transport runs under, split into words) from the environment; sets
+# RES (the runner's JSON), RC, OUT
 run_transport() {
-	RES=$(python3 "$WORK/run-as.py" "$TRANSPORT_USER" "$WORK/msg.eml" "$WORK/bin/btprelay-transport" \
+	# shellcheck disable=SC2086
+	RES=$(python3 "$WORK/run-as.py" "$TRANSPORT_USER" "$WORK/msg.eml" ${WRAP:-} "$WORK/bin/btprelay-transport" \
 		-c "$WORK/etc/btprelay.conf" -q HOSTILE -s 60 -f "${S-sender@client.test}" -d "${D:-MAIL_ONPREM}" \
 		-- "${R:-user@corp.example}")
 	RC=$(printf '%s' "$RES" | jq -r .rc)
@@ -232,6 +234,20 @@ fresh
 emu POST /faults '{"rcpt_reply":{"user@corp.example":"550 5.1.1 <user@corp.example>: unknown\n'"$(printf '550 5.1.1 more%.0s\\n' $(seq 200))"'550 5.1.1 end"}}' >/dev/null
 run_transport
 expect_clean "RCPT answered by a 550 of 202 lines (a 5xx: bounce, text bounded)" 69 '^5\.1\.1 .*550'
+
+# --- this host ------------------------------------------------------------------------
+echo "# --- this host"
+# libcurl that cannot be loaded (a library of that name without its functions): a
+# problem of this machine, 4.3.0, with the reason; never a crash
+if command -v cc >/dev/null 2>&1; then
+	mkdir -p "$WORK/nocurl"
+	printf 'int btprelay_not_libcurl;\n' | cc -shared -fPIC -x c - -o "$WORK/nocurl/libcurl.so.4"
+	fresh
+	WRAP="/usr/bin/env LD_LIBRARY_PATH=$WORK/nocurl" run_transport
+	expect_clean "libcurl cannot be loaded" 75 '^4\.3\.0 .*cannot load libcurl: libcurl\.so\.4 has no curl_'
+else
+	tap_ok 1 "libcurl cannot be loaded: no C compiler to make the stand-in library"
+fi
 
 # --- the proxy ------------------------------------------------------------------------
 echo "# --- the proxy"

@@ -10,9 +10,13 @@
  * keeps its ABI within the soname libcurl.so.4). When libcurl cannot be
  * loaded, every request fails with a text that says so and resp->local set.
  *
- * Each try uses its own easy handle: a few calls per delivery do not
- * justify connection reuse, and a fresh handle carries no state from one
- * call to the next. The timeout covers each whole try, only http and https
+ * Each try uses its own easy handle, so no request's options reach the
+ * next; the handles share one connection cache (a curl share, locked for
+ * the milter's threads), so a second request to a host of the process's
+ * earlier requests needs no new TCP connection and TLS handshake: with
+ * nothing cached a delivery asks the token service twice (destination and
+ * connectivity token), and on BTP both bindings name the same host. The
+ * timeout covers each whole try, only http and https
  * are spoken, redirects are not followed, TLS peer and host name are
  * verified, and a response body larger than HTTP_MAX_BODY aborts the
  * transfer. What may go away by itself (a timeout, a refused or reset
@@ -25,6 +29,7 @@
  */
 #include <dlfcn.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +65,9 @@ static struct curl_api {
 	void (*easy_cleanup)(CURL *curl);
 	struct curl_slist *(*slist_append)(struct curl_slist *list, const char *s);
 	void (*slist_free_all)(struct curl_slist *list);
+	CURLSH *(*share_init)(void);
+	CURLSHcode (*share_setopt)(CURLSH *share, CURLSHoption option, ...);
+	CURLSHcode (*share_cleanup)(CURLSH *share);
 } curl_api;
 
 static const struct {
@@ -75,9 +83,50 @@ static const struct {
 	{ "curl_easy_cleanup", offsetof(struct curl_api, easy_cleanup) },
 	{ "curl_slist_append", offsetof(struct curl_api, slist_append) },
 	{ "curl_slist_free_all", offsetof(struct curl_api, slist_free_all) },
+	{ "curl_share_init", offsetof(struct curl_api, share_init) },
+	{ "curl_share_setopt", offsetof(struct curl_api, share_setopt) },
+	{ "curl_share_cleanup", offsetof(struct curl_api, share_cleanup) },
 };
 
 static int http_initialized;		/* 1 = loaded and initialized, -1 = failed */
+static CURLSH *http_share;		/* the connection cache of every request, NULL = none */
+static pthread_mutex_t http_share_locks[CURL_LOCK_DATA_LAST];
+
+static void http_share_lock(CURL *curl, curl_lock_data data, curl_lock_access access, void *arg)
+{
+	(void)curl;
+	(void)access;
+	(void)arg;
+	pthread_mutex_lock(&http_share_locks[data]);
+}
+
+static void http_share_unlock(CURL *curl, curl_lock_data data, void *arg)
+{
+	(void)curl;
+	(void)arg;
+	pthread_mutex_unlock(&http_share_locks[data]);
+}
+
+/* http_share_new - connections, TLS sessions and DNS answers shared by all handles; NULL when libcurl will not */
+static CURLSH *http_share_new(void)
+{
+	CURLSH *sh = curl_api.share_init();
+	size_t i;
+
+	if (sh == NULL)
+		return NULL;
+	for (i = 0; i < CURL_LOCK_DATA_LAST; i++)
+		pthread_mutex_init(&http_share_locks[i], NULL);
+	if (curl_api.share_setopt(sh, CURLSHOPT_LOCKFUNC, http_share_lock) != CURLSHE_OK
+	    || curl_api.share_setopt(sh, CURLSHOPT_UNLOCKFUNC, http_share_unlock) != CURLSHE_OK
+	    || curl_api.share_setopt(sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT) != CURLSHE_OK
+	    || curl_api.share_setopt(sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK
+	    || curl_api.share_setopt(sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) != CURLSHE_OK) {
+		curl_api.share_cleanup(sh);	/* each request on its own, as without a share */
+		return NULL;
+	}
+	return sh;
+}
 static char http_load_error[200];	/* why libcurl is not there */
 
 /* http_load - dlopen libcurl and fill curl_api; -1 with http_load_error set */
@@ -109,6 +158,7 @@ static int http_load(void)
 			 "cannot initialize libcurl (curl_global_init failed)");
 		return -1;		/* lib stays loaded: libcurl may have started threads */
 	}
+	http_share = http_share_new();
 	return 0;
 }
 
@@ -306,6 +356,8 @@ static int http_try(const struct http_options *opt, long timeout_ms, const char 
 		list = next;
 
 	curl_api.easy_setopt(curl, CURLOPT_URL, url);
+	if (http_share != NULL)
+		curl_api.easy_setopt(curl, CURLOPT_SHARE, http_share);
 	curl_api.easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
 	curl_api.easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout_ms);
 	curl_api.easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);

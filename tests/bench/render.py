@@ -270,9 +270,9 @@ class Report:
                 extra = self.cold_extra()
                 rows.append(("round trips, token and destination not cached (once per lifetime)",
                              "; ".join(parts), "–", _verdict(ok),
-                             "—" if ok else "the three HTTPS exchanges run one after the other, "
-                             "each on a new connection: %s round trips where %d would do (see "
-                             "Round trips)" % (extra if extra is not None else "?", RTT_COLD_EXTRA)))
+                             "—" if ok else "%s: %s round trips where %d would do (see Round "
+                             "trips)" % (self.cold_why(extra), extra if extra is not None else "?",
+                                         RTT_COLD_EXTRA)))
         # memory
         rss, rss_b = self.rss_values(), self.rss_values("_base")
         names = {"relay": "relay route", "sink": "sink route", "sys": "system CA bundle"}
@@ -352,6 +352,16 @@ class Report:
         deliveries = sum(_i(r, "tp.%s.sent" % k, 0) for k in keys)
         # routes to the same destination share its cache entry
         return t_conn, t_dest, finds, len({TP_DEST[k.replace("_base", "")] for k in keys}), deliveries
+
+    @staticmethod
+    def cold_why(extra):
+        """what the cold round trips beyond the minimum are, from how many there are"""
+        if extra is not None and extra <= RTT_COLD_EXTRA + 1:
+            return ("the connectivity token is fetched after the Find, on the token service's "
+                    "kept-alive connection (1 round trip, where fetching it alongside the Find "
+                    "would cost none)")
+        return ("destination token, Find and connectivity token are fetched one after the "
+                "other, each on a new TCP + TLS connection")
 
     def cold_extra(self):
         extras = []
@@ -849,13 +859,10 @@ class Report:
                  "**Round trips with warm caches are above the protocol minimum** for at least one "
                  "variant: the traced waits of Round trips show which step adds one. ") +
                 ("With nothing cached the waits stay within the minimum as well." if cold_ok else
-                 "With nothing cached a delivery waits %s round trips more instead of %d: "
-                 "destination token, Find and connectivity token one after the other, each on a new "
-                 "TCP + TLS connection (common/oauth.c, common/destination.c, common/http.c). It "
-                 "happens once per token lifetime for all processes, so it matters little; fetching "
-                 "the connectivity token alongside the Find, or on the token service's kept-alive "
-                 "connection, would save 3 or 2." % (extra if extra is not None else "?",
-                                                     RTT_COLD_EXTRA)))
+                 "With nothing cached a delivery waits %s round trips more instead of %d: %s "
+                 "(common/oauth.c, common/destination.c, common/http.c). It happens once per token "
+                 "lifetime for all processes, so it matters little." % (
+                     extra if extra is not None else "?", RTT_COLD_EXTRA, self.cold_why(extra))))
         tok = self.tokens_default()
         if tok is not None:
             t_conn, t_dest, finds, ndest, deliveries = tok

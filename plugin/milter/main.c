@@ -550,6 +550,22 @@ static void reload_request(int quit)
 	pthread_mutex_unlock(&reload_lock);
 }
 
+/*
+ * block_reload_signals - SIGHUP and SIGUSR1 blocked from the start: one that
+ * arrives while the milter starts stays pending until serve()'s sigwait(),
+ * and becomes a reload instead of killing the milter half-started (SIGHUP's
+ * default action). serve() blocks them too, with the others it waits for.
+ */
+static void block_reload_signals(void)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
 /* milter_thread - libmilter's main loop; tells the main thread when it returns */
 static void *milter_thread(void *arg)
 {
@@ -649,6 +665,7 @@ int main(int argc, char **argv)
 	struct policy *p;
 	char err[1024];
 
+	block_reload_signals();
 	while ((ch = getopt_long(argc, argv, "c:p:u:P:fnhV", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c': config_path = optarg; break;

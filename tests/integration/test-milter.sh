@@ -179,4 +179,35 @@ MILTER_PID=
 [ "$rc" = 0 ] && [ ! -e "$MILTER_SOCK" ]
 tap_ok $? "$SCEN: clean stop (exit $rc), socket removed"
 
+# A SIGHUP (a reload) that arrives while the milter starts must not kill it
+# half-started (SIGHUP's default action): the milter blocks it from the start of
+# main(), and serve()'s sigwait() takes it once it runs. Shown on a milter held in
+# start-up, waiting for a configuration file that is a FIFO with no writer.
+scenario "SIGHUP during start-up: blocked until it can be a reload"
+python3 - "$MILTER_BIN" "$MILTER_DIR" > "$WORK/early-hup.out" 2>&1 <<'PY'
+import os, signal, subprocess, sys, time
+prog, workdir = sys.argv[1:]
+fifo = os.path.join(workdir, "start.conf")
+os.mkfifo(fifo, 0o644)
+p = subprocess.Popen([prog, "-f", "-c", fifo, "-p", "unix:" + os.path.join(workdir, "start.sock")],
+                     stderr=subprocess.DEVNULL)
+blocked = False
+for _ in range(300):              # until it runs its own code (or 3 s)
+    try:
+        sigblk = [l for l in open("/proc/%d/status" % p.pid) if l.startswith("SigBlk")][0]
+        if int(sigblk.split()[1], 16) & (1 << (signal.SIGHUP - 1)):
+            blocked = True
+            break
+    except (OSError, IndexError):
+        pass
+    time.sleep(0.01)
+alive = p.poll() is None
+p.kill()
+p.wait()
+os.unlink(fifo)
+print("blocked" if blocked and alive else "not blocked (alive: %s)" % alive)
+PY
+grep -q '^blocked$' "$WORK/early-hup.out"
+tap_ok $? "$SCEN: SIGHUP is blocked while start-up waits for the configuration" "$(cat "$WORK/early-hup.out")"
+
 tap_done

@@ -463,7 +463,7 @@ class Report:
         pairs = self.tp_pairs()
         if pairs:
             self.p("The target's ratio comes from pairs: Postfix smtp → smtp-sink, then right after it "
-                   "btprelay-lmtp → proxy → smtp-sink, the same %s messages each; the median pair "
+                   "btprelay-lmtp → proxy → smtp-sink, %s messages each; the median pair "
                    "decides, so that other work slowing one phase of the shared machine does not." %
                    r.get("run.n"), "",
                    _table(("pair", "Postfix smtp msg/s", "btprelay-lmtp msg/s", "ratio"),

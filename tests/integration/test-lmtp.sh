@@ -119,6 +119,28 @@ tap_ok $? "$SCEN: one relay session per message" "relay connections: $n"
 tap_ok $? "$SCEN: no message was deferred" "$(grep -F -f "$WORK/qids" "$WORK/log/maillog" | grep deferred)"
 emu POST /relay '{"max_messages_per_session":0}' >/dev/null
 
+# btprelay-lmtp run by hand, the way spawn(8) runs it: a socket on stdin/stdout
+scenario "a configuration it cannot read: 421 4.3.5 with the reason, exit 78"
+out=$(python3 - "$WORK/bin/btprelay-lmtp" "$WORK/etc/missing.conf" <<'PY' 2>&1
+import socket, subprocess, sys
+prog, conf = sys.argv[1:]
+ours, theirs = socket.socketpair()
+p = subprocess.Popen([prog, "-c", conf, "-d", "MAIL_ONPREM"], stdin=theirs, stdout=theirs,
+                     stderr=subprocess.DEVNULL)
+theirs.close()
+ours.settimeout(30)
+print(ours.makefile("rb").readline().decode().rstrip())
+print("exit %d" % p.wait(timeout=30))
+PY
+)
+printf '%s\n' "$out" | grep -q '^421 4\.3\.5 btprelay-lmtp: configuration error: .*missing\.conf' &&
+	printf '%s\n' "$out" | grep -q '^exit 78$'
+tap_ok $? "$SCEN: the client is told, Postfix keeps the mail" "$out"
+"$WORK/bin/btprelay-lmtp" -c "$WORK/etc/btprelay.conf" < /dev/null > "$WORK/usage.out" 2>&1
+rc=$?
+[ "$rc" = 64 ] && grep -q "usage: btprelay-lmtp" "$WORK/usage.out"
+tap_ok $? "$SCEN: no -d: usage, exit 64" "exit $rc: $(cat "$WORK/usage.out")"
+
 scenario "no secret in any log or output"
 expect_no_secrets "$WORK/log/maillog" "$BTPRELAY_LOG" "$WORK/log/swaks.log"
 

@@ -270,7 +270,6 @@ struct deliver_session {
 	char *name;			/* the destination it was opened for */
 	char helo[256];
 	double opened;			/* conn_now() when opened */
-	unsigned long transactions;
 };
 
 /* deliver_session_close - QUIT (not waited for), close, free; NULL is fine */
@@ -379,7 +378,6 @@ void deliver_transaction(const struct config *cfg, struct deliver_session **dsp,
 		str_copy(relay, ds->rt.relay, sizeof(relay));
 		ds->rt.conn.deadline = start + cfg->delivery_deadline;
 		replies = ds->s.replies;
-		ds->transactions++;
 		if (smtp_send_message(&ds->s, &env, dl->body_fd, rcpt_out, o) == 0
 		    || ds->s.state != SMTP_STATE_BROKEN)
 			break;

@@ -85,11 +85,6 @@ struct mail_destination {
 };
 
 /*
- * dest_from_properties - fill d from a flat configuration object (the
- * Find response's destinationConfiguration, or one entry of the
- * destinations file, either raw properties or {name,type,originalProperties}).
- */
-/*
  * dest_flatten - the flat property object of a destination entry: raw
  * properties as they are, or {name,type,...,originalProperties} with the
  * lower-case members filling the properties they lack. A new reference
@@ -97,6 +92,11 @@ struct mail_destination {
  * or NULL when props is not an object.
  */
 json_t *dest_flatten(const json_t *props);
+/*
+ * dest_from_properties - fill d from a flat configuration object (the
+ * Find response's destinationConfiguration, or one entry of the
+ * destinations file, either raw properties or {name,type,originalProperties}).
+ */
 int dest_from_properties(const json_t *props, const char *source,
 			 struct mail_destination *d, struct outcome *o);
 /*

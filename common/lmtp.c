@@ -4,7 +4,6 @@
  */
 #include <ctype.h>
 #include <errno.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,10 +75,9 @@ static int lmtp_mail_param(char *param, struct lmtp_cmd *cmd)
 	if (strcasecmp(param, "BODY") == 0 && value != NULL
 	    && (strcasecmp(value, "7BIT") == 0 || strcasecmp(value, "8BITMIME") == 0))
 		return 0;	/* the transport declares 8BITMIME itself when the relay has it */
-	if (strcasecmp(param, "SMTPUTF8") == 0 && value == NULL) {
-		cmd->smtputf8 = 1;
+	/* the transport declares SMTPUTF8 itself when an address needs it */
+	if (strcasecmp(param, "SMTPUTF8") == 0 && value == NULL)
 		return 0;
-	}
 	lmtp_bad(cmd, "555 5.5.4 Unsupported MAIL FROM parameter");
 	return -1;
 }

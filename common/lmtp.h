@@ -29,7 +29,6 @@ struct lmtp_cmd {
 	enum lmtp_verb verb;
 	const char *arg;	/* MAIL, RCPT: the address without <> (quotes kept); others: the rest of the line */
 	long size;		/* MAIL SIZE=, -1 when not given */
-	int smtputf8;		/* MAIL SMTPUTF8 */
 	const char *ident;	/* XFORWARD IDENT= (Postfix's queue id), NULL when not given */
 	const char *reply;	/* LMTP_BAD: the reply to send, "501 5.5.4 ..." */
 };

@@ -4,9 +4,10 @@
  *
  * Only recipients whose {rcpt_mailer} is btprelay's transport are looked
  * at; their {rcpt_host} is the destination name, as ${nexthop} is for the
- * transport (for btprelay-lmtp: the socket's name after milter_lmtp_prefix). The lookup itself runs in a thread of its own, one per name
- * at a time: callers for that name wait on a condition variable with a
- * deadline (milter_lookup_timeout), so no SMTP session waits longer than
+ * transport (for btprelay-lmtp: the socket's name after milter_lmtp_prefix).
+ * The lookup itself runs in a thread of its own, one per name at a time:
+ * callers for that name wait on a condition variable with a deadline
+ * (milter_lookup_timeout), so no SMTP session waits longer than
  * that even when the Destination Service hangs, and a burst of sessions
  * for one destination makes one Destination Service request. A late
  * lookup still fills the cache for the next caller.
@@ -516,9 +517,13 @@ void policy_decide(struct policy *p, const char *mailer, const char *host,
 	memset(&o, 0, sizeof(o));
 	if (*d->dest == '\0') {
 		d->kind = POLICY_UNUSABLE;
-		dsn_defer(&o, "4.3.5", "the MTA routed the recipient to %s without a destination "
-			  "name (transport_maps: %s:NAME)", p->cfg.milter_transport_name,
-			  p->cfg.milter_transport_name);
+		if (d->dest == host)
+			dsn_defer(&o, "4.3.5", "the MTA routed the recipient to %s without a "
+				  "destination name (transport_maps: %s:NAME)",
+				  p->cfg.milter_transport_name, p->cfg.milter_transport_name);
+		else
+			dsn_defer(&o, "4.3.5", "the MTA routed the recipient to the socket %s, "
+				  "which names no destination after %s", host, p->cfg.milter_lmtp_prefix);
 	} else {
 		policy_lookup(p, d->dest, &d->kind, &o, &d->from, &d->cached, &d->stale);
 	}

@@ -83,8 +83,9 @@ const struct config *policy_config(const struct policy *p);
  * (mailer milter_transport_name, host the destination name) and to
  * btprelay-lmtp (mailer "lmtp", host milter_lmtp_prefix followed by the
  * destination name: the spawn(8) service btprelay-lmtp-NAME); d->dest
- * points into host at the name. Thread-safe; blocks at most milter_lookup_timeout.
- * The caller releases d->from with policy_decision_free().
+ * points into host at the name. Thread-safe; blocks at most
+ * milter_lookup_timeout. The caller releases d->from with
+ * policy_decision_free().
  */
 void policy_decide(struct policy *p, const char *mailer, const char *host,
 		   struct policy_decision *d);

@@ -141,6 +141,39 @@ rc=$?
 [ "$rc" = 64 ] && grep -q "usage: btprelay-lmtp" "$WORK/usage.out"
 tap_ok $? "$SCEN: no -d: usage, exit 64" "exit $rc: $(cat "$WORK/usage.out")"
 
+scenario "the client goes away in the middle of the message: nothing reaches the relay"
+out=$(python3 - "$WORK/bin/btprelay-lmtp" "$WORK/etc/btprelay.conf" "$TRANSPORT_USER" "$MARK" <<'PY' 2>&1
+import socket, subprocess, sys
+prog, conf, user, mark = sys.argv[1:]
+ours, theirs = socket.socketpair()
+p = subprocess.Popen(["runuser", "-u", user, "--", prog, "-c", conf, "-d", "MAIL_ONPREM"],
+                     stdin=theirs, stdout=theirs)
+theirs.close()
+ours.settimeout(60)
+f = ours.makefile("rb")
+def reply():
+    while True:
+        line = f.readline().decode().rstrip()
+        if len(line) < 4 or line[3] != "-":
+            return line
+reply()
+ours.sendall(b"LHLO mta.test\r\n")
+reply()
+ours.sendall(b"MAIL FROM:<sender@client.test>\r\nRCPT TO:<user@lmtp.example>\r\nDATA\r\n")
+print(reply(), reply(), reply())
+ours.sendall(b"Subject: " + mark.encode() + b"\r\n\r\nthe first half, and then")
+ours.shutdown(socket.SHUT_RDWR)   # gone (f still holds the socket: close() alone would not end it)
+print("exit %d" % p.wait(timeout=60))
+PY
+)
+printf '%s\n' "$out" | grep -q '^250 2\.1\.0 Ok 250 2\.1\.5 Ok 354' && printf '%s\n' "$out" | grep -q '^exit 0$'
+tap_ok $? "$SCEN: the message was under way, btprelay-lmtp ended" "$out"
+expect_relay 0
+[ "$(emu GET /counters | jq -r .relay_messages)" = 0 ]
+tap_ok $? "$SCEN: the relay stored nothing (no final dot sent)" "$(emu GET /counters | jq -c .)"
+grep -q "btprelay-lmtp.*client connection lost while sending the message" "$BTPRELAY_LOG"
+tap_ok $? "$SCEN: logged" "$(grep btprelay-lmtp "$BTPRELAY_LOG" | tail -3)"
+
 scenario "no secret in any log or output"
 expect_no_secrets "$WORK/log/maillog" "$BTPRELAY_LOG" "$WORK/log/swaks.log"
 

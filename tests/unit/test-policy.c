@@ -193,6 +193,11 @@ int main(void)
 	before = atomic_load(&calls);
 	policy_decide(p, "lmtp", "unix:private/dovecot-lmtp", &d);
 	ok(d.kind == POLICY_NOT_OURS && d.dest == NULL, "another LMTP server: not ours");
+	policy_decide(p, "lmtp", "unix:private/btprelay-lmtp-", &d);
+	ok(d.kind == POLICY_UNUSABLE && d.action == POLICY_TEMPFAIL
+	   && strstr(d.detail, "names no destination") != NULL,
+	   "lmtp route to the prefix alone: unusable, the text says so");
+	policy_decision_free(&d);
 	policy_decide(p, "btprelay-lmtp-OK", "unix:private/btprelay-lmtp-OK", &d);
 	ok(d.kind == POLICY_NOT_OURS, "the prefix counts only for mailer lmtp");
 	is_int(atomic_load(&calls), before, "no lookup for them");

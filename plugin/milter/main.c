@@ -26,6 +26,7 @@
 #include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,12 +41,14 @@
 #include "http.h"
 #include "log.h"
 #include "policy.h"
+#include "shim.h"
 #include "util.h"
 
 #define MILTER_NAME "btprelay-milter"
 #define MILTER_TRACE_HEADER "X-BTPRelay-Destination"
 #define MILTER_MAX_NAMES 16		/* destinations named in one trace header */
 #define MILTER_RCPT_MACROS "i {rcpt_mailer} {rcpt_host} {rcpt_addr}"
+#define MILTER_MACRO_MAX 512		/* longest macro value taken as it is */
 
 static const char usage_text[] =
 	"usage: btprelay-milter [-c FILE] [-p SOCKET] [-u USER] [-P PIDFILE] [-f] [-n]\n"
@@ -124,10 +127,54 @@ static struct milter_msg *msg_get(SMFICTX *ctx)
 	return m;
 }
 
+/*
+ * macros_bad - 1 when the MTA sent a macro packet that was not name/value
+ * pairs (shim.c replaced it by the marker) in this session, or when the
+ * checked reader is not in use and no macro can be trusted. Logged once
+ * per process for the second case.
+ */
+static int macros_bad(SMFICTX *ctx)
+{
+	static atomic_int warned;
+
+	if (shim_reads() == 0) {
+		if (atomic_exchange(&warned, 1) == 0)
+			log_error("milter: libmilter reads commands past btprelay's macro check "
+				  "(statically bound mi_rd_cmd); refusing every message");
+		return 1;
+	}
+	return smfi_getsymval(ctx, MILTER_BAD_MACROS) != NULL;
+}
+
+/*
+ * macro_get - a macro's value, or NULL when the MTA did not send it or
+ * sent something no MTA would: longer than MILTER_MACRO_MAX or with
+ * control characters (*bad set). Callers check macros_bad() first, so the
+ * arrays smfi_getsymval() walks are whole pairs.
+ */
+static const char *macro_get(SMFICTX *ctx, const char *name, int *bad)
+{
+	const char *v = smfi_getsymval(ctx, (char *)name);
+	size_t i, n;
+
+	if (v == NULL)
+		return NULL;
+	n = strnlen(v, MILTER_MACRO_MAX + 1);
+	for (i = 0; i < n; i++)
+		if ((unsigned char)v[i] < 0x20 || v[i] == 0x7f)
+			break;
+	if (n > MILTER_MACRO_MAX || i < n) {
+		*bad = 1;
+		return NULL;
+	}
+	return v;
+}
+
 /* msg_qid - the queue id macro into m, "NOQUEUE" when the MTA did not send it */
 static void msg_qid(SMFICTX *ctx, struct milter_msg *m)
 {
-	const char *qid = smfi_getsymval(ctx, "i");
+	int bad = 0;
+	const char *qid = macro_get(ctx, "i", &bad);
 
 	if (qid != NULL && *qid != '\0')
 		str_printable(m->qid, sizeof(m->qid), qid, strlen(qid));
@@ -200,21 +247,45 @@ static sfsistat mlfi_envfrom(SMFICTX *ctx, char **argv)
 	return SMFIS_CONTINUE;
 }
 
+/*
+ * refuse_bad_macros - 451 for a session whose MTA sent macros no MTA
+ * sends: the routing they describe cannot be trusted either way. r is
+ * the recipient, NULL at end of message.
+ */
+static sfsistat refuse_bad_macros(SMFICTX *ctx, struct milter_msg *m, const char *r)
+{
+	if (m->qid[0] == '\0')
+		str_copy(m->qid, "NOQUEUE", sizeof(m->qid));
+	log_warn("%s: milter: %s%s: malformed macros from the MTA (not name/value pairs, "
+		 "or values no MTA sends); action=tempfail", m->qid, r ? "to=" : "",
+		 r ? r : "end of message");
+	if (smfi_setreply(ctx, "451", "4.7.0", "malformed milter macros from the MTA")
+	    != MI_SUCCESS)
+		log_warn("%s: milter: the MTA did not take the reply text", m->qid);
+	return SMFIS_TEMPFAIL;
+}
+
 /* mlfi_envrcpt - the decision for one recipient */
 static sfsistat mlfi_envrcpt(SMFICTX *ctx, char **argv)
 {
 	struct milter_msg *m = msg_get(ctx);
-	const char *mailer = smfi_getsymval(ctx, "{rcpt_mailer}");
-	const char *host = smfi_getsymval(ctx, "{rcpt_host}");
+	const char *mailer, *host;
 	const char *rcpt = argv[0] != NULL ? argv[0] : "<>";
 	struct policy_decision d;
 	char r[320], reply[2 * POLICY_REPLY_SIZE];
 	sfsistat ret = SMFIS_CONTINUE;
+	int bad = 0;
 
 	if (m->pol == NULL)
 		return SMFIS_CONTINUE;	/* not started yet: nothing to decide with */
-	msg_qid(ctx, m);
 	str_printable(r, sizeof(r), rcpt, strlen(rcpt));
+	if (macros_bad(ctx))
+		return refuse_bad_macros(ctx, m, r);
+	msg_qid(ctx, m);
+	mailer = macro_get(ctx, "{rcpt_mailer}", &bad);
+	host = macro_get(ctx, "{rcpt_host}", &bad);
+	if (bad)
+		return refuse_bad_macros(ctx, m, r);
 	policy_decide(m->pol, mailer, host, &d);
 	if (d.kind == POLICY_NOT_OURS) {
 		m->others++;
@@ -271,6 +342,8 @@ static sfsistat mlfi_eom(SMFICTX *ctx)
 
 	if (m == NULL || m->pol == NULL || m->ours == 0)
 		return SMFIS_CONTINUE;
+	if (macros_bad(ctx))
+		return refuse_bad_macros(ctx, m, NULL);
 	cfg = policy_config(m->pol);
 	msg_qid(ctx, m);
 	if (cfg->milter_trace_header) {
@@ -625,7 +698,8 @@ static int serve(const char *config_path, const struct overrides *ov)
 	daemon_ready(EX_OK);
 
 	for (;;) {
-		if (sigwait(&set, &sig) != 0)
+		/* not sigwait(): shim.c's never returns SIGHUP, which is ours to take */
+		if ((sig = sigwaitinfo(&set, NULL)) < 0)
 			continue;
 		if (sig == SIGHUP || sig == SIGUSR1) {
 			if (!stopping)

@@ -87,7 +87,7 @@ static const struct config_key config_table[] = {
 		CONFIG_DEADLINE_LIMIT - 1),
 	CFG("log", CFG_LOG_TARGET, log_target, "syslog"),
 	CFG("log_level", CFG_LOG_LEVEL, log_level, "info"),
-	CFG("milter_socket", CFG_STRING, milter_socket, "unix:/run/btprelay/milter.sock"),
+	CFG("milter_socket", CFG_STRING, milter_socket, "unix:/var/spool/postfix/btprelay/milter.sock"),
 	CFG("milter_user", CFG_STRING, milter_user, ""),
 	CFG("milter_pidfile", CFG_STRING, milter_pidfile, ""),
 	CFG("milter_transport_name", CFG_STRING, milter_transport_name, "btprelay"),

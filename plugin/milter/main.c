@@ -33,6 +33,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <sysexits.h>
+#include <time.h>
 #include <unistd.h>
 #include <jansson.h>
 #include <libmilter/mfapi.h>
@@ -43,12 +44,14 @@
 #include "policy.h"
 #include "shim.h"
 #include "util.h"
+#include "watch.h"
 
 #define MILTER_NAME "btprelay-milter"
 #define MILTER_TRACE_HEADER "X-BTPRelay-Destination"
 #define MILTER_MAX_NAMES 16		/* destinations named in one trace header */
 #define MILTER_RCPT_MACROS "i {rcpt_mailer} {rcpt_host} {rcpt_addr}"
 #define MILTER_MACRO_MAX 512		/* longest macro value taken as it is */
+#define MILTER_WATCH_INTERVAL 3		/* seconds between looks at the files (watch.c) */
 
 static const char usage_text[] =
 	"usage: btprelay-milter [-c FILE] [-p SOCKET] [-u USER] [-P PIDFILE] [-f] [-n]\n"
@@ -76,6 +79,8 @@ struct milter_msg {
 	char *from;			/* the destinations' common sender */
 	int from_unknown;		/* a destination without a known sender, or two different ones */
 };
+
+static void watch_poll(void);
 
 /* state_get - a reference to the policy in force */
 static struct policy *state_get(void)
@@ -242,6 +247,7 @@ static sfsistat mlfi_envfrom(SMFICTX *ctx, char **argv)
 
 	if (m != NULL)
 		msg_reset(m);
+	watch_poll();	/* a changed bindings file is in force for this message already */
 	m = msg_get(ctx);
 	m->sender = xstrdup(argv[0] != NULL ? argv[0] : "<>");
 	return SMFIS_CONTINUE;
@@ -455,6 +461,31 @@ static const char *socket_path(const char *spec)
 	return spec[0] == '/' ? spec : NULL;
 }
 
+/*
+ * socket_warn_public - a warning when others than the MTA can reach the
+ * socket: whoever can connect speaks the milter protocol to us (makes the
+ * milter look up any destination name, sends it packets no MTA sends).
+ */
+static void socket_warn_public(const char *spec, const char *sockfile)
+{
+	struct stat st;
+	const char *host;
+
+	if (sockfile != NULL) {
+		if (stat(sockfile, &st) == 0 && (st.st_mode & S_IWOTH) != 0)
+			log_warn("milter socket %s is writable by every local user (mode %04o): "
+				 "give it mode 0660 (umask 0117) in a directory of group postfix; "
+				 "see btprelay-milter(8)", sockfile, (unsigned)(st.st_mode & 07777));
+		return;
+	}
+	host = strrchr(spec, '@');	/* inet:PORT without @HOST: every address */
+	if (host != NULL && (strcmp(host + 1, "127.0.0.1") == 0 || strcmp(host + 1, "localhost") == 0
+	    || strcmp(host + 1, "::1") == 0 || strcmp(host + 1, "[::1]") == 0))
+		return;
+	log_warn("milter socket %s is not on loopback: every host that reaches it can speak "
+		 "the milter protocol to it; see btprelay-milter(8)", spec);
+}
+
 /* drop_privileges - become user (groups first); 0 or -1 with errbuf */
 static int drop_privileges(const char *user, const char *sock, char *errbuf, size_t errlen)
 {
@@ -554,25 +585,88 @@ static int write_pidfile(const char *path)
 	return fclose(fp);
 }
 
-/* reload - a new configuration and an empty cache; the old ones stay on error */
-static void reload(const char *path, const struct overrides *ov)
+/*
+ * Reloads, from SIGHUP or SIGUSR1 (the reload thread) and from a changed
+ * file (watch_poll, in a session thread), one at a time. reload_watch holds
+ * the stamps of the files the policy in force was built from, or of the
+ * files as they were when a reload last failed, so that a broken file is
+ * not tried again until it changes again.
+ */
+static pthread_mutex_t reload_run = PTHREAD_MUTEX_INITIALIZER;
+static struct watch reload_watch;		/* under reload_run */
+static const char *reload_path;			/* -c, for every reload */
+static const struct overrides *reload_ov;
+static atomic_llong watch_next;			/* CLOCK_MONOTONIC second of the next check */
+
+/* reload_locked - a new configuration and an empty cache; the old ones stay on error */
+static void reload_locked(void)
 {
+	struct watch before, after;
 	struct config cfg;
 	struct policy *p;
 	char err[1024];
 
-	if (load_config(&cfg, path, ov, err, sizeof(err)) < 0) {
+	/* stamps first: a file that changes while it is read is read again next time */
+	watch_again(&reload_watch, &before);
+	if (load_config(&cfg, reload_path, reload_ov, err, sizeof(err)) < 0) {
 		log_error("reload failed, keeping the running configuration: %s", err);
+		watch_move(&reload_watch, &before);
 		return;
 	}
+	watch_take(&after, &cfg);
 	if ((p = policy_new(&cfg, err, sizeof(err))) == NULL) {
 		log_error("reload failed, keeping the running configuration: %s", err);
+		watch_free(&after);
+		watch_move(&reload_watch, &before);
 		return;
 	}
+	if (watch_same_files(&before, &after) && watch_changed(&before, &after) != NULL)
+		watch_move(&reload_watch, &before);
+	else
+		watch_move(&reload_watch, &after);
+	watch_free(&before);
+	watch_free(&after);
 	/* the log target and level stay: the log file may not be reopenable as this user */
 	state_swap(p);
 	log_info("configuration reloaded from %s; destination cache cleared",
 		 policy_config(p)->path);
+}
+
+/* reload - reload_locked() under the reload lock */
+static void reload(void)
+{
+	pthread_mutex_lock(&reload_run);
+	reload_locked();
+	pthread_mutex_unlock(&reload_run);
+}
+
+/*
+ * watch_poll - at most every MILTER_WATCH_INTERVAL seconds, on the request
+ * path: when the configuration, bindings or destinations file changed,
+ * reload now, in this thread, so that this message already sees it. A
+ * reload already running (a signal's) makes this a no-op.
+ */
+static void watch_poll(void)
+{
+	struct timespec ts;
+	struct watch now;
+	long long next = atomic_load(&watch_next);
+	const char *what;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	if ((long long)ts.tv_sec < next
+	    || !atomic_compare_exchange_strong(&watch_next, &next,
+					       (long long)ts.tv_sec + MILTER_WATCH_INTERVAL))
+		return;
+	if (pthread_mutex_trylock(&reload_run) != 0)
+		return;
+	watch_again(&reload_watch, &now);
+	if ((what = watch_changed(&reload_watch, &now)) != NULL) {
+		log_info("%s changed: reloading", what);
+		reload_locked();
+	}
+	watch_free(&now);
+	pthread_mutex_unlock(&reload_run);
 }
 
 static pthread_t main_thread;
@@ -582,11 +676,6 @@ static pthread_mutex_t reload_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t reload_cond = PTHREAD_COND_INITIALIZER;
 static int reload_pending, reload_quit;
 
-struct reload_args {
-	const char *path;
-	const struct overrides *ov;
-};
-
 /*
  * reload_thread - does the reloads, so that the main thread is back in
  * sigwait() at once: a SIGHUP that arrives while no thread of ours waits
@@ -594,8 +683,7 @@ struct reload_args {
  */
 static void *reload_thread(void *arg)
 {
-	const struct reload_args *ra = arg;
-
+	(void)arg;
 	pthread_mutex_lock(&reload_lock);
 	for (;;) {
 		while (!reload_pending && !reload_quit)
@@ -604,7 +692,7 @@ static void *reload_thread(void *arg)
 			break;
 		reload_pending = 0;
 		pthread_mutex_unlock(&reload_lock);
-		reload(ra->path, ra->ov);
+		reload();
 		pthread_mutex_lock(&reload_lock);
 	}
 	pthread_mutex_unlock(&reload_lock);
@@ -672,9 +760,8 @@ static int check_only(const char *path, const struct overrides *ov)
  * serve - start the reload and libmilter threads, then turn signals into
  * reloads and a stop until libmilter returns. Returns the exit status.
  */
-static int serve(const char *config_path, const struct overrides *ov)
+static int serve(void)
 {
-	struct reload_args ra = { config_path, ov };
 	int sig, milter_rc = MI_FAILURE, stopping = 0;
 	pthread_t tid, reloader;
 	sigset_t set;
@@ -690,7 +777,7 @@ static int serve(const char *config_path, const struct overrides *ov)
 	signal(SIGPIPE, SIG_IGN);
 	process_no_core();
 	main_thread = pthread_self();
-	if (pthread_create(&reloader, NULL, reload_thread, &ra) != 0
+	if (pthread_create(&reloader, NULL, reload_thread, NULL) != 0
 	    || pthread_create(&tid, NULL, milter_thread, &milter_rc) != 0) {
 		log_error("cannot start the milter threads");
 		return daemon_ready(EX_OSERR);
@@ -788,6 +875,7 @@ int main(int argc, char **argv)
 		return EX_UNAVAILABLE;
 	}
 	sock_known = sockfile != NULL && stat(sockfile, &sock_st) == 0;
+	socket_warn_public(cfg.milter_socket, sockfile);
 	if (!foreground && daemonize() < 0) {
 		log_error("cannot become a daemon: %s", strerror(errno));
 		return daemon_ready(EX_OSERR);
@@ -802,6 +890,9 @@ int main(int argc, char **argv)
 		return daemon_ready(EX_NOPERM);
 	}
 	/* bindings are read as the user that will read them again on reload */
+	reload_path = config_path;
+	reload_ov = &ov;
+	watch_take(&reload_watch, &cfg);
 	if ((p = policy_new(&cfg, err, sizeof(err))) == NULL) {
 		fprintf(stderr, MILTER_NAME ": %s\n", err);
 		log_error("%s", err);
@@ -816,7 +907,7 @@ int main(int argc, char **argv)
 		 policy_config(p)->milter_sender_policy,
 		 policy_config(p)->milter_trace_header ? "yes" : "no");
 
-	status = serve(config_path, &ov);
+	status = serve();
 	if (*pidfile != '\0')
 		unlink(pidfile);
 	/* libmilter leaves the socket in place when running as root: remove ours */
@@ -831,6 +922,7 @@ int main(int argc, char **argv)
 	free(sockfile);
 	free(pidfile);
 	state_swap(NULL);
+	watch_free(&reload_watch);
 	log_info("stopped");
 	log_close();
 	return status;

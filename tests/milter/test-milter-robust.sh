@@ -6,7 +6,9 @@
 #    milter on SIGHUP, never waits for it), and after the storm it answers;
 #  - macro packets that are not name/value pairs (libmilter's
 #    smfi_getsymval() would walk past the end of the array) are answered
-#    451 4.7.0, nothing of them is used, and the milter keeps serving.
+#    451 4.7.0, nothing of them is used, and the milter keeps serving;
+#  - a changed bindings or destinations file is in force without a signal
+#    (issue 17, finding 4).
 # The milter runs with glibc's malloc perturbation, so that a read past an
 # array meets filled memory instead of zeroes. The MTA side is
 # tests/milter/rawmilter.py. Nothing here is timed.
@@ -31,9 +33,10 @@ cat > "$WORK/destinations.json" <<'JSON'
 [{"Name":"MAIL_OK","Type":"MAIL","ProxyType":"Internet","mail.smtp.host":"127.0.0.1",
   "mail.smtp.port":"2525"}]
 JSON
-chmod 600 "$WORK/destinations.json"
+echo '{}' > "$WORK/bindings.json"
+chmod 600 "$WORK/destinations.json" "$WORK/bindings.json"
 cat > "$WORK/btprelay.conf" <<EOF
-bindings_file =
+bindings_file = $WORK/bindings.json
 destinations_file = $WORK/destinations.json
 milter_socket = unix:$WORK/milter.sock
 log = $WORK/milter.log
@@ -147,6 +150,60 @@ tap_ok $? "bad macros: 1 to 31 strings (odd) in one session: every recipient 451
 raw mail:app@client.test "macros:R:$ok_macros" rcpt:a@corp.example
 grep -qx 'rcpt:a@corp.example -> continue' "$WORK/raw.out"
 tap_ok $? "after the bad packets a new session is decided as usual" "$(cat "$WORK/raw.out")"
+
+# --- changed files are noticed without a signal (issue 17, finding 4) -------------
+# until_answer WANT STEP... - sessions until RCPT gets WANT (the milter looks at the
+# files every few seconds; up to 30 s)
+until_answer() {
+	local want=$1 i
+	shift
+	for i in $(seq 60); do
+		raw "$@"
+		grep -qx -- "$want" "$WORK/raw.out" && return 0
+		sleep 0.5
+	done
+	return 1
+}
+hups=$(grep -c "configuration reloaded" "$LOG")
+# the destinations file gains MAIL_NEW (written beside, then renamed, as editors do)
+sed 's/^\[/[{"Name":"MAIL_NEW","Type":"MAIL","ProxyType":"Internet","mail.smtp.host":"127.0.0.1","mail.smtp.port":"2526"},/' \
+	"$WORK/destinations.json" > "$WORK/destinations.json.new"
+chmod 600 "$WORK/destinations.json.new"
+new_macros="{rcpt_mailer}=btprelay,{rcpt_host}=MAIL_NEW,i=4ABCE0"
+raw mail:app@client.test "macros:R:$new_macros" rcpt:n@corp.example
+grep -qx 'rcpt:n@corp.example -> reply 550 5.1.2 destination <MAIL_NEW> does not exist.*' "$WORK/raw.out"
+tap_ok $? "files: before the change MAIL_NEW is not found (and the answer is cached)" "$(cat "$WORK/raw.out")"
+mv "$WORK/destinations.json.new" "$WORK/destinations.json"
+until_answer 'rcpt:n@corp.example -> continue' mail:app@client.test "macros:R:$new_macros" rcpt:n@corp.example
+tap_ok $? "files: a changed destinations file is in force without SIGHUP (MAIL_NEW found)" \
+	"$(cat "$WORK/raw.out"; tail -3 "$LOG")"
+grep -q "$WORK/destinations.json changed: reloading" "$LOG"
+tap_ok $? "files: the milter logged which file changed" "$(tail -3 "$LOG")"
+# the bindings file gains a destination binding whose token service refuses
+# connections: MAIL_MISSING goes from "not found" (550) to "cannot be looked up" (451)
+cat > "$WORK/bindings.json" <<'JSON'
+{"destination":[{"name":"dest","label":"destination","credentials":{"clientid":"c",
+ "clientsecret":"s","url":"https://127.0.0.1:1","uri":"https://127.0.0.1:1"}}]}
+JSON
+until_answer 'rcpt:b@corp.example -> reply 451 4.4.3 destination <MAIL_MISSING> cannot be looked up now.*' \
+	mail:app@client.test "macros:R:$missing_macros" rcpt:b@corp.example
+tap_ok $? "files: a bindings file rewritten in place is in force without SIGHUP (Destination Service now asked)" \
+	"$(cat "$WORK/raw.out"; tail -3 "$LOG")"
+grep -q "$WORK/bindings.json changed: reloading" "$LOG"
+tap_ok $? "files: logged as a change of the bindings file" "$(tail -3 "$LOG")"
+# a broken bindings file is refused once, and the running policy stays
+echo '{"destination": [' > "$WORK/bindings.json"
+until_answer 'rcpt:a@corp.example -> continue' mail:app@client.test "macros:R:$ok_macros" rcpt:a@corp.example &&
+	for _ in $(seq 60); do grep -q "reload failed" "$LOG" && break; sleep 0.5; done
+grep -q "reload failed, keeping the running configuration" "$LOG" && kill -0 "$PID" 2>/dev/null &&
+	raw mail:app@client.test "macros:R:$missing_macros" rcpt:b@corp.example &&
+	grep -qx 'rcpt:b@corp.example -> reply 451 4.4.3 destination <MAIL_MISSING> cannot be looked up now.*' "$WORK/raw.out"
+tap_ok $? "files: a broken bindings file is logged and the running configuration stays" \
+	"$(cat "$WORK/raw.out"; grep 'reload failed' "$LOG" | tail -2)"
+sleep 4
+raw mail:app@client.test "macros:R:$ok_macros" rcpt:a@corp.example
+[ "$(grep -c "reload failed" "$LOG")" = 1 ]
+tap_ok $? "files: the broken file is not tried again until it changes" "$(grep 'reload failed' "$LOG")"
 
 kill -TERM "$PID"
 wait "$PID"

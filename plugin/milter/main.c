@@ -134,9 +134,11 @@ static struct milter_msg *msg_get(SMFICTX *ctx)
 
 /*
  * macros_bad - 1 when the MTA sent a macro packet that was not name/value
- * pairs (shim.c replaced it by the marker) in this session, or when the
- * checked reader is not in use and no macro can be trusted. Logged once
- * per process for the second case.
+ * pairs in this session (shim.c replaced it by the marker). A libmilter
+ * that calls its reader without the dynamic linker (linked with
+ * -Bsymbolic-functions) never reaches shim.c: then packets are not
+ * checked, which is logged once as an error, and mail still flows; the
+ * socket's permissions remain the defence.
  */
 static int macros_bad(SMFICTX *ctx)
 {
@@ -144,9 +146,10 @@ static int macros_bad(SMFICTX *ctx)
 
 	if (shim_reads() == 0) {
 		if (atomic_exchange(&warned, 1) == 0)
-			log_error("milter: libmilter reads commands past btprelay's macro check "
-				  "(statically bound mi_rd_cmd); refusing every message");
-		return 1;
+			log_error("milter: libmilter reads commands without btprelay's macro check "
+				  "(its mi_rd_cmd is bound inside the library): malformed macro "
+				  "packets are not caught; keep the milter socket private");
+		return 0;
 	}
 	return smfi_getsymval(ctx, MILTER_BAD_MACROS) != NULL;
 }

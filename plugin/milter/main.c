@@ -489,6 +489,22 @@ static void socket_warn_public(const char *spec, const char *sockfile)
 		 "the milter protocol to it; see btprelay-milter(8)", spec);
 }
 
+/* socket_dir_setgid - 1 when the socket's directory hands its group to new files */
+static int socket_dir_setgid(const char *sock)
+{
+	char dir[4096];
+	const char *slash = strrchr(sock, '/');
+	struct stat st;
+
+	if (slash == NULL)
+		return stat(".", &st) == 0 && (st.st_mode & S_ISGID) != 0;
+	if ((size_t)(slash - sock) >= sizeof(dir))
+		return 0;
+	memcpy(dir, sock, (size_t)(slash - sock));
+	dir[slash - sock] = '\0';
+	return stat(dir[0] != '\0' ? dir : "/", &st) == 0 && (st.st_mode & S_ISGID) != 0;
+}
+
 /* drop_privileges - become user (groups first); 0 or -1 with errbuf */
 static int drop_privileges(const char *user, const char *sock, char *errbuf, size_t errlen)
 {
@@ -509,8 +525,13 @@ static int drop_privileges(const char *user, const char *sock, char *errbuf, siz
 		snprintf(errbuf, errlen, "cannot become user %s: not started as root", user);
 		return -1;
 	}
-	/* the milter removes its own socket at stop, and the MTA's group may need it */
-	if (sock != NULL && chown(sock, pw->pw_uid, pw->pw_gid) < 0)
+	/*
+	 * The milter removes its own socket at stop. Its group: in a set-group-ID
+	 * directory (/var/spool/postfix/btprelay, group postfix) the one it got
+	 * there, the MTA's; elsewhere the user's, which the MTA's user may join.
+	 */
+	if (sock != NULL && chown(sock, pw->pw_uid, socket_dir_setgid(sock) ? (gid_t)-1
+				  : pw->pw_gid) < 0)
 		log_warn("cannot chown %s to %s: %s", sock, user, strerror(errno));
 	if (setgid(pw->pw_gid) < 0 || initgroups(pw->pw_name, pw->pw_gid) < 0
 	    || setuid(pw->pw_uid) < 0) {

@@ -21,7 +21,7 @@
 set -u
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/lib/harness.sh"
 harness_init readme-postfix
-for tool in postmap jq setpriv; do
+for tool in postmap jq setpriv pgrep; do
 	command -v "$tool" >/dev/null 2>&1 || harness_skip "$tool not installed (tests/install-deps.sh)"
 done
 MASTER_DIST=/usr/share/postfix/master.cf.dist
@@ -236,5 +236,24 @@ expect_body "$WORK/msg2.txt"
 grep -q "to=<user@corp.example>, destination=MAIL_ONPREM, result=found" "$BTPRELAY_LOG"
 tap_ok $? "$SCEN: the milter decided the recipient" "$(grep 'milter' "$BTPRELAY_LOG" | tail -3)"
 
+scenario "README step 6 without systemd: started as root with -u btprelay"
 milter_stop
+readme_has '(umask 0117; btprelay-milter -u btprelay)'
+# the README's command; -c names the relocated btprelay.conf, -P lets the test stop it
+(umask 0117; exec "$ROOT/usr/sbin/btprelay-milter" -c "$ROOT/etc/btprelay/btprelay.conf" -u btprelay \
+	-P "$WORK/milter.pid") >> "$WORK/log/unit.log" 2>&1
+rc=$?
+MILTER_PID=$(cat "$WORK/milter.pid" 2>/dev/null)
+[ "$rc" = 0 ] && [ -n "$MILTER_PID" ] &&
+	[ "$(stat -c '%U:%G %a' "$SPOOL/btprelay/milter.sock" 2>/dev/null)" = "btprelay:postfix 660" ] &&
+	[ "$(stat -c %U /proc/"$MILTER_PID")" = btprelay ]
+tap_ok $? "$SCEN: detached, runs as btprelay, socket btprelay:postfix 0660" \
+	"exit $rc; $(ls -la "$SPOOL/btprelay" 2>&1; tail -3 "$WORK/log/unit.log")"
+out=$(swaks --server "127.0.0.1:$SMTP_PORT" --from app@client.test --to user@unknown.example \
+	--helo client.test --header "Subject: $MARK" 2>&1 | tee -a "$WORK/log/swaks.log")
+printf '%s\n' "$out" | grep -q '<\*\* 550 5\.1\.2 destination <MAIL_UNKNOWN> does not exist'
+tap_ok $? "$SCEN: unknown destination: 550 5.1.2 at RCPT" "$(printf '%s\n' "$out" | grep -A1 'RCPT TO')"
+kill "$MILTER_PID" 2>/dev/null
+for _ in $(seq 100); do kill -0 "$MILTER_PID" 2>/dev/null || break; sleep 0.1; done
+MILTER_PID=
 tap_done

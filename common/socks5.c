@@ -392,9 +392,9 @@ static int socks5_auth(struct socks5_hs *hs, const char *jwt, const char *locati
 	return socks5_parse_auth(hs, reply);
 }
 
-/* socks5_connect - on a conn connected to the proxy: greeting, 0x80 auth, CONNECT host:port */
-int socks5_connect(struct conn *c, const char *jwt, const char *location_id,
-		   const char *host, unsigned port, struct outcome *o)
+/* socks5_connect_method - socks5_connect, and the method the proxy chose in *method */
+int socks5_connect_method(struct conn *c, const char *jwt, const char *location_id,
+			  const char *host, unsigned port, int *method, struct outcome *o)
 {
 	static const unsigned char greeting[3] = { SOCKS5_VERSION, 1, SOCKS5_METHOD_SAP };
 	static const unsigned char greeting_trusted[4] = {
@@ -417,6 +417,8 @@ int socks5_connect(struct conn *c, const char *jwt, const char *location_id,
 		return socks5_conn_fail(&hs);
 	if ((rc = socks5_parse_method(&hs, reply)) != SOCKS5_OK)
 		return rc;
+	if (method != NULL)
+		*method = reply[1];
 
 	if (reply[1] == SOCKS5_METHOD_SAP) {
 		if ((rc = socks5_auth(&hs, jwt, location_id)) != SOCKS5_OK)
@@ -473,4 +475,11 @@ int socks5_connect(struct conn *c, const char *jwt, const char *location_id,
 	socks5_enter(&hs, SOCKS5_ST_DONE);
 	log_debug("proxy CONNECT %s:%u: tunnel open", host, port);
 	return SOCKS5_OK;
+}
+
+/* socks5_connect - on a conn connected to the proxy: greeting, 0x80 auth, CONNECT host:port */
+int socks5_connect(struct conn *c, const char *jwt, const char *location_id,
+		   const char *host, unsigned port, struct outcome *o)
+{
+	return socks5_connect_method(c, jwt, location_id, host, port, NULL, o);
 }

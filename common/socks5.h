@@ -29,6 +29,12 @@ enum socks5_result {
  */
 int socks5_connect(struct conn *c, const char *jwt, const char *location_id,
 		   const char *host, unsigned port, struct outcome *o);
+/*
+ * socks5_connect_method - socks5_connect, and the method the proxy chose
+ * (0x80, or 0x00 without a token) in *method once it is known
+ */
+int socks5_connect_method(struct conn *c, const char *jwt, const char *location_id,
+			  const char *host, unsigned port, int *method, struct outcome *o);
 
 /* The byte-level pieces, pure functions for unit tests and fuzzing. */
 /*

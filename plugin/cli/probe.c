@@ -97,7 +97,8 @@ static int probe_tunnel(struct probe *p)
 	struct oauth_token tok = { 0 };
 	struct proxy_plan plan;
 	unsigned tenant = p->d.tenant_is_subscriber ? OAUTH_SUBSCRIBER : 0;
-	int attempt, r;
+	const char *loc = p->d.location_id && *p->d.location_id ? p->d.location_id : NULL;
+	int attempt, r, method = -1;
 
 	http_options_init(&http, cfg, p->conn.deadline);
 	if (proxy_plan(cfg, &p->b, p->d.name, &plan, &p->o) < 0)
@@ -121,17 +122,24 @@ static int probe_tunnel(struct probe *p)
 			return step_fail(p, "proxy.connect");
 		}
 		step_ok(p, "proxy.connect", "%s", p->conn.peer);
-		r = socks5_connect(&p->conn, plan.auth == PROXY_AUTH_TOKEN ? tok.access_token : NULL,
-				   p->d.location_id, p->d.host, p->d.port, &p->o);
+		r = socks5_connect_method(&p->conn, plan.auth == PROXY_AUTH_TOKEN ? tok.access_token
+					  : NULL, p->d.location_id, p->d.host, p->d.port, &method, &p->o);
 		if (r == SOCKS5_AUTH_REJECTED)
 			oauth_token_reject(cfg, &p->b.connectivity, &http, "connectivity", tenant,
 					   &tok);
 		oauth_token_free(&tok);
+		if (r == SOCKS5_OK && method == 0x00) {
+			/* what a trusted proxy does with the location ID is not documented: show it */
+			step_ok(p, "proxy.handshake", "no token, the proxy chose method 0x00, location "
+				"ID %s%s, CONNECT %s:%u", loc ? loc : "(none)", loc ? " not sent (the "
+				"proxy cannot receive it)" : "", p->d.host, p->d.port);
+			return 0;
+		}
 		if (r == SOCKS5_OK) {
 			step_ok(p, "proxy.handshake", "%s, location ID %s, CONNECT %s:%u",
 				plan.auth == PROXY_AUTH_TOKEN ? "method 0x80"
-				: "no token, method 0x80 or 0x00 as the proxy chose",
-				p->d.location_id ? p->d.location_id : "(none)", p->d.host, p->d.port);
+				: "no token, the proxy chose method 0x80 (JWT length 0)",
+				loc ? loc : "(none)", p->d.host, p->d.port);
 			return 0;
 		}
 		conn_close(&p->conn);

@@ -146,12 +146,14 @@ cli probe MAIL_ONPREM
 tap_ok $? "probe (0x80): exit 0" "$(cat "$OUT")"
 expect_out "probe (0x80)" '^proxy\.authentication: none \(proxy_authentication = auto, no connectivity binding' \
 	'^token: not used \(the proxy is trusted: no JWT\)$' \
-	'^proxy\.handshake: ok \(no token, method 0x80 or 0x00 as the proxy chose, location ID LOC1, CONNECT mail\.corp\.internal:25' \
+	'^proxy\.handshake: ok \(no token, the proxy chose method 0x80 \(JWT length 0\), location ID LOC1, CONNECT mail\.corp\.internal:25' \
 	'^smtp\.ehlo: ok' '^auth: ok \(user relayuser' '^result: ok$'
 emu POST /faults '{"proxy_auth":"trusted_0x00"}' >/dev/null
 cli probe MAIL_ONPREM
 [ "$RC" = 0 ]
 tap_ok $? "probe (0x00): exit 0" "$(cat "$OUT")"
+expect_out "probe (0x00)" '^proxy\.handshake: ok \(no token, the proxy chose method 0x00, location ID LOC1 not sent \(the proxy cannot receive it\), CONNECT mail\.corp\.internal:25' \
+	'^result: ok$'
 emu POST /faults '{"proxy_auth":"refuse_auth"}' >/dev/null
 cli probe MAIL_ONPREM
 [ "$RC" = 75 ]

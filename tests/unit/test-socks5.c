@@ -556,18 +556,21 @@ static void file_text(const char *path, char *buf, size_t size)
 	buf[n] = 0;
 }
 
+static int trusted_method;		/* the method the last trusted_case() was told */
+
 /* trusted_case - one handshake without a token; returns rc, the proxy's verdict in p->why */
 static int trusted_case(struct peer *p, const char *location, struct outcome *o)
 {
 	struct conn c;
 	int rc;
 
+	trusted_method = -1;
 	peer_start(p);
 	conn_init(&c, 3000, 0);
 	if (conn_connect(&c, "127.0.0.1", p->port) < 0)
 		exit(99);
 	memset(o, 0, sizeof(*o));
-	rc = socks5_connect(&c, NULL, location, "mail.corp.internal", 25, o);
+	rc = socks5_connect_method(&c, NULL, location, "mail.corp.internal", 25, &trusted_method, o);
 	conn_close(&c);
 	peer_finish(p);
 	return rc;
@@ -602,6 +605,7 @@ static void test_trusted(void)
 	peer_add(&p, PEER_SEND, reply_ok, sizeof(reply_ok));
 	rc = trusted_case(&p, "LOC1", &o);
 	is_int(rc, SOCKS5_OK, "no token, proxy chose 0x80: handshake ok");
+	is_int(trusted_method, 0x80, "no token, 0x80: socks5_connect_method says 0x80");
 	is_str(p.why, "", "no token, 0x80: greeting 05 02 80 00, auth 01 00000000 08 TE9DMQ==, CONNECT");
 	ok(p.gotlen == sizeof(GREETING_TRUSTED) + sizeof(AUTH_TRUSTED_LOC1) + sizeof(CONNECT_NAME),
 	   "no token, 0x80: nothing else was sent");
@@ -625,6 +629,7 @@ static void test_trusted(void)
 	peer_add(&p, PEER_SEND, reply_ok, sizeof(reply_ok));
 	rc = trusted_case(&p, "LOC1", &o);
 	is_int(rc, SOCKS5_OK, "no token, proxy chose 0x00: handshake ok");
+	is_int(trusted_method, 0x00, "no token, 0x00: socks5_connect_method says 0x00");
 	is_str(p.why, "", "no token, 0x00: no auth request, CONNECT right after the method reply");
 	ok(p.gotlen == sizeof(GREETING_TRUSTED) + sizeof(CONNECT_NAME),
 	   "no token, 0x00: nothing else was sent");
@@ -638,6 +643,7 @@ static void test_trusted(void)
 	peer_add(&p, PEER_SEND, method_ff, sizeof(method_ff));
 	rc = trusted_case(&p, "LOC1", &o);
 	is_int(rc, SOCKS5_FAIL, "no token, method FF: fails (no token to renew)");
+	is_int(trusted_method, -1, "no token, method FF: no method chosen");
 	ok(o.cls == DSN_DEFER && strcmp(o.status, "4.7.0") == 0, "no token, method FF: defers 4.7.0");
 	is_str(o.text, "proxy refused to work without a token: it accepted neither method 0x80 "
 	       "without a JWT nor 0x00 (method reply 05 ff); it needs proxy_authentication = "

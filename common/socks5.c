@@ -7,8 +7,9 @@
  * greeting offers 0x80 and 0x00 (RFC 1928: no authentication required);
  * on 0x80 the auth request carries a JWT length of 0 and the location ID,
  * on 0x00 CONNECT follows the method reply directly, and the location ID
- * cannot reach the proxy. The handshake is a small state machine: greeting -> method reply -> auth request -> auth reply ->
- * CONNECT -> CONNECT reply, one parse function per reply. Every reply is
+ * cannot reach the proxy. The handshake is a small state machine:
+ * greeting -> method reply -> auth request -> auth reply -> CONNECT ->
+ * CONNECT reply, one parse function per reply. Every reply is
  * read whole (the CONNECT reply including BND.ADDR and BND.PORT), so that
  * on success the conn is positioned at the first byte from the relay.
  *
@@ -426,8 +427,8 @@ int socks5_connect_method(struct conn *c, const char *jwt, const char *location_
 	} else if (location_id != NULL && *location_id != 0) {
 		/* 0x00 has no field for it: the proxy picks its default Cloud Connector */
 		log_warn("proxy chose no authentication (method 0x00): it cannot receive the "
-			 "Cloud Connector location ID \"%s\"; the connection goes to the Cloud "
-			 "Connector without a location ID", location_id);
+			 "Cloud Connector location ID \"%s\"; the proxy picks the Cloud Connector "
+			 "itself", location_id);
 	} else {
 		log_debug("proxy chose no authentication (method 0x00)");
 	}

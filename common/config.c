@@ -44,6 +44,7 @@ enum config_type {
 	CFG_TLS_LEVEL,		/* enum tls_level */
 	CFG_LOG_LEVEL,		/* int: enum log_level */
 	CFG_LOG_TARGET,		/* string: syslog, stderr or an absolute path */
+	CFG_PROXY_AUTH,		/* enum proxy_auth */
 };
 
 struct config_key {
@@ -66,6 +67,7 @@ static const struct config_key config_table[] = {
 	CFG("service_binding_root", CFG_STRING, service_binding_root, ""),
 	CFG("proxy_host", CFG_STRING, proxy_host, ""),
 	CFG("proxy_port", CFG_PORT, proxy_port, "0"),
+	CFG("proxy_authentication", CFG_PROXY_AUTH, proxy_authentication, "auto"),
 	CFG("tenant_subdomain", CFG_DNS_LABEL, tenant_subdomain, ""),
 	CFG("tenant_id", CFG_TENANT_ID, tenant_id, ""),
 	CFG("destination_selection", CFG_SELECTION, destination_selection, "subscriberFirst"),
@@ -206,6 +208,32 @@ static int config_parse_selection(const char *text)
 	return -1;
 }
 
+/* config_parse_proxy_auth - auto, token, none -> enum proxy_auth; -1 if invalid */
+static int config_parse_proxy_auth(const char *text)
+{
+	if (strcmp(text, "auto") == 0)
+		return PROXY_AUTH_AUTO;
+	if (strcmp(text, "token") == 0)
+		return PROXY_AUTH_TOKEN;
+	if (strcmp(text, "none") == 0)
+		return PROXY_AUTH_NONE;
+	return -1;
+}
+
+/* config_proxy_auth_name - the configuration spelling of a proxy authentication */
+const char *config_proxy_auth_name(enum proxy_auth auth)
+{
+	switch (auth) {
+	case PROXY_AUTH_AUTO:
+		return "auto";
+	case PROXY_AUTH_TOKEN:
+		return "token";
+	case PROXY_AUTH_NONE:
+		return "none";
+	}
+	return "?";
+}
+
 /* config_selection_name - the configuration spelling of a strategy */
 const char *config_selection_name(enum dest_selection sel)
 {
@@ -275,6 +303,8 @@ static const char *config_hint(enum config_type type)
 		return "error, warning, info or debug";
 	case CFG_LOG_TARGET:
 		return "syslog, stderr or an absolute file path";
+	case CFG_PROXY_AUTH:
+		return "auto, token or none";
 	}
 	return "?";
 }
@@ -342,6 +372,11 @@ static int config_set(struct config *cfg, const struct config_key *key, const ch
 	case CFG_LOG_LEVEL:
 		n = log_level_parse(value);
 		break;
+	case CFG_PROXY_AUTH:
+		n = config_parse_proxy_auth(value);
+		if (n >= 0)
+			*(enum proxy_auth *)field = (enum proxy_auth)n;
+		return n < 0 ? -1 : 0;
 	default:
 		return -1;
 	}
@@ -621,26 +656,68 @@ out:
 	return rc;
 }
 
-/* config_load - defaults, then the file at path (NULL = default path) */
+/*
+ * config_proxy_env - the proxy's address from Kyma's connectivity-proxy-info
+ * ConfigMap (as environment variables) where the file left it unset.
+ * Returns 0, or -1 with "variable NAME: text" in errbuf.
+ */
+static int config_proxy_env(struct config *cfg, char *errbuf, size_t errlen)
+{
+	const char *host = getenv(CONFIG_ENV_PROXY_HOST), *port = getenv(CONFIG_ENV_PROXY_PORT);
+	char q[CONFIG_QUOTE_MAX + 8];
+	const char *p;
+	long n;
+
+	if (cfg->proxy_host[0] == '\0' && host != NULL && *host != '\0') {
+		for (p = host; *p; p++)
+			if (*p <= 0x20 || *p >= 0x7f)
+				break;
+		if (*p != '\0' || strlen(host) > 255) {
+			config_quote(q, sizeof(q), host);
+			snprintf(errbuf, errlen, "environment variable %s: bad value \"%s\" (a host name)",
+				 CONFIG_ENV_PROXY_HOST, q);
+			return -1;
+		}
+		free(cfg->proxy_host);
+		cfg->proxy_host = xstrdup(host);
+		cfg->proxy_from_env |= CONFIG_PROXY_HOST_ENV;
+	}
+	if (cfg->proxy_port == 0 && port != NULL && *port != '\0') {
+		if ((n = config_parse_port(port)) <= 0) {
+			config_quote(q, sizeof(q), port);
+			snprintf(errbuf, errlen, "environment variable %s: bad value \"%s\" (a port "
+				 "number, 1-65535)", CONFIG_ENV_PROXY_PORT, q);
+			return -1;
+		}
+		cfg->proxy_port = (unsigned)n;
+		cfg->proxy_from_env |= CONFIG_PROXY_PORT_ENV;
+	}
+	return 0;
+}
+
+/* config_load - defaults, then the file at path (NULL = default path), then the environment */
 int config_load(struct config *cfg, const char *path, char *errbuf, size_t errlen)
 {
 	int named = path != NULL;
 	FILE *fp;
-	int rc;
+	int rc = 0;
 
 	if (path == NULL)
 		path = BTPRELAY_DEFAULT_CONFIG;
 	config_defaults(cfg);
 	cfg->path = xstrdup(path);
 	if ((fp = fopen(path, "r")) == NULL) {
-		if (errno == ENOENT && !named)
-			return 0;
-		snprintf(errbuf, errlen, "%s: cannot open: %s", path, strerror(errno));
-		config_free(cfg);
-		return -1;
+		if (errno != ENOENT || named) {
+			snprintf(errbuf, errlen, "%s: cannot open: %s", path, strerror(errno));
+			config_free(cfg);
+			return -1;
+		}
+	} else {
+		rc = config_parse_file(cfg, fp, path, errbuf, errlen);
+		fclose(fp);
 	}
-	rc = config_parse_file(cfg, fp, path, errbuf, errlen);
-	fclose(fp);
+	if (rc == 0)
+		rc = config_proxy_env(cfg, errbuf, errlen);
 	if (rc != 0)
 		config_free(cfg);
 	return rc;

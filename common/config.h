@@ -17,6 +17,16 @@
 
 #define BTPRELAY_DEFAULT_CONFIG SYSCONFDIR "/btprelay/btprelay.conf"
 
+/*
+ * Kyma's ConfigMap kyma-system/connectivity-proxy-info, passed to a
+ * workload with envFrom, gives the proxy's address in these variables.
+ * They fill proxy_host and proxy_port when the file leaves them unset.
+ */
+#define CONFIG_ENV_PROXY_HOST "onpremise_proxy_host"
+#define CONFIG_ENV_PROXY_PORT "onpremise_socks5_proxy_port"
+#define CONFIG_PROXY_HOST_ENV 1
+#define CONFIG_PROXY_PORT_ENV 2
+
 enum dest_selection {
 	DEST_SELECT_SUBSCRIBER_FIRST = 0,	/* subscriber tenant, then the provider on 404 */
 	DEST_SELECT_ALWAYS_PROVIDER,
@@ -34,6 +44,13 @@ struct config_dest_prop {
 	char *property;			/* PROPERTY, e.g. mail.smtp.host */
 	char *value;			/* wiped by config_free: it may be a password */
 	unsigned line;
+};
+
+/* How the client authenticates to the Connectivity proxy (proxy.h decides AUTO). */
+enum proxy_auth {
+	PROXY_AUTH_AUTO = 0,	/* token with a connectivity binding, none without */
+	PROXY_AUTH_TOKEN,	/* method 0x80 with the connectivity binding's JWT */
+	PROXY_AUTH_NONE,	/* trusted proxy (Kyma's default): no JWT, methods 0x80 and 0x00 */
 };
 
 enum tls_level {
@@ -54,6 +71,8 @@ struct config {
 	char *service_binding_root;	/* Kubernetes bindings directory; "" = none */
 	char *proxy_host;		/* override onpremise_proxy_host ("" = from binding) */
 	unsigned proxy_port;		/* override port (0 = from binding) */
+	int proxy_from_env;		/* CONFIG_PROXY_*_ENV bits: which of the two came from the environment */
+	enum proxy_auth proxy_authentication;	/* default auto */
 	struct config_dest_prop *dest_props;	/* destination.NAME.PROPERTY lines, file order */
 	size_t ndest_props;
 
@@ -113,7 +132,8 @@ struct config {
 /*
  * config_load - defaults, then the file at path (NULL = default path).
  * A missing default file is not an error (all defaults); a missing named
- * file is. Returns 0, or -1 with errbuf "FILE:LINE: text".
+ * file is. Then CONFIG_ENV_PROXY_HOST/PORT fill proxy_host/proxy_port
+ * when the file did not set them. Returns 0, or -1 with errbuf "FILE:LINE: text".
  */
 int config_load(struct config *cfg, const char *path, char *errbuf, size_t errlen);
 /* config_defaults - only the defaults, no file */
@@ -125,6 +145,8 @@ int config_parse_duration(const char *text);
 int config_parse_bool(const char *text);
 /* config_has_tenant - whether a subscriber tenant is configured (subdomain or id) */
 int config_has_tenant(const struct config *cfg);
+/* config_proxy_auth_name - "auto", "token", "none" */
+const char *config_proxy_auth_name(enum proxy_auth auth);
 /* config_selection_name - "subscriberFirst", "alwaysProvider", "alwaysSubscriber" */
 const char *config_selection_name(enum dest_selection sel);
 

@@ -22,6 +22,7 @@
 #include "http.h"
 #include "log.h"
 #include "oauth.h"
+#include "proxy.h"
 #include "smtp.h"
 #include "socks5.h"
 #include "tls.h"
@@ -35,39 +36,45 @@ struct route {
 	char relay[320];	/* for texts and logs: "mail.corp.internal:25" */
 };
 
-/* open_tunnel - connectivity token, proxy connection, 0x80 handshake, CONNECT */
+/*
+ * open_tunnel - the proxy (proxy.h), with a token: connectivity token,
+ * proxy connection, 0x80 handshake, CONNECT; without one (a proxy in
+ * trusted mode): proxy connection, 0x80 or 0x00, CONNECT
+ */
 static int open_tunnel(const struct config *cfg, struct route *rt, struct outcome *o)
 {
 	struct http_options http;
 	const struct bindings *b = &rt->bind;
 	struct oauth_token tok = { 0 };
+	struct proxy_plan plan;
 	/* the tenant the destination was found for: its Cloud Connector */
 	unsigned tenant = rt->dest.tenant_is_subscriber ? OAUTH_SUBSCRIBER : 0;
 	int attempt, r = SOCKS5_FAIL;
 
 	http_options_init(&http, cfg, rt->conn.deadline);
 
-	if (!b->have_connectivity) {
-		dsn_defer(o, "4.3.5", "destination %s is OnPremise, but no connectivity service binding is configured (%s)",
-			  rt->dest.name, b->source ? b->source : "no bindings file, no VCAP_SERVICES");
+	if (proxy_plan(cfg, b, rt->dest.name, &plan, o) < 0)
 		return -1;
-	}
+	log_debug("proxy %s:%u, authentication %s (%s)", plan.host, plan.port,
+		  config_proxy_auth_name(plan.auth), plan.why);
 	/*
 	 * A rejected token (auth reply, REP 05) is fetched again once: it may
 	 * have been revoked or expired early. Nothing else is retried here:
 	 * every other failure defers, and Postfix retries the delivery.
+	 * Without a token, socks5_connect never answers SOCKS5_AUTH_REJECTED.
 	 */
 	for (attempt = 0; attempt < 2 && (attempt == 0 || r == SOCKS5_AUTH_REJECTED); attempt++) {
-		if (oauth_token_cached(cfg, &b->connectivity, &http, "connectivity", tenant, &tok, o) < 0)
+		if (plan.auth == PROXY_AUTH_TOKEN
+		    && oauth_token_cached(cfg, &b->connectivity, &http, "connectivity", tenant, &tok, o) < 0)
 			return -1;
-		if (conn_connect(&rt->conn, b->proxy_host, b->proxy_port) < 0) {
+		if (conn_connect(&rt->conn, plan.host, plan.port) < 0) {
 			dsn_defer(o, "4.4.1", "connect to connectivity proxy %s: %s",
 				  rt->conn.peer, rt->conn.errtext);
 			oauth_token_free(&tok);
 			return -1;
 		}
-		r = socks5_connect(&rt->conn, tok.access_token, rt->dest.location_id,
-				   rt->dest.host, rt->dest.port, o);
+		r = socks5_connect(&rt->conn, plan.auth == PROXY_AUTH_TOKEN ? tok.access_token : NULL,
+				   rt->dest.location_id, rt->dest.host, rt->dest.port, o);
 		if (r == SOCKS5_AUTH_REJECTED)
 			oauth_token_reject(cfg, &b->connectivity, &http, "connectivity", tenant, &tok);
 		oauth_token_free(&tok);

@@ -2,9 +2,14 @@
  * socks5 - the SAP BTP Connectivity proxy's SOCKS5 handshake with the
  * vendor authentication method 0x80 (JWT + Cloud Connector location ID).
  *
- * The wire format is REFERENCE.md §1; the handshake is a small state
- * machine: greeting -> method reply -> auth request -> auth reply ->
- * CONNECT -> CONNECT reply, one parse function per reply. Every reply is
+ * The wire format is REFERENCE.md §1. Without a token (a proxy in
+ * trusted mode, such as Kyma's Connectivity Proxy module by default) the
+ * greeting offers 0x80 and 0x00 (RFC 1928: no authentication required);
+ * on 0x80 the auth request carries a JWT length of 0 and the location ID,
+ * on 0x00 CONNECT follows the method reply directly, and the location ID
+ * cannot reach the proxy. The handshake is a small state machine:
+ * greeting -> method reply -> auth request -> auth reply -> CONNECT ->
+ * CONNECT reply, one parse function per reply. Every reply is
  * read whole (the CONNECT reply including BND.ADDR and BND.PORT), so that
  * on success the conn is positioned at the first byte from the relay.
  *
@@ -31,6 +36,7 @@
 
 #define SOCKS5_VERSION		0x05
 #define SOCKS5_METHOD_SAP	0x80	/* JWT + location ID */
+#define SOCKS5_METHOD_NOAUTH	0x00	/* no authentication required (RFC 1928) */
 #define SOCKS5_METHOD_NONE	0xff	/* no acceptable method */
 #define SOCKS5_AUTH_VERSION	0x01
 #define SOCKS5_CMD_CONNECT	0x01
@@ -45,7 +51,7 @@
 
 /* Handshake states, in order; the step names appear in every failure text. */
 enum socks5_state {
-	SOCKS5_ST_GREETING,		/* sent 05 01 80, waiting for 05 80 */
+	SOCKS5_ST_GREETING,		/* sent 05 01 80 (no token: 05 02 80 00), waiting for 05 80 (or 05 00) */
 	SOCKS5_ST_AUTH,			/* sent the 0x80 auth request, waiting for 01 00 */
 	SOCKS5_ST_CONNECT,		/* sent CONNECT, waiting for 05 00 ... */
 	SOCKS5_ST_DONE,			/* byte pipe to the relay */
@@ -58,6 +64,7 @@ struct socks5_hs {
 	const char *host;
 	unsigned port;
 	struct outcome *o;
+	int trusted;			/* no token: the proxy's trusted mode */
 };
 
 /* socks5_rep_text - SAP's meaning of a REP code */
@@ -94,7 +101,9 @@ size_t socks5_auth_request(unsigned char *buf, size_t size, const char *jwt,
 	char loc64[SOCKS5_LOCATION_B64_MAX + 1];
 	size_t jwtlen, loclen = 0, b64len = 0, total;
 
-	if (jwt == NULL || (jwtlen = strlen(jwt)) == 0 || jwtlen > UINT32_MAX)
+	/* no token: JWT length 0; an empty token from a token service is an error */
+	jwtlen = jwt != NULL ? strlen(jwt) : 0;
+	if ((jwt != NULL && jwtlen == 0) || jwtlen > UINT32_MAX)
 		return 0;
 	if (location_id != NULL && (loclen = strlen(location_id)) > 0) {
 		/* L counts the base64 text: 4 * ceil(n / 3) must fit in one byte. */
@@ -113,7 +122,8 @@ size_t socks5_auth_request(unsigned char *buf, size_t size, const char *jwt,
 	buf[2] = (unsigned char)(jwtlen >> 16);
 	buf[3] = (unsigned char)(jwtlen >> 8);
 	buf[4] = (unsigned char)jwtlen;
-	memcpy(buf + 5, jwt, jwtlen);
+	if (jwtlen > 0)
+		memcpy(buf + 5, jwt, jwtlen);
 	buf[5 + jwtlen] = (unsigned char)b64len;
 	memcpy(buf + 6 + jwtlen, loc64, b64len);
 	return total;
@@ -233,7 +243,7 @@ static int socks5_send(struct socks5_hs *hs, const unsigned char *buf, size_t le
 	return 0;
 }
 
-/* socks5_parse_method - the method reply: 05 80 */
+/* socks5_parse_method - the method reply: 05 80, or without a token 05 80 or 05 00 */
 static int socks5_parse_method(struct socks5_hs *hs, const unsigned char r[2])
 {
 	char hex[8];
@@ -243,12 +253,19 @@ static int socks5_parse_method(struct socks5_hs *hs, const unsigned char r[2])
 		dsn_defer(hs->o, "4.3.5", "proxy greeting: not a SOCKS5 reply (%s)", hex);
 		return SOCKS5_FAIL;
 	}
-	if (r[1] != SOCKS5_METHOD_SAP) {
+	if (r[1] == SOCKS5_METHOD_SAP || (hs->trusted && r[1] == SOCKS5_METHOD_NOAUTH))
+		return SOCKS5_OK;
+	if (!hs->trusted)
 		dsn_defer(hs->o, "4.7.0", "proxy refused authentication method 0x80 (method reply %s)",
 			  hex);
-		return SOCKS5_FAIL;
-	}
-	return SOCKS5_OK;
+	else if (r[1] == SOCKS5_METHOD_NONE)
+		dsn_defer(hs->o, "4.7.0", "proxy refused to work without a token: it accepted neither "
+			  "method 0x80 without a JWT nor 0x00 (method reply %s); it needs "
+			  "proxy_authentication = token and a connectivity binding", hex);
+	else
+		dsn_defer(hs->o, "4.7.0", "proxy chose method 0x%02x, which was not offered "
+			  "(method reply %s)", r[1], hex);
+	return SOCKS5_FAIL;
 }
 
 /* socks5_parse_auth - the auth reply: 01 00 */
@@ -259,6 +276,12 @@ static int socks5_parse_auth(struct socks5_hs *hs, const unsigned char r[2])
 	if (r[0] == SOCKS5_AUTH_VERSION && r[1] == 0x00)
 		return SOCKS5_OK;
 	socks5_hex(hex, sizeof(hex), r, 2);
+	if (hs->trusted) {
+		dsn_defer(hs->o, "4.7.0", "proxy authentication without a token rejected (auth "
+			  "reply %s); it needs proxy_authentication = token and a connectivity "
+			  "binding", hex);
+		return SOCKS5_FAIL;
+	}
 	dsn_defer(hs->o, "4.7.0", "proxy authentication rejected (auth reply %s)", hex);
 	return SOCKS5_AUTH_REJECTED;
 }
@@ -278,7 +301,8 @@ static int socks5_parse_connect(struct socks5_hs *hs, const unsigned char *r, si
 	switch (rep) {
 	case SOCKS5_REP_AUTH:
 		dsn_defer(hs->o, "4.7.0", "%s failed: REP %02x (%s)", step, rep, socks5_rep_text(rep));
-		return SOCKS5_AUTH_REJECTED;
+		/* without a token there is none to renew */
+		return hs->trusted ? SOCKS5_FAIL : SOCKS5_AUTH_REJECTED;
 	case 0x02:
 	case 0x07:
 	case 0x08:
@@ -304,7 +328,7 @@ static int socks5_check_input(struct socks5_hs *hs, const char *jwt, const char 
 	struct in6_addr a6;
 	size_t loclen = location_id ? strlen(location_id) : 0;
 
-	if (jwt == NULL || *jwt == 0) {
+	if (jwt != NULL && *jwt == 0) {
 		dsn_defer(hs->o, "4.3.5", "proxy auth: no Connectivity token");
 		return SOCKS5_FAIL;
 	}
@@ -334,53 +358,80 @@ static int socks5_check_input(struct socks5_hs *hs, const char *jwt, const char 
 	return SOCKS5_OK;
 }
 
-/* socks5_connect - on a conn connected to the proxy: greeting, 0x80 auth, CONNECT host:port */
-int socks5_connect(struct conn *c, const char *jwt, const char *location_id,
-		   const char *host, unsigned port, struct outcome *o)
+/*
+ * socks5_auth - the 0x80 sub-negotiation: the token (or a JWT length of 0
+ * without one) and the location ID; the buffer that held the token is wiped
+ */
+static int socks5_auth(struct socks5_hs *hs, const char *jwt, const char *location_id)
 {
-	static const unsigned char greeting[3] = { SOCKS5_VERSION, 1, SOCKS5_METHOD_SAP };
-	struct socks5_hs hs = { c, SOCKS5_ST_GREETING, host, port, o };
-	unsigned char reply[SOCKS5_REPLY_MAX], creq[7 + SOCKS5_NAME_MAX];
-	unsigned char *auth;
-	size_t authsize, len, rlen;
+	unsigned char *auth, reply[2];
+	size_t authsize, len;
 	int rc;
 
-	if ((rc = socks5_check_input(&hs, jwt, location_id)) != SOCKS5_OK)
-		return rc;
-
-	/* Greeting: one method, 0x80. */
-	socks5_enter(&hs, SOCKS5_ST_GREETING);
-	if (socks5_send(&hs, greeting, sizeof(greeting)) < 0)
-		return SOCKS5_FAIL;
-	if (conn_read(c, reply, 2) < 0)
-		return socks5_conn_fail(&hs);
-	if ((rc = socks5_parse_method(&hs, reply)) != SOCKS5_OK)
-		return rc;
-
-	/* Authentication: the token and the location ID. */
-	socks5_enter(&hs, SOCKS5_ST_AUTH);
-	log_debug("proxy auth: token of %zu bytes, location ID %s%s%s", strlen(jwt),
+	socks5_enter(hs, SOCKS5_ST_AUTH);
+	log_debug("proxy auth: %s%zu bytes, location ID %s%s%s", jwt ? "token of "
+		  : "no token (trusted mode), JWT length 0: ", jwt ? strlen(jwt) : 0,
 		  location_id && *location_id ? "\"" : "",
 		  location_id && *location_id ? location_id : "(none)",
 		  location_id && *location_id ? "\"" : "");
-	authsize = 1 + 4 + strlen(jwt) + 1 + SOCKS5_LOCATION_B64_MAX;
+	authsize = 1 + 4 + (jwt ? strlen(jwt) : 0) + 1 + SOCKS5_LOCATION_B64_MAX;
 	auth = xmalloc(authsize);
 	len = socks5_auth_request(auth, authsize, jwt, location_id);
 	if (len == 0) {
 		/* socks5_check_input() has refused everything that gets here. */
 		free(auth);
-		dsn_defer(o, "4.3.5", "proxy auth: cannot encode the auth request");
+		dsn_defer(hs->o, "4.3.5", "proxy auth: cannot encode the auth request");
 		return SOCKS5_FAIL;
 	}
-	rc = conn_write(c, auth, len) < 0 || conn_flush(c) < 0 ? -1 : 0;
+	rc = conn_write(hs->c, auth, len) < 0 || conn_flush(hs->c) < 0 ? -1 : 0;
 	explicit_bzero(auth, authsize);
 	free(auth);
 	if (rc < 0)
-		return socks5_conn_fail(&hs);
+		return socks5_conn_fail(hs);
+	if (conn_read(hs->c, reply, 2) < 0)
+		return socks5_conn_fail(hs);
+	return socks5_parse_auth(hs, reply);
+}
+
+/* socks5_connect_method - socks5_connect, and the method the proxy chose in *method */
+int socks5_connect_method(struct conn *c, const char *jwt, const char *location_id,
+			  const char *host, unsigned port, int *method, struct outcome *o)
+{
+	static const unsigned char greeting[3] = { SOCKS5_VERSION, 1, SOCKS5_METHOD_SAP };
+	static const unsigned char greeting_trusted[4] = {
+		SOCKS5_VERSION, 2, SOCKS5_METHOD_SAP, SOCKS5_METHOD_NOAUTH,
+	};
+	struct socks5_hs hs = { c, SOCKS5_ST_GREETING, host, port, o, jwt == NULL };
+	unsigned char reply[SOCKS5_REPLY_MAX], creq[7 + SOCKS5_NAME_MAX];
+	size_t len, rlen;
+	int rc;
+
+	if ((rc = socks5_check_input(&hs, jwt, location_id)) != SOCKS5_OK)
+		return rc;
+
+	/* Greeting: 0x80; without a token 0x80 first, then 0x00. */
+	socks5_enter(&hs, SOCKS5_ST_GREETING);
+	if (socks5_send(&hs, hs.trusted ? greeting_trusted : greeting,
+			hs.trusted ? sizeof(greeting_trusted) : sizeof(greeting)) < 0)
+		return SOCKS5_FAIL;
 	if (conn_read(c, reply, 2) < 0)
 		return socks5_conn_fail(&hs);
-	if ((rc = socks5_parse_auth(&hs, reply)) != SOCKS5_OK)
+	if ((rc = socks5_parse_method(&hs, reply)) != SOCKS5_OK)
 		return rc;
+	if (method != NULL)
+		*method = reply[1];
+
+	if (reply[1] == SOCKS5_METHOD_SAP) {
+		if ((rc = socks5_auth(&hs, jwt, location_id)) != SOCKS5_OK)
+			return rc;
+	} else if (location_id != NULL && *location_id != 0) {
+		/* 0x00 has no field for it: the proxy picks its default Cloud Connector */
+		log_warn("proxy chose no authentication (method 0x00): it cannot receive the "
+			 "Cloud Connector location ID \"%s\"; the proxy picks the Cloud Connector "
+			 "itself", location_id);
+	} else {
+		log_debug("proxy chose no authentication (method 0x00)");
+	}
 
 	/* CONNECT to the relay's (virtual) host. */
 	socks5_enter(&hs, SOCKS5_ST_CONNECT);
@@ -425,4 +476,11 @@ int socks5_connect(struct conn *c, const char *jwt, const char *location_id,
 	socks5_enter(&hs, SOCKS5_ST_DONE);
 	log_debug("proxy CONNECT %s:%u: tunnel open", host, port);
 	return SOCKS5_OK;
+}
+
+/* socks5_connect - on a conn connected to the proxy: greeting, 0x80 auth, CONNECT host:port */
+int socks5_connect(struct conn *c, const char *jwt, const char *location_id,
+		   const char *host, unsigned port, struct outcome *o)
+{
+	return socks5_connect_method(c, jwt, location_id, host, port, NULL, o);
 }

@@ -3,7 +3,8 @@
  * talks to anyone, one line per check, "ok: ..." or "error: ...": the
  * configuration file (errors as FILE:LINE), the service bindings (their
  * source, the instances picked, the permissions of files that hold
- * secrets), the destinations declared locally (file, variable,
+ * secrets), the Connectivity proxy (address, authentication with a token
+ * or without, and why), the destinations declared locally (file, variable,
  * configuration: each one checked as the lookup would), the tenant, the
  * CA files, the log target and the cache directory. Nothing is fetched
  * from the network: `token` and `probe` do that.
@@ -22,6 +23,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "proxy.h"
 #include "tls.h"
 #include "util.h"
 
@@ -136,8 +138,25 @@ static void check_bindings(struct check *c, const struct config *cfg, struct bin
 		ok(c, "connectivity binding: %s, proxy %s:%u%s", text, b->proxy_host, b->proxy_port,
 		   cfg->proxy_host[0] || cfg->proxy_port ? " (proxy_host/proxy_port override)" : "");
 	} else {
-		ok(c, "connectivity binding: none (OnPremise destinations cannot be used)");
+		ok(c, "connectivity binding: none");
 	}
+}
+
+/* check_proxy - how OnPremise destinations reach the Connectivity proxy, and why */
+static void check_proxy(struct check *c, const struct config *cfg, const struct bindings *b)
+{
+	struct proxy_plan plan;
+	struct outcome o;
+
+	if (c->bindings_failed)
+		return;
+	if (proxy_plan(cfg, b, NULL, &plan, &o) == 0)
+		ok(c, "proxy: %s:%u, authentication %s (%s)", plan.host, plan.port,
+		   config_proxy_auth_name(plan.auth), plan.why);
+	else if (cfg->proxy_authentication == PROXY_AUTH_AUTO)
+		ok(c, "proxy: none (OnPremise destinations cannot be used: %s)", o.text);
+	else
+		bad(c, "proxy: %s", o.text);
 }
 
 /* check_tenant - which tenant the Destination Service is asked for */
@@ -393,6 +412,7 @@ int cmd_check(struct cli *cli, int argc, char **argv)
 	}
 	check_config_file(&c, cfg);
 	check_bindings(&c, cfg, &b);
+	check_proxy(&c, cfg, &b);
 	check_tenant(&c, cfg);
 	if (cfg->destinations_file[0] != '\0')
 		check_destinations_file(&c, cfg->destinations_file);

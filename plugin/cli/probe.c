@@ -1,8 +1,10 @@
 /*
  * probe - `btprelay probe NAME [--no-auth]`: open the route to the relay
  * exactly as a delivery does and say how each step went, without sending
- * mail: resolve the destination; for OnPremise the Connectivity token,
- * the TCP connection to the proxy, the 0x80 handshake and CONNECT; then
+ * mail: resolve the destination; for OnPremise how the proxy is
+ * authenticated and why (proxy.authentication), the Connectivity token
+ * (not with a trusted proxy), the TCP connection to the proxy, the
+ * handshake and CONNECT; then
  * SMTP: greeting, EHLO, STARTTLS or implicit TLS (version, cipher, the
  * relay's certificate and the verification result), AUTH with the
  * destination's credentials (unless --no-auth); then QUIT. The TLS
@@ -36,6 +38,7 @@
 #include "deliver.h"
 #include "http.h"
 #include "oauth.h"
+#include "proxy.h"
 #include "smtp.h"
 #include "socks5.h"
 #include "tls.h"
@@ -82,44 +85,61 @@ static int step_fail(struct probe *p, const char *step)
 	return -1;
 }
 
-/* probe_tunnel - token, proxy connection, 0x80 handshake, CONNECT (deliver.c's open_tunnel) */
+/*
+ * probe_tunnel - the proxy's authentication and why, token (unless the
+ * proxy is trusted), proxy connection, handshake, CONNECT (deliver.c's
+ * open_tunnel)
+ */
 static int probe_tunnel(struct probe *p)
 {
 	const struct config *cfg = p->cfg;
 	struct http_options http;
-	struct oauth_token tok;
+	struct oauth_token tok = { 0 };
+	struct proxy_plan plan;
 	unsigned tenant = p->d.tenant_is_subscriber ? OAUTH_SUBSCRIBER : 0;
-	int attempt, r;
+	const char *loc = p->d.location_id && *p->d.location_id ? p->d.location_id : NULL;
+	int attempt, r, method = -1;
 
 	http_options_init(&http, cfg, p->conn.deadline);
-	if (!p->b.have_connectivity) {
-		dsn_defer(&p->o, "4.3.5", "destination %s is OnPremise, but no connectivity service "
-			  "binding is configured (%s)", p->d.name, p->b.source ? p->b.source
-			  : "no bindings file, no VCAP_SERVICES");
-		return step_fail(p, "token");
-	}
+	if (proxy_plan(cfg, &p->b, p->d.name, &plan, &p->o) < 0)
+		return step_fail(p, "proxy.authentication");
+	cli_fact("proxy.authentication", "%s (%s)", config_proxy_auth_name(plan.auth), plan.why);
 	for (attempt = 0; attempt < 2; attempt++) {
-		if (oauth_token_cached(cfg, &p->b.connectivity, &http, "connectivity", tenant, &tok,
-				       &p->o) < 0)
-			return step_fail(p, "token");
-		step_ok(p, "token", "connectivity, %s, expires in %ld s",
-			tenant ? "subscriber" : "provider", (long)(tok.expires_at - time(NULL)));
-		if (conn_connect(&p->conn, p->b.proxy_host, p->b.proxy_port) < 0) {
+		if (plan.auth == PROXY_AUTH_NONE) {
+			cli_fact("token", "not used (the proxy is trusted: no JWT)");
+		} else {
+			if (oauth_token_cached(cfg, &p->b.connectivity, &http, "connectivity",
+					       tenant, &tok, &p->o) < 0)
+				return step_fail(p, "token");
+			step_ok(p, "token", "connectivity, %s, expires in %ld s",
+				tenant ? "subscriber" : "provider",
+				(long)(tok.expires_at - time(NULL)));
+		}
+		if (conn_connect(&p->conn, plan.host, plan.port) < 0) {
 			dsn_defer(&p->o, "4.4.1", "connect to connectivity proxy %s: %s",
 				  p->conn.peer, p->conn.errtext);
 			oauth_token_free(&tok);
 			return step_fail(p, "proxy.connect");
 		}
 		step_ok(p, "proxy.connect", "%s", p->conn.peer);
-		r = socks5_connect(&p->conn, tok.access_token, p->d.location_id, p->d.host,
-				   p->d.port, &p->o);
+		r = socks5_connect_method(&p->conn, plan.auth == PROXY_AUTH_TOKEN ? tok.access_token
+					  : NULL, p->d.location_id, p->d.host, p->d.port, &method, &p->o);
 		if (r == SOCKS5_AUTH_REJECTED)
 			oauth_token_reject(cfg, &p->b.connectivity, &http, "connectivity", tenant,
 					   &tok);
 		oauth_token_free(&tok);
+		if (r == SOCKS5_OK && method == 0x00) {
+			/* what a trusted proxy does with the location ID is not documented: show it */
+			step_ok(p, "proxy.handshake", "no token, the proxy chose method 0x00, location "
+				"ID %s%s, CONNECT %s:%u", loc ? loc : "(none)", loc ? " not sent (the "
+				"proxy cannot receive it)" : "", p->d.host, p->d.port);
+			return 0;
+		}
 		if (r == SOCKS5_OK) {
-			step_ok(p, "proxy.handshake", "method 0x80, location ID %s, CONNECT %s:%u",
-				p->d.location_id ? p->d.location_id : "(none)", p->d.host, p->d.port);
+			step_ok(p, "proxy.handshake", "%s, location ID %s, CONNECT %s:%u",
+				plan.auth == PROXY_AUTH_TOKEN ? "method 0x80"
+				: "no token, the proxy chose method 0x80 (JWT length 0)",
+				loc ? loc : "(none)", p->d.host, p->d.port);
 			return 0;
 		}
 		conn_close(&p->conn);

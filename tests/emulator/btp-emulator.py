@@ -8,7 +8,7 @@ Services (each on an ephemeral port, listed in DIR/ports.json once everything li
   token        HTTPS  XSUAA-like OAuth client-credentials token service (client secrets)
   token_mtls   HTTPS  the same with mutual TLS for X.509 bindings ("certurl")
   destination  HTTPS  Destination Service: find, subaccount/instance destination lists
-  proxy        SOCKS5 Connectivity proxy with authentication method 0x80
+  proxy        SOCKS5 Connectivity proxy with authentication method 0x80 (or trusted, no JWT)
   relay        SMTP   the on-premise relay behind the Cloud Connector (STARTTLS)
   relay_smtps  SMTPS  the same relay with implicit TLS
   control      HTTP   JSON control API for tests: counters, messages, fault switches
@@ -122,6 +122,8 @@ FAULT_KINDS = {
     "destination": HTTP_FAULTS | {"http403"},
     "proxy": {"refuse", "reset", "timeout", "method_ff", "auth_fail", "wrong_version",
               "garbage", "truncated"},
+    # not a fault but the proxy's mode (absent: 0x80 with a JWT); cleared like a fault
+    "proxy_auth": {"trusted_0x80", "trusted_0x00", "refuse_auth"},
 }
 RELAY_STAGES = ("greeting", "ehlo", "helo", "starttls", "auth", "mail", "rcpt", "data",
                 "eod", "rset", "quit")
@@ -1677,6 +1679,7 @@ class ControlService(HttpService):
         ("GET", "/destinations"): "get_destinations",
         ("GET", "/connections"): "get_connections",
         ("GET", "/tokens"): "get_tokens",
+        ("GET", "/proxy"): "get_proxy",
         ("GET", "/tenants"): "get_tenants",
         ("GET", "/chaos"): "get_chaos",
         ("POST", "/chaos"): "post_chaos",
@@ -1775,6 +1778,9 @@ class ControlService(HttpService):
     def get_tokens(self, body, query):
         return 200, self.emu.token_log.snapshot(), ""
 
+    def get_proxy(self, body, query):
+        return 200, self.emu.proxy_log.snapshot(), ""
+
     def get_tenants(self, body, query):
         return 200, [{"subdomain": name, "tenant_id": t["zid"], "subaccount_id": t["subaccount"],
                       "locations": list(t["locations"])} for name, t in TENANTS.items()], ""
@@ -1848,26 +1854,40 @@ class ConnectivityProxy:
             conn.hang()
         version, count = conn.reader.read_exact(2)
         methods = conn.reader.read_exact(count)
+        mode = emu.faults.get("proxy_auth") or "token"
+        record = emu.proxy_log.add({"auth": mode, "methods": methods.hex(), "method": None,
+                                    "jwt_length": None, "location_id": None, "target": None,
+                                    "rep": None})
         if fault in ("method_ff", "wrong_version", "garbage"):
             answer = {"method_ff": b"\x05\xff", "wrong_version": b"\x04\x80",
                       "garbage": b"HTTP/1.1 400 Bad Request\r\n\r\n"}[fault]
             conn.log(f"greeting -> fault {fault}")
             conn.send(answer)
             return
-        if version != 5 or 0x80 not in methods:
-            conn.log(f"greeting version {version} methods {methods.hex()}: no method 0x80 -> 05 ff")
+        method = self.choose_method(mode, version, methods)
+        emu.proxy_log.update(record, method=f"{method:02x}")
+        if method == 0xff:
+            conn.log(f"greeting version {version} methods {methods.hex()}, proxy_auth {mode}: "
+                     "no acceptable method -> 05 ff")
             conn.send(b"\x05\xff")
             return
-        conn.send(b"\x05\x80")
-        authenticated = self.authenticate(conn, fault)
-        if authenticated is None:
-            return
-        location, zid = authenticated
+        conn.send(bytes([5, method]))
+        if method == 0x80:
+            authenticated = self.authenticate(conn, fault, mode != "token", record)
+            if authenticated is None:
+                return
+            location, zid = authenticated
+        else:                               # trusted, 0x00: no location ID can come
+            conn.log("method 0x00 (trusted): no authentication, the Cloud Connector without "
+                     "a location ID")
+            location, zid = "", None
         command, atyp, host, port = self.read_connect(conn)
         target = f"{show(host, 100)}:{port}"
+        emu.proxy_log.update(record, target=target)
         rep_fault = emu.faults.get("proxy_rep") if chaos is None else chaos.get("proxy_rep")
         if rep_fault is not None:
             conn.log(f"CONNECT {target} -> REP {rep_fault} (fault proxy_rep)")
+            emu.proxy_log.update(record, rep=rep_fault)
             conn.send(socks_reply(rep_fault))
             return
         if fault == "truncated":
@@ -1879,9 +1899,11 @@ class ConnectivityProxy:
         except ProxyRefusal as e:
             conn.log(f"CONNECT {target} location={location!r} -> REP {e.rep:02x} ({e}; "
                      f"tenant {tenant_of_zid(zid)})")
+            emu.proxy_log.update(record, rep=e.rep)
             conn.send(socks_reply(e.rep))
             return
         try:
+            emu.proxy_log.update(record, rep=0)
             conn.send(socks_reply(0, backend.getsockname()[1]))
             emu.counters.bump("proxy_connects_ok")
             conn.log(f"CONNECT {target} location={location!r} -> REP 00, splicing")
@@ -1890,11 +1912,21 @@ class ConnectivityProxy:
         finally:
             backend.close()
 
-    def authenticate(self, conn, fault):
+    @staticmethod
+    def choose_method(mode, version, methods):
+        """The method the proxy picks from the greeting, 0xff for none: 0x80 with a JWT
+        (token), or in trusted mode 0x80 (then 0x00) or 0x00 alone; refuse_auth: none."""
+        if version != 5:
+            return 0xff
+        prefer = {"token": (0x80,), "trusted_0x80": (0x80, 0x00), "trusted_0x00": (0x00,),
+                  "refuse_auth": ()}[mode]
+        return next((m for m in prefer if m in methods), 0xff)
+
+    def authenticate(self, conn, fault, trusted, record):
         """Read the 0x80 auth request; (location ID, zid of the token) when valid, else
-        None (after 01 01)."""
+        None (after 01 01). Trusted: any JWT length, the JWT is not looked at, no zid."""
         try:
-            location, zid = self.read_auth(conn)
+            location, zid = self.read_auth(conn, trusted, record)
             if fault == "auth_fail":
                 raise InvalidToken("fault auth_fail")
         except InvalidToken as e:
@@ -1907,12 +1939,13 @@ class ConnectivityProxy:
         conn.send(b"\x01\x00")
         return location, zid
 
-    def read_auth(self, conn):
+    def read_auth(self, conn, trusted, record):
         reader = conn.reader
         if reader.read_exact(1) != b"\x01":
             raise InvalidToken("auth sub-version is not 1")
         (length,) = struct.unpack(">I", reader.read_exact(4))
-        if length == 0 or length > JWT_MAX:
+        self.emu.proxy_log.update(record, jwt_length=length)
+        if (length == 0 and not trusted) or length > JWT_MAX:
             raise InvalidToken(f"absurd JWT length {length}")
         jwt = reader.read_exact(length)
         (location_length,) = reader.read_exact(1)
@@ -1921,6 +1954,9 @@ class ConnectivityProxy:
             location = base64.b64decode(encoded, validate=True).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError):
             raise InvalidToken("location ID is not base64 of UTF-8") from None
+        self.emu.proxy_log.update(record, location_id=location)
+        if trusted:                         # the proxy's own subaccount: the provider
+            return location, None
         claims = self.emu.tokens.verify(jwt)
         if claims.get("client_id") not in (CONNECTIVITY_CLIENT_ID, CONNECTIVITY_X509_CLIENT_ID):
             raise InvalidToken(f"token of {claims.get('client_id')}, "
@@ -2635,6 +2671,7 @@ class Emulator:
         self.finds_lock = threading.Lock()
         self.token_log = RecentList(1000)
         self.relay_log = RecentList(200)
+        self.proxy_log = RecentList(200)
         self.connections = Connections()
         self.acceptor = Acceptor(self)
         self.cert_dir = cert_dir
@@ -2818,6 +2855,7 @@ class Emulator:
             self.finds.clear()
         self.token_log.clear()
         self.relay_log.clear()
+        self.proxy_log.clear()
         self.log("control", "reset")
 
     def stop(self):

@@ -6,7 +6,7 @@
 # /reset, load (threads come back) and a prompt SIGTERM; tenants, destination levels,
 # authTokens, X.509 bindings and token_mtls, AUTH XOAUTH2, the relay's TLS/ESMTP switches
 # and GET /connections. Each check is a small python3 snippet run after the helpers below
-# (emutest.py).
+# (emutest.py). The proxy's trusted modes (proxy_auth: no JWT, 0x80 or 0x00, or 0xFF).
 
 set -u
 
@@ -1410,6 +1410,81 @@ for rep in (1, 3, 5):
         s, got = tunnel()
         equal(got, rep, "proxy_rep")
         expect_eof(s, "closed after REP")
+EOF
+
+check "proxy_auth trusted_0x80: 05 02 80 00 -> 05 80, JWT length 0 + LOC1 -> 01 00, mail arrives from LOC1; GET /proxy records it" <<'EOF'
+with fault({"proxy_auth": "trusted_0x80"}):
+    s = proxy_socket()
+    s.sendall(b"\x05\x02\x80\x00")
+    equal(recv_exact(s, 2), b"\x05\x80", "method 0x80 chosen")
+    s.sendall(b"\x01\x00\x00\x00\x00" + b"\x08TE9DMQ==")
+    equal(recv_exact(s, 2), b"\x01\x00", "no JWT, accepted")
+    s.sendall(connect_request("mail.corp.internal", 25))
+    equal(recv_exact(s, 10)[:2], b"\x05\x00", "CONNECT")
+    smtp = Smtp(s)
+    smtp.expect(None, 220)
+    smtp.expect("EHLO client.example", 250)
+    equal(send_message(smtp, b"trusted 0x80\r\n")[0], 250, "message accepted")
+    smtp.expect("QUIT", 221)
+    m = messages()[-1]
+    equal((m["via_proxy"], m["location_id"], m["tenant"]), (True, "LOC1", None), "envelope: LOC1")
+    # a token is not looked at in trusted mode: still 0x80, recorded by its length only
+    s = proxy_socket()
+    s.sendall(b"\x05\x01\x80")
+    equal(recv_exact(s, 2), b"\x05\x80", "0x80 alone: 0x80")
+    s.sendall(auth_request(b"not-a-jwt", "LOC1"))
+    equal(recv_exact(s, 2), b"\x01\x00", "any JWT accepted")
+    s.close()
+log = control("GET", "/proxy")
+equal([(h["auth"], h["methods"], h["method"], h["jwt_length"], h["location_id"]) for h in log[-2:]],
+      [("trusted_0x80", "8000", "80", 0, "LOC1"), ("trusted_0x80", "80", "80", 9, "LOC1")],
+      "handshake records")
+equal((log[-2]["target"], log[-2]["rep"]), ("mail.corp.internal:25", 0), "record: target, REP")
+check("not-a-jwt" not in json.dumps(log), "no JWT in the records")
+EOF
+
+check "proxy_auth trusted_0x00: 05 02 80 00 -> 05 00, CONNECT at once, the Cloud Connector without a location ID; 05 01 80 -> 05 ff" <<'EOF'
+with fault({"proxy_auth": "trusted_0x00"}):
+    s = proxy_socket()
+    s.sendall(b"\x05\x02\x80\x00")
+    equal(recv_exact(s, 2), b"\x05\x00", "method 0x00 chosen")
+    s.sendall(connect_request("mail.corp.internal", 25))
+    equal(recv_exact(s, 10)[:2], b"\x05\x00", "CONNECT without auth")
+    smtp = Smtp(s)
+    smtp.expect(None, 220)
+    smtp.expect("EHLO client.example", 250)
+    equal(send_message(smtp, b"trusted 0x00\r\n")[0], 250, "message accepted")
+    smtp.expect("QUIT", 221)
+    m = messages()[-1]
+    equal((m["via_proxy"], m["location_id"]), (True, None), "envelope: no location ID")
+    s = proxy_socket()
+    s.sendall(b"\x05\x01\x80")
+    equal(recv_exact(s, 2), b"\x05\xff", "0x80 alone: refused")
+    expect_eof(s, "closed after 05 ff")
+h = control("GET", "/proxy")[-2]
+equal((h["auth"], h["method"], h["jwt_length"], h["location_id"], h["rep"]),
+      ("trusted_0x00", "00", None, None, 0), "record of the 0x00 handshake")
+EOF
+
+check "proxy_auth refuse_auth: every greeting -> 05 ff, recorded; cleared: 0x80 with a JWT again" <<'EOF'
+with fault({"proxy_auth": "refuse_auth"}):
+    for greeting in (b"\x05\x02\x80\x00", b"\x05\x01\x80", b"\x05\x01\x00"):
+        s = proxy_socket()
+        s.sendall(greeting)
+        equal(recv_exact(s, 2), b"\x05\xff", f"refused {greeting.hex()}")
+        expect_eof(s, "closed after 05 ff")
+equal([h["method"] for h in control("GET", "/proxy")[-3:]], ["ff"] * 3, "records")
+s = proxy_socket()
+s.sendall(b"\x05\x02\x80\x00")
+equal(recv_exact(s, 2), b"\x05\x80", "token mode: 0x80")
+s.sendall(b"\x01\x00\x00\x00\x00\x00")
+equal(recv_exact(s, 2), b"\x01\x01", "token mode: JWT length 0 refused")
+try:
+    control("POST", "/faults", {"proxy_auth": "jwt"})
+except BaseException:
+    pass
+else:
+    raise SystemExit("FAILED: an unknown proxy_auth was accepted")
 EOF
 
 # --- fault switches: relay -----------------------------------------------------------

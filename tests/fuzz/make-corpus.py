@@ -47,6 +47,11 @@ seed("socks5", "auth-01-01", b"\x05\x80\x01\x01")
 seed("socks5", "truncated-connect", OK + b"\x05\x00\x00\x01\x7f")
 seed("socks5", "truncated-name", OK + b"\x05\x00\x00\x03\xffmail")
 seed("socks5", "http", b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+# without a token (a proxy in trusted mode): 0x00 goes straight to CONNECT
+seed("socks5", "trusted-00-ok", b"\x05\x00\x05\x00\x00\x01\x7f\x00\x00\x01\xc3\x50" + GREETING)
+seed("socks5", "trusted-00-rep-03", b"\x05\x00\x05\x03\x00\x01\x7f\x00\x00\x01\x00\x00")
+seed("socks5", "trusted-00-atyp03", b"\x05\x00\x05\x00\x00\x03\x05proxy\x00\x19" + GREETING)
+seed("socks5", "method-02", b"\x05\x02")
 
 # --- smtp-reply: lines as relays send them
 POSTFIX_EHLO = ("250-mail.corp.internal\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250-VRFY\r\n"

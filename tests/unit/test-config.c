@@ -404,6 +404,61 @@ static void test_files(void)
 	config_free(&cfg);
 }
 
+/* test_proxy - proxy_authentication, and Kyma's connectivity-proxy-info values in the environment */
+static void test_proxy(void)
+{
+	static const struct {
+		const char *text;
+		enum proxy_auth want;
+	} t[] = {
+		{ "", PROXY_AUTH_AUTO },
+		{ "proxy_authentication = auto\n", PROXY_AUTH_AUTO },
+		{ "proxy_authentication = token\n", PROXY_AUTH_TOKEN },
+		{ "proxy_authentication = none\n", PROXY_AUTH_NONE },
+	};
+	struct config cfg;
+	char err[512];
+	size_t i;
+
+	unsetenv(CONFIG_ENV_PROXY_HOST);
+	unsetenv(CONFIG_ENV_PROXY_PORT);
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		ok(config_load(&cfg, write_conf(t[i].text), err, sizeof(err)) == 0
+		   && cfg.proxy_authentication == t[i].want, "proxy_authentication %s",
+		   config_proxy_auth_name(t[i].want));
+		config_free(&cfg);
+	}
+	has_str(load_error("proxy_authentication = jwt\n"),
+		"1: bad value for proxy_authentication: \"jwt\" (auto, token or none)",
+		"proxy_authentication jwt: refused, with the choices");
+
+	/* envFrom: configMapRef connectivity-proxy-info */
+	setenv(CONFIG_ENV_PROXY_HOST, "connectivity-proxy.kyma-system.svc.cluster.local", 1);
+	setenv(CONFIG_ENV_PROXY_PORT, "20004", 1);
+	ok(config_load(&cfg, write_conf(""), err, sizeof(err)) == 0, "environment: loads");
+	is_str(cfg.proxy_host, "connectivity-proxy.kyma-system.svc.cluster.local",
+	       "environment: proxy_host from onpremise_proxy_host");
+	is_int(cfg.proxy_port, 20004, "environment: proxy_port from onpremise_socks5_proxy_port");
+	is_int(cfg.proxy_from_env, CONFIG_PROXY_HOST_ENV | CONFIG_PROXY_PORT_ENV,
+	       "environment: both recorded as from the environment");
+	config_free(&cfg);
+	ok(config_load(&cfg, write_conf("proxy_host = 127.0.0.1\nproxy_port = 1080\n"), err,
+		       sizeof(err)) == 0 && strcmp(cfg.proxy_host, "127.0.0.1") == 0
+	   && cfg.proxy_port == 1080 && cfg.proxy_from_env == 0,
+	   "environment: the file's proxy_host/proxy_port win");
+	config_free(&cfg);
+	setenv(CONFIG_ENV_PROXY_PORT, "20004x", 1);
+	has_str(load_error(""), "environment variable onpremise_socks5_proxy_port: bad value "
+		"\"20004x\"", "environment: a bad port is an error naming the variable");
+	setenv(CONFIG_ENV_PROXY_PORT, "0", 1);
+	has_str(load_error(""), "onpremise_socks5_proxy_port", "environment: port 0 refused");
+	setenv(CONFIG_ENV_PROXY_HOST, "a b", 1);
+	unsetenv(CONFIG_ENV_PROXY_PORT);
+	has_str(load_error(""), "environment variable onpremise_proxy_host: bad value",
+		"environment: a host with a space refused");
+	unsetenv(CONFIG_ENV_PROXY_HOST);
+}
+
 int main(void)
 {
 	if (mkdtemp(dir) == NULL) {
@@ -418,6 +473,7 @@ int main(void)
 	test_bools();
 	test_errors();
 	test_files();
+	test_proxy();
 	unlink(path);
 	rmdir(dir);
 	return tap_done();

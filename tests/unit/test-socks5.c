@@ -1,7 +1,9 @@
 /*
  * test-socks5 - the 0x80 SOCKS5 client: byte-exact request builders, the
  * CONNECT reply length, and whole handshakes against a scripted fake proxy
- * (a thread on a loopback listener) for every reply the proxy can give.
+ * (a thread on a loopback listener) for every reply the proxy can give;
+ * the same without a token (a proxy in trusted mode): greeting 05 02 80 00,
+ * the 0x80 auth with a JWT length of 0, or straight to CONNECT on 0x00.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -17,6 +19,7 @@
 
 #include "conn.h"
 #include "dsn.h"
+#include "log.h"
 #include "socks5.h"
 #include "tap.h"
 
@@ -150,6 +153,7 @@ static const unsigned char CONNECT_NAME[] = {
 
 static char jwt[156];			/* 155 bytes, "eyJ..." */
 static unsigned char auth_loc1[1 + 4 + 155 + 1 + 8];	/* location "LOC1" -> "TE9DMQ==" */
+static const char *hs_jwt;		/* what handshake() passes: jwt, or NULL for no token */
 
 /* fixtures_init - a 155-byte JWT and the auth request for location LOC1 */
 static void fixtures_init(void)
@@ -168,7 +172,16 @@ static void fixtures_init(void)
 	memcpy(auth_loc1 + 5, jwt, 155);
 	auth_loc1[160] = 8;
 	memcpy(auth_loc1 + 161, "TE9DMQ==", 8);
+	hs_jwt = jwt;
 }
+
+/* trusted mode: no token */
+static const unsigned char GREETING_TRUSTED[] = { 0x05, 0x02, 0x80, 0x00 };
+static const unsigned char METHOD_NOAUTH[] = { 0x05, 0x00 };
+/* JWT length 0, location "LOC1" -> "TE9DMQ==" */
+static const unsigned char AUTH_TRUSTED_LOC1[] = {
+	0x01, 0x00, 0x00, 0x00, 0x00, 8, 'T', 'E', '9', 'D', 'M', 'Q', '=', '=',
+};
 
 /* handshake - run socks5_connect against p with the usual script prefix up to CONNECT */
 static int handshake(struct peer *p, int timeout_ms, const char *host, unsigned port,
@@ -183,7 +196,7 @@ static int handshake(struct peer *p, int timeout_ms, const char *host, unsigned 
 		exit(99);
 	}
 	memset(o, 0, sizeof(*o));
-	rc = socks5_connect(c, jwt, "LOC1", host, port, o);
+	rc = socks5_connect(c, hs_jwt, "LOC1", host, port, o);
 	return rc;
 }
 
@@ -217,7 +230,13 @@ static void test_auth_request(void)
 	is_int(socks5_auth_request(buf, sizeof(buf), jwt, loc), 0,
 	       "location of 190 bytes: base64 over 255 -> 0");
 	is_int(socks5_auth_request(buf, 176, jwt, "cloud-sdk-js"), 0, "buffer one byte short -> 0");
-	is_int(socks5_auth_request(buf, sizeof(buf), NULL, NULL), 0, "no JWT -> 0");
+	n = socks5_auth_request(buf, sizeof(buf), NULL, "LOC1");
+	ok(n == sizeof(AUTH_TRUSTED_LOC1) && memcmp(buf, AUTH_TRUSTED_LOC1, n) == 0,
+	   "no token: 01, JWT length 00 00 00 00, 08 TE9DMQ==");
+	n = socks5_auth_request(buf, sizeof(buf), NULL, NULL);
+	ok(n == 6 && memcmp(buf, "\x01\x00\x00\x00\x00\x00", 6) == 0,
+	   "no token, no location: 01 00 00 00 00 00");
+	is_int(socks5_auth_request(buf, 5, NULL, NULL), 0, "no token, buffer one byte short -> 0");
 	is_int(socks5_auth_request(buf, sizeof(buf), "", NULL), 0, "empty JWT -> 0");
 }
 
@@ -329,7 +348,8 @@ static void test_success(void)
 	is_str(p.why, "", "the proxy saw CONNECT with ATYP 01");
 }
 
-static void test_rep_codes(void)
+/* test_rep_codes - every REP code, with a token and without one (the proxy chose 0x00) */
+static void test_rep_codes(int trusted)
 {
 	static const struct {
 		unsigned char rep;
@@ -346,7 +366,7 @@ static void test_rep_codes(void)
 		{ 0x04, SOCKS5_FAIL, "4.4.1", "proxy CONNECT mail.corp.internal:25 failed: REP 04 "
 		  "(backend host unreachable)" },
 		{ 0x05, SOCKS5_AUTH_REJECTED, "4.7.0", "proxy CONNECT mail.corp.internal:25 failed: "
-		  "REP 05 (authentication failure)" },
+		  "REP 05 (authentication failure)" },	/* without a token: SOCKS5_FAIL */
 		{ 0x06, SOCKS5_FAIL, "4.4.1", "failed: REP 06" },
 		{ 0x07, SOCKS5_FAIL, "4.3.5", "failed: REP 07 (command not supported" },
 		{ 0x08, SOCKS5_FAIL, "4.3.5", "failed: REP 08 (address type not supported" },
@@ -361,21 +381,32 @@ static void test_rep_codes(void)
 		struct outcome o;
 		int rc;
 
-		peer_add(&p, PEER_EXPECT, GREETING, sizeof(GREETING));
-		peer_add(&p, PEER_SEND, METHOD_OK, sizeof(METHOD_OK));
-		peer_add(&p, PEER_EXPECT, auth_loc1, sizeof(auth_loc1));
-		peer_add(&p, PEER_SEND, AUTH_OK, sizeof(AUTH_OK));
+		const char *mode = trusted ? "no token, " : "";
+		int want_rc = trusted && t[i].rc == SOCKS5_AUTH_REJECTED ? SOCKS5_FAIL : t[i].rc;
+
+		if (trusted) {
+			peer_add(&p, PEER_EXPECT, GREETING_TRUSTED, sizeof(GREETING_TRUSTED));
+			peer_add(&p, PEER_SEND, METHOD_NOAUTH, sizeof(METHOD_NOAUTH));
+		} else {
+			peer_add(&p, PEER_EXPECT, GREETING, sizeof(GREETING));
+			peer_add(&p, PEER_SEND, METHOD_OK, sizeof(METHOD_OK));
+			peer_add(&p, PEER_EXPECT, auth_loc1, sizeof(auth_loc1));
+			peer_add(&p, PEER_SEND, AUTH_OK, sizeof(AUTH_OK));
+		}
 		peer_add(&p, PEER_EXPECT, CONNECT_NAME, sizeof(CONNECT_NAME));
 		peer_add(&p, PEER_SEND, reply, sizeof(reply));
+		hs_jwt = trusted ? NULL : jwt;
 		rc = handshake(&p, 3000, "mail.corp.internal", 25, &c, &o);
+		hs_jwt = jwt;
 		conn_close(&c);
 		peer_finish(&p);
-		is_int(rc, t[i].rc, "REP %02x: return value", t[i].rep);
-		is_int(o.cls, DSN_DEFER, "REP %02x: defers", t[i].rep);
-		is_str(o.status, t[i].status, "REP %02x: status", t[i].rep);
-		has_str(o.text, t[i].text, "REP %02x: text", t[i].rep);
+		is_int(rc, want_rc, "%sREP %02x: return value", mode, t[i].rep);
+		is_int(o.cls, DSN_DEFER, "%sREP %02x: defers", mode, t[i].rep);
+		is_str(o.status, t[i].status, "%sREP %02x: status", mode, t[i].rep);
+		has_str(o.text, t[i].text, "%sREP %02x: text", mode, t[i].rep);
 		ok(strstr(o.text, jwt) == NULL && strstr(o.text, "eyJ") == NULL,
-		   "REP %02x: no token in the text", t[i].rep);
+		   "%sREP %02x: no token in the text", mode, t[i].rep);
+		is_str(p.why, "", "%sREP %02x: the proxy saw the expected bytes", mode, t[i].rep);
 	}
 }
 
@@ -512,6 +543,147 @@ static void test_bad_input(void)
 	is_int(p.gotlen, 0, "nothing was sent to the proxy for unusable input");
 }
 
+/* file_text - the whole (small) file, NUL-terminated, in buf */
+static void file_text(const char *path, char *buf, size_t size)
+{
+	FILE *fp = fopen(path, "r");
+	size_t n = 0;
+
+	if (fp != NULL) {
+		n = fread(buf, 1, size - 1, fp);
+		fclose(fp);
+	}
+	buf[n] = 0;
+}
+
+static int trusted_method;		/* the method the last trusted_case() was told */
+
+/* trusted_case - one handshake without a token; returns rc, the proxy's verdict in p->why */
+static int trusted_case(struct peer *p, const char *location, struct outcome *o)
+{
+	struct conn c;
+	int rc;
+
+	trusted_method = -1;
+	peer_start(p);
+	conn_init(&c, 3000, 0);
+	if (conn_connect(&c, "127.0.0.1", p->port) < 0)
+		exit(99);
+	memset(o, 0, sizeof(*o));
+	rc = socks5_connect_method(&c, NULL, location, "mail.corp.internal", 25, &trusted_method, o);
+	conn_close(&c);
+	peer_finish(p);
+	return rc;
+}
+
+static void test_trusted(void)
+{
+	static const unsigned char reply_ok[] = { 0x05, 0x00, 0x00, 0x01, 10, 0, 0, 1, 0, 25 };
+	static const unsigned char method_ff[] = { 0x05, 0xff };
+	static const unsigned char method_02[] = { 0x05, 0x02 };
+	static const unsigned char auth_bad[] = { 0x01, 0x01 };
+	static const unsigned char auth_noloc[] = { 0x01, 0, 0, 0, 0, 0 };
+	char logpath[] = "/tmp/test-socks5-log.XXXXXX", logtext[8192];
+	struct peer p;
+	struct outcome o;
+	int fd, rc;
+
+	/* every log line of this test at debug level, to look for what it must not say */
+	if ((fd = mkstemp(logpath)) < 0 || log_open("test-socks5", logpath, LOG_LVL_DEBUG) < 0) {
+		perror("log file");
+		exit(99);
+	}
+	close(fd);
+
+	/* the proxy chooses 0x80: JWT length 0, then the location ID */
+	memset(&p, 0, sizeof(p));
+	peer_add(&p, PEER_EXPECT, GREETING_TRUSTED, sizeof(GREETING_TRUSTED));
+	peer_add(&p, PEER_SEND, METHOD_OK, sizeof(METHOD_OK));
+	peer_add(&p, PEER_EXPECT, AUTH_TRUSTED_LOC1, sizeof(AUTH_TRUSTED_LOC1));
+	peer_add(&p, PEER_SEND, AUTH_OK, sizeof(AUTH_OK));
+	peer_add(&p, PEER_EXPECT, CONNECT_NAME, sizeof(CONNECT_NAME));
+	peer_add(&p, PEER_SEND, reply_ok, sizeof(reply_ok));
+	rc = trusted_case(&p, "LOC1", &o);
+	is_int(rc, SOCKS5_OK, "no token, proxy chose 0x80: handshake ok");
+	is_int(trusted_method, 0x80, "no token, 0x80: socks5_connect_method says 0x80");
+	is_str(p.why, "", "no token, 0x80: greeting 05 02 80 00, auth 01 00000000 08 TE9DMQ==, CONNECT");
+	ok(p.gotlen == sizeof(GREETING_TRUSTED) + sizeof(AUTH_TRUSTED_LOC1) + sizeof(CONNECT_NAME),
+	   "no token, 0x80: nothing else was sent");
+
+	/* 0x80 without a location ID: L = 0 */
+	memset(&p, 0, sizeof(p));
+	peer_add(&p, PEER_EXPECT, GREETING_TRUSTED, sizeof(GREETING_TRUSTED));
+	peer_add(&p, PEER_SEND, METHOD_OK, sizeof(METHOD_OK));
+	peer_add(&p, PEER_EXPECT, auth_noloc, sizeof(auth_noloc));
+	peer_add(&p, PEER_SEND, AUTH_OK, sizeof(AUTH_OK));
+	peer_add(&p, PEER_EXPECT, CONNECT_NAME, sizeof(CONNECT_NAME));
+	peer_add(&p, PEER_SEND, reply_ok, sizeof(reply_ok));
+	rc = trusted_case(&p, NULL, &o);
+	ok(rc == SOCKS5_OK && p.why[0] == 0, "no token, no location ID, 0x80: auth 01 00000000 00");
+
+	/* the proxy chooses 0x00: CONNECT right after the method reply */
+	memset(&p, 0, sizeof(p));
+	peer_add(&p, PEER_EXPECT, GREETING_TRUSTED, sizeof(GREETING_TRUSTED));
+	peer_add(&p, PEER_SEND, METHOD_NOAUTH, sizeof(METHOD_NOAUTH));
+	peer_add(&p, PEER_EXPECT, CONNECT_NAME, sizeof(CONNECT_NAME));
+	peer_add(&p, PEER_SEND, reply_ok, sizeof(reply_ok));
+	rc = trusted_case(&p, "LOC1", &o);
+	is_int(rc, SOCKS5_OK, "no token, proxy chose 0x00: handshake ok");
+	is_int(trusted_method, 0x00, "no token, 0x00: socks5_connect_method says 0x00");
+	is_str(p.why, "", "no token, 0x00: no auth request, CONNECT right after the method reply");
+	ok(p.gotlen == sizeof(GREETING_TRUSTED) + sizeof(CONNECT_NAME),
+	   "no token, 0x00: nothing else was sent");
+	file_text(logpath, logtext, sizeof(logtext));
+	has_str(logtext, "cannot receive the Cloud Connector location ID \"LOC1\"",
+		"no token, 0x00 with a location ID: a warning says the proxy cannot receive it");
+
+	/* 0xFF: neither method is acceptable */
+	memset(&p, 0, sizeof(p));
+	peer_add(&p, PEER_EXPECT, GREETING_TRUSTED, sizeof(GREETING_TRUSTED));
+	peer_add(&p, PEER_SEND, method_ff, sizeof(method_ff));
+	rc = trusted_case(&p, "LOC1", &o);
+	is_int(rc, SOCKS5_FAIL, "no token, method FF: fails (no token to renew)");
+	is_int(trusted_method, -1, "no token, method FF: no method chosen");
+	ok(o.cls == DSN_DEFER && strcmp(o.status, "4.7.0") == 0, "no token, method FF: defers 4.7.0");
+	is_str(o.text, "proxy refused to work without a token: it accepted neither method 0x80 "
+	       "without a JWT nor 0x00 (method reply 05 ff); it needs proxy_authentication = "
+	       "token and a connectivity binding", "no token, method FF: text");
+	ok(p.gotlen == sizeof(GREETING_TRUSTED), "no token, method FF: nothing sent after the greeting");
+
+	/* a method that was not offered */
+	memset(&p, 0, sizeof(p));
+	peer_add(&p, PEER_EXPECT, GREETING_TRUSTED, sizeof(GREETING_TRUSTED));
+	peer_add(&p, PEER_SEND, method_02, sizeof(method_02));
+	rc = trusted_case(&p, "LOC1", &o);
+	ok(rc == SOCKS5_FAIL && strcmp(o.status, "4.7.0") == 0, "no token, method 02: 4.7.0");
+	is_str(o.text, "proxy chose method 0x02, which was not offered (method reply 05 02)",
+	       "no token, method 02: text");
+
+	/* 0x80, then the empty JWT is refused */
+	memset(&p, 0, sizeof(p));
+	peer_add(&p, PEER_EXPECT, GREETING_TRUSTED, sizeof(GREETING_TRUSTED));
+	peer_add(&p, PEER_SEND, METHOD_OK, sizeof(METHOD_OK));
+	peer_add(&p, PEER_EXPECT, AUTH_TRUSTED_LOC1, sizeof(AUTH_TRUSTED_LOC1));
+	peer_add(&p, PEER_SEND, auth_bad, sizeof(auth_bad));
+	rc = trusted_case(&p, "LOC1", &o);
+	is_int(rc, SOCKS5_FAIL, "no token, auth 01 01: fails, no retry with a new token");
+	ok(o.cls == DSN_DEFER && strcmp(o.status, "4.7.0") == 0, "no token, auth 01 01: 4.7.0");
+	has_str(o.text, "proxy authentication without a token rejected (auth reply 01 01)",
+		"no token, auth 01 01: text");
+
+	/* with a token the greeting stays 05 01 80, and the debug log has no token */
+	memset(&p, 0, sizeof(p));
+	peer_add(&p, PEER_EXPECT, GREETING, sizeof(GREETING));
+	peer_add(&p, PEER_SEND, METHOD_NOAUTH, sizeof(METHOD_NOAUTH));
+	fail_case("token, proxy chose 0x00", &p, 3000, SOCKS5_FAIL, "4.7.0",
+		  "proxy refused authentication method 0x80 (method reply 05 00)");
+	file_text(logpath, logtext, sizeof(logtext));
+	has_str(logtext, "no token (trusted mode), JWT length 0", "debug log: the trusted auth step");
+	ok(strstr(logtext, "eyJ") == NULL, "debug log: no token");
+	log_close();
+	unlink(logpath);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -520,8 +692,10 @@ int main(void)
 	test_connect_request();
 	test_reply_length();
 	test_success();
-	test_rep_codes();
+	test_rep_codes(0);
+	test_rep_codes(1);
 	test_failures();
 	test_bad_input();
+	test_trusted();
 	return tap_done();
 }

@@ -628,7 +628,7 @@ int routes_write_map(const struct route_table *t, const char *tmpl, const char *
 	size_t len = 0, oldlen = 0, i;
 	FILE *f;
 	struct stat st;
-	int fd, rc = -1;
+	int fd, mode_rc, rc = -1;
 
 	*changed = 0;
 	if (colon != NULL && (size_t)(colon - map) < sizeof(type) && strchr(map, '/') > colon) {
@@ -680,7 +680,8 @@ int routes_write_map(const struct route_table *t, const char *tmpl, const char *
 		goto out;
 	}
 	/* Postfix's processes read it, whatever the umask */
-	if ((fchmod(fd, 0644) < 0) | (close(fd) < 0)) {
+	mode_rc = fchmod(fd, 0644);
+	if (close(fd) < 0 || mode_rc < 0) {
 		snprintf(why, sizeof(why), "%s: %s", tmp, strerror(errno));
 		goto out;
 	}

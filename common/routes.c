@@ -575,8 +575,6 @@ static const char *map_suffix(const char *type)
 		return ".db";
 	if (strcmp(type, "cdb") == 0)
 		return ".cdb";
-	if (strcmp(type, "lmdb") == 0)
-		return ".lmdb";
 	return NULL;
 }
 
@@ -637,7 +635,7 @@ int routes_write_map(const struct route_table *t, const char *tmpl, const char *
 		path = colon + 1;
 	}
 	if ((suffix = map_suffix(type)) == NULL || *path != '/' || strlen(path) > 4000) {
-		dsn_defer(o, "4.3.5", "routes map %s: want [hash|btree|cdb|lmdb:]/absolute/path",
+		dsn_defer(o, "4.3.5", "routes map %s: want [hash|btree|cdb:]/absolute/path",
 			  map);
 		return -1;
 	}

@@ -124,7 +124,8 @@ int routes_nexthop(const char *tmpl, const char *name, char *buf, size_t size);
 
 /*
  * routes_write_map - the table as a Postfix lookup table: map is
- * [TYPE:]PATH (TYPE hash (default), btree, cdb or lmdb). PATH gets
+ * [TYPE:]PATH (TYPE hash (default), btree or cdb: the types whose
+ * postmap output is one file). PATH gets
  * "domain value" lines; postmap(1) builds the indexed file beside a
  * temporary copy, and both are renamed into place, so Postfix sees the old
  * table or the new one, never half of one. Nothing is written when PATH

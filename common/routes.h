@@ -115,33 +115,6 @@ int routes_collect(const struct config *cfg, const struct bindings *b, struct ro
 
 /* routes_source_name - "env", "file", "cockpit" */
 const char *routes_source_name(enum route_source source);
-/*
- * routes_nexthop - the transport_maps value of a destination: tmpl with
- * every $destination or ${destination} replaced by name. 0, or -1 when
- * it does not fit or would hold white space.
- */
-int routes_nexthop(const char *tmpl, const char *name, char *buf, size_t size);
-
-/*
- * routes_write_map - the table as a Postfix lookup table: map is
- * [TYPE:]PATH (TYPE hash (default), btree or cdb: the types whose
- * postmap output is one file). PATH gets
- * "domain value" lines; postmap(1) builds the indexed file beside a
- * temporary copy, and both are renamed into place, so Postfix sees the old
- * table or the new one, never half of one. Nothing is written when PATH
- * already holds the same lines and its indexed file exists (*changed = 0).
- * Returns 0, or -1 with a 4.3.0 outcome (nothing replaced).
- */
-int routes_write_map(const struct route_table *t, const char *tmpl, const char *map,
-		     int *changed, struct outcome *o);
-
-/*
- * routes_run - run a Postfix command such as {"postfix", "reload", NULL}
- * (argv[0] from PATH, else /usr/sbin), killed after seconds. 0 when it
- * exits 0, else -1 with why.
- */
-int routes_run(const char *const argv[], int seconds, char *why, size_t size);
-
 void routes_free(struct route_table *t);
 
 #endif

@@ -27,7 +27,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "routes.h"
+#include "routemap.h"
 
 #define RELOAD_SECONDS 60
 
@@ -79,7 +79,7 @@ static int routes_run_user(struct cli *cli, const char *map, int *changed)
 		cli_fact("routes", "%zu (%u conflicts)", t.n, t.conflicts);
 	}
 	if (rc == 0 && map != NULL) {
-		rc = routes_write_map(&t, cli->cfg.routes_transport, map, changed, &o);
+		rc = routemap_write(&t, cli->cfg.routes_transport, map, changed, &o);
 		if (rc == 0)
 			cli_fact("map", "%s %s", map, *changed ? "updated" : "unchanged");
 	}
@@ -117,7 +117,7 @@ static int reload(void)
 	char why[600];
 
 	fflush(stdout);
-	if (routes_run(argv, RELOAD_SECONDS, why, sizeof(why)) < 0) {
+	if (routemap_run(argv, RELOAD_SECONDS, why, sizeof(why)) < 0) {
 		cli_error("the map changed, but %s: Postfix uses it when its processes restart",
 			  why);
 		return EX_TEMPFAIL;

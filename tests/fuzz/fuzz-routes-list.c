@@ -23,7 +23,7 @@
 #include "config.h"
 #include "fuzz.h"
 #include "http.h"
-#include "routes.h"
+#include "routemap.h"
 
 #define TOKEN_BODY "{\"access_token\":\"eyJhbGciOiJIUzI1NiJ9.eyJjaWQiOiJzYi1jbG9uZS1kZXN0IWIxIn0." \
 	"c2ln\",\"token_type\":\"bearer\",\"expires_in\":43199}"
@@ -100,7 +100,7 @@ static void check_table(const struct route_table *t)
 		fuzz_assert(strcmp(norm, t->v[i].domain) == 0);
 		fuzz_assert(strcspn(norm, " \t\r\n#") == strlen(norm));
 		fuzz_assert(routes_name_ok(t->v[i].destination));
-		fuzz_assert(routes_nexthop("btprelay:$destination", t->v[i].destination, value,
+		fuzz_assert(routemap_value("btprelay:$destination", t->v[i].destination, value,
 					   sizeof(value)) == 0);
 		fuzz_assert(!fuzz_has_ctl(t->v[i].origin));
 		if (i > 0)

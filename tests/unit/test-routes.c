@@ -6,7 +6,7 @@
 #include <unistd.h>
 #include "tap.h"
 #include "log.h"
-#include "routes.h"
+#include "routemap.h"
 
 static const struct {
 	const char *in;
@@ -74,7 +74,7 @@ int main(void)
 	ok(!routes_name_ok("") && !routes_name_ok("MAIL ONPREM") && !routes_name_ok("a:b"),
 	   "names with space, colon or nothing refused");
 	for (i = 0; i < sizeof(nexthops) / sizeof(nexthops[0]); i++) {
-		rc = routes_nexthop(nexthops[i].tmpl, nexthops[i].name, value, sizeof(value));
+		rc = routemap_value(nexthops[i].tmpl, nexthops[i].name, value, sizeof(value));
 		if (nexthops[i].want != NULL)
 			is_str(rc == 0 ? value : "(refused)", nexthops[i].want, "nexthop %s",
 			       nexthops[i].tmpl);
@@ -157,9 +157,9 @@ int main(void)
 	/* the map file */
 	ok(mkdtemp(dir) != NULL, "temporary directory");
 	snprintf(map, sizeof(map), "nosuch:%s/routes", dir);
-	ok(routes_write_map(&t, "btprelay:$destination", map, &changed, &o) < 0
+	ok(routemap_write(&t, "btprelay:$destination", map, &changed, &o) < 0
 	   && strcmp(o.status, "4.3.5") == 0, "an unknown table type is refused");
-	ok(routes_write_map(&t, "btprelay:$destination", "hash:relative", &changed, &o) < 0,
+	ok(routemap_write(&t, "btprelay:$destination", "hash:relative", &changed, &o) < 0,
 	   "a relative path is refused");
 	snprintf(map, sizeof(map), "hash:%s/routes", dir);
 	snprintf(path, sizeof(path), "%s/routes.db", dir);
@@ -173,11 +173,11 @@ int main(void)
 			fclose(f);
 		setenv("MAIL_CONFIG", dir, 1);
 		snprintf(path, sizeof(path), "%s/routes.db", dir);
-		rc = routes_write_map(&t, "btprelay:$destination", map, &changed, &o);
+		rc = routemap_write(&t, "btprelay:$destination", map, &changed, &o);
 		ok(rc == 0 && changed && stat(path, &st) == 0, "the map and its .db written");
-		rc = routes_write_map(&t, "btprelay:$destination", map, &changed, &o);
+		rc = routemap_write(&t, "btprelay:$destination", map, &changed, &o);
 		ok(rc == 0 && !changed, "the same routes again: nothing rewritten");
-		rc = routes_write_map(&t, "btprelay x", map, &changed, &o);
+		rc = routemap_write(&t, "btprelay x", map, &changed, &o);
 		ok(rc < 0 && !changed && strcmp(o.status, "4.3.5") == 0,
 		   "a routes_transport with a space: refused, the map stays");
 		unlink(path);

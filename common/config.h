@@ -92,6 +92,11 @@ struct config {
 	int destination_cache_ttl;	/* seconds, default 300; 0 = no destination cache */
 	int destination_stale_ttl;	/* seconds after expiry while the service fails, default 3600 */
 
+	/* relay routes for Postfix (routes.c, `btprelay routes`) */
+	int routes_cockpit;		/* routes from the destinations' btprelay.domains, default yes */
+	char *routes_file;		/* "domain destination" lines, "" = none */
+	char *routes_transport;		/* transport_maps value, default btprelay:$destination */
+
 	/* SMTP to the relay */
 	char *smtp_helo_name;		/* "" = gethostname() */
 	enum tls_level smtp_tls_level;	/* default may */

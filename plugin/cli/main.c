@@ -31,6 +31,8 @@ static const char usage_text[] =
 	"  send NAME --from ADDR --to ADDR [--to ADDR]... [--subject TEXT] [--body-file FILE]\n"
 	"                                a test message through the transport's delivery code\n"
 	"  cache list|clear              the shared token and destination cache\n"
+	"  routes [--postmap [TYPE:]FILE [--reload]]\n"
+	"                                relay routes (cockpit, env, file); write Postfix's table\n"
 	"options:\n"
 	"  -c FILE         configuration file (default " BTPRELAY_DEFAULT_CONFIG ")\n"
 	"  -v              verbose: the library's debug log on stderr\n"
@@ -102,6 +104,7 @@ static const struct {
 	{ "probe", cmd_probe },
 	{ "send", cmd_send },
 	{ "cache", cmd_cache },
+	{ "routes", cmd_routes },
 };
 
 int main(int argc, char **argv)

@@ -278,6 +278,22 @@ seed("dest-service", "certificates", j({"owner": OWNER, "destinationConfiguratio
                                         "certificates": [{"Name": "relay.pem", "Type":
                                                           "CERTIFICATE", "Content": "TUlJQg=="}]}))
 
+# --- routes-list: the list answers (subaccountDestinations, instanceDestinations)
+ROUTED = dict(ONPREM, **{"btprelay.domains": "corp.example, .corp.example"})
+seed("routes-list", "one-routed", j([ROUTED, INTERNET]))
+seed("routes-list", "conflict", j([dict(ROUTED, Name="MAIL_B"), dict(ROUTED, Name="MAIL_A")]))
+seed("routes-list", "mail-prefix", j([dict(INTERNET, **{"mail.btprelay.domains":
+                                                        "internet.example\tother.example."})]))
+seed("routes-list", "bad-domains", j([dict(ONPREM, **{"btprelay.domains":
+                                                      "corp..example, -x-, a b, \u00e9.example, ."})]))
+seed("routes-list", "not-mail", j([{"Name": "HTTP_X", "Type": "HTTP", "URL": "https://x.example",
+                                    "btprelay.domains": "x.example"}]))
+seed("routes-list", "bad-name", j([dict(ROUTED, Name="MAIL ONPREM\n")]))
+seed("routes-list", "empty", "[]")
+seed("routes-list", "not-array", j({"ErrorMessage": "Configuration not found"}))
+seed("routes-list", "env-form", "corp.example=MAIL_ONPREM,.corp.example=MAIL_ONPREM\n"
+     "# a comment\nfile.example MAIL_INTERNET\n")
+
 
 def main():
     for target, files in SEEDS.items():

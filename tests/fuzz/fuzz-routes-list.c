@@ -1,0 +1,158 @@
+/*
+ * fuzz-routes-list - the Destination Service's list answers
+ * (subaccountDestinations, instanceDestinations: a JSON array of flat
+ * configurations) through routes_collect(): a loopback server issues a good
+ * token and answers both lists with the input (200 mostly; else 404, 401,
+ * 403 or 500 from a hash of the input; the instance list 404 half the
+ * time), no cache. The same input is also read as BTPRELAY_ROUTES and as a
+ * routes_file (routes_parse_spec).
+ *
+ * Properties: failures defer with a one-line text; a table that comes
+ * back is sorted with one route per domain, every domain normalizes to
+ * itself (no white space or control bytes: it is a Postfix map key), every
+ * destination name is usable in a map value, and the default
+ * routes_transport makes a value of it; the client secret never appears in
+ * a text, nor does a mail.password of the answer.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bindings.h"
+#include "config.h"
+#include "fuzz.h"
+#include "http.h"
+#include "routemap.h"
+
+#define TOKEN_BODY "{\"access_token\":\"eyJhbGciOiJIUzI1NiJ9.eyJjaWQiOiJzYi1jbG9uZS1kZXN0IWIxIn0." \
+	"c2ln\",\"token_type\":\"bearer\",\"expires_in\":43199}"
+
+static struct config cfg;
+static struct bindings b;
+static char base[64];
+static const uint8_t *cur_data;
+static size_t cur_size;
+static int cur_status, cur_instance_404;
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void handler(const char *method, const char *path, struct fuzz_http_reply *r, void *arg)
+{
+	(void)method;
+	(void)arg;
+	if (strncmp(path, "/oauth/token", 12) == 0) {
+		r->status = 200;
+		r->body = TOKEN_BODY;
+		r->len = strlen(TOKEN_BODY);
+	} else if (cur_instance_404 && strstr(path, "instanceDestinations") != NULL) {
+		r->status = 404;
+		r->body = "{}";
+		r->len = 2;
+	} else {
+		r->status = cur_status;
+		r->body = (const char *)cur_data;
+		r->len = cur_size;
+	}
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	unsigned port;
+
+	(void)argc;
+	(void)argv;
+	signal(SIGPIPE, SIG_IGN);
+	fuzz_quiet();
+	http_global_init();
+	port = fuzz_http_start(handler, NULL);
+	if (port == 0) {
+		perror("fuzz_http_start");
+		return 1;
+	}
+	snprintf(base, sizeof(base), "http://127.0.0.1:%u", port);
+	config_defaults(&cfg);
+	free(cfg.cache_dir);
+	cfg.cache_dir = strdup("");
+	cfg.http_timeout = 5;
+	cfg.http_retries = 0;
+	b.have_destination = 1;
+	b.destination.token_url = base;
+	b.destination.client_id = "sb-clone-dest!b1";
+	b.destination.client_secret = "fuzz-dest-secret";
+	b.destination.instance = "dest-lite";
+	b.destination_uri = base;
+	return 0;
+}
+
+/* check_table - the properties of a table that came back */
+static void check_table(const struct route_table *t)
+{
+	char norm[ROUTES_DOMAIN_MAX + 2], value[600];
+	const char *why;
+	size_t i;
+
+	fuzz_assert(t->n <= ROUTES_MAX);
+	for (i = 0; i < t->n; i++) {
+		fuzz_assert(routes_domain_norm(t->v[i].domain, strlen(t->v[i].domain), norm,
+					       sizeof(norm), &why) == 0);
+		fuzz_assert(strcmp(norm, t->v[i].domain) == 0);
+		fuzz_assert(strcspn(norm, " \t\r\n#") == strlen(norm));
+		fuzz_assert(routes_name_ok(t->v[i].destination));
+		fuzz_assert(routemap_value("btprelay:$destination", t->v[i].destination, value,
+					   sizeof(value)) == 0);
+		fuzz_assert(!fuzz_has_ctl(t->v[i].origin));
+		if (i > 0)
+			fuzz_assert(strcmp(t->v[i - 1].domain, t->v[i].domain) < 0);
+	}
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static const int statuses[8] = { 200, 200, 200, 200, 404, 401, 403, 500 };
+	struct route_table t;
+	struct outcome o;
+	unsigned h = 2166136261u;
+	char *text;
+	size_t i;
+
+	for (i = 0; i < size; i++)
+		h = (h ^ data[i]) * 16777619u;
+	cur_data = data;
+	cur_size = size;
+	cur_status = statuses[h % 8];
+	cur_instance_404 = (h >> 3) & 1;
+	memset(&o, 0, sizeof(o));
+	unsetenv(ROUTES_ENV);
+	if (routes_collect(&cfg, &b, &t, &o) == 0) {
+		fuzz_assert(cur_status == 200 || cur_status == 404);
+		check_table(&t);
+	} else {
+		fuzz_check_outcome(&o, 0);
+		if (memmem(data, size, "fuzz-dest-secret", 16) == NULL)
+			fuzz_assert(strstr(o.text, "fuzz-dest-secret") == NULL);
+		fuzz_assert(strstr(o.text, "s3cret-relay") == NULL);
+	}
+	routes_free(&t);
+
+	/* the same bytes as BTPRELAY_ROUTES and as a routes file */
+	text = malloc(size + 1);
+	if (text == NULL)
+		return 0;
+	memcpy(text, data, size);
+	text[size] = '\0';
+	for (i = 0; i < 2; i++) {
+		memset(&t, 0, sizeof(t));
+		memset(&o, 0, sizeof(o));
+		if (routes_parse_spec(&t, text, i == 0 ? ROUTE_ENV : ROUTE_FILE, "fuzz", &o) == 0) {
+			routes_resolve(&t);
+			check_table(&t);
+		} else {
+			fuzz_check_outcome(&o, 0);
+		}
+		routes_free(&t);
+	}
+	free(text);
+	return 0;
+}

@@ -39,11 +39,9 @@ static void __attribute__((format(printf, 2, 3))) ok(struct check *c, const char
 	va_list ap;
 
 	(void)c;
-	fputs("ok: ", stdout);
 	va_start(ap, fmt);
-	vprintf(fmt, ap);
+	cli_vline(stdout, "ok: ", fmt, ap);
 	va_end(ap);
-	putchar('\n');
 }
 
 /* bad - one failed check */
@@ -52,11 +50,9 @@ static void __attribute__((format(printf, 2, 3))) bad(struct check *c, const cha
 	va_list ap;
 
 	c->errors++;
-	fputs("error: ", stdout);
 	va_start(ap, fmt);
-	vprintf(fmt, ap);
+	cli_vline(stdout, "error: ", fmt, ap);
 	va_end(ap);
-	putchar('\n');
 }
 
 /* owner - "owner NAME, mode 0600" of a stat */

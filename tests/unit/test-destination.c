@@ -949,14 +949,13 @@ struct life {
 };
 
 /* life_cb - cache_list callback: the life of the entries of one kind */
-static void life_cb(void *arg, const char *name, const char *what, const struct cache_entry *e)
+static void life_cb(void *arg, const struct cache_item *it)
 {
 	struct life *l = arg;
 
-	(void)what;
-	if (strncmp(name, l->kind, strlen(l->kind)) == 0) {
+	if (!it->note && strncmp(it->file, l->kind, strlen(l->kind)) == 0) {
 		l->n++;
-		l->life = (long)(e->expires_at - e->stored_at);
+		l->life = (long)(it->e->expires_at - it->e->stored_at);
 	}
 }
 

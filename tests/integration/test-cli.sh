@@ -394,7 +394,7 @@ expect_rc 75
 tap_ok $? "$CMD: its own failed lookup is not called a failure note" "$(diag)"
 cli cache list
 expect_rc 0
-expect_out '^destination-[0-9a-f]{64}\.fail: failure note for MAIL_ONPREM \(.*\), Destination Service https://127\.0\.0\.1:[0-9]+, client sb-clone-dest!b1: 4\.[0-9]\.[0-9] .*; failed [0-9]+ s ago; answers only the deliveries that were waiting for that lookup, later ones ask again; removed in [0-9]+ s; `btprelay cache clear` drops it$' \
+expect_out '^destination-[0-9a-f]{64}\.fail: failure note for MAIL_ONPREM \(.*\), Destination Service https://127\.0\.0\.1:[0-9]+, client sb-clone-dest!b1: 4\.[0-9]\.[0-9] .*; failed [0-9]+ s ago; answers only the deliveries that were waiting for that lookup, later ones ask again; (removed in [0-9]+ s|expired); `btprelay cache clear` drops it$' \
 	'^failure_notes: 1$'
 emu POST /faults/clear >/dev/null
 # right after the fix, the lookup is asked again: the note is older than the request
@@ -405,21 +405,22 @@ cli cache list
 expect_out '^failure_notes: 0$'
 
 # a request that waits for another's failing lookup shares its failure, and says so
-cp "$CONF" "$WORK/etc/noretry.conf"
-echo "http_retries = 0" >> "$WORK/etc/noretry.conf"
+sed '/^http_timeout/d' "$CONF" > "$WORK/etc/noretry.conf"
+printf 'http_retries = 0\nhttp_timeout = 10\n' >> "$WORK/etc/noretry.conf"
+chmod 644 "$WORK/etc/noretry.conf"
+CLI_CONF=$WORK/etc/noretry.conf cli resolve MAIL_ONPREM	# the file name of its cache key
+lock=$(CLI_CONF=$WORK/etc/noretry.conf cli cache list; sed -n 's/^\(destination-[0-9a-f]*\)\.json: MAIL_ONPREM .*/\1.lock/p' "$OUT")
 cli cache clear
 emu POST /faults '{"destination":"timeout"}' >/dev/null
 runuser -u "$TRANSPORT_USER" -- "$CLI" -c "$WORK/etc/noretry.conf" resolve MAIL_ONPREM \
 	> "$WORK/out/first.out" 2> "$WORK/out/first.err" &
 first=$!
 held=1
-for i in $(seq 100); do	# until the first one holds the lock of its destination lookup
-	for f in "$WORK"/cache/destination-*.lock; do
-		[ -e "$f" ] && ! flock -n "$f" true && { held=0; break 2; }
-	done
+for i in $(seq 300); do	# until the first one holds the lock of that lookup (10 s)
+	[ -n "$lock" ] && [ -e "$WORK/cache/$lock" ] && ! flock -n "$WORK/cache/$lock" true && { held=0; break; }
 	sleep 0.1
 done
-tap_ok $held "the first resolve holds the lock of the lookup"
+tap_ok $held "the first resolve holds the lock of the lookup ($lock)"
 CLI_CONF=$WORK/etc/noretry.conf cli resolve MAIL_ONPREM
 wait "$first"
 expect_rc 75

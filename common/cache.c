@@ -51,6 +51,15 @@ struct cache_label {
 static _Thread_local struct cache_note cache_served;
 static _Thread_local int cache_served_set;
 
+/* when this process's work began, for requests that do not say (cache_since) */
+static double cache_epoch;
+
+/* cache_since - requests that do not set since began at t (0: at their call) */
+void cache_since(double t)
+{
+	cache_epoch = t;
+}
+
 /* cache_clock - wall clock in seconds with a fraction: failure notes compare moments */
 double cache_clock(void)
 {
@@ -148,9 +157,13 @@ int cache_open(struct cache *c, const char *dir)
 		return -1;
 	}
 	if (st.st_uid != geteuid()) {
-		struct passwd *pw = getpwuid(st.st_uid);
+		struct passwd pwbuf, *pw = NULL;
+		char pwtext[1024];
 
-		if (geteuid() == 0 && pw != NULL)
+		/* getpwuid_r: the milter's threads open caches too */
+		if (geteuid() == 0 && getpwuid_r(st.st_uid, &pwbuf, pwtext, sizeof(pwtext), &pw) != 0)
+			pw = NULL;
+		if (pw != NULL)
 			/* root: the usual mistake of an operator at a terminal */
 			cache_warn_dir("cache_dir %s belongs to %s, and root does not use it: "
 				       "caching off for this run (run it as that user: "
@@ -595,7 +608,7 @@ int cache_get(const struct cache *c, const struct cache_request *r, cache_fetch_
 	struct cache_entry old;
 	char path[CACHE_PATH_MAX];
 	time_t now = time(NULL);
-	double since = r->since > 0 ? r->since : cache_clock();
+	double since = r->since > 0 ? r->since : cache_epoch > 0 ? cache_epoch : cache_clock();
 	int fd = -1, have_old, rc;
 
 	memset(e, 0, sizeof(*e));

@@ -14,7 +14,7 @@
  * Single flight: cache_get() locks KIND-HEX.lock (flock, bounded wait)
  * before it fetches and looks again once it holds the lock, so processes
  * that miss at the same time make one fetch. A failed fetch is noted
- * (KIND-HEX.fail, kept fail_ttl seconds at most), and the note answers
+ * (KIND-HEX.fail, valid fail_ttl seconds at most), and the note answers
  * only the requests that were already waiting when it was written: the
  * processes queued behind a fetch share its failure (or serve a stale
  * entry) without asking again, while any request that starts after the
@@ -157,6 +157,13 @@ int cache_clear(const struct cache *c);
 
 /* cache_clock - the wall clock with a fraction of a second, for cache_request.since */
 double cache_clock(void);
+/*
+ * cache_since - the moment this process's work began (cache_clock()), for
+ * every request that does not set its own since; 0 (the default): each
+ * request begins at its cache_get() call. A process that serves one
+ * delivery, or a test that forks a burst of them, may set it once.
+ */
+void cache_since(double t);
 
 /* a failure note that answered a cache_get() instead of a fetch */
 struct cache_note {

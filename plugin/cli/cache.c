@@ -80,7 +80,7 @@ static void list_one(void *arg, const struct cache_item *it)
 		text = json_string_value(json_object_get(e->data, "text"));
 		noted_at = json_number_value(json_object_get(e->data, "noted_at"));
 		if (l->now < e->expires_at)
-			snprintf(state, sizeof(state), "removed in %ld s",
+			snprintf(state, sizeof(state), "expires in %ld s",
 				 (long)(e->expires_at - l->now));
 		else
 			snprintf(state, sizeof(state), "expired");

@@ -32,7 +32,7 @@ static const char usage_text[] =
 	"  probe NAME [--no-auth]        proxy handshake, greeting, EHLO, TLS, AUTH; sends no mail\n"
 	"  send NAME --from ADDR --to ADDR [--to ADDR]... [--subject TEXT] [--body-file FILE]\n"
 	"                                a test message through the transport's delivery code\n"
-	"  cache list|clear              the shared token and destination cache\n"
+	"  cache list|clear              the shared token and destination cache, failure notes\n"
 	"options:\n"
 	"  -c FILE         configuration file (default " BTPRELAY_DEFAULT_CONFIG ")\n"
 	"  -v              verbose: the library's debug log on stderr\n"
@@ -91,7 +91,7 @@ void cli_failure_note(void)
 	if (cache_last_note(&n) < 0)
 		return;
 	cli_fact("failure_note", "this failure is another process's %s lookup for %s, %.0f s "
-		 "ago, which this command waited for; the note is removed in %ld s, a new "
+		 "ago, which this command waited for; the note expires in %ld s, a new "
 		 "request asks again, and `btprelay cache clear` drops it now", n.kind, n.what,
 		 n.age, n.expires_in);
 }

@@ -394,7 +394,7 @@ expect_rc 75
 tap_ok $? "$CMD: its own failed lookup is not called a failure note" "$(diag)"
 cli cache list
 expect_rc 0
-expect_out '^destination-[0-9a-f]{64}\.fail: failure note for MAIL_ONPREM \(.*\), Destination Service https://127\.0\.0\.1:[0-9]+, client sb-clone-dest!b1: 4\.[0-9]\.[0-9] .*; failed [0-9]+ s ago; answers only the deliveries that were waiting for that lookup, later ones ask again; (removed in [0-9]+ s|expired); `btprelay cache clear` drops it$' \
+expect_out '^destination-[0-9a-f]{64}\.fail: failure note for MAIL_ONPREM \(.*\), Destination Service https://127\.0\.0\.1:[0-9]+, client sb-clone-dest!b1: 4\.[0-9]\.[0-9] .*; failed [0-9]+ s ago; answers only the deliveries that were waiting for that lookup, later ones ask again; (expires in [0-9]+ s|expired); `btprelay cache clear` drops it$' \
 	'^failure_notes: 1$'
 emu POST /faults/clear >/dev/null
 # right after the fix, the lookup is asked again: the note is older than the request
@@ -424,7 +424,7 @@ tap_ok $held "the first resolve holds the lock of the lookup ($lock)"
 CLI_CONF=$WORK/etc/noretry.conf cli resolve MAIL_ONPREM
 wait "$first"
 expect_rc 75
-expect_out '^failure_note: this failure is another process.s destination lookup for MAIL_ONPREM \(.*\), [0-9]+ s ago, which this command waited for; the note is removed in [0-9]+ s, a new request asks again, and `btprelay cache clear` drops it now$'
+expect_out '^failure_note: this failure is another process.s destination lookup for MAIL_ONPREM \(.*\), [0-9]+ s ago, which this command waited for; the note expires in [0-9]+ s, a new request asks again, and `btprelay cache clear` drops it now$'
 ! grep -q '^failure_note' "$WORK/out/first.out"
 tap_ok $? "the first resolve made the lookup itself: no failure_note line" "$(cat "$WORK/out/first.out" "$WORK/out/first.err")"
 emu POST /faults/clear >/dev/null

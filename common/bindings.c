@@ -7,7 +7,10 @@
  * by bindings_file is read; when that file does not exist, the binding
  * directories under SERVICE_BINDING_ROOT (or service_binding_root) are
  * turned into the same VCAP-shaped document, one entry per directory whose
- * `type` file says destination or connectivity. Nothing at all means
+ * `type` file says destination or connectivity. A bindings_file set in the
+ * configuration that does not exist, with no binding directories to fall
+ * back to, is an error naming the path (a typo would otherwise read as
+ * "nothing bound"); the default path may be missing. Nothing at all means
  * "nothing bound" (not an error: a host with only a destinations file and
  * Internet relays needs no binding). A file that other users can read, a
  * binding directory they can write to, bad JSON, an ambiguous choice of
@@ -558,6 +561,14 @@ int bindings_load(const struct config *cfg, struct bindings *b, struct outcome *
 		root = json_loadb(text, len, 0, &jerr);
 		explicit_bzero(text, len);
 		free(text);
+	} else if (cfg->bindings_file_line > 0 && *cfg->bindings_file != '\0'
+		   && (dirs == NULL || *dirs == '\0')) {
+		/* set by hand and missing: a typo, not "nothing bound" */
+		dsn_defer(o, "4.3.5", "bindings file %s does not exist (bindings_file, %s line "
+			  "%u): fix the path, or set \"bindings_file =\" for no bindings file",
+			  cfg->bindings_file, cfg->path ? cfg->path : "configuration",
+			  cfg->bindings_file_line);
+		return -1;
 	} else if (dirs != NULL && *dirs != '\0') {
 		if (cfg->bindings_file != NULL && *cfg->bindings_file != '\0')
 			log_debug("bindings file %s: not found; trying %s", cfg->bindings_file, dirs);

@@ -41,7 +41,9 @@ struct bindings {
 
 /*
  * bindings_load - read what is bound. Having no file, no directory and no
- * variable is not an error (both have_* are 0); a malformed file, a file
+ * variable is not an error (both have_* are 0), unless bindings_file was
+ * set in the configuration (bindings_file_line) and does not exist; a
+ * malformed file, a file
  * readable by others, a binding directory writable by others or owned by
  * another user (not root), or a binding without its required keys is: -1,
  * outcome deferred with 4.3.5 and a text naming the file and the key.

@@ -17,6 +17,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <pwd.h>
 #include <openssl/evp.h>
 
 #include "cache.h"
@@ -38,6 +40,57 @@
 #define CACHE_LOCK_POLL 0.02	/* seconds between two flock() attempts */
 #define CACHE_PATH_MAX 4096
 #define CACHE_WHAT_MAX 300
+
+/* what an entry or a note says about itself, for listings */
+struct cache_label {
+	char what[CACHE_WHAT_MAX];
+	char about[CACHE_WHAT_MAX];
+};
+
+/* the failure note that last answered this thread's cache_get(), for cache_last_note() */
+static _Thread_local struct cache_note cache_served;
+static _Thread_local int cache_served_set;
+
+/* when this process's work began, for requests that do not say (cache_since) */
+static double cache_epoch;
+
+/* cache_since - requests that do not set since began at t (0: at their call) */
+void cache_since(double t)
+{
+	cache_epoch = t;
+}
+
+/* cache_clock - wall clock in seconds with a fraction: failure notes compare moments */
+double cache_clock(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/*
+ * cache_warn_dir - a warning about the cache directory, at most once a
+ * minute per text: every cache_open() of a run (token, destination) would
+ * say the same again
+ */
+static void __attribute__((format(printf, 1, 2))) cache_warn_dir(const char *fmt, ...)
+{
+	static _Thread_local char last[600];
+	static _Thread_local time_t last_at;
+	char text[600];
+	time_t now = time(NULL);
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	if (strcmp(text, last) == 0 && now - last_at < 60)
+		return;
+	str_copy(last, text, sizeof(last));
+	last_at = now;
+	log_warn("%s", text);
+}
 
 /* cache_key_valid - KIND-HEX as cache_key() makes it: safe as a file name */
 static int cache_key_valid(const char *key)
@@ -75,12 +128,12 @@ int cache_open(struct cache *c, const char *dir)
 	if (dir == NULL || *dir == '\0')
 		return -1;
 	if (dir[0] != '/') {
-		log_warn("cache_dir %s: not an absolute path; caching off", dir);
+		cache_warn_dir("cache_dir %s: not an absolute path; caching off", dir);
 		return -1;
 	}
 	if (stat(dir, &st) < 0) {
 		if (errno != ENOENT) {
-			log_warn("cache_dir %s: %s; caching off", dir, strerror(errno));
+			cache_warn_dir("cache_dir %s: %s; caching off", dir, strerror(errno));
 			return -1;
 		}
 		if (geteuid() == 0) {
@@ -90,28 +143,41 @@ int cache_open(struct cache *c, const char *dir)
 			return -1;
 		}
 		if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
-			log_warn("cache_dir %s: cannot create: %s; caching off", dir,
-				 strerror(errno));
+			cache_warn_dir("cache_dir %s: cannot create: %s; caching off", dir,
+				       strerror(errno));
 			return -1;
 		}
 		if (stat(dir, &st) < 0) {
-			log_warn("cache_dir %s: %s; caching off", dir, strerror(errno));
+			cache_warn_dir("cache_dir %s: %s; caching off", dir, strerror(errno));
 			return -1;
 		}
 	}
 	if (!S_ISDIR(st.st_mode)) {
-		log_warn("cache_dir %s: not a directory; caching off", dir);
+		cache_warn_dir("cache_dir %s: not a directory; caching off", dir);
 		return -1;
 	}
 	if (st.st_uid != geteuid()) {
-		log_warn("cache_dir %s: belongs to uid %u, not to this user (uid %u); caching off",
-			 dir, (unsigned)st.st_uid, (unsigned)geteuid());
+		struct passwd pwbuf, *pw = NULL;
+		char pwtext[1024];
+
+		/* getpwuid_r: the milter's threads open caches too */
+		if (geteuid() == 0 && getpwuid_r(st.st_uid, &pwbuf, pwtext, sizeof(pwtext), &pw) != 0)
+			pw = NULL;
+		if (pw != NULL)
+			/* root: the usual mistake of an operator at a terminal */
+			cache_warn_dir("cache_dir %s belongs to %s, and root does not use it: "
+				       "caching off for this run (run it as that user: "
+				       "runuser -u %s -- ...)", dir, pw->pw_name, pw->pw_name);
+		else
+			cache_warn_dir("cache_dir %s: belongs to uid %u, not to this user (uid %u); "
+				       "caching off", dir, (unsigned)st.st_uid,
+				       (unsigned)geteuid());
 		return -1;
 	}
 	if ((st.st_mode & 077) != 0) {
-		log_warn("cache_dir %s: accessible by other users (mode %04o), and it holds "
-			 "tokens: chmod 0700 %s; caching off", dir, (unsigned)(st.st_mode & 07777),
-			 dir);
+		cache_warn_dir("cache_dir %s: accessible by other users (mode %04o), and it holds "
+			       "tokens: chmod 0700 %s; caching off", dir,
+			       (unsigned)(st.st_mode & 07777), dir);
 		return -1;
 	}
 	c->dir = xstrdup(dir);
@@ -236,8 +302,8 @@ static time_t cache_time(const json_t *obj, const char *key)
  * cache_parse - the envelope: 0 with e filled (and what, when wanted),
  * -1 with why set.
  */
-static int cache_parse(const char *text, size_t len, struct cache_entry *e, char *what,
-		       size_t whatlen, char *why, size_t whylen)
+static int cache_parse(const char *text, size_t len, struct cache_entry *e,
+		       struct cache_label *label, char *why, size_t whylen)
 {
 	json_t *root = json_loadb(text, len, 0, NULL), *data;
 	const json_t *v;
@@ -270,10 +336,12 @@ static int cache_parse(const char *text, size_t len, struct cache_entry *e, char
 	}
 	if (e->stale_until < e->expires_at)
 		e->stale_until = e->expires_at;
-	if (what != NULL) {
+	if (label != NULL) {
 		const char *w = json_string_value(json_object_get(root, "what"));
+		const char *a = json_string_value(json_object_get(root, "about"));
 
-		str_printable(what, whatlen, w ? w : "?", w ? strlen(w) : 1);
+		str_printable(label->what, sizeof(label->what), w ? w : "?", w ? strlen(w) : 1);
+		str_printable(label->about, sizeof(label->about), a ? a : "", a ? strlen(a) : 0);
 	}
 	/* out of the envelope before the envelope's strings are wiped */
 	e->data = json_incref(data);
@@ -288,7 +356,7 @@ out:
 }
 
 /* cache_load_path - read and check one file; 0 with e filled, -1 (logged unless missing) */
-static int cache_load_path(const char *path, struct cache_entry *e, char *what, size_t whatlen)
+static int cache_load_path(const char *path, struct cache_entry *e, struct cache_label *label)
 {
 	char why[128];
 	size_t len = 0;
@@ -301,7 +369,7 @@ static int cache_load_path(const char *path, struct cache_entry *e, char *what, 
 			log_warn("cache file %s ignored: %s", path, why);
 		return -1;
 	}
-	rc = cache_parse(text, len, e, what, whatlen, why, sizeof(why));
+	rc = cache_parse(text, len, e, label, why, sizeof(why));
 	explicit_bzero(text, len);
 	free(text);
 	if (rc < 0)
@@ -317,7 +385,7 @@ int cache_load(const struct cache *c, const char *key, struct cache_entry *e)
 	memset(e, 0, sizeof(*e));
 	if (cache_path(c, key, "json", path, sizeof(path)) < 0)
 		return -1;
-	return cache_load_path(path, e, NULL, 0);
+	return cache_load_path(path, e, NULL);
 }
 
 /* cache_write - text into path through a temporary file and rename(); 0 or -1 (logged) */
@@ -361,8 +429,8 @@ fail:
 }
 
 /* cache_store_path - the envelope around data into path */
-static int cache_store_path(const char *path, const char *what, const json_t *data,
-			    time_t expires_at, time_t stale_until)
+static int cache_store_path(const char *path, const char *what, const char *about,
+			    const json_t *data, time_t expires_at, time_t stale_until)
 {
 	json_t *env = json_object();
 	char *text;
@@ -370,6 +438,8 @@ static int cache_store_path(const char *path, const char *what, const json_t *da
 
 	json_object_set_new(env, "v", json_integer(CACHE_VERSION));
 	json_object_set_new(env, "what", json_string(what ? what : ""));
+	if (about != NULL && *about != '\0')
+		json_object_set_new(env, "about", json_string(about));
 	json_object_set_new(env, "stored_at", json_integer((json_int_t)time(NULL)));
 	json_object_set_new(env, "expires_at", json_integer((json_int_t)expires_at));
 	json_object_set_new(env, "stale_until", json_integer((json_int_t)
@@ -395,7 +465,7 @@ int cache_store(const struct cache *c, const char *key, const char *what, const 
 
 	if (data == NULL || cache_path(c, key, "json", path, sizeof(path)) < 0)
 		return -1;
-	return cache_store_path(path, what, data, expires_at, stale_until);
+	return cache_store_path(path, what, NULL, data, expires_at, stale_until);
 }
 
 /* cache_remove - the entry and its failure note */
@@ -477,40 +547,55 @@ static void cache_note_failure(const struct cache *c, const struct cache_request
 	if (r->fail_ttl <= 0 || code == CACHE_OUT_OF_TIME
 	    || cache_path(c, r->key, "fail", path, sizeof(path)) < 0)
 		return;
-	note = json_pack("{s:i, s:s, s:s}", "code", code, "status", o->status, "text", o->text);
+	note = json_pack("{s:i, s:s, s:s, s:f}", "code", code, "status", o->status, "text", o->text,
+			 "noted_at", cache_clock());
 	if (note != NULL)
-		cache_store_path(path, r->what, note, time(NULL) + r->fail_ttl, 0);
+		cache_store_path(path, r->what, r->about, note, time(NULL) + r->fail_ttl, 0);
 	json_decref(note);
 }
 
 /*
- * cache_recent_failure - a failure noted less than fail_ttl ago: its code
- * with the outcome set, or 0 when there is none
+ * cache_recent_failure - a failure noted while this request waited (after
+ * since) and less than fail_ttl ago: its code with the outcome set, or 0
+ * when there is none. A note older than the request answers nobody: a
+ * flush that an operator starts after fixing the cause asks again.
  */
 static int cache_recent_failure(const struct cache *c, const struct cache_request *r,
-				struct outcome *o)
+				double since, struct outcome *o)
 {
 	char path[CACHE_PATH_MAX];
 	struct cache_entry note;
 	const char *status, *text;
 	time_t now = time(NULL);
+	double noted_at;
 	int code = 0;
 
 	if (r->fail_ttl <= 0 || cache_path(c, r->key, "fail", path, sizeof(path)) < 0)
 		return 0;
-	if (cache_load_path(path, &note, NULL, 0) < 0)
+	if (cache_load_path(path, &note, NULL) < 0)
 		return 0;
 	status = json_string_value(json_object_get(note.data, "status"));
 	text = json_string_value(json_object_get(note.data, "text"));
+	noted_at = json_number_value(json_object_get(note.data, "noted_at"));
 	if (note.expires_at > now && json_is_integer(json_object_get(note.data, "code"))
-	    && status != NULL && text != NULL && dsn_valid(status) > 0 && status[0] == '4') {
+	    && status != NULL && text != NULL && dsn_valid(status) > 0 && status[0] == '4'
+	    && noted_at >= since) {
 		code = (int)json_integer_value(json_object_get(note.data, "code"));
 		if (code >= 0)
 			code = CACHE_FAIL;
 		dsn_defer(o, status, "%s", text);
-		log_debug("%s cache: %s failed %ld s ago; not asking again for %ld s",
-			  r->kind, r->what, (long)(now - note.stored_at),
-			  (long)(note.expires_at - now));
+		log_debug("%s cache: %s failed %.1f s ago while this process waited for that "
+			  "lookup; not asking again", r->kind, r->what, cache_clock() - noted_at);
+		memset(&cache_served, 0, sizeof(cache_served));
+		str_copy(cache_served.kind, r->kind, sizeof(cache_served.kind));
+		str_printable(cache_served.what, sizeof(cache_served.what), r->what,
+			      strlen(r->what));
+		cache_served.age = cache_clock() - noted_at;
+		cache_served.expires_in = (long)(note.expires_at - now);
+		cache_served_set = 1;
+	} else if (note.expires_at > now && noted_at < since) {
+		log_debug("%s cache: %s failed %.1f s ago, before this request: asking again",
+			  r->kind, r->what, cache_clock() - noted_at);
 	}
 	cache_entry_free(&note);
 	return code;
@@ -523,9 +608,11 @@ int cache_get(const struct cache *c, const struct cache_request *r, cache_fetch_
 	struct cache_entry old;
 	char path[CACHE_PATH_MAX];
 	time_t now = time(NULL);
+	double since = r->since > 0 ? r->since : cache_epoch > 0 ? cache_epoch : cache_clock();
 	int fd = -1, have_old, rc;
 
 	memset(e, 0, sizeof(*e));
+	cache_last_note_reset();
 	if (cache_path(c, r->key, "json", path, sizeof(path)) < 0)
 		return fetch(arg, e, o);
 
@@ -554,7 +641,7 @@ int cache_get(const struct cache *c, const struct cache_request *r, cache_fetch_
 			return 0;
 		}
 	}
-	if ((rc = cache_recent_failure(c, r, o)) == 0) {
+	if ((rc = cache_recent_failure(c, r, since, o)) == 0) {
 		if (r->refresh)
 			log_debug("%s cache refresh: %s", r->kind, r->what);
 		else if (have_old)
@@ -566,9 +653,10 @@ int cache_get(const struct cache *c, const struct cache_request *r, cache_fetch_
 		if (rc == 0) {
 			e->stored_at = time(NULL);
 			/* an entry that is never fresh may still stand in later (TTL 0) */
-			if (e->expires_at > e->stored_at || e->stale_until > e->stored_at)
-				cache_store(c, r->key, r->what, e->data, e->expires_at,
-					    e->stale_until);
+			if ((e->expires_at > e->stored_at || e->stale_until > e->stored_at)
+			    && cache_path(c, r->key, "json", path, sizeof(path)) == 0)
+				cache_store_path(path, r->what, r->about, e->data, e->expires_at,
+						 e->stale_until);
 			if (cache_path(c, r->key, "fail", path, sizeof(path)) == 0)
 				unlink(path);
 			if (have_old)
@@ -644,31 +732,56 @@ static int cache_file_kind(const char *name)
 	return 0;
 }
 
-/* cache_list - every entry with what it says about itself */
+/* cache_list - every entry and failure note with what it says about itself */
 int cache_list(const struct cache *c, cache_list_fn fn, void *arg)
 {
-	char path[CACHE_PATH_MAX], what[CACHE_WHAT_MAX];
+	char path[CACHE_PATH_MAX];
+	struct cache_label label;
+	struct cache_item it;
 	struct cache_entry e;
 	struct dirent **names;
-	int i, n, count = 0;
+	int i, n, kind, count = 0;
 
 	if (c == NULL || c->dir == NULL || (n = scandir(c->dir, &names, NULL, alphasort)) < 0)
 		return -1;
 	for (i = 0; i < n; i++) {
-		if (cache_file_kind(names[i]->d_name) == 1
+		kind = cache_file_kind(names[i]->d_name);
+		if ((kind == 1 || kind == 2)
 		    && snprintf(path, sizeof(path), "%s/%s", c->dir, names[i]->d_name)
 		       < (int)sizeof(path)) {
-			count++;
-			if (cache_load_path(path, &e, what, sizeof(what)) == 0)
-				fn(arg, names[i]->d_name, what, &e);
-			else
-				fn(arg, names[i]->d_name, NULL, &e);
+			if (kind == 1)
+				count++;
+			memset(&it, 0, sizeof(it));
+			it.file = names[i]->d_name;
+			it.note = kind == 2;
+			it.e = &e;
+			if (cache_load_path(path, &e, &label) == 0) {
+				it.what = label.what;
+				it.about = label.about;
+			}
+			fn(arg, &it);
 			cache_entry_free(&e);
 		}
 		free(names[i]);
 	}
 	free(names);
 	return count;
+}
+
+/* cache_last_note - the failure note that answered this thread's last cache_get() */
+int cache_last_note(struct cache_note *n)
+{
+	if (!cache_served_set)
+		return -1;
+	*n = cache_served;
+	return 0;
+}
+
+/* cache_last_note_reset - forget it */
+void cache_last_note_reset(void)
+{
+	cache_served_set = 0;
+	memset(&cache_served, 0, sizeof(cache_served));
 }
 
 /* cache_clear - remove entries, failure notes and temporary files; lock files stay */

@@ -13,9 +13,14 @@
  *
  * Single flight: cache_get() locks KIND-HEX.lock (flock, bounded wait)
  * before it fetches and looks again once it holds the lock, so processes
- * that miss at the same time make one fetch. A failed fetch is remembered
- * for a few seconds (KIND-HEX.fail), so the processes queued behind it
- * report the same failure, or serve a stale entry, without asking again.
+ * that miss at the same time make one fetch. A failed fetch is noted
+ * (KIND-HEX.fail, valid fail_ttl seconds at most), and the note answers
+ * only the requests that were already waiting when it was written: the
+ * processes queued behind a fetch share its failure (or serve a stale
+ * entry) without asking again, while any request that starts after the
+ * failure, such as a `postqueue -f` after an operator fixed the cause,
+ * asks again. `btprelay cache list` shows the notes, `cache clear` drops
+ * them.
  */
 #ifndef BTPRELAY_CACHE_H
 #define BTPRELAY_CACHE_H
@@ -102,7 +107,11 @@ struct cache_request {
 	const char *kind;	/* "token", "destination": log lines say "token cache hit" */
 	const char *what;	/* what the entry is, no secrets: "connectivity (provider)" */
 	int refresh;		/* fetch even when a fresh entry exists, and replace it */
-	int fail_ttl;		/* seconds a failed fetch is remembered; 0 = not at all */
+	const char *about;	/* the key's facts for listings (service URL, client, tenant): no
+				   secrets; NULL for none */
+	int fail_ttl;		/* seconds a failed fetch is noted at most; 0 = not at all */
+	double since;		/* cache_clock() when this request began; 0 = at the call. A
+				   failure noted before it does not answer it */
 	double lock_deadline;	/* conn_now() clock: the longest wait for another's fetch */
 };
 
@@ -127,15 +136,48 @@ int cache_get(const struct cache *c, const struct cache_request *r, cache_fetch_
 int cache_drop_if(const struct cache *c, const char *key,
 		  int (*match)(void *arg, const json_t *data), void *arg, double lock_deadline);
 
+/* one file of the cache directory, for cache_list() */
+struct cache_item {
+	const char *file;	/* KIND-HEX.json or KIND-HEX.fail */
+	const char *what;	/* what it says it is; NULL when it cannot be trusted */
+	const char *about;	/* the facts of its key ("" when not recorded) */
+	int note;		/* a failure note: e->data has "status", "text", "noted_at" */
+	const struct cache_entry *e;
+};
+
 /*
- * cache_list - call fn for every entry (files KIND-HEX.json) with what it
- * says about itself; untrusted files are reported with what = NULL.
- * Returns the number of entries, or -1 when the directory cannot be read.
+ * cache_list - call fn for every entry (KIND-HEX.json) and failure note
+ * (KIND-HEX.fail) with what it says about itself. Returns the number of
+ * entries (not notes), or -1 when the directory cannot be read.
  */
-typedef void (*cache_list_fn)(void *arg, const char *file, const char *what,
-			      const struct cache_entry *e);
+typedef void (*cache_list_fn)(void *arg, const struct cache_item *it);
 int cache_list(const struct cache *c, cache_list_fn fn, void *arg);
 /* cache_clear - remove every entry, failure note and temporary file; the count, or -1 */
 int cache_clear(const struct cache *c);
+
+/* cache_clock - the wall clock with a fraction of a second, for cache_request.since */
+double cache_clock(void);
+/*
+ * cache_since - the moment this process's work began (cache_clock()), for
+ * every request that does not set its own since; 0 (the default): each
+ * request begins at its cache_get() call. A process that serves one
+ * delivery, or a test that forks a burst of them, may set it once.
+ */
+void cache_since(double t);
+
+/* a failure note that answered a cache_get() instead of a fetch */
+struct cache_note {
+	char kind[CACHE_KIND_MAX + 1];	/* "token", "destination" */
+	char what[300];
+	double age;			/* seconds since the failure */
+	long expires_in;		/* seconds until the note is removed */
+};
+/*
+ * cache_last_note - 0 with n filled when the last failure of a
+ * cache_get() in this thread came from another process's fetch (a
+ * failure note), -1 otherwise; cache_last_note_reset() forgets it
+ */
+int cache_last_note(struct cache_note *n);
+void cache_last_note_reset(void);
 
 #endif

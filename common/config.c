@@ -638,6 +638,8 @@ static int config_parse_file(struct config *cfg, FILE *fp, const char *path,
 			config_bad_value(errbuf, errlen, path, lineno, key, value);
 			goto out;
 		}
+		if (strcmp(key->name, "bindings_file") == 0)
+			cfg->bindings_file_line = lineno;	/* set: a missing file is an error */
 	}
 	if (ferror(fp)) {
 		snprintf(errbuf, errlen, "%s: read error: %s", path, strerror(errno));

@@ -65,6 +65,7 @@ struct config {
 
 	/* where bindings and destinations come from */
 	char *bindings_file;		/* VCAP_SERVICES-shaped JSON; "" = none */
+	unsigned bindings_file_line;	/* its line in the file; 0 = the default (may be missing) */
 	char *destinations_file;	/* JSON array, format of the `destinations` variable; "" = none */
 	char *destination_instance;	/* instance name when several destination bindings */
 	char *connectivity_instance;	/* instance name when several connectivity bindings */

@@ -983,7 +983,7 @@ static int dest_from_service(const struct config *cfg, const struct bindings *b,
 	struct cache_request req;
 	struct cache_entry e;
 	const char *parts[6];
-	char key[CACHE_KEY_SIZE], what[600];
+	char key[CACHE_KEY_SIZE], what[600], about[1200];
 	double until;
 	int attempt, rc = -1;
 
@@ -1006,10 +1006,15 @@ static int dest_from_service(const struct config *cfg, const struct bindings *b,
 	cache_key(key, "destination", parts, 6);
 	snprintf(what, sizeof(what), "%s (%s%s%s)", name, parts[5], l.tenant[0] ? ", " : "",
 		 l.tenant);
+	/* for `btprelay cache list`: bindings change, and a new entry appears beside the old */
+	snprintf(about, sizeof(about), "Destination Service %s, client %s",
+		 b->destination_uri ? b->destination_uri : "(none)",
+		 b->destination.client_id ? b->destination.client_id : "(none)");
 	memset(&req, 0, sizeof(req));
 	req.key = key;
 	req.kind = "destination";
 	req.what = what;
+	req.about = about;
 	req.fail_ttl = cfg->http_timeout;
 	cache_open(&cache, cfg->cache_dir);
 	for (attempt = 0; attempt < 2 && rc < 0; attempt++) {

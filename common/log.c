@@ -5,6 +5,10 @@
  * or stderr a timestamp and "ident[pid]:" come first, as syslog would write
  * them, so one grep works on both. Writes to a file are one write(2) per
  * line with O_APPEND, so concurrent transport processes do not interleave.
+ * To a terminal ("terminal": an interactive command's stderr) a line is
+ * "ident: text", the form of Postfix's own commands. Every line goes
+ * through str_sanitize() first: nothing a peer or a destination said can
+ * move the cursor, recolour a terminal or split a line.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,11 +21,13 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "util.h"
 
 static char log_ident[64] = "btprelay";
 static char log_qid[64];
 static int log_fd = -1;		/* file or stderr; -1 = syslog */
 static int log_fd_owned;
+static int log_plain;		/* "ident: text", no time stamp or pid */
 static enum log_level log_max = LOG_LVL_INFO;
 
 /* log_open - choose the target */
@@ -32,8 +38,9 @@ int log_open(const char *ident, const char *target, enum log_level level)
 	log_close();
 	snprintf(log_ident, sizeof(log_ident), "%s", ident);
 	log_max = level;
-	if (target != NULL && strcmp(target, "stderr") == 0) {
+	if (target != NULL && (strcmp(target, "stderr") == 0 || strcmp(target, "terminal") == 0)) {
 		log_fd = STDERR_FILENO;
+		log_plain = strcmp(target, "terminal") == 0;
 	} else if (target != NULL && target[0] == '/') {
 		log_fd = open(target, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
 		if (log_fd >= 0) {
@@ -75,7 +82,6 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	static const char *const tag[] = { "error: ", "warning: ", "", "debug: " };
 	char text[2048], line[2304];
 	va_list ap;
-	char *p;
 	int n;
 
 	if (level > log_max)
@@ -83,9 +89,7 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
-	for (p = text; *p; p++)
-		if ((unsigned char)*p < 0x20)
-			*p = ' ';
+	str_sanitize(text, ' ');
 
 	if (log_fd < 0) {
 		syslog(prio[level], "%s%s%s%s", log_qid, log_qid[0] ? ": " : "", tag[level], text);
@@ -96,10 +100,15 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	struct tm tm;
 	char stamp[32];
 
-	localtime_r(&now, &tm);
-	strftime(stamp, sizeof(stamp), "%b %e %H:%M:%S", &tm);
-	n = snprintf(line, sizeof(line), "%s %s[%ld]: %s%s%s%s\n", stamp, log_ident,
-		     (long)getpid(), log_qid, log_qid[0] ? ": " : "", tag[level], text);
+	if (log_plain) {
+		n = snprintf(line, sizeof(line), "%s: %s%s%s%s\n", log_ident, log_qid,
+			     log_qid[0] ? ": " : "", tag[level], text);
+	} else {
+		localtime_r(&now, &tm);
+		strftime(stamp, sizeof(stamp), "%b %e %H:%M:%S", &tm);
+		n = snprintf(line, sizeof(line), "%s %s[%ld]: %s%s%s%s\n", stamp, log_ident,
+			     (long)getpid(), log_qid, log_qid[0] ? ": " : "", tag[level], text);
+	}
 	if (n < 0)
 		return;
 	if ((size_t)n >= sizeof(line)) {
@@ -120,4 +129,5 @@ void log_close(void)
 		closelog();
 	log_fd = -1;
 	log_fd_owned = 0;
+	log_plain = 0;
 }

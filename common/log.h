@@ -11,7 +11,8 @@ enum log_level { LOG_LVL_ERROR = 0, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
 
 /*
  * log_open - target is "syslog", "stderr" or an absolute file path (opened
- * for append, created 0640). Returns 0, or -1 when the file cannot be opened
+ * for append, created 0640), or "terminal": stderr with lines in the form
+ * "ident: text" of an interactive command (not a btprelay.conf value). Returns 0, or -1 when the file cannot be opened
  * (then logging falls back to syslog).
  */
 int log_open(const char *ident, const char *target, enum log_level level);

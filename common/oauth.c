@@ -388,6 +388,7 @@ struct oauth_slot {
 	struct oauth_tenant tenant;
 	char key[CACHE_KEY_SIZE];
 	char what[300];
+	char about[700];	/* the key's facts, for `btprelay cache list` */
 	struct cache cache;
 };
 
@@ -427,6 +428,10 @@ static int oauth_slot_open(const struct config *cfg, const struct oauth_client *
 	parts[2] = tenant;
 	parts[3] = cert;
 	cache_key(s->key, "token", parts, 4);
+	snprintf(s->about, sizeof(s->about), "token URL %s, client %s%s",
+		 client->token_url ? client->token_url : "(none)",
+		 client->client_id ? client->client_id : "(none)",
+		 client->cert_pem != NULL ? ", X.509 certificate" : "");
 	cache_open(&s->cache, cfg->cache_dir);
 	return 0;
 }
@@ -476,6 +481,7 @@ int oauth_token_cached(const struct config *cfg, const struct oauth_client *clie
 	req.key = s.key;
 	req.kind = "token";
 	req.what = s.what;
+	req.about = s.about;
 	req.refresh = (flags & OAUTH_REFRESH) != 0;
 	req.fail_ttl = cfg->http_timeout;
 	for (attempt = 0; attempt < 2 && rc < 0; attempt++) {

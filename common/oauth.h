@@ -55,8 +55,9 @@ int oauth_token_fetch(const struct oauth_client *client, const struct oauth_tena
  * else fetched once for all processes that need it now, and stored.
  * flags: OAUTH_SUBSCRIBER for the tenant of tenant_subdomain / tenant_id
  * (4.3.5 when none is configured), OAUTH_REFRESH to skip the cached one.
- * Failures as oauth_token_get; a failed fetch is remembered for
- * http_timeout seconds so a burst of processes asks once.
+ * Failures as oauth_token_get; a failed fetch is noted for at most
+ * http_timeout seconds, and answers the processes that were waiting for
+ * it, so a burst asks once (cache.h).
  */
 int oauth_token_cached(const struct config *cfg, const struct oauth_client *client,
 		       const struct http_options *http, const char *what, unsigned flags,

@@ -67,19 +67,79 @@ size_t str_copy(char *dst, const char *src, size_t size)
 	return len;
 }
 
-/* str_printable - control bytes become '?', for logs and exit texts */
+/* utf8_seq - length of the valid UTF-8 sequence at s with its code point in *cp; 0 if invalid */
+static size_t utf8_seq(const unsigned char *s, unsigned long *cp)
+{
+	static const unsigned long min[] = { 0, 0, 0x80, 0x800, 0x10000 };
+	size_t n, i;
+	unsigned long c;
+
+	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+		n = 2;
+		c = s[0] & 0x1f;
+	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+		n = 3;
+		c = s[0] & 0x0f;
+	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+		n = 4;
+		c = s[0] & 0x07;
+	} else {
+		return 0;
+	}
+	for (i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80)	/* also stops at the NUL */
+			return 0;
+		c = (c << 6) | (s[i] & 0x3f);
+	}
+	if (c < min[n] || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+		return 0;
+	*cp = c;
+	return n;
+}
+
+/*
+ * str_sanitize - what a terminal or a log reader would act on: C0 controls
+ * (ESC starts every escape sequence), DEL, C1 controls (U+0080..U+009F:
+ * U+009B is CSI), the bidirectional overrides and isolates (text shown in
+ * another order than it is), and bytes that are not UTF-8 (an 8-bit
+ * terminal takes 0x9B for CSI) each become one repl. Printable ASCII and
+ * other valid UTF-8 stay.
+ */
+void str_sanitize(char *s, char repl)
+{
+	unsigned char *r = (unsigned char *)s, *w = (unsigned char *)s;
+	unsigned long cp;
+	size_t n;
+
+	while (*r != 0) {
+		if (*r < 0x20 || *r == 0x7f) {
+			*w++ = (unsigned char)repl;
+			r++;
+		} else if (*r < 0x80) {
+			*w++ = *r++;
+		} else if ((n = utf8_seq(r, &cp)) == 0 || cp <= 0x9f
+			   || (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069)) {
+			*w++ = (unsigned char)repl;
+			r += n ? n : 1;
+		} else {
+			while (n-- > 0)
+				*w++ = *r++;
+		}
+	}
+	*w = 0;
+}
+
+/* str_printable - a bounded copy through str_sanitize(), NUL bytes included */
 void str_printable(char *dst, size_t size, const char *s, size_t len)
 {
 	size_t i, n = 0;
 
 	if (size == 0)
 		return;
-	for (i = 0; i < len && n + 1 < size; i++) {
-		unsigned char ch = (unsigned char)s[i];
-
-		dst[n++] = (ch < 0x20 || ch == 0x7f) ? '?' : (char)ch;
-	}
+	for (i = 0; i < len && n + 1 < size; i++)
+		dst[n++] = s[i] != 0 ? s[i] : '?';
 	dst[n] = 0;
+	str_sanitize(dst, '?');
 }
 
 static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

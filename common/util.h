@@ -14,7 +14,13 @@ void *xcalloc(size_t n, size_t size);
 char *xstrdup(const char *s);
 /* strlcpy-like: always NUL-terminates, returns strlen(src) */
 size_t str_copy(char *dst, const char *src, size_t size);
-/* str_printable - copy s into dst, replacing control bytes (CR, LF, NUL, ...) by '?'; for log and exit texts */
+/*
+ * str_sanitize - in place, for a terminal or a log: control characters (C0,
+ * DEL, C1), bidirectional overrides and bytes that are not UTF-8 become
+ * repl, one per character or stray byte; the text can only get shorter
+ */
+void str_sanitize(char *s, char repl);
+/* str_printable - copy s into dst (NUL bytes too) through str_sanitize(s, '?'); for log and exit texts */
 void str_printable(char *dst, size_t size, const char *s, size_t len);
 
 /* base64_encode - standard alphabet with '=' padding; returns length written (excl. NUL) or 0 if dst too small */

@@ -6,6 +6,8 @@ PACKAGES="build-essential autoconf automake libtool pkg-config
 libcurl4-openssl-dev libjansson-dev libssl-dev libmilter-dev
 postfix swaks miltertest python3 openssl ca-certificates jq valgrind clang
 hyperfine iproute2 bsdutils nftables strace libwrap0 m4"
+# groff: tests/integration/test-man.sh renders every man page with warnings on
+PACKAGES="$PACKAGES groff-base"
 
 missing=""
 for p in $PACKAGES; do

@@ -8,8 +8,10 @@
  * therefore acts as the owner of cache_dir: it drops to that user (and its
  * group) for good before it touches the directory. Entries are listed
  * with what they say about themselves (never their data: tokens), their
- * age, size and freshness. clear removes entries, failure notes and
- * temporary files; lock files stay (cache.c explains why).
+ * age, size, freshness and the facts of their key (service URL, client,
+ * tenant: two entries of one destination differ there), and each failure
+ * note with its text, age and time left. clear removes entries, failure
+ * notes and temporary files; lock files stay (cache.c explains why).
  *
  * Exit: 0 done (also when caching is off or the directory does not exist
  * yet), 78 the directory cannot be used, 71 the user could not be changed.
@@ -30,6 +32,7 @@
 struct listing {
 	const char *dir;
 	time_t now;
+	int notes;		/* failure notes seen */
 };
 
 /* become_owner - as root, become the owner of the cache directory; -1 on failure */
@@ -48,20 +51,44 @@ static int become_owner(const struct stat *st)
 	return 0;
 }
 
-/* list_one - cache_list_fn: one line per entry */
-static void list_one(void *arg, const char *file, const char *what, const struct cache_entry *e)
+/* list_one - cache_list_fn: one line per entry or failure note */
+static void list_one(void *arg, const struct cache_item *it)
 {
-	const struct listing *l = arg;
-	char path[4096], state[200];
+	struct listing *l = arg;
+	const struct cache_entry *e = it->e;
+	char path[4096], state[200], about[400];
+	const char *status, *text;
 	struct stat st;
 	long size = -1;
+	double noted_at;
 
-	if (snprintf(path, sizeof(path), "%s/%s", l->dir, file) < (int)sizeof(path)
+	if (snprintf(path, sizeof(path), "%s/%s", l->dir, it->file) < (int)sizeof(path)
 	    && lstat(path, &st) == 0)
 		size = (long)st.st_size;
-	if (what == NULL) {
-		cli_fact(file, "(not trusted: ignored by the transport and replaced on the next "
+	if (it->note)
+		l->notes++;
+	if (it->what == NULL) {
+		cli_fact(it->file, "(not trusted: ignored by the transport and replaced on the next "
 			 "store); %ld bytes", size);
+		return;
+	}
+	/* the facts of the key tell two entries of one name apart (bindings changed) */
+	snprintf(about, sizeof(about), "%s%s%s", it->what[0] ? it->what : "?",
+		 it->about[0] ? ", " : "", it->about);
+	if (it->note) {
+		status = json_string_value(json_object_get(e->data, "status"));
+		text = json_string_value(json_object_get(e->data, "text"));
+		noted_at = json_number_value(json_object_get(e->data, "noted_at"));
+		if (l->now < e->expires_at)
+			snprintf(state, sizeof(state), "expires in %ld s",
+				 (long)(e->expires_at - l->now));
+		else
+			snprintf(state, sizeof(state), "expired");
+		cli_fact(it->file, "failure note for %s: %s %s; failed %ld s ago; answers only "
+			 "the deliveries that were waiting for that lookup, later ones ask again; "
+			 "%s; `btprelay cache clear` drops it", about, status ? status : "?",
+			 text ? text : "?", noted_at > 0 ? (long)(cache_clock() - noted_at)
+			 : (long)(l->now - e->stored_at), state);
 		return;
 	}
 	if (l->now < e->expires_at)
@@ -72,8 +99,8 @@ static void list_one(void *arg, const char *file, const char *what, const struct
 			 (long)(e->stale_until - l->now));
 	else
 		snprintf(state, sizeof(state), "expired %ld s ago", (long)(l->now - e->expires_at));
-	cli_fact(file, "%s; %ld s old; %ld bytes; %s", what[0] ? what : "?",
-		 (long)(l->now - e->stored_at), size, state);
+	cli_fact(it->file, "%s; %ld s old; %ld bytes; %s", about, (long)(l->now - e->stored_at),
+		 size, state);
 }
 
 /* cmd_cache - cache list|clear */
@@ -81,7 +108,7 @@ int cmd_cache(struct cli *cli, int argc, char **argv)
 {
 	const char *dir;
 	struct cache c;
-	struct listing l;
+	struct listing l = { NULL, 0, 0 };
 	struct stat st;
 	int rc, n, list;
 
@@ -112,6 +139,7 @@ int cmd_cache(struct cli *cli, int argc, char **argv)
 	if (list) {
 		l.dir = dir;
 		l.now = time(NULL);
+		l.notes = 0;
 		n = cache_list(&c, list_one, &l);
 	} else {
 		n = cache_clear(&c);
@@ -122,5 +150,7 @@ int cmd_cache(struct cli *cli, int argc, char **argv)
 		return EX_CONFIG;
 	}
 	cli_fact(list ? "entries" : "removed", "%d", n);
+	if (list)
+		cli_fact("failure_notes", "%d", l.notes);
 	return EX_OK;
 }

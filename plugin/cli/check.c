@@ -13,12 +13,17 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <syslog.h>
 #include <sysexits.h>
 #include <unistd.h>
 
@@ -41,11 +46,9 @@ static void __attribute__((format(printf, 2, 3))) ok(struct check *c, const char
 	va_list ap;
 
 	(void)c;
-	fputs("ok: ", stdout);
 	va_start(ap, fmt);
-	vprintf(fmt, ap);
+	cli_vline(stdout, "ok: ", fmt, ap);
 	va_end(ap);
-	putchar('\n');
 }
 
 /* bad - one failed check */
@@ -54,11 +57,9 @@ static void __attribute__((format(printf, 2, 3))) bad(struct check *c, const cha
 	va_list ap;
 
 	c->errors++;
-	fputs("error: ", stdout);
 	va_start(ap, fmt);
-	vprintf(fmt, ap);
+	cli_vline(stdout, "error: ", fmt, ap);
 	va_end(ap);
-	putchar('\n');
 }
 
 /* owner - "owner NAME, mode 0600" of a stat */
@@ -312,40 +313,142 @@ static void check_client_key(struct check *c, const struct config *cfg)
 		ok(c, "smtp_tls_key_file: %s", cfg->smtp_tls_key_file);
 }
 
-/* check_log - the transport's log target can be written */
-static void check_log(struct check *c, const char *target)
+/*
+ * check_syslog - a syslog daemon takes lines on /dev/log: connect as
+ * syslog(3) does (datagram, else stream) and send one test line at
+ * mail.debug. Without a daemon every line syslog(3) is given is lost
+ * silently, and "log = syslog" would look fine here.
+ */
+static void check_syslog(struct check *c, const struct config *cfg)
 {
-	char dir[1024], who[160], *slash;
-	struct stat st;
-	int fd;
+	struct sockaddr_un sun;
+	char line[200];
+	int fd = -1, type, err = 0;
+	ssize_t n = -1;
 
-	if (strcmp(target, "syslog") == 0 || strcmp(target, "stderr") == 0) {
-		ok(c, "log: %s%s", target, strcmp(target, "syslog") == 0 ? " (mail facility)" : "");
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	str_copy(sun.sun_path, _PATH_LOG, sizeof(sun.sun_path));
+	for (type = SOCK_DGRAM; ; type = SOCK_STREAM) {
+		if ((fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0)) < 0) {
+			err = errno;
+			break;
+		}
+		if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0)
+			break;
+		err = errno;
+		close(fd);
+		fd = -1;
+		if (err != EPROTOTYPE || type == SOCK_STREAM)
+			break;
+	}
+	if (fd >= 0) {
+		/* RFC 3164 form, priority mail.debug (2 * 8 + 7); a stream takes a NUL after it */
+		snprintf(line, sizeof(line), "<23>btprelay[%ld]: btprelay check: syslog test line "
+			 "(nothing to do)", (long)getpid());
+		n = send(fd, line, strlen(line) + (type == SOCK_STREAM), MSG_DONTWAIT | MSG_NOSIGNAL);
+		err = errno;
+		close(fd);
+	}
+	if (n > 0) {
+		ok(c, "log: syslog (mail facility; %s accepted a test line at mail.debug)", _PATH_LOG);
 		return;
 	}
-	/* as the transport opens it, but never created here */
-	if ((fd = open(target, O_WRONLY | O_APPEND | O_NOCTTY | O_CLOEXEC)) >= 0) {
-		if (fstat(fd, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISCHR(st.st_mode)) {
+	bad(c, "log: syslog: no syslog daemon takes lines on %s (%s): whatever btprelay logs is "
+	    "lost. Start one (apt-get install rsyslog, or systemd-journald), or have btprelay "
+	    "write its own file: \"log = /var/log/btprelay.log\" in %s (Postfix without syslog: "
+	    "postconf -e maillog_file=/var/log/postfix.log)", _PATH_LOG,
+	    fd < 0 && err != 0 ? strerror(err) : n < 0 ? strerror(err) : "nothing sent",
+	    cfg->path);
+}
+
+/*
+ * transport_user - who will write the log: as root, the owner of cache_dir
+ * (install -d -o USER makes it so), else the user btprelay; NULL when
+ * neither is known. Not root: this user.
+ */
+static const struct passwd *transport_user(const struct config *cfg)
+{
+	const struct passwd *pw;
+	struct stat st;
+
+	if (geteuid() != 0)
+		return getpwuid(geteuid());
+	if (cfg->cache_dir[0] == '/' && stat(cfg->cache_dir, &st) == 0 && st.st_uid != 0
+	    && (pw = getpwuid(st.st_uid)) != NULL)
+		return pw;
+	return getpwnam("btprelay");
+}
+
+/* user_may - access(path, mode) as user pw (a child that becomes pw); 1 yes, 0 no */
+static int user_may(const struct passwd *pw, const char *path, int mode)
+{
+	pid_t pid;
+	int status;
+
+	if (geteuid() != 0 || pw->pw_uid == 0)
+		return access(path, mode) == 0;
+	fflush(stdout);
+	if ((pid = fork()) < 0)
+		return 0;
+	if (pid == 0) {
+		if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0
+		    || setuid(pw->pw_uid) < 0)
+			_exit(2);
+		_exit(access(path, mode) == 0 ? 0 : 1);
+	}
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return 0;
+	return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+/*
+ * check_log - the transport's log target takes lines: syslog is tried,
+ * a file must be writable (or creatable in its directory) by the user the
+ * transport runs as; when it is not, the line says which command fixes it
+ */
+static void check_log(struct check *c, const struct config *cfg)
+{
+	const char *target = cfg->log_target;
+	const struct passwd *pw;
+	char dir[1024], who[160], user[64], *slash;
+	struct stat st;
+
+	if (strcmp(target, "syslog") == 0) {
+		check_syslog(c, cfg);
+		return;
+	}
+	if (strcmp(target, "stderr") == 0) {
+		ok(c, "log: stderr");
+		return;
+	}
+	pw = transport_user(cfg);
+	snprintf(user, sizeof(user), "%s", pw != NULL ? pw->pw_name : "USER");
+	str_copy(dir, target, sizeof(dir));
+	if ((slash = strrchr(dir, '/')) != NULL)
+		*(slash == dir ? slash + 1 : slash) = '\0';
+	if (stat(target, &st) == 0) {
+		owner(&st, who, sizeof(who));
+		if (!S_ISREG(st.st_mode) && !S_ISCHR(st.st_mode))
 			bad(c, "log: %s: not a regular file", target);
-		} else {
-			owner(&st, who, sizeof(who));
+		else if (pw != NULL && !user_may(pw, target, W_OK))
+			bad(c, "log: %s (%s): %s cannot write it, and the transport then logs to "
+			    "syslog: chown %s %s", target, who, user, user, target);
+		else
 			ok(c, "log: %s (%s)", target, who);
-		}
-		close(fd);
 		return;
 	}
 	if (errno != ENOENT) {
 		bad(c, "log: %s: %s (the transport then logs to syslog)", target, strerror(errno));
 		return;
 	}
-	str_copy(dir, target, sizeof(dir));
-	if ((slash = strrchr(dir, '/')) != NULL)
-		*(slash == dir ? slash + 1 : slash) = '\0';
-	if (access(dir, W_OK | X_OK) == 0)
-		ok(c, "log: %s (created on first use)", target);
+	if (pw != NULL && user_may(pw, dir, W_OK | X_OK))
+		ok(c, "log: %s (created on first use by %s)", target, user);
 	else
-		bad(c, "log: %s: does not exist, and %s is not writable (the transport then logs "
-		    "to syslog)", target, dir);
+		bad(c, "log: %s does not exist, and %s cannot create it in %s (the transport then "
+		    "logs to syslog): install -D -m 0640 -o %s /dev/null %s%s", target, user, dir,
+		    user, target, pw == NULL ? " (USER: the transport's, master.cf user=)" : "");
 }
 
 /* check_cache_dir - the rules of cache_open(), without creating anything */
@@ -426,7 +529,7 @@ int cmd_check(struct cli *cli, int argc, char **argv)
 		check_trust(&c, "http_ca_file", cfg->http_ca_file, NULL);
 	check_trust(&c, "smtp TLS trust", cfg->smtp_tls_ca_file, cfg->smtp_tls_ca_path);
 	check_client_key(&c, cfg);
-	check_log(&c, cfg->log_target);
+	check_log(&c, cfg);
 	check_cache_dir(&c, cfg->cache_dir);
 	if (c.errors > 0) {
 		cli_error("check: %d error%s", c.errors, c.errors == 1 ? "" : "s");

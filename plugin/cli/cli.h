@@ -12,7 +12,9 @@
 #ifndef BTPRELAY_CLI_H
 #define BTPRELAY_CLI_H
 
+#include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <time.h>
 #include <jansson.h>
 
@@ -34,10 +36,20 @@ struct cli {
 	struct config cfg;		/* loaded by cli_config() */
 };
 
+/* cli_vline - "PREFIXtext" and a newline on fp, sanitized for a terminal (str_sanitize) */
+void cli_vline(FILE *fp, const char *prefix, const char *fmt, va_list ap)
+	__attribute__((format(printf, 3, 0)));
 /* cli_fact - "key: value" on stdout */
 void cli_fact(const char *key, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* cli_error - "btprelay: text" on stderr */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/*
+ * cli_failure_note - after a failed lookup or token request: when the
+ * failure came from a failure note (another process's fetch that this one
+ * waited for, cache.h), say so on stdout with its age, the time it has
+ * left and how to drop it
+ */
+void cli_failure_note(void);
 /*
  * cli_config - load the configuration named by -c (or the default). 0, or
  * EX_CONFIG after printing "btprelay: FILE:LINE: text" on stderr.

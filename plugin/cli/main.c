@@ -13,9 +13,11 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
 
+#include "cache.h"
 #include "cli.h"
 #include "http.h"
 #include "log.h"
@@ -30,24 +32,46 @@ static const char usage_text[] =
 	"  probe NAME [--no-auth]        proxy handshake, greeting, EHLO, TLS, AUTH; sends no mail\n"
 	"  send NAME --from ADDR --to ADDR [--to ADDR]... [--subject TEXT] [--body-file FILE]\n"
 	"                                a test message through the transport's delivery code\n"
-	"  cache list|clear              the shared token and destination cache\n"
 	"  routes [--postmap [TYPE:]FILE [--reload]]\n"
 	"                                relay routes (cockpit, env, file); write Postfix's table\n"
+	"  cache list|clear              the shared token and destination cache, failure notes\n"
 	"options:\n"
 	"  -c FILE         configuration file (default " BTPRELAY_DEFAULT_CONFIG ")\n"
 	"  -v              verbose: the library's debug log on stderr\n"
 	"  -h, --help      this text;  -V, --version  the version\n";
 
+/*
+ * cli_vline - "PREFIXtext\n" on fp, the text through str_sanitize(): a
+ * destination's properties, a relay's replies and file contents reach the
+ * operator's terminal, and none of them may send it escape sequences
+ */
+void cli_vline(FILE *fp, const char *prefix, const char *fmt, va_list ap)
+{
+	char *text = NULL, *p;
+
+	if (vasprintf(&text, fmt, ap) < 0 || text == NULL) {
+		fprintf(fp, "%s(out of memory)\n", prefix);
+		return;
+	}
+	str_sanitize(text, '?');
+	p = xmalloc(strlen(prefix) + 1);
+	memcpy(p, prefix, strlen(prefix) + 1);
+	str_sanitize(p, '?');
+	fprintf(fp, "%s%s\n", p, text);
+	free(p);
+	free(text);
+}
+
 /* cli_fact - "key: value" on stdout */
 void cli_fact(const char *key, const char *fmt, ...)
 {
+	char prefix[512];
 	va_list ap;
 
-	printf("%s: ", key);
+	snprintf(prefix, sizeof(prefix), "%s: ", key);
 	va_start(ap, fmt);
-	vprintf(fmt, ap);
+	cli_vline(stdout, prefix, fmt, ap);
 	va_end(ap);
-	putchar('\n');
 }
 
 /* cli_error - "btprelay: text" on stderr, after what stdout holds so far */
@@ -56,11 +80,22 @@ void cli_error(const char *fmt, ...)
 	va_list ap;
 
 	fflush(stdout);
-	fputs("btprelay: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	cli_vline(stderr, "btprelay: ", fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+}
+
+/* cli_failure_note - "failure_note: ..." when the last failure was another process's */
+void cli_failure_note(void)
+{
+	struct cache_note n;
+
+	if (cache_last_note(&n) < 0)
+		return;
+	cli_fact("failure_note", "this failure is another process's %s lookup for %s, %.0f s "
+		 "ago, which this command waited for; the note expires in %ld s, a new "
+		 "request asks again, and `btprelay cache clear` drops it now", n.kind, n.what,
+		 n.age, n.expires_in);
 }
 
 /* cli_config - the configuration file, or EX_CONFIG */
@@ -143,7 +178,7 @@ int main(int argc, char **argv)
 		return EX_USAGE;
 	}
 	/* the library's log lines are for the person at the terminal */
-	log_open("btprelay", "stderr", cli.verbose ? LOG_LVL_DEBUG : LOG_LVL_WARN);
+	log_open("btprelay", "terminal", cli.verbose ? LOG_LVL_DEBUG : LOG_LVL_WARN);
 	http_global_init();
 	code = commands[i].run(&cli, argc - optind, argv + optind);
 	config_free(&cli.cfg);

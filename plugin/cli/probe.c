@@ -82,6 +82,7 @@ step_ok(struct probe *p, const char *step, const char *fmt, ...)
 static int step_fail(struct probe *p, const char *step)
 {
 	cli_fact(step, "failed: %s %s", p->o.status, p->o.text);
+	cli_failure_note();
 	return -1;
 }
 

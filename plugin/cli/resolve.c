@@ -323,6 +323,7 @@ int cmd_resolve(struct cli *cli, int argc, char **argv)
 	bindings_free(&b);
 	if (rc != 0) {
 		cli_error("%s %s", o.status, o.text);
+		cli_failure_note();
 		return rc == DEST_NOT_FOUND ? CLI_EXIT_NOT_FOUND : cli_exit(&o);
 	}
 	show(&cli->cfg, &d);

@@ -84,6 +84,29 @@ tap_ok $? "proxy keeps refusing: deferred 4.7.0" "$r"
 [ "$(counter .token_requests.connectivity)" = 1 ]
 tap_ok $? "the cached token was refused, one new token was fetched, no more" "got $(counter .token_requests.connectivity)"
 
+echo "# --- a flush right after the operator's fix delivers (issue 13 #9)"
+# A failure note lives up to http_timeout (30 s here) but answers only the deliveries that
+# were waiting for the failed lookup: the flush after the fix asks the service again.
+# Postfix retries only when told to (backoff 300 s), so every attempt is the test's own.
+harness_install_transport "http_timeout = 30" "http_retries = 0"
+harness_start_postfix
+postconf -c "$PF" -e minimal_backoff_time=300s maximal_backoff_time=300s queue_run_delay=300s
+postfix -c "$PF" reload > /dev/null 2>&1
+emu POST /reset >/dev/null
+cache_clear
+emu POST /faults '{"destination":"http500"}' >/dev/null
+qid=$(send_mail sender@client.test fixed@corp.example --header "Subject: flush after a fix")
+line=$(wait_status "$qid" fixed@corp.example deferred)
+tap_ok $? "the Destination Service fails: deferred" "$line"
+ls "$WORK"/cache/destination-*.fail > /dev/null 2>&1
+tap_ok $? "the failed lookup left a failure note" "$(ls "$WORK/cache")"
+emu POST /faults/clear >/dev/null	# the operator's fix, well within the note's 30 s
+flush_queue
+line=$(wait_status "$qid" fixed@corp.example sent)
+tap_ok $? "the flush right after the fix delivered" "$line $(grep "$qid" "$WORK/log/maillog" | tail -3)"
+[ "$(grep -c "$qid: to=<fixed@corp.example>.*status=deferred" "$WORK/log/maillog")" = 1 ]
+tap_ok $? "... at its first attempt: the old failure note did not answer it" "$(grep "$qid" "$WORK/log/maillog" | grep status=)"
+
 echo "# --- cache files are private"
 bad=$(find "$WORK/cache" -mindepth 1 \( -type f -perm /077 -o -type d -perm /077 \) | head -3)
 [ -z "$bad" ] && [ "$(stat -c %a "$WORK/cache")" = 700 ]

@@ -128,7 +128,8 @@ expect_err '4\.3\.5 destination MAIL_MISSING not found'
 cli cache list
 expect_rc 0
 expect_out '^destination-[0-9a-f]{64}\.json: MAIL_ONPREM .*; [0-9]+ s old; [0-9]+ bytes; fresh for [0-9]+ s$' \
-	'^token-[0-9a-f]{64}\.json: destination \(provider\); ' '^entries: [1-9]'
+	'^token-[0-9a-f]{64}\.json: destination \(provider\), token URL https://127\.0\.0\.1:[0-9]+, client sb-clone-dest!b1; ' \
+	'^entries: [1-9]'
 cli cache clear
 expect_rc 0
 expect_out '^removed: [1-9]'
@@ -364,6 +365,175 @@ tap_ok $? "$CMD: delivered directly (Internet) from the variable's destination" 
 cli env destinations='{"not":"an array"}' resolve MAIL_ENV
 expect_rc 78
 expect_err 'destinations environment variable: not a JSON array'
+
+# --- terminal escapes from a destination's properties (issue 13 #8) -----------
+emu POST /reset >/dev/null
+cli cache clear
+esc_user=$'u\e]0;owned\a\e[31mred\e[0m\xc2\x9b2J\x7f'
+clone T_ESC MAIL_NOLOC "mail.user=$esc_user" $'mail.smtp.from=a\xe2\x80\xaeb@corp.example'
+cli resolve T_ESC
+expect_rc 0
+expect_out '^mail\.user: u\?\]0;owned\?\?\[31mred\?\[0m\?2J\?$' '^mail\.smtp\.from: a\?b@corp\.example$'
+# no ESC, BEL, DEL, C1 (UTF-8 or raw), bidi override, invalid UTF-8 anywhere in what it printed
+! LC_ALL=C grep -q -P '[\x00-\x08\x0b-\x1f\x7f]|\xc2[\x80-\x9f]|\xe2\x80[\xaa-\xae]|\xe2\x81[\xa6-\xa9]' "$OUT" "$ERR" &&
+	iconv -f UTF-8 -t UTF-8 "$OUT" > /dev/null 2>&1 && [ -s "$OUT" ]
+tap_ok $? "$CMD: no control character, bidi override or invalid UTF-8 reaches the terminal" "$(cat -v "$OUT" | grep -E '^mail\.(user|smtp\.from)')"
+cli -v probe T_ESC --no-auth
+! LC_ALL=C grep -q -P '[\x00-\x08\x0b-\x1f\x7f]|\xc2[\x80-\x9f]|\xe2\x80[\xaa-\xae]' "$OUT" "$ERR" && [ -s "$ERR" ]
+tap_ok $? "$CMD: nor in probe's output and its debug log" "$(cat -v "$ERR" | grep -i 'owned' | head -3)"
+grep -q -E '^btprelay: debug: ' "$ERR" && ! grep -q -E '^[A-Z][a-z]{2} [ 0-9][0-9] [0-9:]{8} btprelay\[' "$ERR"
+tap_ok $? "$CMD: the debug log at a terminal reads 'btprelay: debug: text' (no syslog time stamp)" "$(head -3 "$ERR")"
+
+# --- failure notes: visible, and never older than the request (issue 13 #9, issue 17 #3)
+emu POST /reset >/dev/null
+cli cache clear
+emu POST /faults '{"destination":"http500"}' >/dev/null
+cli resolve MAIL_ONPREM
+expect_rc 75
+! grep -q '^failure_note:' "$OUT"
+tap_ok $? "$CMD: its own failed lookup is not called a failure note" "$(diag)"
+cli cache list
+expect_rc 0
+expect_out '^destination-[0-9a-f]{64}\.fail: failure note for MAIL_ONPREM \(.*\), Destination Service https://127\.0\.0\.1:[0-9]+, client sb-clone-dest!b1: 4\.[0-9]\.[0-9] .*; failed [0-9]+ s ago; answers only the deliveries that were waiting for that lookup, later ones ask again; (expires in [0-9]+ s|expired); `btprelay cache clear` drops it$' \
+	'^failure_notes: 1$'
+emu POST /faults/clear >/dev/null
+# right after the fix, the lookup is asked again: the note is older than the request
+cli resolve MAIL_ONPREM
+expect_rc 0
+expect_out '^cache: not from the cache$'
+cli cache list
+expect_out '^failure_notes: 0$'
+
+# a request that waits for another's failing lookup shares its failure, and says so
+sed '/^http_timeout/d' "$CONF" > "$WORK/etc/noretry.conf"
+printf 'http_retries = 0\nhttp_timeout = 10\n' >> "$WORK/etc/noretry.conf"
+chmod 644 "$WORK/etc/noretry.conf"
+CLI_CONF=$WORK/etc/noretry.conf cli resolve MAIL_ONPREM	# the file name of its cache key
+lock=$(CLI_CONF=$WORK/etc/noretry.conf cli cache list; sed -n 's/^\(destination-[0-9a-f]*\)\.json: MAIL_ONPREM .*/\1.lock/p' "$OUT")
+cli cache clear
+emu POST /faults '{"destination":"timeout"}' >/dev/null
+runuser -u "$TRANSPORT_USER" -- "$CLI" -c "$WORK/etc/noretry.conf" resolve MAIL_ONPREM \
+	> "$WORK/out/first.out" 2> "$WORK/out/first.err" &
+first=$!
+held=1
+for i in $(seq 300); do	# until the first one holds the lock of that lookup (10 s)
+	[ -n "$lock" ] && [ -e "$WORK/cache/$lock" ] && ! flock -n "$WORK/cache/$lock" true && { held=0; break; }
+	sleep 0.1
+done
+tap_ok $held "the first resolve holds the lock of the lookup ($lock)"
+CLI_CONF=$WORK/etc/noretry.conf cli resolve MAIL_ONPREM
+wait "$first"
+expect_rc 75
+expect_out '^failure_note: this failure is another process.s destination lookup for MAIL_ONPREM \(.*\), [0-9]+ s ago, which this command waited for; the note expires in [0-9]+ s, a new request asks again, and `btprelay cache clear` drops it now$'
+! grep -q '^failure_note' "$WORK/out/first.out"
+tap_ok $? "the first resolve made the lookup itself: no failure_note line" "$(cat "$WORK/out/first.out" "$WORK/out/first.err")"
+emu POST /faults/clear >/dev/null
+cli cache list
+expect_out '^failure_notes: 1$'
+cli cache clear
+cli cache list
+expect_out '^failure_notes: 0$'
+
+# two entries of one destination (the bindings changed): the key's facts tell them apart
+cli resolve MAIL_ONPREM
+jq '.destination[0].credentials.uri |= sub("127\\.0\\.0\\.1"; "localhost")' "$WORK/etc/bindings.json" > "$WORK/etc/bindings-b.json"
+chown "$TRANSPORT_USER" "$WORK/etc/bindings-b.json"
+chmod 600 "$WORK/etc/bindings-b.json"
+sed "s|^bindings_file = .*|bindings_file = $WORK/etc/bindings-b.json|" "$CONF" > "$WORK/etc/b.conf"
+chmod 644 "$WORK/etc/b.conf"
+CLI_CONF=$WORK/etc/b.conf cli resolve MAIL_ONPREM
+expect_rc 0
+cli cache list
+expect_out '^destination-[0-9a-f]{64}\.json: MAIL_ONPREM .*Destination Service https://127\.0\.0\.1:[0-9]+, client sb-clone-dest!b1; ' \
+	'^destination-[0-9a-f]{64}\.json: MAIL_ONPREM .*Destination Service https://localhost:[0-9]+, client sb-clone-dest!b1; ' \
+	'^token-[0-9a-f]{64}\.json: destination \(provider\), token URL https://127\.0\.0\.1:[0-9]+, client sb-clone-dest!b1; '
+cli cache clear
+
+# --- a bindings_file set by hand and missing (issue 17 #6) ----------------------
+sed "s|^bindings_file = .*|bindings_file = $WORK/etc/bindngs.json|" "$CONF" > "$WORK/etc/typo.conf"
+chmod 644 "$WORK/etc/typo.conf"
+line=$(grep -n '^bindings_file' "$WORK/etc/typo.conf" | cut -d: -f1)
+CLI_CONF=$WORK/etc/typo.conf cli check
+expect_rc 78
+expect_out "^error: bindings: bindings file $WORK/etc/bindngs\.json does not exist \(bindings_file, $WORK/etc/typo\.conf line $line\): fix the path, or set \"bindings_file =\" for no bindings file\$"
+N=$((N + 1)); OUT=$WORK/out/$N.out; ERR=$WORK/out/$N.err; CMD="btprelay-transport (bindings_file misspelt)"
+printf 'Subject: x\n\nx\n' | runuser -u "$TRANSPORT_USER" -- "$WORK/bin/btprelay-transport" \
+	-c "$WORK/etc/typo.conf" -f a@client.test -d MAIL_ONPREM -- u@corp.example > "$OUT" 2> "$ERR"
+RC=$?
+expect_rc 75
+expect_out "^4\.3\.5 .*bindings file $WORK/etc/bindngs\.json does not exist"
+
+# --- the log target (issue 17 #2) ------------------------------------------------
+sed "s|^log = .*|log = $WORK/newlog/btprelay.log|" "$CONF" > "$WORK/etc/newlog.conf"
+chmod 644 "$WORK/etc/newlog.conf"
+install -d -m 755 "$WORK/newlog"
+CLI_CONF=$WORK/etc/newlog.conf cli check
+expect_rc 78
+expect_out "^error: log: $WORK/newlog/btprelay\.log does not exist, and btprelay cannot create it in $WORK/newlog \(the transport then logs to syslog\): install -D -m 0640 -o btprelay /dev/null $WORK/newlog/btprelay\.log\$"
+# the command it names, as root; then the check passes and the transport logs there
+install -D -m 0640 -o btprelay /dev/null "$WORK/newlog/btprelay.log"
+CLI_CONF=$WORK/etc/newlog.conf cli check
+expect_out "^ok: log: $WORK/newlog/btprelay\.log \(owner btprelay, mode 0640\)\$"
+rm -f "$WORK/newlog/btprelay.log"
+chown btprelay "$WORK/newlog"
+CLI_CONF=$WORK/etc/newlog.conf cli check
+expect_out "^ok: log: $WORK/newlog/btprelay\.log \(created on first use by btprelay\)\$"
+printf 'Subject: x\n\nx\n' | runuser -u "$TRANSPORT_USER" -- "$WORK/bin/btprelay-transport" \
+	-c "$WORK/etc/newlog.conf" -f a@client.test -d MAIL_MISSING -- u@corp.example > /dev/null 2>&1
+grep -q 'MAIL_MISSING' "$WORK/newlog/btprelay.log" 2>/dev/null
+tap_ok $? "log = FILE in a directory the transport may write: created by the transport, with its lines" "$(ls -la "$WORK/newlog")"
+
+# syslog: /dev/log is tried, in a private mount namespace with a /dev of the test's own
+if command -v unshare > /dev/null 2>&1 && unshare -m true 2> /dev/null; then
+	sed "s|^log = .*|log = syslog|" "$CONF" > "$WORK/etc/syslog.conf"
+	chmod 644 "$WORK/etc/syslog.conf"
+	# in_dev SCRIPT - run SCRIPT with /dev replaced by a tmpfs holding null (and what SCRIPT adds)
+	in_dev() {
+		N=$((N + 1)); OUT=$WORK/out/$N.out; ERR=$WORK/out/$N.err
+		unshare -m bash -c 'set -e; mount --make-rprivate /; d=$(mktemp -d); mount --bind /dev "$d"
+			mount -t tmpfs -o mode=755 none /dev; touch /dev/null; mount --bind "$d/null" /dev/null
+			'"$1" > "$OUT" 2> "$ERR"
+		RC=$?
+	}
+	CMD="btprelay check (no syslog daemon)"
+	in_dev "runuser -u $TRANSPORT_USER -- $CLI -c $WORK/etc/syslog.conf check"
+	expect_rc 78
+	expect_out "^error: log: syslog: no syslog daemon takes lines on /dev/log \(No such file or directory\): whatever btprelay logs is lost\. Start one \(apt-get install rsyslog, or systemd-journald\), or have btprelay write its own file: \"log = /var/log/btprelay\.log\" in $WORK/etc/syslog\.conf \(Postfix without syslog: postconf -e maillog_file=/var/log/postfix\.log\)\$"
+	CMD="btprelay check (a stale /dev/log, nobody reading)"
+	in_dev "python3 -c 'import socket; socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).bind(\"/dev/log\")'; chmod 666 /dev/log
+		runuser -u $TRANSPORT_USER -- $CLI -c $WORK/etc/syslog.conf check"
+	expect_rc 78
+	expect_out '^error: log: syslog: no syslog daemon takes lines on /dev/log \(Connection refused\)'
+	CMD="btprelay check (a syslog daemon on /dev/log)"
+	in_dev "python3 -c '
+import os, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(\"/dev/log\"); os.chmod(\"/dev/log\", 0o666)
+if os.fork() == 0:
+    s.settimeout(20)
+    with open(sys.argv[1], \"wb\") as f:
+        for i in range(20):    # runuser logs through it too
+            line = s.recv(4096)
+            f.write(line + b\"\\n\")
+            if b\"btprelay check\" in line:
+                break
+    os._exit(0)
+' $WORK/out/syslog-line; runuser -u $TRANSPORT_USER -- $CLI -c $WORK/etc/syslog.conf check; wait"
+	for i in $(seq 50); do grep -q "btprelay check" "$WORK/out/syslog-line" 2>/dev/null && break; sleep 0.1; done
+	expect_out '^ok: log: syslog \(mail facility; /dev/log accepted a test line at mail\.debug\)$'
+	grep -q '^<23>btprelay\[[0-9]*\]: btprelay check: syslog test line' "$WORK/out/syslog-line"
+	tap_ok $? "$CMD: the daemon got the test line at mail.debug" "$(cat -v "$WORK/out/syslog-line" 2>/dev/null)"
+else
+	echo "# SKIP syslog checks: unshare -m is not available here"
+fi
+
+# --- as root: the cache directory warning, once, as btprelay(8) shows it (issue 17 #10)
+N=$((N + 1)); OUT=$WORK/out/$N.out; ERR=$WORK/out/$N.err; CMD="btprelay resolve (as root)"
+"$CLI" -c "$CONF" resolve MAIL_ONPREM > "$OUT" 2> "$ERR"
+RC=$?
+expect_rc 0
+[ "$(grep -c 'cache_dir' "$ERR")" = 1 ] &&
+	grep -q -x "btprelay: warning: cache_dir $WORK/cache belongs to btprelay, and root does not use it: caching off for this run (run it as that user: runuser -u btprelay -- ...)" "$ERR"
+tap_ok $? "$CMD: one warning line, 'btprelay: warning: ...', naming the user to run as" "$(diag)"
 
 # --- hygiene ----------------------------------------------------------------
 SCEN="btprelay output"

@@ -82,6 +82,25 @@ static void test_nothing_bound(struct config *cfg)
 	ok(!b.have_destination && !b.have_connectivity, "missing file: nothing bound");
 	bindings_free(&b);
 
+	/* a path written into the configuration by hand: missing is a typo */
+	cfg->bindings_file_line = 7;
+	set_str(&cfg->path, "/etc/btprelay/test.conf");
+	{
+		char want[700];
+
+		snprintf(want, sizeof(want), "bindings file %s does not exist (bindings_file, "
+			 "/etc/btprelay/test.conf line 7): fix the path, or set \"bindings_file =\" "
+			 "for no bindings file", file);
+		ok(bindings_load(cfg, &b, &o) == -1 && strcmp(o.status, "4.3.5") == 0,
+		   "bindings_file set and missing: deferred 4.3.5");
+		is_str(o.text, want, "... the text names the path and the line");
+	}
+	setenv("VCAP_SERVICES", "{}", 1);
+	ok(bindings_load(cfg, &b, &o) == 0, "... VCAP_SERVICES still wins");
+	bindings_free(&b);
+	unsetenv("VCAP_SERVICES");
+	cfg->bindings_file_line = 0;
+
 	setenv("VCAP_SERVICES", "", 1);
 	ok(bindings_load(cfg, &b, &o) == 0, "empty VCAP_SERVICES is ignored");
 	bindings_free(&b);

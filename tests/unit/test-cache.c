@@ -164,7 +164,24 @@ static void test_open(void)
 		if (chown(sub, NOBODY, NOBODY) == 0) {
 			log_reset();
 			ok(cache_open(&c, sub) == -1, "directory of another user: refused");
-			ok(log_has("belongs to uid 65534"), "the owner is logged");
+			ok(log_has("belongs to nobody, and root does not use it")
+			   && log_has("runuser -u nobody --"),
+			   "as root: the owner is named, and how to run as that user");
+			{
+				char buf[65536], *p;
+				FILE *fp = fopen(logfile, "r");
+				size_t n;
+				int count = 0;
+
+				ok(cache_open(&c, sub) == -1, "... refused again (the token's lookup)");
+				n = fp ? fread(buf, 1, sizeof(buf) - 1, fp) : 0;
+				if (fp)
+					fclose(fp);
+				buf[n] = '\0';
+				for (p = buf; (p = strstr(p, "belongs to nobody")) != NULL; p++)
+					count++;
+				is_int(count, 1, "... and warned about once, not once per lookup");
+			}
 		}
 		snprintf(sub, sizeof(sub), "%s/missing-root", top);
 		ok(cache_open(&c, sub) == -1 && access(sub, F_OK) < 0,
@@ -498,10 +515,16 @@ static void test_get(struct cache *c)
 	cache_entry_free(&e);
 }
 
-/* burst - n processes call cache_get at once; returns how many got value */
+/*
+ * burst - n processes call cache_get at once, all waiting since the moment
+ * burst was called (however late the scheduler starts them); returns how
+ * many got value
+ */
 static int burst(struct cache *c, const char *key, struct fake *f, int n, const char *value,
 		 double wait)
 {
+	double since = cache_clock();
+
 	pid_t pids[64];
 	int i, status, good = 0;
 
@@ -511,8 +534,10 @@ static int burst(struct cache *c, const char *key, struct fake *f, int n, const 
 			struct cache_request r = request(key, wait);
 			struct cache_entry e;
 			struct outcome o;
-			int rc = cache_get(c, &r, fake_fetch, f, &e, &o);
+			int rc;
 
+			r.since = since;
+			rc = cache_get(c, &r, fake_fetch, f, &e, &o);
 			sh->results[i] = rc == 0 && value != NULL && value_of(&e) != NULL
 					 && strcmp(value_of(&e), value) == 0 ? 1
 					 : rc != 0 && value == NULL
@@ -553,6 +578,41 @@ static void test_single_flight(struct cache *c)
 	is_int(burst(c, key, &f, 20, NULL, 10), 20, "failing service: all 20 fail the same way");
 	is_int(sh->fetches, 1, "failing service: one fetch for 20 processes");
 	ok(access(entry_path(key, "fail"), F_OK) == 0, "the failure note exists");
+
+	/* the note answers those that waited for that fetch, never a later request */
+	{
+		struct cache_request r = request(key, 1);
+		struct cache_entry e;
+		struct cache_note note;
+		struct outcome o;
+		int rc;
+
+		f.code = 0;
+		f.delay = 0;
+		sh->fetches = 0;
+		r.since = cache_clock() - 30;	/* began before the failure: it waited for it */
+		rc = cache_get(c, &r, fake_fetch, &f, &e, &o);
+		ok(rc == CACHE_TRANSIENT && sh->fetches == 0
+		   && strcmp(o.text, "service down (fake)") == 0,
+		   "a request that waited during the failed fetch shares its failure");
+		ok(cache_last_note(&note) == 0 && strcmp(note.kind, "token") == 0
+		   && strcmp(note.what, "test entry") == 0 && note.age >= 0 && note.age < 30
+		   && note.expires_in > 0 && note.expires_in <= 5,
+		   "cache_last_note: kind, what, age and time left of the note that answered");
+		cache_entry_free(&e);
+		r.since = 0;			/* begins now: after the failure (a flush after a fix) */
+		rc = cache_get(c, &r, fake_fetch, &f, &e, &o);
+		ok(rc == 0 && sh->fetches == 1 && value_of(&e) != NULL
+		   && strcmp(value_of(&e), "shared") == 0,
+		   "a request that begins after the failure asks again, and gets the answer");
+		ok(cache_last_note(&note) == -1, "cache_last_note: none for a fetched answer");
+		ok(access(entry_path(key, "fail"), F_OK) < 0, "... and the failure note is gone");
+		cache_entry_free(&e);
+		cache_remove(c, key);
+		f.code = CACHE_TRANSIENT;
+		is_int(burst(c, key, &f, 1, NULL, 10), 1, "a new failure is noted again");
+		ok(access(entry_path(key, "fail"), F_OK) == 0, "... the note is back");
+	}
 
 	/* the note expires; then the next one asks again and success removes it */
 	{
@@ -605,14 +665,23 @@ static int match_value(void *arg, const json_t *data)
 	return v != NULL && strcmp(v, arg) == 0;
 }
 
-/* list_cb - count entries and good ones */
-static void list_cb(void *arg, const char *file, const char *what, const struct cache_entry *e)
+/* list_cb - count entries, good ones and failure notes */
+static void list_cb(void *arg, const struct cache_item *it)
 {
 	int *counts = arg;
 
-	(void)e;
+	if (it->note) {
+		counts[2]++;
+		if (it->what != NULL && strcmp(it->what, "noted") == 0
+		    && strcmp(it->about, "service https://x.example, client c1") == 0
+		    && strcmp(json_string_value(json_object_get(it->e->data, "text")),
+			      "service down (fake)") == 0)
+			counts[3]++;
+		return;
+	}
 	counts[0]++;
-	if (what != NULL && strcmp(what, "listed") == 0 && strncmp(file, "destination-", 12) == 0)
+	if (it->what != NULL && strcmp(it->what, "listed") == 0
+	    && strncmp(it->file, "destination-", 12) == 0)
 		counts[1]++;
 }
 
@@ -622,7 +691,7 @@ static void test_drop_list_clear(struct cache *c)
 	const char *parts[] = { "drop" }, *parts2[] = { "other" };
 	json_t *data = json_pack("{s:s}", "value", "refused");
 	struct cache_entry e;
-	int counts[2] = { 0, 0 }, n;
+	int counts[4] = { 0, 0, 0, 0 }, n;
 
 	cache_key(key, "token", parts, 1);
 	cache_store(c, key, "x", data, time(NULL) + 100, 0);
@@ -644,12 +713,31 @@ static void test_drop_list_clear(struct cache *c)
 	cache_store(c, key2, "listed", data, time(NULL) + 100, 0);
 	write_raw(key2, "garbage", 0600);
 	close(open(entry_path(key, "lock"), O_WRONLY | O_CREAT, 0600));
+	{
+		/* a failure note, with the facts of its key */
+		const char *parts3[] = { "noted" };
+		char key3[CACHE_KEY_SIZE];
+		struct cache_request r;
+		struct cache_entry fe;
+		struct outcome o;
+		struct fake f = { CACHE_TRANSIENT, 0, 0, 0, NULL };
+
+		cache_key(key3, "destination", parts3, 1);
+		r = request(key3, 1);
+		r.what = "noted";
+		r.about = "service https://x.example, client c1";
+		ok(cache_get(c, &r, fake_fetch, &f, &fe, &o) == CACHE_TRANSIENT, "a failed fetch");
+	}
 	n = cache_list(c, list_cb, counts);
 	is_int(n, 2, "list: two entries");
 	is_int(counts[0], 2, "list: callback for each");
 	is_int(counts[1], 1, "list: one readable, with what it is");
+	is_int(counts[2], 1, "list: the failure note too");
+	is_int(counts[3], 1, "list: the note's what, key facts and text");
 	is_int(cache_clear(c), 2, "clear: two entries removed");
+	counts[0] = counts[2] = 0;
 	is_int(cache_list(c, list_cb, counts), 0, "clear: nothing left");
+	is_int(counts[2], 0, "clear: the failure note is gone too");
 	ok(access(entry_path(key, "lock"), F_OK) == 0, "clear: lock files stay");
 	json_decref(data);
 	{

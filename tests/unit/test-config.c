@@ -52,6 +52,7 @@ static void test_defaults(void)
 
 	config_defaults(&cfg);
 	is_str(cfg.bindings_file, "/etc/btprelay/bindings.json", "default bindings_file");
+	is_int(cfg.bindings_file_line, 0, "the default bindings_file is not set by hand");
 	is_str(cfg.destinations_file, "", "default destinations_file");
 	is_str(cfg.destination_instance, "", "default destination_instance");
 	is_str(cfg.connectivity_instance, "", "default connectivity_instance");
@@ -117,6 +118,7 @@ static void test_every_key(void)
 		printf("# %s\n", err);
 	is_str(cfg.path, path, "path recorded");
 	is_str(cfg.bindings_file, "/srv/b.json", "bindings_file");
+	is_int(cfg.bindings_file_line, 3, "bindings_file: set by hand on line 3");
 	is_str(cfg.destinations_file, "/srv/d.json", "destinations_file, spaces trimmed");
 	is_str(cfg.destination_instance, "dest-2", "destination_instance, tabs trimmed");
 	is_str(cfg.connectivity_instance, "conn-1", "connectivity_instance");

@@ -949,14 +949,13 @@ struct life {
 };
 
 /* life_cb - cache_list callback: the life of the entries of one kind */
-static void life_cb(void *arg, const char *name, const char *what, const struct cache_entry *e)
+static void life_cb(void *arg, const struct cache_item *it)
 {
 	struct life *l = arg;
 
-	(void)what;
-	if (strncmp(name, l->kind, strlen(l->kind)) == 0) {
+	if (!it->note && strncmp(it->file, l->kind, strlen(l->kind)) == 0) {
 		l->n++;
-		l->life = (long)(e->expires_at - e->stored_at);
+		l->life = (long)(it->e->expires_at - it->e->stored_at);
 	}
 }
 
@@ -1064,10 +1063,11 @@ static void test_token_cache(struct config *cfg)
 	oauth_token_free(&tok);
 	is_int(fs->token_requests, 2, "cache_dir empty: a request per call");
 
-	/* a failed fetch is remembered, so a burst asks once */
+	/* a failed fetch answers the requests of a burst that waited for it */
 	use_cache(cfg, 1);
 	b.connectivity.client_secret = "bad";
 	fs->token_requests = 0;
+	cache_since(cache_clock());	/* both calls below began before the failure */
 	ok(oauth_token_cached(cfg, &b.connectivity, &opt, "connectivity", 0, &tok, &o) == -1,
 	   "refused credentials");
 	is_str(o.status, "4.7.0", "refused: 4.7.0");
@@ -1075,6 +1075,10 @@ static void test_token_cache(struct config *cfg)
 	   "refused again");
 	has_str(o.text, "HTTP 401 (unauthorized: Bad credentials)", "... the same text");
 	is_int(fs->token_requests, 2, "refused twice in a row: two requests (form, then Basic)");
+	cache_since(0);
+	ok(oauth_token_cached(cfg, &b.connectivity, &opt, "connectivity", 0, &tok, &o) == -1,
+	   "a request begun after the failure");
+	is_int(fs->token_requests, 4, "... asks again (form, then Basic), the note is older");
 	b.connectivity.client_secret = "good-secret";
 	drop_fail_notes();
 }
@@ -1251,7 +1255,8 @@ static void test_service_cache(struct config *cfg)
 	fs->find_requests = 0;
 	ok(dest_resolve(cfg, &b, "MAIL_ONPREM", &d, &o) == 0 && d.stale, "still failing: stale");
 	dest_free(&d);
-	is_int(fs->find_requests, 0, "a failure just seen is not asked again");
+	is_int(fs->find_requests, 1, "a lookup begun after the failure asks again (the note "
+	       "answers only those that waited)");
 	drop_fail_notes();
 
 	fs->down = 2;
@@ -1649,11 +1654,12 @@ static void test_burst(struct config *cfg)
 	is_int(fs->token_requests, 2, "20 deliveries at once: one destination and one "
 	       "connectivity token request");
 
-	/* the same when the service is down: one try for the burst */
+	/* the same when the service is down: one try for the burst that began before it failed */
 	use_cache(cfg, 1);
 	fs->down = 1;
 	fs->find_requests = 0;
 	fflush(stdout);
+	cache_since(cache_clock());	/* inherited: every delivery began now */
 	for (i = 0; i < 10; i++) {
 		if ((pids[i] = fork()) == 0) {
 			struct mail_destination d;
@@ -1670,6 +1676,7 @@ static void test_burst(struct config *cfg)
 			good++;
 	is_int(good, 10, "service down: 10 deliveries defer with its error");
 	is_int(fs->find_requests, 1, "service down: one Find for 10 deliveries");
+	cache_since(0);
 	fs->down = 0;
 	drop_fail_notes();
 }

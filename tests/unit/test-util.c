@@ -1,6 +1,7 @@
 /* test-util - base64 both ways, printable copies, the secrets-file check */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include "tap.h"
@@ -33,6 +34,35 @@ int main(void)
 
 	str_printable(buf, sizeof(buf), "a\r\nb\0c", 6);
 	is_str(buf, "a??b?c", "control bytes become ?");
+	{
+		/* what a hostile destination property would send to an operator's terminal */
+		static const char *const term[][2] = {
+			{ "relay\x1b]0;owned\x07.example", "relay?]0;owned?.example" },
+			{ "\x1b[31mred\x1b[0m", "?[31mred?[0m" },
+			{ "csi \xc2\x9b" "2J c1", "csi ?2J c1" },	/* U+009B, CSI */
+			{ "raw \x9b" "2J 8-bit", "raw ?2J 8-bit" },	/* 0x9B alone: not UTF-8 */
+			{ "del\x7f", "del?" },
+			{ "bidi \xe2\x80\xaetxt.exe", "bidi ?txt.exe" },	/* U+202E */
+			{ "isolate \xe2\x81\xa6x", "isolate ?x" },	/* U+2066 */
+			{ "overlong \xc0\xafx", "overlong ??x" },
+			{ "surrogate \xed\xa0\x80", "surrogate ???" },
+			{ "cut \xe2\x82", "cut ??" },
+			{ "Gr\xc3\xbc\xc3\x9f" "e \xe2\x82\xac \xf0\x9f\x93\xa7", "Gr\xc3\xbc\xc3\x9f" "e \xe2\x82\xac \xf0\x9f\x93\xa7" },
+			{ "plain ASCII ~!", "plain ASCII ~!" },
+		};
+		char t[64];
+
+		for (i = 0; i < sizeof(term) / sizeof(term[0]); i++) {
+			str_copy(t, term[i][0], sizeof(t));
+			str_sanitize(t, '?');
+			is_str(t, term[i][1], "str_sanitize #%zu", i + 1);
+		}
+		str_copy(t, "a\tb\x1b[2Jc", sizeof(t));
+		str_sanitize(t, ' ');
+		is_str(t, "a b [2Jc", "str_sanitize with a space, as the log writes");
+		str_printable(buf, sizeof(buf), "x\xc2\x9b\0y", 5);
+		is_str(buf, "x??y", "str_printable: C1 and NUL");
+	}
 	is_int(str_copy(buf, "abcdef", 4), 6, "str_copy returns the source length");
 	is_str(buf, "abc", "str_copy truncates and terminates");
 

@@ -41,29 +41,24 @@ start_relay() {	# a new container on the queue volume; its name in $C
 	image_wait_ready "$C"
 }
 
-# round SIGNAL - submit N with the relay slow, SIGNAL at N/2 accepted, restart, count
+# round SIGNAL - submit N with the relay slow, SIGNAL when N/2 are accepted
+# (the submission goes on while the container stops), restart, count
 round() {
-	local sig=$1 acc=$WORK/accepted-$1 sub i rc out queued
+	local sig=$1 acc=$WORK/accepted-$1 i rc out at_relay accepted stop
 	scenario "$N messages, $sig half-way"
 	: > "$acc"
 	emu POST /faults '{"relay":{"eod":"drip"}}' >/dev/null
+	# the signal goes straight to the container's PID 1 (the entrypoint), as
+	# the kubelet's does; podman stop would first take its own time to start
+	pid1=$(pdm inspect -f '{{.State.Pid}}' "$C")
 	python3 "$top_srcdir/tests/lib/submit-many.py" submit "127.0.0.1:$SMTP_PORT" "$N" "$MARK" \
-		user@corp.example "$acc" 4 &
-	sub=$!
-	for i in $(seq 1200); do
-		[ "$(grep -c . "$acc")" -ge $((N / 2)) ] && break
-		kill -0 "$sub" 2>/dev/null || break
-		sleep 0.1
-	done
-	queued=$(pdm exec "$C" postqueue -j 2>/dev/null | grep -c .)
-	echo "# $(grep -c . "$acc") accepted, $queued in the queue, $(emu GET /counters | jq .relay_messages) at the relay: $sig"
-	if [ "$sig" = SIGTERM ]; then
-		pdm stop -t 60 "$C" >/dev/null 2>&1
-	else
-		pdm kill -s KILL "$C" >/dev/null 2>&1
-	fi
+		user@corp.example "$acc" 4 0.04 $((N / 2)) kill -s "${sig#SIG}" "$pid1" \
+		> "$WORK/log/submit-$sig.log" 2>&1
 	rc=$(image_exit_code "$C")
 	image_logs "$C" "$WORK/log/stdout-$C.log"
+	accepted=$(grep -c . "$acc")
+	at_relay=$(emu GET /counters | jq .relay_messages)
+	echo "# $sig after $((N / 2)) accepted: $accepted accepted in all, $at_relay at the relay before the restart"
 	if [ "$sig" = SIGTERM ]; then
 		[ "$rc" = 0 ]
 		tap_ok $? "$SCEN: the container stopped cleanly (exit 0)" "exit $rc: $(tail -5 "$WORK/log/stdout-$C.log")"
@@ -71,9 +66,10 @@ round() {
 		[ "$rc" = 137 ]
 		tap_ok $? "$SCEN: the container was killed (exit 137)" "exit $rc"
 	fi
-	wait "$sub"
-	[ "$queued" -gt 0 ]
-	tap_ok $? "$SCEN: mail was waiting in the queue when the signal came" "postqueue -j: $queued"
+	[ "$accepted" -ge $((N / 2)) ] && [ "$accepted" -lt "$N" ]
+	tap_ok $? "$SCEN: the signal came in the middle of the submission" "$accepted of $N accepted"
+	[ "$accepted" -gt "$at_relay" ]
+	tap_ok $? "$SCEN: accepted mail was waiting in the queue" "$accepted accepted, $at_relay at the relay"
 	emu POST /faults/clear >/dev/null
 	start_relay
 	tap_ok $? "$SCEN: ready again on the same queue volume" "$(image_logs "$C" /dev/stdout | tail -5)"
@@ -86,8 +82,6 @@ round() {
 	echo "# $(head -1 "$WORK/count")"
 	printf '%s\n' "$out" | grep -q ' missing 0 '
 	tap_ok $? "$SCEN: every accepted message arrived" "$out"
-	[ "$(grep -c . "$acc")" -ge $((N / 2)) ]
-	tap_ok $? "$SCEN: at least $((N / 2)) were accepted" "$(grep -c . "$acc")"
 	! printf '%s\n' "$out" | grep '^duplicate' | grep -v "relay.eod=drip" | grep -q .
 	tap_ok $? "$SCEN: every duplicate is one the relay stored without its 250 arriving" "$out"
 	printf '%s\n' "$out" | grep '^duplicate' | sed 's/^/# /'

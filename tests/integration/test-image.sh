@@ -147,6 +147,40 @@ grep -q "btprelay-transport\[[0-9]*\]: $qid: to=<user@corp.example>.*status=sent
 tap_ok $? "$SCEN: stdout has btprelay-transport's line" "$(grep -v postfix/ "$WORK/log/stdout-pipe.log" | tail -3)"
 pdm stop -t 30 "$P" >/dev/null 2>&1
 
+# --- the default mynetworks: the container's own networks -------------------------
+# The container gets a network namespace of its own with one point-to-point
+# link to the host (10.251.x.2/32, peer 10.251.x.1), so the host is outside
+# every subnet of the container's interfaces: relaying for it must be refused
+# with nothing configured.
+scenario "default mynetworks"
+if command -v ip >/dev/null 2>&1; then
+	NS=btprelay-test-$$
+	HV=btpt$$h; CV=btpt$$c
+	IMAGE_NETNS=$NS IMAGE_VETH=$HV	# removed at exit
+	NET=10.251.$(( $$ % 250 ))
+	ip netns add "$NS" && ip link add "$HV" type veth peer name "$CV" && ip link set "$CV" netns "$NS" &&
+		ip addr add "$NET.1/32" peer "$NET.2" dev "$HV" && ip link set "$HV" up &&
+		ip -n "$NS" addr add "$NET.2/32" peer "$NET.1" dev "$CV" && ip -n "$NS" link set "$CV" up &&
+		ip -n "$NS" link set lo up
+	tap_ok $? "$SCEN: a network namespace with a point-to-point link"
+	D=btprelay-test-$$-default
+	IMAGE_NETWORK=ns:/run/netns/$NS image_run "$D" -v "$WORK/bindings:/bindings:ro" -v "$WORK/ca:/ca:ro" \
+		--tmpfs /var/spool/postfix:rw,size=64m,mode=755 \
+		-e SERVICE_BINDING_ROOT=/bindings -e BTPRELAY_CA_FILE=/ca/ca.pem \
+		-e "BTPRELAY_ROUTES=corp.example=MAIL_ONPREM"
+	image_wait_ready "$D"
+	tap_ok $? "$SCEN: ready" "$(image_logs "$D" /dev/stdout | tail -5)"
+	mn=$(pdm exec "$D" postconf -h mynetworks 2>&1)
+	printf '%s\n' "$mn" | grep -q "$NET\.2/32" && ! printf '%s\n' "$mn" | grep -q "$NET\.1\|0\.0\.0\.0/0"
+	tap_ok $? "$SCEN: mynetworks is the container's own networks ($mn)" "$mn"
+	out=$(swaks --server "$NET.2:25" --from a@client.test --to user@corp.example --quit-after RCPT 2>&1)
+	printf '%s\n' "$out" | grep -q '<\*\* 554 5\.7\.1 .*Relay access denied'
+	tap_ok $? "$SCEN: a client outside them: 554 5.7.1 Relay access denied" "$(printf '%s\n' "$out" | grep '^<\|\*\*\*')"
+	pdm rm -f -t 10 "$D" >/dev/null 2>&1
+else
+	echo "# SKIP default mynetworks: ip (iproute2) not installed"
+fi
+
 # --- bad configuration: exit 78, one line ----------------------------------------
 # bad_config NAME REGEX [podman-run-args...] - the container ends at start with
 # 78 and exactly one line of output, which matches REGEX

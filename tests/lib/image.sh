@@ -4,7 +4,7 @@
 #   image_build             base image from Debian's packages (cached), then the image
 #   image_bindings DIR      the emulator's bindings as BTP service operator Secrets under DIR
 #   image_run NAME [podman-run-args...]
-#                           start a container on the host network, read-only root,
+#                           start a container on the host network (or $IMAGE_NETWORK), read-only root,
 #                           with only the capabilities of config/kubernetes
 #   image_wait_ready NAME   until "health ready" answers ok (or the container ended)
 #   image_logs NAME FILE    the container's stdout and stderr into FILE
@@ -125,7 +125,7 @@ image_run() {
 	local name=$1
 	shift
 	IMAGE_CONTAINERS+=("$name")
-	pdm run -d --name "$name" --network host --read-only "${IMAGE_ULIMITS[@]}" \
+	pdm run -d --name "$name" --network "${IMAGE_NETWORK:-host}" --read-only "${IMAGE_ULIMITS[@]}" \
 		--cap-drop ALL --cap-add "$IMAGE_CAPS" --security-opt no-new-privileges \
 		--log-driver k8s-file --stop-timeout 30 "$@" "$IMAGE" > "$WORK/log/run-$name.log" 2>&1
 }
@@ -167,6 +167,9 @@ image_cleanup() {
 	for v in "${IMAGE_VOLUMES[@]}"; do
 		pdm volume rm -f "$v" >/dev/null 2>&1
 	done
+	# a network namespace and veth link a test made (IMAGE_NETNS, IMAGE_VETH)
+	[ -z "${IMAGE_VETH:-}" ] || ip link del "$IMAGE_VETH" >/dev/null 2>&1
+	[ -z "${IMAGE_NETNS:-}" ] || ip netns del "$IMAGE_NETNS" >/dev/null 2>&1
 	return 0
 }
 

@@ -2,12 +2,15 @@
 """submit-many.py - submit N messages over a few SMTP sessions and record which
 were accepted, and count them at the relay.
 
-  submit-many.py submit HOST:PORT N MARK RCPT ACCEPTED-FILE [SESSIONS]
+  submit-many.py submit HOST:PORT N MARK RCPT ACCEPTED-FILE [SESSIONS [PACE [AT COMMAND...]]]
       Message i has Message-Id <MARK.i@client.test>. A line "MARK.i" is
       appended to ACCEPTED-FILE (flushed at once) after the server's 250 to
       the final dot, and only then. A session that fails (the server went
       away) is opened again until every message was tried once; a message
       whose transaction failed is not retried (its fate is the server's).
+      Each session waits PACE seconds (default 0) after each message.
+      When AT messages have been accepted, COMMAND is started (once, not
+      waited for) while the submission goes on: a signal in the middle.
       Every socket operation has a 10 s timeout. Exit 0.
 
   submit-many.py count MSGDIR MARK ACCEPTED-FILE
@@ -16,14 +19,16 @@ were accepted, and count them at the relay.
       extra E" and, for each duplicate, the fault_after_dot of its copies
       (N.json); exit 0 when nothing accepted is missing.
 """
-import glob, json, os, re, smtplib, sys, threading, time
+import glob, json, os, re, smtplib, subprocess, sys, threading, time
 
 
-def submit(server, n, mark, rcpt, accepted_file, sessions=4):
+def submit(server, n, mark, rcpt, accepted_file, sessions=4, pace=0, at=None, *command):
     host, port = server.rsplit(":", 1)
     lock = threading.Lock()
     todo = list(range(1, int(n) + 1))
     out = open(accepted_file, "a")
+    accepted = [0]
+    started = []
 
     def worker():
         s = None
@@ -48,9 +53,14 @@ def submit(server, n, mark, rcpt, accepted_file, sessions=4):
                 s = None
                 time.sleep(0.05)
                 continue
+            if float(pace) > 0:
+                time.sleep(float(pace))
             with lock:
                 out.write(mid + "\n")
                 out.flush()
+                accepted[0] += 1
+                if at is not None and command and accepted[0] == int(at):
+                    started.append(subprocess.Popen(command))
         if s is not None:
             try:
                 s.quit()
@@ -62,6 +72,8 @@ def submit(server, n, mark, rcpt, accepted_file, sessions=4):
         t.start()
     for t in threads:
         t.join()
+    for p in started:
+        p.wait()
 
 
 def count(msgdir, mark, accepted_file):
@@ -95,7 +107,7 @@ def count(msgdir, mark, accepted_file):
 
 if __name__ == "__main__":
     if len(sys.argv) >= 7 and sys.argv[1] == "submit":
-        submit(*sys.argv[2:8])
+        submit(*sys.argv[2:])
         sys.exit(0)
     if len(sys.argv) == 5 and sys.argv[1] == "count":
         sys.exit(count(*sys.argv[2:5]))

@@ -352,6 +352,15 @@ if [ "$MILTER" = yes ]; then
 	PIDS+=("$MILTER_PID")
 fi
 
+# On a queue volume Postfix has used before, check the queue's structure
+# (postsuper(1) renames misnamed queue files) and skip postfix-script's
+# other start-up checks: they only warn about ownership of files in the
+# read-only image, and take seconds. A new volume gets the full start,
+# which creates the queue directories.
+if [ -d /var/spool/postfix/pid ] && [ -d /var/spool/postfix/public ]; then
+	postsuper || fatal "/var/spool/postfix: postsuper cannot check the queue (see the lines above)"
+	touch /var/spool/postfix/quick-start
+fi
 postfix start-fg &
 POSTFIX_PID=$!
 

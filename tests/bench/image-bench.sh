@@ -101,7 +101,7 @@ counted=$(head -1 "$WORK/count")
 	echo "| figure | value |"
 	echo "|---|---|"
 	echo "| image size (uncompressed, podman) | $(mb "$size") MB, of which the Debian base (debootstrap minbase) $(mb "$base") MB |"
-	printf '| start to ready (\`podman run\` to the first \`health ready\` ok), median of 3 | %.1f s (runs: %s s) |\n' \
+	printf '| start to ready on a new (empty) queue volume (podman run to the first health ready ok), median of 3 | %.1f s (runs: %s s) |\n' \
 		"$start_median" "$(printf '%.1f ' "${starts[@]}" | sed 's/ $//')"
 	echo "| memory at rest (cgroup, 5 s after ready) | $rest MB |"
 	echo "| memory under load (highest 0.5 s sample, $N messages over 4 SMTP sessions) | $peak MB |"

@@ -12,7 +12,8 @@
 #   - relaying for a client outside BTPRELAY_MYNETWORKS is refused, and a
 #     domain that is not routed is refused;
 #   - the root filesystem is read-only;
-#   - the pipe(8) route type delivers too;
+#   - the pipe(8) route type delivers too; submission over STARTTLS with a
+#     certificate from a mounted Secret;
 #   - each bad configuration (no routes, bad route syntax, missing or
 #     unreadable bindings, an open relay) ends the start with exit 78 and
 #     one line naming the variable.
@@ -38,9 +39,14 @@ COMMON=(-v "$WORK/bindings:/bindings:ro" -v "$WORK/ca:/ca:ro"
 	-e SERVICE_BINDING_ROOT=/bindings -e BTPRELAY_CA_FILE=/ca/ca.pem
 	-e BTPRELAY_INET_INTERFACES=127.0.0.1)
 
-image_run "$C" "${COMMON[@]}" -v "$C-queue:/var/spool/postfix" \
+# submission TLS with a certificate and key as a kubernetes.io/tls Secret mounts them
+install -d -m 755 "$WORK/tls"
+install -m 644 "$EMU/certs/relay.pem" "$WORK/tls/tls.crt"
+install -m 600 "$EMU/certs/relay.key" "$WORK/tls/tls.key"
+image_run "$C" "${COMMON[@]}" -v "$C-queue:/var/spool/postfix" -v "$WORK/tls:/tls:ro" \
 	-e "BTPRELAY_ROUTES=$ROUTES" -e "BTPRELAY_SMTP_PORT=$SMTP_PORT" \
-	-e BTPRELAY_MYNETWORKS=127.0.0.1/32
+	-e BTPRELAY_MYNETWORKS=127.0.0.1/32 \
+	-e BTPRELAY_TLS_CERT_FILE=/tls/tls.crt -e BTPRELAY_TLS_KEY_FILE=/tls/tls.key
 tap_ok $? "container started" "$(cat "$WORK/log/run-$C.log")"
 image_follow "$C" "$WORK/log/maillog"
 image_wait_ready "$C"
@@ -75,6 +81,10 @@ line one
 .a line that starts with a dot
 trailing blanks   
 EOF
+out=$(printf 'QUIT\r\n' | timeout 20 openssl s_client -starttls smtp -connect "127.0.0.1:$SMTP_PORT" \
+	-CAfile "$EMU/certs/ca.pem" -verify_ip 127.0.0.1 -verify_return_error 2>&1)
+printf '%s\n' "$out" | grep -q 'Verify return code: 0 (ok)'
+tap_ok $? "$SCEN: smtpd offers STARTTLS with the mounted certificate (verified)" "$(printf '%s\n' "$out" | grep -i 'verify\|error' | head -5)"
 qid=$(send_mail sender@client.test user@corp.example --data "$WORK/msg.eml")
 expect_status "$qid" user@corp.example sent 'relay=.*btprelay-lmtp' 'dsn=2\.0\.0'
 expect_relay 1 '.mail_from == "sender@client.test"' '.rcpt_to == ["user@corp.example"]' '.via_proxy == true'

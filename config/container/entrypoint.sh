@@ -187,7 +187,7 @@ fi
 # holds it open read-write, so opening it never blocks and it never ends.
 # btprelay's lines ("Dec  2 10:00:00 btprelay-lmtp[42]: ...") get the day
 # and host as postlogd writes Postfix's ("Dec 02 10:00:00 relay-0 postfix/...").
-exec 3<>"$LOGPIPE"
+exec 3<>"$LOGPIPE" || fatal "$LOGPIPE cannot be opened (the container needs CAP_DAC_OVERRIDE)"
 sed -u -e "s/^\([A-Z][a-z][a-z]\)  \([0-9]\) /\1 0\2 /" \
 	-e "s/^\([A-Z][a-z][a-z] [0-9][0-9] [0-9:]\{8\}\) /\1 ${HOST%%.*} /" <&3 &
 LOG_PID=$!

@@ -5,9 +5,13 @@ set -e
 PACKAGES="build-essential autoconf automake libtool pkg-config
 libcurl4-openssl-dev libjansson-dev libssl-dev libmilter-dev
 postfix swaks miltertest python3 openssl ca-certificates jq valgrind clang
-hyperfine iproute2 bsdutils nftables strace libwrap0 m4"
+hyperfine iproute2 bsdutils nftables strace libwrap0 m4
+podman runc debootstrap python3-yaml"
 # groff: tests/integration/test-man.sh renders every man page with warnings on
 PACKAGES="$PACKAGES groff-base"
+# kubectl renders config/kubernetes (kubectl kustomize); Debian's is in
+# kubernetes-client, which conflicts with other kubectl packages (Google's)
+command -v kubectl >/dev/null 2>&1 || PACKAGES="$PACKAGES kubernetes-client"
 
 missing=""
 for p in $PACKAGES; do

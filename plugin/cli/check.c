@@ -430,7 +430,8 @@ static void check_log(struct check *c, const struct config *cfg)
 		*(slash == dir ? slash + 1 : slash) = '\0';
 	if (stat(target, &st) == 0) {
 		owner(&st, who, sizeof(who));
-		if (!S_ISREG(st.st_mode) && !S_ISCHR(st.st_mode))
+		/* a FIFO: a reader copies the lines on (the container image's log stream) */
+		if (!S_ISREG(st.st_mode) && !S_ISCHR(st.st_mode) && !S_ISFIFO(st.st_mode))
 			bad(c, "log: %s: not a regular file", target);
 		else if (pw != NULL && !user_may(pw, target, W_OK))
 			bad(c, "log: %s (%s): %s cannot write it, and the transport then logs to "

@@ -1,0 +1,389 @@
+#!/bin/bash
+# entrypoint - PID 1 of the btprelay relay image.
+#
+# Writes Postfix's and btprelay's configuration from the environment into
+# /run/btprelay (the root filesystem is read-only), checks it, then runs
+# btprelay-milter and "postfix start-fg" as children, forwards SIGTERM and
+# SIGINT to them ("postfix stop": master(8) ends its children and leaves the
+# queue as it is), and copies btprelay's log lines into the container's
+# stdout, where postlogd(8) writes Postfix's own (maillog_file = /dev/stdout).
+#
+# A missing or bad setting ends the start with one line on stderr,
+#   btprelay: fatal: VARIABLE: what is wrong
+# and exit status 78 (EX_CONFIG, sysexits.h). Nothing is retried here: a
+# configuration does not get better by restarting.
+#
+# Variables (config/container/README.md has the full list):
+#   BTPRELAY_ROUTES       "DOMAIN=DESTINATION,..." (required); ".DOMAIN" = its subdomains
+#   BTPRELAY_ROUTE_TYPE   lmtp (default: btprelay-lmtp, a resident front end) or pipe
+#   BTPRELAY_MYNETWORKS   clients allowed to submit (default: the subnets of the
+#                         container's own interfaces, i.e. the pod network)
+#   BTPRELAY_MILTER       yes (default) or no: 550/451 at RCPT time
+#   SERVICE_BINDING_ROOT  Kubernetes service binding directories; VCAP_SERVICES wins
+#   BTPRELAY_SMTP_PORT, BTPRELAY_INET_INTERFACES, BTPRELAY_HOSTNAME,
+#   BTPRELAY_PROXY_HOST, BTPRELAY_PROXY_PORT, BTPRELAY_CA_FILE,
+#   BTPRELAY_TLS_CERT_FILE, BTPRELAY_TLS_KEY_FILE, BTPRELAY_LOG_LEVEL,
+#   BTPRELAY_CONF, BTPRELAY_POSTCONF
+set -u
+umask 022
+
+RUN=/run/btprelay
+PF=$RUN/postfix
+CONF=$RUN/btprelay.conf
+LOGPIPE=$RUN/log.pipe
+EX_CONFIG=78
+
+fatal() {	# one line, then stop: the first thing an operator reads
+	echo "btprelay: fatal: $*" >&2
+	exit $EX_CONFIG
+}
+info() {
+	echo "btprelay: $*"
+}
+
+# --- what the environment says ---------------------------------------------
+
+ROUTE_TYPE=${BTPRELAY_ROUTE_TYPE:-lmtp}
+case $ROUTE_TYPE in
+lmtp|pipe) ;;
+*) fatal "BTPRELAY_ROUTE_TYPE: \"$ROUTE_TYPE\" is neither lmtp nor pipe" ;;
+esac
+
+MILTER=${BTPRELAY_MILTER:-yes}
+case $MILTER in
+yes|no) ;;
+*) fatal "BTPRELAY_MILTER: \"$MILTER\" is neither yes nor no" ;;
+esac
+
+SMTP_PORT=${BTPRELAY_SMTP_PORT:-25}
+[[ $SMTP_PORT =~ ^[0-9]{1,5}$ ]] && [ "$SMTP_PORT" -ge 1 ] && [ "$SMTP_PORT" -le 65535 ] ||
+	fatal "BTPRELAY_SMTP_PORT: \"$SMTP_PORT\" is not a port number"
+
+INET_INTERFACES=${BTPRELAY_INET_INTERFACES:-all}
+re='^[][0-9A-Za-z.:, -]+$'
+[[ $INET_INTERFACES =~ $re ]] ||
+	fatal "BTPRELAY_INET_INTERFACES: \"$INET_INTERFACES\" is not a list of addresses"
+
+LOG_LEVEL=${BTPRELAY_LOG_LEVEL:-info}
+case $LOG_LEVEL in
+error|warning|info|debug) ;;
+*) fatal "BTPRELAY_LOG_LEVEL: \"$LOG_LEVEL\" is none of error, warning, info, debug" ;;
+esac
+
+HOST=${BTPRELAY_HOSTNAME:-$(hostname)}
+[[ $HOST == *.* ]] || HOST=$HOST.localdomain
+[[ $HOST =~ ^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$ ]] ||
+	fatal "BTPRELAY_HOSTNAME: \"$HOST\" is not a host name"
+
+# Routes: DOMAIN=DESTINATION separated by commas or white space. A domain is
+# matched as transport(5) does: "corp.example" that domain only,
+# ".corp.example" its subdomains.
+[ -n "${BTPRELAY_ROUTES:-}" ] ||
+	fatal "BTPRELAY_ROUTES is not set: name the domains to relay and their MAIL destinations, e.g. BTPRELAY_ROUTES=\"corp.example=MAIL_ONPREM,.corp.example=MAIL_ONPREM\""
+ROUTE_DOMAINS=()
+ROUTE_DESTS=()
+LABEL='[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?'
+for route in ${BTPRELAY_ROUTES//,/ }; do
+	domain=${route%%=*}
+	dest=${route#*=}
+	[[ $route == *=* && $domain =~ ^\.?$LABEL(\.$LABEL)*$ && ${#domain} -le 253 ]] ||
+		fatal "BTPRELAY_ROUTES: \"$route\": expected DOMAIN=DESTINATION (DOMAIN a domain name, optionally with a leading dot)"
+	[[ $dest =~ ^[A-Za-z0-9_.-]{1,200}$ ]] ||
+		fatal "BTPRELAY_ROUTES: \"$route\": the destination name must be 1 to 200 of A-Z a-z 0-9 _ . -"
+	for i in "${!ROUTE_DOMAINS[@]}"; do
+		[ "${ROUTE_DOMAINS[$i],,}" != "${domain,,}" ] ||
+			fatal "BTPRELAY_ROUTES: \"$domain\" is routed twice"
+	done
+	ROUTE_DOMAINS+=("$domain")
+	ROUTE_DESTS+=("$dest")
+done
+[ "${#ROUTE_DOMAINS[@]}" -gt 0 ] || fatal "BTPRELAY_ROUTES: no route in \"$BTPRELAY_ROUTES\""
+
+# Who may submit. Never an open relay: 0.0.0.0/0 and ::/0 are refused.
+MYNETWORKS=${BTPRELAY_MYNETWORKS:-}
+for net in ${MYNETWORKS//,/ }; do
+	case $net in
+	0.0.0.0/0|'[::]/0'|'::/0'|'[::/0]'|0/0)
+		fatal "BTPRELAY_MYNETWORKS: \"$net\" would make an open relay; name the client networks" ;;
+	esac
+	[[ $net =~ ^\[?[0-9A-Fa-f.:]+\]?(/[0-9]{1,3})?$ ]] ||
+		fatal "BTPRELAY_MYNETWORKS: \"$net\" is not an address or network (ADDRESS/BITS)"
+done
+
+# --- the writable tree ------------------------------------------------------
+
+[ -d /run ] && [ -w /run ] || fatal "/run is not writable: mount a tmpfs (Kubernetes: an emptyDir) on /run"
+[ -d /var/spool/postfix ] && [ -w /var/spool/postfix ] ||
+	fatal "/var/spool/postfix is not writable: mount the queue volume there"
+rm -rf "$RUN"
+install -d -m 755 "$RUN"
+cp -a /etc/postfix.image "$PF"	# /etc/postfix links here
+install -d -m 700 -o postfix "$RUN/postfix-data"
+install -d -m 700 -o btprelay -g btprelay "$RUN/cache"
+install -d -m 750 -o root -g btprelay "$RUN/bindings"
+install -d -m 750 -o btprelay -g btprelay "$RUN/milter"
+mkfifo -m 600 "$LOGPIPE"
+chown btprelay:btprelay "$LOGPIPE"
+
+# --- bindings ---------------------------------------------------------------
+# Copied into a private tmpfs directory (root:btprelay, 0440), so the Secret
+# volume needs no group of ours (defaultMode 0400 is enough for root), and
+# both the transport's user and root (an operator's "btprelay check") can
+# read them. A rotated Secret takes effect at the next start.
+
+BINDINGS_FILE=$RUN/bindings.json
+BINDING_ROOT=
+if [ -n "${VCAP_SERVICES:-}" ]; then
+	(umask 077 && printf '%s' "$VCAP_SERVICES" > "$BINDINGS_FILE") ||
+		fatal "VCAP_SERVICES: cannot write $BINDINGS_FILE"
+	chown root:btprelay "$BINDINGS_FILE"
+	chmod 440 "$BINDINGS_FILE"
+elif [ -n "${SERVICE_BINDING_ROOT:-}" ]; then
+	[ -d "$SERVICE_BINDING_ROOT" ] ||
+		fatal "SERVICE_BINDING_ROOT: $SERVICE_BINDING_ROOT is not a directory (mount the ServiceBinding's Secret under it)"
+	[ -r "$SERVICE_BINDING_ROOT" ] && [ -x "$SERVICE_BINDING_ROOT" ] ||
+		fatal "SERVICE_BINDING_ROOT: $SERVICE_BINDING_ROOT cannot be read"
+	for dir in "$SERVICE_BINDING_ROOT"/*/; do
+		[ -d "$dir" ] || continue
+		name=$(basename "$dir")
+		# -L: a Secret volume's keys are links into its ..data directory
+		cp -RL "$dir" "$RUN/bindings/$name" 2>/dev/null ||
+			fatal "SERVICE_BINDING_ROOT: $dir cannot be read"
+	done
+	chown -R root:btprelay "$RUN/bindings"
+	find "$RUN/bindings" -type d -exec chmod 750 {} + -o -type f -exec chmod 440 {} +
+	BINDING_ROOT=$RUN/bindings
+fi
+# btprelay's processes read the copies (the variables would win over btprelay.conf)
+VCAP=${VCAP_SERVICES:-}
+unset VCAP_SERVICES
+if [ -n "$BINDING_ROOT" ]; then export SERVICE_BINDING_ROOT=$BINDING_ROOT; else unset SERVICE_BINDING_ROOT; fi
+
+# --- btprelay.conf ----------------------------------------------------------
+
+{
+	echo "# written by the entrypoint from the environment at $(date -u '+%Y-%m-%d %H:%M:%S') UTC"
+	echo "bindings_file = $BINDINGS_FILE"
+	echo "service_binding_root = $BINDING_ROOT"
+	echo "cache_dir = $RUN/cache"
+	echo "log = $LOGPIPE"
+	echo "log_level = $LOG_LEVEL"
+	echo "milter_socket = unix:$RUN/milter/milter.sock"
+	echo "milter_user = btprelay"
+	[ -z "${BTPRELAY_PROXY_HOST:-}" ] || echo "proxy_host = $BTPRELAY_PROXY_HOST"
+	[ -z "${BTPRELAY_PROXY_PORT:-}" ] || echo "proxy_port = $BTPRELAY_PROXY_PORT"
+	if [ -n "${BTPRELAY_CA_FILE:-}" ]; then
+		echo "http_ca_file = $BTPRELAY_CA_FILE"
+		echo "smtp_tls_ca_file = $BTPRELAY_CA_FILE"
+	fi
+	[ -z "${BTPRELAY_CONF:-}" ] || printf '%s\n' "$BTPRELAY_CONF"
+} > "$CONF"
+chmod 644 "$CONF"
+if [ -n "${BTPRELAY_CA_FILE:-}" ] && [ ! -r "$BTPRELAY_CA_FILE" ]; then
+	fatal "BTPRELAY_CA_FILE: $BTPRELAY_CA_FILE cannot be read"
+fi
+
+# The log pipe needs a reader before anyone writes to it: the copier below
+# holds it open read-write, so opening it never blocks and it never ends.
+# btprelay's lines ("Dec  2 10:00:00 btprelay-lmtp[42]: ...") get the day
+# and host as postlogd writes Postfix's ("Dec 02 10:00:00 relay-0 postfix/...").
+exec 3<>"$LOGPIPE" || fatal "$LOGPIPE cannot be opened (the container needs CAP_DAC_OVERRIDE)"
+sed -u -e "s/^\([A-Z][a-z][a-z]\)  \([0-9]\) /\1 0\2 /" \
+	-e "s/^\([A-Z][a-z][a-z] [0-9][0-9] [0-9:]\{8\}\) /\1 ${HOST%%.*} /" <&3 &
+LOG_PID=$!
+
+# btprelay check: the configuration file, the bindings and their
+# permissions, the CA files, as the transport's user sees them (no network).
+# With VCAP_SERVICES given, the check reads the variable, so that its
+# messages name it.
+if ! out=$(${VCAP:+env VCAP_SERVICES="$VCAP"} setpriv --reuid=btprelay --regid=btprelay --init-groups \
+	/usr/sbin/btprelay -c "$CONF" check 2>&1); then
+	line=$(printf '%s\n' "$out" | sed -n 's/^error: //p' | head -1)
+	fatal "btprelay check: ${line:-$(printf '%s\n' "$out" | tail -1)}"
+fi
+
+# --- Postfix ----------------------------------------------------------------
+
+TRANSPORT=$PF/transport.regexp
+ACCESS=$PF/recipient-access.regexp
+: > "$TRANSPORT"
+: > "$ACCESS"
+SERVICES=""
+for i in "${!ROUTE_DOMAINS[@]}"; do
+	domain=${ROUTE_DOMAINS[$i]}
+	dest=${ROUTE_DESTS[$i]}
+	escaped=${domain//./\\.}
+	if [[ $domain == .* ]]; then
+		re="@.+$escaped"	# subdomains only, as transport(5) reads ".domain"
+	else
+		re="@$escaped"
+	fi
+	if [ "$ROUTE_TYPE" = lmtp ]; then
+		nexthop="lmtp:unix:private/btprelay-lmtp-$dest"
+		case " $SERVICES " in
+		*" $dest "*) ;;
+		*) SERVICES="$SERVICES $dest" ;;
+		esac
+	else
+		nexthop="btprelay:$dest"
+	fi
+	printf '/%s$/\t%s\n' "$re" "$nexthop" >> "$TRANSPORT"
+	printf '/%s$/\tOK\n' "$re" >> "$ACCESS"
+done
+
+{
+	cat <<-CF
+	# written by the entrypoint from the environment; see postconf(5)
+	compatibility_level = 3.6
+	myhostname = $HOST
+	mydestination =
+	local_recipient_maps =
+	local_transport = error:5.1.1 this relay delivers no local mail
+	alias_maps =
+	alias_database =
+	inet_interfaces = $INET_INTERFACES
+	data_directory = $RUN/postfix-data
+	# One log stream: postlogd(8) writes every Postfix line to the stdout
+	# of "postfix start-fg"; btprelay's lines join it through the entrypoint.
+	maillog_file = /dev/stdout
+	smtpd_banner = \$myhostname ESMTP
+	biff = no
+	readme_directory = no
+	smtputf8_enable = yes
+	# Only the routed domains are accepted, and only from mynetworks.
+	transport_maps = regexp:$TRANSPORT
+	default_transport = error:5.1.2 domain not routed by this relay
+	smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination
+	smtpd_recipient_restrictions = check_recipient_access regexp:$ACCESS, reject
+	relay_domains =
+	lmtp_send_xforward_command = yes
+	btprelay_destination_recipient_limit = 1
+	btprelay_time_limit = 1000s
+	CF
+	if [ -n "$MYNETWORKS" ]; then
+		echo "mynetworks = ${MYNETWORKS//,/ }"
+	else
+		echo "# the subnets of this container's interfaces: the pod network"
+		echo "mynetworks_style = subnet"
+	fi
+	if [ "$MILTER" = yes ]; then
+		echo "smtpd_milters = unix:$RUN/milter/milter.sock"
+		echo "non_smtpd_milters = \$smtpd_milters"
+		echo "milter_default_action = tempfail"
+	fi
+	if [ -n "${BTPRELAY_TLS_CERT_FILE:-}" ]; then
+		[ -r "$BTPRELAY_TLS_CERT_FILE" ] || fatal "BTPRELAY_TLS_CERT_FILE: $BTPRELAY_TLS_CERT_FILE cannot be read"
+		key=${BTPRELAY_TLS_KEY_FILE:-$BTPRELAY_TLS_CERT_FILE}
+		[ -r "$key" ] || fatal "BTPRELAY_TLS_KEY_FILE: $key cannot be read"
+		echo "smtpd_tls_chain_files = $key, $BTPRELAY_TLS_CERT_FILE"
+		echo "smtpd_tls_security_level = may"
+	elif [ -n "${BTPRELAY_TLS_KEY_FILE:-}" ]; then
+		fatal "BTPRELAY_TLS_KEY_FILE: set, but BTPRELAY_TLS_CERT_FILE is not"
+	fi
+	[ -z "${BTPRELAY_POSTCONF:-}" ] || printf '%s\n' "$BTPRELAY_POSTCONF"
+} > "$PF/main.cf"
+
+{
+	cat <<-'MCF'
+	# written by the entrypoint; see master(5). Nothing runs chrooted: the
+	# image has no chroot tree, and the root filesystem is read-only anyway.
+	MCF
+	echo "$SMTP_PORT inet n - n - - smtpd"
+	cat <<-'MCF'
+	pickup    unix  n       -       n       60      1       pickup
+	cleanup   unix  n       -       n       -       0       cleanup
+	qmgr      unix  n       -       n       300     1       qmgr
+	tlsmgr    unix  -       -       n       1000?   1       tlsmgr
+	rewrite   unix  -       -       n       -       -       trivial-rewrite
+	bounce    unix  -       -       n       -       0       bounce
+	defer     unix  -       -       n       -       0       bounce
+	trace     unix  -       -       n       -       0       bounce
+	verify    unix  -       -       n       -       1       verify
+	flush     unix  n       -       n       1000?   0       flush
+	proxymap  unix  -       -       n       -       -       proxymap
+	showq     unix  n       -       n       -       -       showq
+	error     unix  -       -       n       -       -       error
+	retry     unix  -       -       n       -       -       error
+	discard   unix  -       -       n       -       -       discard
+	anvil     unix  -       -       n       -       1       anvil
+	scache    unix  -       -       n       -       1       scache
+	postlog   unix-dgram n  -       n       -       1       postlogd
+	smtp      unix  -       -       n       -       -       smtp
+	lmtp      unix  -       -       n       -       -       lmtp
+	btprelay  unix  -       n       n       -       -       pipe
+	  flags=q user=btprelay null_sender=
+	  argv=/usr/libexec/btprelay/btprelay-transport -q ${queue_id} -s ${size} -f ${sender} -d ${nexthop} -- ${recipient}
+	MCF
+	for dest in $SERVICES; do
+		echo "btprelay-lmtp-$dest unix - n n - - spawn"
+		echo "  user=btprelay argv=/usr/libexec/btprelay/btprelay-lmtp -d $dest"
+	done
+} > "$PF/master.cf"
+
+if ! out=$(postconf -c "$PF" -n 2>&1 >/dev/null) || [ -n "$out" ]; then
+	fatal "BTPRELAY_POSTCONF: Postfix refuses the configuration: $(printf '%s\n' "$out" | head -1)"
+fi
+
+# What the health probe needs to know
+{
+	echo "SMTP_PORT=$SMTP_PORT"
+	echo "INET_INTERFACES='$INET_INTERFACES'"
+	echo "MILTER=$MILTER"
+} > "$RUN/health.env"
+
+# --- run --------------------------------------------------------------------
+
+PIDS=()
+stopping=0
+stop() {
+	[ "$stopping" = 1 ] && return
+	stopping=1
+	info "stopping on SIG$1: postfix stop (the queue stays on its volume)"
+	postfix stop >/dev/null 2>&1
+	[ -z "${MILTER_PID:-}" ] || kill -TERM "$MILTER_PID" 2>/dev/null
+}
+trap 'stop TERM' TERM
+trap 'stop INT' INT
+
+if [ "$MILTER" = yes ]; then
+	(umask 007 && exec /usr/sbin/btprelay-milter -f -c "$CONF") &
+	MILTER_PID=$!
+	echo "$MILTER_PID" > "$RUN/milter.pid"
+	PIDS+=("$MILTER_PID")
+fi
+
+# On a queue volume Postfix has used before, check the queue's structure
+# (postsuper(1) renames misnamed queue files) and skip postfix-script's
+# other start-up checks: they only warn about ownership of files in the
+# read-only image, and take seconds. A new volume gets the full start,
+# which creates the queue directories.
+if [ -d /var/spool/postfix/pid ] && [ -d /var/spool/postfix/public ]; then
+	postsuper || fatal "/var/spool/postfix: postsuper cannot check the queue (see the lines above)"
+	touch /var/spool/postfix/quick-start
+fi
+postfix start-fg &
+POSTFIX_PID=$!
+
+info "started: routes ${BTPRELAY_ROUTES//,/, } ($ROUTE_TYPE), smtpd on port $SMTP_PORT, milter $MILTER"
+
+# Wait for Postfix; when it ends (stopped, or died) the container ends.
+while :; do
+	wait "$POSTFIX_PID"
+	rc=$?
+	# wait returns early (status > 128) when a trapped signal arrives
+	kill -0 "$POSTFIX_PID" 2>/dev/null || break
+done
+unexpected=0
+[ "$stopping" = 1 ] || {
+	echo "btprelay: postfix ended unexpectedly (status $rc); stopping" >&2
+	unexpected=1
+	stop TERM
+}
+for pid in "${PIDS[@]}"; do
+	wait "$pid" 2>/dev/null
+done
+# let the copier write what is still in the pipe, then end it
+sleep 0.2
+kill "$LOG_PID" 2>/dev/null
+info "stopped"
+exit $unexpected

@@ -1,0 +1,234 @@
+#!/bin/bash
+# test-image.sh - the relay image (config/container) built with podman from a
+# base of Debian's own packages, run on the host network with a read-only
+# root filesystem against the BTP emulator, bindings mounted in the BTP
+# service operator's Secret shape:
+#   - swaks -> the container's Postfix -> btprelay-lmtp -> emulator proxy ->
+#     relay: the body arrives byte for byte; the container's stdout has
+#     Postfix's status=sent line and btprelay's line for the queue id, and no
+#     secret in any encoding;
+#   - an unknown destination gets 550 at RCPT (the milter, on by default);
+#   - a Destination Service outage gets 451 and the container stays ready;
+#   - relaying for a client outside BTPRELAY_MYNETWORKS is refused, and a
+#     domain that is not routed is refused;
+#   - the root filesystem is read-only;
+#   - the pipe(8) route type delivers too; submission over STARTTLS with a
+#     certificate from a mounted Secret;
+#   - each bad configuration (no routes, bad route syntax, missing or
+#     unreadable bindings, an open relay) ends the start with exit 78 and
+#     one line naming the variable.
+set -u
+. "${top_srcdir:-$(dirname "$0")/../..}/tests/lib/harness.sh"
+harness_init image
+. "$top_srcdir/tests/lib/image.sh"
+image_init
+command -v jq >/dev/null 2>&1 || harness_skip "jq not installed (tests/install-deps.sh)"
+harness_start_emulator
+. "$top_srcdir/tests/lib/scenario.sh"
+image_build
+echo "# image built: $(pdm image inspect -f '{{.Size}}' "$IMAGE") bytes"
+
+image_bindings "$WORK/bindings"
+install -d -m 755 "$WORK/ca"
+install -m 644 "$EMU/certs/ca.pem" "$WORK/ca/ca.pem"
+SMTP_PORT=$(free_port)
+C=btprelay-test-$$-main
+image_volume "$C-queue"
+ROUTES="corp.example=MAIL_ONPREM,nowhere.example=MAIL_NOPE,outage.example=MAIL_OUTAGE"
+COMMON=(-v "$WORK/bindings:/bindings:ro" -v "$WORK/ca:/ca:ro"
+	-e SERVICE_BINDING_ROOT=/bindings -e BTPRELAY_CA_FILE=/ca/ca.pem
+	-e BTPRELAY_INET_INTERFACES=127.0.0.1)
+
+# submission TLS with a certificate and key as a kubernetes.io/tls Secret mounts them
+install -d -m 755 "$WORK/tls"
+install -m 644 "$EMU/certs/relay.pem" "$WORK/tls/tls.crt"
+install -m 600 "$EMU/certs/relay.key" "$WORK/tls/tls.key"
+image_run "$C" "${COMMON[@]}" -v "$C-queue:/var/spool/postfix" -v "$WORK/tls:/tls:ro" \
+	-e "BTPRELAY_ROUTES=$ROUTES" -e "BTPRELAY_SMTP_PORT=$SMTP_PORT" \
+	-e BTPRELAY_MYNETWORKS=127.0.0.1/32 \
+	-e BTPRELAY_TLS_CERT_FILE=/tls/tls.crt -e BTPRELAY_TLS_KEY_FILE=/tls/tls.key
+tap_ok $? "container started" "$(cat "$WORK/log/run-$C.log")"
+image_follow "$C" "$WORK/log/maillog"
+image_wait_ready "$C"
+tap_ok $? "health ready answers ok" "$(image_logs "$C" /dev/stdout | tail -20)"
+out=$(pdm exec "$C" /usr/libexec/btprelay/health live 2>&1)
+tap_ok $? "health live answers ok" "$out"
+
+SCEN="read-only root"
+out=$(pdm exec "$C" sh -c 'touch /etc/btprelay-probe 2>&1; touch /usr/btprelay-probe 2>&1' 2>&1)
+printf '%s\n' "$out" | grep -q 'Read-only file system'
+tap_ok $? "$SCEN: /etc and /usr cannot be written" "$out"
+[ "$(pdm inspect -f '{{.HostConfig.ReadonlyRootfs}}' "$C")" = true ]
+tap_ok $? "$SCEN: podman reports ReadonlyRootfs"
+
+SCEN="operator probes"
+out=$(pdm exec "$C" btprelay check 2>&1)
+tap_ok $? "$SCEN: btprelay check inside the container" "$out"
+printf '%s\n' "$out" | grep -q 'service binding directories /run/btprelay/bindings'
+tap_ok $? "$SCEN: bindings read from the Secret-shaped directories" "$out"
+out=$(pdm exec "$C" btprelay probe MAIL_ONPREM 2>&1)
+tap_ok $? "$SCEN: btprelay probe MAIL_ONPREM inside the container" "$out"
+
+scenario "delivery through the container"
+STATUS_AGENT=lmtp
+cat > "$WORK/msg.eml" <<EOF
+From: sender@client.test
+To: user@corp.example
+Subject: $MARK
+Message-Id: <$MARK@client.test>
+
+line one
+.a line that starts with a dot
+trailing blanks   
+EOF
+out=$(printf 'QUIT\r\n' | timeout 20 openssl s_client -starttls smtp -connect "127.0.0.1:$SMTP_PORT" \
+	-CAfile "$EMU/certs/ca.pem" -verify_ip 127.0.0.1 -verify_return_error 2>&1)
+printf '%s\n' "$out" | grep -q 'Verify return code: 0 (ok)'
+tap_ok $? "$SCEN: smtpd offers STARTTLS with the mounted certificate (verified)" "$(printf '%s\n' "$out" | grep -i 'verify\|error' | head -5)"
+qid=$(send_mail sender@client.test user@corp.example --data "$WORK/msg.eml")
+expect_status "$qid" user@corp.example sent 'relay=.*btprelay-lmtp' 'dsn=2\.0\.0'
+expect_relay 1 '.mail_from == "sender@client.test"' '.rcpt_to == ["user@corp.example"]' '.via_proxy == true'
+expect_body "$WORK/msg.eml"
+line=$(grep "btprelay-lmtp\[[0-9]*\]: $qid: to=<user@corp.example>.*destination=MAIL_ONPREM.*status=sent" "$WORK/log/maillog")
+tap_ok $? "$SCEN: stdout has btprelay-lmtp's line for $qid" "$(grep -v 'postfix/' "$WORK/log/maillog" | tail -5)"
+printf '%s\n' "$line" | grep -q "^[A-Z][a-z][a-z] [0-9][0-9] [0-9:]\{8\} [^ ]* btprelay-lmtp\["
+tap_ok $? "$SCEN: btprelay's line reads like Postfix's (time, host, program[pid])" "$line"
+
+scenario "unknown destination"
+out=$(swaks --server "127.0.0.1:$SMTP_PORT" --from a@client.test --to user@nowhere.example --quit-after RCPT 2>&1)
+printf '%s\n' "$out" | grep -q '<\*\* 550 5\.1\.2 .*MAIL_NOPE'
+tap_ok $? "$SCEN: 550 5.1.2 at RCPT" "$(printf '%s\n' "$out" | grep '^<')"
+
+scenario "Destination Service outage"
+emu POST /faults '{"destination":"http500"}' >/dev/null
+out=$(swaks --server "127.0.0.1:$SMTP_PORT" --from a@client.test --to user@outage.example --quit-after RCPT 2>&1)
+printf '%s\n' "$out" | grep -q '<\*\* 451 4\.'
+tap_ok $? "$SCEN: 451 at RCPT" "$(printf '%s\n' "$out" | grep '^<')"
+out=$(pdm exec "$C" /usr/libexec/btprelay/health ready 2>&1)
+tap_ok $? "$SCEN: still ready" "$out"
+emu POST /faults/clear >/dev/null
+
+scenario "who may submit"
+out=$(swaks --server "127.0.0.1:$SMTP_PORT" --local-interface 127.0.0.2 --from a@client.test --to user@corp.example --quit-after RCPT 2>&1)
+printf '%s\n' "$out" | grep -q '<\*\* 554 5\.7\.1 .*Relay access denied'
+tap_ok $? "$SCEN: a client outside BTPRELAY_MYNETWORKS: 554 5.7.1 Relay access denied" "$(printf '%s\n' "$out" | grep '^<')"
+out=$(swaks --server "127.0.0.1:$SMTP_PORT" --from a@client.test --to user@elsewhere.example --quit-after RCPT 2>&1)
+printf '%s\n' "$out" | grep -q '<\*\* 554 5\.7\.1 '
+tap_ok $? "$SCEN: a domain that is not routed: 554 5.7.1" "$(printf '%s\n' "$out" | grep '^<')"
+
+SCEN="stdout"
+sleep 1	# the follower's last lines
+image_logs "$C" "$WORK/log/stdout-main.log"
+grep -q "postfix/lmtp\[[0-9]*\]: $qid: to=<user@corp.example>.*status=sent" "$WORK/log/stdout-main.log"
+tap_ok $? "$SCEN: Postfix's status=sent line" "$(tail -5 "$WORK/log/stdout-main.log")"
+grep -q "postfix/smtpd\[[0-9]*\]: NOQUEUE: milter-reject: RCPT from .*550 5\.1\.2" "$WORK/log/stdout-main.log"
+tap_ok $? "$SCEN: Postfix's milter-reject line"
+expect_no_secret_encodings "$WORK/log/stdout-main.log"
+
+SCEN="SIGTERM"
+pdm stop -t 30 "$C" >/dev/null 2>&1
+rc=$(image_exit_code "$C")
+[ "$rc" = 0 ]
+tap_ok $? "$SCEN: the container ends with 0" "exit code $rc"
+image_logs "$C" "$WORK/log/stdout-main.log"
+# (postfix-script's own "stopping" line may be lost: postlogd stops with the rest)
+grep -q '^btprelay: stopping on SIGTERM: postfix stop' "$WORK/log/stdout-main.log" &&
+	grep -q '^btprelay: stopped$' "$WORK/log/stdout-main.log"
+tap_ok $? "$SCEN: the entrypoint ran postfix stop, waited for it, and ended" "$(tail -5 "$WORK/log/stdout-main.log")"
+
+# --- the pipe(8) route type ----------------------------------------------------
+scenario "BTPRELAY_ROUTE_TYPE=pipe"
+STATUS_AGENT=pipe
+SMTP_PORT=$(free_port)
+P=btprelay-test-$$-pipe
+image_run "$P" "${COMMON[@]}" --tmpfs /var/spool/postfix:rw,size=64m,mode=755 \
+	-e "BTPRELAY_ROUTES=corp.example=MAIL_ONPREM" -e BTPRELAY_ROUTE_TYPE=pipe \
+	-e "BTPRELAY_SMTP_PORT=$SMTP_PORT" -e BTPRELAY_MYNETWORKS=127.0.0.0/8
+image_follow "$P" "$WORK/log/maillog"
+image_wait_ready "$P"
+tap_ok $? "$SCEN: ready" "$(image_logs "$P" /dev/stdout | tail -5)"
+cp "$WORK/msg.eml" "$WORK/msg2.eml"
+sed -i "s/$(sed -n 's/^Subject: //p' "$WORK/msg.eml")/$MARK/" "$WORK/msg2.eml"
+qid=$(send_mail sender@client.test user@corp.example --data "$WORK/msg2.eml")
+expect_status "$qid" user@corp.example sent 'relay=btprelay'
+expect_relay 1
+sleep 1
+image_logs "$P" "$WORK/log/stdout-pipe.log"
+grep -q "btprelay-transport\[[0-9]*\]: $qid: to=<user@corp.example>.*status=sent" "$WORK/log/stdout-pipe.log"
+tap_ok $? "$SCEN: stdout has btprelay-transport's line" "$(grep -v postfix/ "$WORK/log/stdout-pipe.log" | tail -3)"
+pdm stop -t 30 "$P" >/dev/null 2>&1
+
+# --- the default mynetworks: the container's own networks -------------------------
+# The container gets a network namespace of its own with one point-to-point
+# link to the host (10.251.x.2/32, peer 10.251.x.1), so the host is outside
+# every subnet of the container's interfaces: relaying for it must be refused
+# with nothing configured.
+scenario "default mynetworks"
+if command -v ip >/dev/null 2>&1; then
+	NS=btprelay-test-$$
+	HV=btpt$$h; CV=btpt$$c
+	IMAGE_NETNS=$NS IMAGE_VETH=$HV	# removed at exit
+	NET=10.251.$(( $$ % 250 ))
+	ip netns add "$NS" && ip link add "$HV" type veth peer name "$CV" && ip link set "$CV" netns "$NS" &&
+		ip addr add "$NET.1/32" peer "$NET.2" dev "$HV" && ip link set "$HV" up &&
+		ip -n "$NS" addr add "$NET.2/32" peer "$NET.1" dev "$CV" && ip -n "$NS" link set "$CV" up &&
+		ip -n "$NS" link set lo up
+	tap_ok $? "$SCEN: a network namespace with a point-to-point link"
+	D=btprelay-test-$$-default
+	IMAGE_NETWORK=ns:/run/netns/$NS image_run "$D" -v "$WORK/bindings:/bindings:ro" -v "$WORK/ca:/ca:ro" \
+		--tmpfs /var/spool/postfix:rw,size=64m,mode=755 \
+		-e SERVICE_BINDING_ROOT=/bindings -e BTPRELAY_CA_FILE=/ca/ca.pem \
+		-e "BTPRELAY_ROUTES=corp.example=MAIL_ONPREM"
+	image_wait_ready "$D"
+	tap_ok $? "$SCEN: ready" "$(image_logs "$D" /dev/stdout | tail -5)"
+	mn=$(pdm exec "$D" postconf -h mynetworks 2>&1)
+	printf '%s\n' "$mn" | grep -q "$NET\.2/32" && ! printf '%s\n' "$mn" | grep -q "$NET\.1\|0\.0\.0\.0/0"
+	tap_ok $? "$SCEN: mynetworks is the container's own networks ($mn)" "$mn"
+	out=$(swaks --server "$NET.2:25" --from a@client.test --to user@corp.example --quit-after RCPT 2>&1)
+	printf '%s\n' "$out" | grep -q '<\*\* 554 5\.7\.1 .*Relay access denied'
+	tap_ok $? "$SCEN: a client outside them: 554 5.7.1 Relay access denied" "$(printf '%s\n' "$out" | grep '^<\|\*\*\*')"
+	pdm rm -f -t 10 "$D" >/dev/null 2>&1
+else
+	echo "# SKIP default mynetworks: ip (iproute2) not installed"
+fi
+
+# --- bad configuration: exit 78, one line ----------------------------------------
+# bad_config NAME REGEX [podman-run-args...] - the container ends at start with
+# 78 and exactly one line of output, which matches REGEX
+bad_config() {
+	local name=$1 re=$2 c=btprelay-test-$$-bad$TAP_N rc out
+	shift 2
+	image_run "$c" "${COMMON[@]}" --tmpfs /var/spool/postfix:rw,size=16m,mode=755 "$@"
+	rc=$(image_exit_code "$c")
+	image_logs "$c" "$WORK/log/bad-$TAP_N.log"
+	out=$(cat "$WORK/log/bad-$TAP_N.log")
+	[ "$rc" = 78 ] && [ "$(grep -c . "$WORK/log/bad-$TAP_N.log")" = 1 ] && printf '%s\n' "$out" | grep -q -- "$re"
+	tap_ok $? "bad configuration, $name: exit 78 and one line /$re/" "exit $rc: $out"
+}
+bad_config "no routes" '^btprelay: fatal: BTPRELAY_ROUTES is not set'
+bad_config "route without destination" '^btprelay: fatal: BTPRELAY_ROUTES: "corp.example": expected DOMAIN=DESTINATION' \
+	-e BTPRELAY_ROUTES=corp.example
+bad_config "bad domain" '^btprelay: fatal: BTPRELAY_ROUTES: "corp..example=X"' \
+	-e BTPRELAY_ROUTES=corp..example=X
+bad_config "bad destination name" '^btprelay: fatal: BTPRELAY_ROUTES: "corp.example=A/B": the destination name' \
+	-e "BTPRELAY_ROUTES=corp.example=A/B"
+bad_config "bad route type" '^btprelay: fatal: BTPRELAY_ROUTE_TYPE' \
+	-e BTPRELAY_ROUTES=corp.example=X -e BTPRELAY_ROUTE_TYPE=smtp
+bad_config "open relay" '^btprelay: fatal: BTPRELAY_MYNETWORKS: "0.0.0.0/0" would make an open relay' \
+	-e BTPRELAY_ROUTES=corp.example=X -e BTPRELAY_MYNETWORKS=127.0.0.0/8,0.0.0.0/0
+bad_config "binding root missing" '^btprelay: fatal: SERVICE_BINDING_ROOT: /nonexistent is not a directory' \
+	-e BTPRELAY_ROUTES=corp.example=X -e SERVICE_BINDING_ROOT=/nonexistent
+# a destination binding without its client secret
+mkdir -p "$WORK/bindings-bad"
+cp -a "$WORK/bindings/destination" "$WORK/bindings-bad/"
+rm -f "$WORK/bindings-bad/destination/clientsecret"
+bad_config "binding without clientsecret" '^btprelay: fatal: btprelay check: bindings: .*clientsecret' \
+	-e BTPRELAY_ROUTES=corp.example=X -v "$WORK/bindings-bad:/bindings-bad:ro" -e SERVICE_BINDING_ROOT=/bindings-bad
+bad_config "VCAP_SERVICES not JSON" '^btprelay: fatal: btprelay check: bindings: VCAP_SERVICES' \
+	-e BTPRELAY_ROUTES=corp.example=X -e 'VCAP_SERVICES={"destination":['
+bad_config "unreadable CA file" '^btprelay: fatal: BTPRELAY_CA_FILE: /ca/none.pem cannot be read' \
+	-e BTPRELAY_ROUTES=corp.example=X -e BTPRELAY_CA_FILE=/ca/none.pem
+bad_config "bad Postfix setting" '^btprelay: fatal: BTPRELAY_POSTCONF' \
+	-e BTPRELAY_ROUTES=corp.example=X -e 'BTPRELAY_POSTCONF=this is not a setting'
+
+tap_done

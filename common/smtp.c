@@ -235,13 +235,13 @@ unsigned smtp_ehlo_keyword(const char *line, unsigned long *size)
 }
 
 /*
- * smtp_read_reply - read one whole reply to stage into r: every line
+ * smtp_read_lines - read one whole reply to stage into r: every line
  * checked, the code the same on every line, the text joined by spaces and
  * cut at SMTP_REPLY_MAX (the rest is read and dropped). When ext is not
  * NULL, the lines after the first are EHLO keywords. -1 with o deferred
  * on connection failure or garbage (the session is then broken).
  */
-static int smtp_read_reply(struct smtp_session *s, enum dsn_stage stage, struct smtp_reply *r,
+static int smtp_read_lines(struct smtp_session *s, enum dsn_stage stage, struct smtp_reply *r,
 			   unsigned *ext, unsigned long *size, struct outcome *o)
 {
 	struct conn *c = s->conn;
@@ -281,6 +281,23 @@ static int smtp_read_reply(struct smtp_session *s, enum dsn_stage stage, struct 
 	s->replies++;
 	log_debug("smtp %s: < %s", smtp_state_names[s->state], r->text);
 	return 0;
+}
+
+/*
+ * smtp_read_reply - smtp_read_lines() within one timeout for the whole
+ * reply, however many lines it has, as Postfix's smtp(8) does with
+ * smtp_per_request_deadline = yes (its default is one limit per read
+ * call, which a relay stretches by sending a line just inside it).
+ */
+static int smtp_read_reply(struct smtp_session *s, enum dsn_stage stage, struct smtp_reply *r,
+			   unsigned *ext, unsigned long *size, struct outcome *o)
+{
+	int rc;
+
+	conn_op_begin(s->conn);
+	rc = smtp_read_lines(s, stage, r, ext, size, o);
+	conn_op_end(s->conn);
+	return rc;
 }
 
 /* smtp_reply_fail - the outcome of an unwanted reply to stage */
@@ -903,6 +920,47 @@ static void smtp_abort(struct smtp_session *s)
 	smtp_enter(s, SMTP_STATE_BROKEN);
 }
 
+/* smtp_excerpt - the first line of the bytes the relay sent unasked, printable, for texts */
+static void smtp_excerpt(struct smtp_session *s, char *buf, size_t size)
+{
+	const unsigned char *p;
+	ssize_t n = conn_peek(s->conn, &p);
+	size_t len = 0;
+
+	buf[0] = 0;
+	if (n <= 0)
+		return;
+	while (len < (size_t)n && p[len] != '\r' && p[len] != '\n')
+		len++;
+	str_printable(buf, size, (const char *)p, len);
+	if (len >= size)
+		memcpy(buf + size - 4, "...", 4);
+}
+
+/*
+ * smtp_early_reply - after its 354 the relay reads the message, and its
+ * reply comes after the final dot (RFC 5321 4.1.1.4, 3.3). Bytes from it
+ * before the dot is sent (buffered with the 354, or there now: conn_input
+ * does not wait) would be read as the reply to the dot: a relay, or a box
+ * in the middle, that says 250 without reading the message would have us
+ * report mail delivered that it never had. Postfix's smtp(8) takes such a
+ * reply as the reply to the dot; this defers 4.5.0 and closes the
+ * connection without the dot. 0 when nothing came.
+ */
+static int smtp_early_reply(struct smtp_session *s, struct outcome *o)
+{
+	char excerpt[SMTP_EXCERPT_MAX + 1];
+
+	if (conn_input(s->conn) == 0)
+		return 0;
+	smtp_excerpt(s, excerpt, sizeof(excerpt));
+	dsn_defer(o, "4.5.0", "protocol error: relay sent \"%s\" before the end of the message "
+		  "data; the message was not sent", excerpt);
+	log_debug("smtp %s: %s", smtp_state_names[s->state], o->text);
+	smtp_abort(s);
+	return -1;
+}
+
 /* smtp_body_read - the next chunk of the message: from the reader, else from fd */
 static ssize_t smtp_body_read(const struct smtp_body_reader *rd, int fd, char *buf, size_t n)
 {
@@ -947,6 +1005,9 @@ static int smtp_body(struct smtp_session *s, const struct smtp_body_reader *rd, 
 			goto done;
 		}
 	}
+	/* The last moment to notice a reply that is not one to our dot. */
+	if (smtp_early_reply(s, o) < 0)
+		goto done;
 	k = smtp_body_finish(&st, out);
 	if (conn_write(s->conn, out, k) < 0 || conn_flush(s->conn) < 0) {
 		smtp_conn_fail(s, DSN_STAGE_EOD, 1, o);
@@ -1121,6 +1182,9 @@ int smtp_send_message(struct smtp_session *s, const struct smtp_envelope *env,
 		smtp_rset(s);
 		return smtp_all(env, rcpt_out, o);
 	}
+	/* More than the 354 in the buffer: a reply before the message (smtp_early_reply). */
+	if (conn_pending(s->conn) > 0 && smtp_early_reply(s, o) < 0)
+		return smtp_all(env, rcpt_out, o);
 
 	if (smtp_body(s, env->body, body_fd, o) < 0)
 		return smtp_all(env, rcpt_out, o);
@@ -1129,6 +1193,22 @@ int smtp_send_message(struct smtp_session *s, const struct smtp_envelope *env,
 	if (smtp_read_reply(s, DSN_STAGE_EOD, &r, NULL, NULL, o) < 0)
 		return smtp_all(env, rcpt_out, o);
 	smtp_timeout(s, s->opt->command_timeout_ms);
+	/*
+	 * A second reply right behind it: the first was not the reply to our
+	 * dot (one that came early and slipped past smtp_early_reply). Which of
+	 * the two is the relay's verdict cannot be known: defer.
+	 */
+	if (conn_input(s->conn) > 0) {
+		char excerpt[SMTP_EXCERPT_MAX + 1];
+
+		smtp_excerpt(s, excerpt, sizeof(excerpt));
+		dsn_defer(o, "4.5.0", "protocol error: relay sent more than one reply to %s: "
+			  "\"%s\", then \"%s\" (the message may be delivered twice)",
+			  dsn_stage_name(DSN_STAGE_EOD), r.text, excerpt);
+		log_debug("smtp %s: %s", smtp_state_names[s->state], o->text);
+		smtp_abort(s);
+		return smtp_all(env, rcpt_out, o);
+	}
 	smtp_enter(s, SMTP_STATE_READY);
 	if (r.code / 100 != 2) {
 		smtp_reply_fail(s, DSN_STAGE_EOD, &r, o);

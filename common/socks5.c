@@ -334,9 +334,9 @@ static int socks5_check_input(struct socks5_hs *hs, const char *jwt, const char 
 	return SOCKS5_OK;
 }
 
-/* socks5_connect - on a conn connected to the proxy: greeting, 0x80 auth, CONNECT host:port */
-int socks5_connect(struct conn *c, const char *jwt, const char *location_id,
-		   const char *host, unsigned port, struct outcome *o)
+/* socks5_handshake - greeting, 0x80 auth, CONNECT host:port */
+static int socks5_handshake(struct conn *c, const char *jwt, const char *location_id,
+			    const char *host, unsigned port, struct outcome *o)
 {
 	static const unsigned char greeting[3] = { SOCKS5_VERSION, 1, SOCKS5_METHOD_SAP };
 	struct socks5_hs hs = { c, SOCKS5_ST_GREETING, host, port, o };
@@ -425,4 +425,20 @@ int socks5_connect(struct conn *c, const char *jwt, const char *location_id,
 	socks5_enter(&hs, SOCKS5_ST_DONE);
 	log_debug("proxy CONNECT %s:%u: tunnel open", host, port);
 	return SOCKS5_OK;
+}
+
+/*
+ * socks5_connect - the handshake within one timeout of the conn (the
+ * connect timeout), not one per step: a proxy that waits just under the
+ * timeout before each of its replies cannot triple it.
+ */
+int socks5_connect(struct conn *c, const char *jwt, const char *location_id,
+		   const char *host, unsigned port, struct outcome *o)
+{
+	int rc;
+
+	conn_op_begin(c);
+	rc = socks5_handshake(c, jwt, location_id, host, port, o);
+	conn_op_end(c);
+	return rc;
 }

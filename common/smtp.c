@@ -38,13 +38,13 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "address.h"
 #include "log.h"
 #include "smtp.h"
 #include "tls.h"
 #include "util.h"
 
 #define SMTP_REPLY_LINES_MAX	1000	/* lines in one reply */
-#define SMTP_ADDRESS_MAX	986	/* RFC 5321: 1000 - "RCPT TO:<>" - CRLF */
 #define SMTP_CMD_MAX		1200	/* MAIL FROM:<986 bytes> and its parameters */
 #define SMTP_BODY_CHUNK		65536	/* read from the message fd at a time */
 #define SMTP_CRED_MAX		4096	/* user + password for AUTH PLAIN */
@@ -810,32 +810,6 @@ static void smtp_summarize(const struct smtp_envelope *env, struct outcome *rcpt
 	}
 }
 
-/* smtp_address_bad - why an address can never be given to the relay, or NULL */
-static const char *smtp_address_bad(const char *a)
-{
-	int quoted = 0;
-	const char *p;
-
-	if (strpbrk(a, "\r\n"))
-		return "contains CR or LF";
-	if (strlen(a) > SMTP_ADDRESS_MAX)
-		return "longer than 986 bytes";
-	for (p = a; *p; p++) {
-		unsigned char ch = (unsigned char)*p;
-
-		if (ch < 0x20 || ch == 0x7f)
-			return "contains a control character";
-		/* Outside a quoted local part, < and > would end the path and inject parameters. */
-		if (quoted && ch == '\\' && p[1] != 0)
-			p++;
-		else if (ch == '"')
-			quoted = !quoted;
-		else if (!quoted && (ch == '<' || ch == '>'))
-			return "contains an unquoted < or >";
-	}
-	return NULL;
-}
-
 /* smtp_needs_utf8 - whether an address has a byte >= 0x80 */
 static int smtp_needs_utf8(const char *a)
 {
@@ -845,24 +819,32 @@ static int smtp_needs_utf8(const char *a)
 	return 0;
 }
 
-/* smtp_addr_fail - bounce for one address that the relay can never be given */
-static void smtp_addr_fail(struct outcome *out, const char *a, const char *who, int utf8)
+/*
+ * smtp_addr_fail - bounce for one address that the relay can never be
+ * given: why (address_check), or SMTPUTF8 missing when why is NULL.
+ * RFC 3463: 5.1.7 for a bad sender address, 5.1.3 for a recipient's.
+ */
+static void smtp_addr_fail(struct outcome *out, const char *a, enum address_role role,
+			   const char *why)
 {
+	const char *who = role == ADDRESS_SENDER ? " (envelope sender)" : "";
 	char addr[120];
 	size_t len = strlen(a);
 
 	str_printable(addr, sizeof(addr), a, len);
-	if (utf8)
+	if (why == NULL)
 		dsn_bounce(out, "5.6.7", "relay does not support SMTPUTF8, required by address "
 			   "<%s>%s", addr, who);
 	else
-		dsn_bounce(out, "5.1.3", "invalid address <%s%s>%s: %s", addr,
-			   len >= sizeof(addr) ? "..." : "", who, smtp_address_bad(a));
+		dsn_bounce(out, role == ADDRESS_SENDER ? "5.1.7" : "5.1.3",
+			   "invalid address <%s%s>%s: %s", addr, len >= sizeof(addr) ? "..." : "",
+			   who, why);
 }
 
 /*
  * smtp_check_envelope - refuse, before MAIL, what the relay can never be
- * given: CR/LF or over-long addresses, SMTPUTF8 addresses when the relay
+ * given: addresses that are no RFC 5321 mailbox (address_check: CR/LF,
+ * over-long, an unbalanced quote...), SMTPUTF8 addresses when the relay
  * lacks SMTPUTF8, a message over the relay's SIZE. Sets *utf8 when
  * SMTPUTF8 is needed. -1 with every outcome filled.
  */
@@ -870,11 +852,13 @@ static int smtp_check_envelope(struct smtp_session *s, const struct smtp_envelop
 			       int *utf8, struct outcome *rcpt_out, struct outcome *o)
 {
 	int have_utf8 = (s->ext & SMTP_EXT_SMTPUTF8) != 0, bad = 0;
+	const char *why;
 	size_t i;
 
 	*utf8 = smtp_needs_utf8(env->sender);
-	if (smtp_address_bad(env->sender) || (*utf8 && !have_utf8)) {
-		smtp_addr_fail(o, env->sender, " (envelope sender)", !smtp_address_bad(env->sender));
+	why = address_check(env->sender, ADDRESS_SENDER);
+	if (why != NULL || (*utf8 && !have_utf8)) {
+		smtp_addr_fail(o, env->sender, ADDRESS_SENDER, why);
 		return smtp_all(env, rcpt_out, o);
 	}
 	if ((s->ext & SMTP_EXT_SIZE) && s->size_limit > 0 && env->size >= 0
@@ -888,8 +872,9 @@ static int smtp_check_envelope(struct smtp_session *s, const struct smtp_envelop
 
 		dsn_ok(&rcpt_out[i], "2.0.0", "address valid, not sent");
 		*utf8 |= u;
-		if (smtp_address_bad(env->rcpt[i]) || (u && !have_utf8)) {
-			smtp_addr_fail(&rcpt_out[i], env->rcpt[i], "", !smtp_address_bad(env->rcpt[i]));
+		why = address_check(env->rcpt[i], ADDRESS_RECIPIENT);
+		if (why != NULL || (u && !have_utf8)) {
+			smtp_addr_fail(&rcpt_out[i], env->rcpt[i], ADDRESS_RECIPIENT, why);
 			bad = 1;
 		}
 	}

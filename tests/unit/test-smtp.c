@@ -23,6 +23,7 @@
 #include <unistd.h>
 #include <openssl/ssl.h>
 
+#include "address.h"
 #include "config.h"
 #include "conn.h"
 #include "destination.h"
@@ -1075,9 +1076,9 @@ static void test_envelope_refused(void)
 	SEND(&p, "250 relay.test\r\n");
 	EXPECT(&p, "QUIT\r\n");
 	run_session(&p, &r);
-	ok(r.send_rc == -1 && r.o.cls == DSN_BOUNCE && strcmp(r.o.status, "5.1.3") == 0
+	ok(r.send_rc == -1 && r.o.cls == DSN_BOUNCE && strcmp(r.o.status, "5.1.7") == 0
 	   && r.out[0].cls == DSN_BOUNCE && r.out[1].cls == DSN_BOUNCE,
-	   "LF in the sender: every recipient bounces 5.1.3");
+	   "LF in the sender: every recipient bounces 5.1.7 (bad sender address syntax)");
 	has_str(r.o.text, "invalid address", "LF in the sender: text");
 	peer_free(&p);
 
@@ -1097,6 +1098,136 @@ static void test_envelope_refused(void)
 		has_str(r.o.text, "longer than 986 bytes", "address of 987 bytes: text");
 		peer_free(&p);
 	}
+}
+
+/* test_address_check - RFC 5321 4.1.2 Mailbox syntax, one table for every front end */
+static void test_address_check(void)
+{
+	static const struct {
+		const char *a;
+		enum address_role role;
+		const char *why;	/* NULL = valid; else a piece of the reason */
+	} t[] = {
+		{ "user@corp.example", ADDRESS_RECIPIENT, NULL },
+		{ "first.last+tag@sub.corp.example", ADDRESS_RECIPIENT, NULL },
+		{ "!#$%&'*+-/=?^_`{|}~@x-y.example", ADDRESS_RECIPIENT, NULL },
+		{ "\"a b\"@corp.example", ADDRESS_RECIPIENT, NULL },
+		{ "\"odd>name\"@corp.example", ADDRESS_RECIPIENT, NULL },
+		{ "\"a\\\"b\\\\c\"@corp.example", ADDRESS_RECIPIENT, NULL },
+		{ "\"\"@corp.example", ADDRESS_RECIPIENT, NULL },
+		{ "j\xc3\xb6rg@m\xc3\xbcller.example", ADDRESS_RECIPIENT, NULL },
+		{ "user@[192.0.2.1]", ADDRESS_RECIPIENT, NULL },
+		{ "user@[IPv6:2001:db8::1]", ADDRESS_RECIPIENT, NULL },
+		{ "user@[x-tag:some.thing]", ADDRESS_RECIPIENT, NULL },
+		{ "Postmaster", ADDRESS_RECIPIENT, NULL },
+		{ "", ADDRESS_SENDER, NULL },
+		{ "", ADDRESS_RECIPIENT, "empty" },
+		{ "Postmaster", ADDRESS_SENDER, "no @domain" },
+		{ "user", ADDRESS_RECIPIENT, "no @domain" },
+		/* the injections: an unbalanced quote, a backslash outside quotes, unquoted > and spaces */
+		{ "\"x> NOTIFY=SUCCESS ORCPT=rfc822;x@corp.example", ADDRESS_RECIPIENT,
+		  "unbalanced double quote" },
+		{ "\"s> AUTH=<evil@x>", ADDRESS_SENDER, "unbalanced double quote" },
+		{ "a\\\"b> NOTIFY=X\"@corp.example", ADDRESS_RECIPIENT, "must be quoted" },
+		{ "a> NOTIFY=SUCCESS@corp.example", ADDRESS_RECIPIENT, "must be quoted" },
+		{ "a b@corp.example", ADDRESS_RECIPIENT, "must be quoted" },
+		{ "\"a\\\"@corp.example", ADDRESS_RECIPIENT, "unbalanced double quote" },
+		{ "\"ab\"c@corp.example", ADDRESS_RECIPIENT, "text after the quoted local part" },
+		{ "a\"b\"@corp.example", ADDRESS_RECIPIENT, "double quote inside" },
+		{ ".a@corp.example", ADDRESS_RECIPIENT, "empty part" },
+		{ "a..b@corp.example", ADDRESS_RECIPIENT, "empty part" },
+		{ "a.@corp.example", ADDRESS_RECIPIENT, "empty part" },
+		{ "@corp.example", ADDRESS_RECIPIENT, "empty part" },
+		{ "a@", ADDRESS_RECIPIENT, "invalid domain" },
+		{ "a@corp..example", ADDRESS_RECIPIENT, "invalid domain" },
+		{ "a@corp.example.", ADDRESS_RECIPIENT, "invalid domain" },
+		{ "a@-corp.example", ADDRESS_RECIPIENT, "invalid domain" },
+		{ "a@corp-.example", ADDRESS_RECIPIENT, "invalid domain" },
+		{ "a@corp.example> NOTIFY=NEVER", ADDRESS_RECIPIENT, "invalid domain" },
+		{ "a@b@corp.example", ADDRESS_RECIPIENT, "invalid domain" },
+		{ "a@[192.0.2.1", ADDRESS_RECIPIENT, "invalid address literal" },
+		{ "a@[IPv6:nonsense]", ADDRESS_RECIPIENT, "invalid address literal" },
+		{ "a@[1.2.3.4] NOTIFY=x]", ADDRESS_RECIPIENT, "invalid address literal" },
+		{ "a@corp.example\r\nRSET", ADDRESS_RECIPIENT, "CR or LF" },
+		{ "a\tb@corp.example", ADDRESS_RECIPIENT, "control character" },
+	};
+	char longest[ADDRESS_MAX + 2];
+	size_t i;
+
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		const char *why = address_check(t[i].a, t[i].role);
+		char shown[200];
+
+		str_printable(shown, sizeof(shown), t[i].a, strlen(t[i].a));
+		if (t[i].why == NULL)
+			ok(why == NULL, "address <%s> (%s): valid%s%s", shown,
+			   t[i].role == ADDRESS_SENDER ? "sender" : "recipient", why ? ", got: " : "",
+			   why ? why : "");
+		else
+			ok(why != NULL && strstr(why, t[i].why) != NULL, "address <%s> (%s): %s (got %s)",
+			   shown, t[i].role == ADDRESS_SENDER ? "sender" : "recipient", t[i].why,
+			   why ? why : "valid");
+	}
+	memset(longest, 'l', ADDRESS_MAX);
+	memcpy(longest + ADDRESS_MAX - 10, "@x.example", 11);
+	ok(address_check(longest, ADDRESS_RECIPIENT) == NULL, "address of 986 bytes: valid");
+	memset(longest, 'l', ADDRESS_MAX + 1);
+	memcpy(longest + ADDRESS_MAX - 9, "@x.example", 11);
+	ok(address_check(longest, ADDRESS_RECIPIENT) != NULL, "address of 987 bytes: refused");
+}
+
+/* test_address_injection - the unbalanced quote of issue 13 never reaches the relay */
+static void test_address_injection(void)
+{
+	struct peer p = { 0 };
+	struct run r;
+
+	run_init(&r);
+	r.rcpt[0] = "\"x> NOTIFY=SUCCESS ORCPT=rfc822;x@corp.example";
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, "250 relay.test\r\n");
+	EXPECT(&p, "QUIT\r\n");
+	run_session(&p, &r);
+	is_str(p.why, "", "recipient with an unbalanced quote: nothing but QUIT");
+	ok(r.send_rc == -1 && r.o.cls == DSN_BOUNCE && strcmp(r.o.status, "5.1.3") == 0,
+	   "recipient with an unbalanced quote: bounce 5.1.3");
+	has_str(r.o.text, "an unbalanced double quote", "unbalanced quote: text");
+	ok(strstr(p.got, "NOTIFY") == NULL, "unbalanced quote: no NOTIFY at the relay");
+	peer_free(&p);
+
+	run_init(&r);
+	r.sender = "\"s> AUTH=<evil@x>";
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, "250-relay.test\r\n250 AUTH PLAIN\r\n");
+	EXPECT(&p, "QUIT\r\n");
+	run_session(&p, &r);
+	is_str(p.why, "", "sender with an unbalanced quote: nothing but QUIT");
+	ok(r.send_rc == -1 && r.o.cls == DSN_BOUNCE && strcmp(r.o.status, "5.1.7") == 0
+	   && r.out[0].cls == DSN_BOUNCE, "sender with an unbalanced quote: bounce 5.1.7");
+	has_str(r.o.text, "(envelope sender): an unbalanced double quote", "sender: text");
+	peer_free(&p);
+
+	/* a quoted local part with '>' and a space is valid, and sent as it is */
+	run_init(&r);
+	r.rcpt[0] = "\"odd> name\"@corp.example";
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, "250 relay.test\r\n");
+	EXPECT(&p, "MAIL FROM:<a@x.test>\r\n");
+	SEND(&p, "250 ok\r\n");
+	EXPECT(&p, "RCPT TO:<\"odd> name\"@corp.example>\r\n");
+	SEND(&p, "250 ok\r\n");
+	EXPECT(&p, "DATA\r\n");
+	SEND(&p, "354 go\r\n");
+	EXPECT(&p, BODY_OUT);
+	SEND(&p, "250 ok\r\n");
+	EXPECT(&p, "QUIT\r\n");
+	run_session(&p, &r);
+	is_str(p.why, "", "quoted local part with '>' and a space: sent verbatim");
+	is_int(r.send_rc, 0, "quoted local part: delivered");
+	peer_free(&p);
 }
 
 /*
@@ -2007,6 +2138,8 @@ int main(void)
 	test_connection_problems();
 	test_garbage();
 	test_envelope_refused();
+	test_address_check();
+	test_address_injection();
 	test_early_reply();
 	test_reply_deadline();
 	test_size_limit();

@@ -225,6 +225,24 @@ static void socks5_enter(struct socks5_hs *hs, enum socks5_state state)
 		log_debug("%s", socks5_step(hs, step, sizeof(step)));
 }
 
+/*
+ * socks5_span_begin, socks5_span_end - one deadline for the whole
+ * handshake: the conn's timeout (smtp_connect_timeout) from its start, not
+ * one per step, so that a proxy that waits just under the timeout before
+ * each of its replies cannot multiply it. socks5_span_end runs on every
+ * return, as the cleanup of a variable set by socks5_span_begin.
+ */
+static struct conn *socks5_span_begin(struct conn *c)
+{
+	conn_op_begin(c);
+	return c;
+}
+
+static void socks5_span_end(struct conn **c)
+{
+	conn_op_end(*c);
+}
+
 /* socks5_send - write and flush one request */
 static int socks5_send(struct socks5_hs *hs, const unsigned char *buf, size_t len)
 {
@@ -334,9 +352,9 @@ static int socks5_check_input(struct socks5_hs *hs, const char *jwt, const char 
 	return SOCKS5_OK;
 }
 
-/* socks5_handshake - greeting, 0x80 auth, CONNECT host:port */
-static int socks5_handshake(struct conn *c, const char *jwt, const char *location_id,
-			    const char *host, unsigned port, struct outcome *o)
+/* socks5_connect - on a conn connected to the proxy: greeting, 0x80 auth, CONNECT host:port */
+int socks5_connect(struct conn *c, const char *jwt, const char *location_id,
+		   const char *host, unsigned port, struct outcome *o)
 {
 	static const unsigned char greeting[3] = { SOCKS5_VERSION, 1, SOCKS5_METHOD_SAP };
 	struct socks5_hs hs = { c, SOCKS5_ST_GREETING, host, port, o };
@@ -344,6 +362,8 @@ static int socks5_handshake(struct conn *c, const char *jwt, const char *locatio
 	unsigned char *auth;
 	size_t authsize, len, rlen;
 	int rc;
+	/* the whole handshake within one timeout, ended on every return */
+	struct conn *span __attribute__((cleanup(socks5_span_end), unused)) = socks5_span_begin(c);
 
 	if ((rc = socks5_check_input(&hs, jwt, location_id)) != SOCKS5_OK)
 		return rc;
@@ -425,20 +445,4 @@ static int socks5_handshake(struct conn *c, const char *jwt, const char *locatio
 	socks5_enter(&hs, SOCKS5_ST_DONE);
 	log_debug("proxy CONNECT %s:%u: tunnel open", host, port);
 	return SOCKS5_OK;
-}
-
-/*
- * socks5_connect - the handshake within one timeout of the conn (the
- * connect timeout), not one per step: a proxy that waits just under the
- * timeout before each of its replies cannot triple it.
- */
-int socks5_connect(struct conn *c, const char *jwt, const char *location_id,
-		   const char *host, unsigned port, struct outcome *o)
-{
-	int rc;
-
-	conn_op_begin(c);
-	rc = socks5_handshake(c, jwt, location_id, host, port, o);
-	conn_op_end(c);
-	return rc;
 }

@@ -20,10 +20,7 @@ enum socks5_result {
 	SOCKS5_AUTH_REJECTED = -2,	/* auth reply != 01 00, or REP 05: fetch a new token, retry once */
 };
 
-/*
- * socks5_connect - on a conn connected to the proxy: greeting, 0x80 auth,
- * CONNECT host:port, all of it within one timeout of the conn
- */
+/* socks5_connect - on a conn connected to the proxy: greeting, 0x80 auth, CONNECT host:port */
 int socks5_connect(struct conn *c, const char *jwt, const char *location_id,
 		   const char *host, unsigned port, struct outcome *o);
 

@@ -123,9 +123,12 @@ FAULT_KINDS = {
     "proxy": {"refuse", "reset", "timeout", "method_ff", "auth_fail", "wrong_version",
               "garbage", "truncated"},
 }
+FAULT_KINDS["proxy"].add("slow")   # each reply 1 s late: one deadline per handshake
 RELAY_STAGES = ("greeting", "ehlo", "helo", "starttls", "auth", "mail", "rcpt", "data",
                 "eod", "rset", "quit")
-RELAY_ACTIONS = {"close", "hang", "garbage", "drip", "reset", "lost"}
+RELAY_ACTIONS = {"close", "hang", "garbage", "drip", "reset", "lost", "slow_lines", "late"}
+SLOW_SECONDS = 1.0            # proxy "slow": before each reply; relay "slow_lines": per line
+LATE_SECONDS = 3.0            # relay "late": before the whole reply
 REPLY_LINE = re.compile(r"^[2-5][0-9][0-9]([ -].*)?$")
 
 RELAY_DEFAULTS = {
@@ -544,6 +547,7 @@ class Conn:
         self.sni = None                 # server name the TLS client sent
         self.peer_cert = None           # the client certificate (getpeercert()), if any
         self.peer_cert_der = None
+        self.send_delay = 0.0           # seconds to wait before each send (proxy "slow")
 
     @property
     def peer_port(self):
@@ -553,6 +557,8 @@ class Conn:
         self.emu.log(self.name, message)
 
     def send(self, data):
+        if self.send_delay and self.emu.stopping.wait(self.send_delay):
+            raise SessionEnd("shutdown")
         try:
             self.sock.sendall(data)
         except OSError as e:
@@ -564,6 +570,11 @@ class Conn:
             if i and self.emu.stopping.wait(1.0):
                 raise SessionEnd("shutdown")
             self.send(data[i:i + 1])
+
+    def pause(self, seconds):
+        """Wait, unless the emulator stops."""
+        if self.emu.stopping.wait(seconds):
+            raise SessionEnd("shutdown")
 
     def hang(self):
         """Read and ignore everything until the peer closes or the emulator stops."""
@@ -1846,6 +1857,8 @@ class ConnectivityProxy:
             conn.reset()
         if fault == "timeout":
             conn.hang()
+        if fault == "slow":             # each reply late, each alone within a client's timeout
+            conn.send_delay = SLOW_SECONDS
         version, count = conn.reader.read_exact(2)
         methods = conn.reader.read_exact(count)
         if fault in ("method_ff", "wrong_version", "garbage"):
@@ -2277,6 +2290,19 @@ class SmtpSession:
         if action == "drip":
             text = self.own(produce())
             self.conn.drip(format_reply(text))
+            return text[0] in "23"
+        if action == "slow_lines":      # every line in time, the whole reply not
+            text = self.own(produce())
+            lines = format_reply("\n".join([text[:3] + " please wait"] * 3 + [text]))
+            for i, line in enumerate(lines.splitlines(keepends=True)):
+                if i:
+                    self.conn.pause(SLOW_SECONDS)
+                self.conn.send(line)
+            return text[0] in "23"
+        if action == "late":
+            self.conn.pause(LATE_SECONDS)
+            text = self.own(produce())
+            self.reply(text)
             return text[0] in "23"
         positive = action[0] in "23"
         if positive:

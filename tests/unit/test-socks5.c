@@ -484,38 +484,6 @@ static void test_failures(void)
 	fail_case("greeting timeout", &p, 200, SOCKS5_FAIL, "4.4.1", "proxy greeting: timeout");
 }
 
-static void test_bad_input(void)
-{
-	struct peer p = { 0 };
-	struct conn c;
-	struct outcome o;
-	char loc[200], name[300];
-	int rc;
-
-	memset(loc, 'x', sizeof(loc));
-	loc[190] = 0;
-	peer_start(&p);
-	conn_init(&c, 3000, 0);
-	conn_connect(&c, "127.0.0.1", p.port);
-	rc = socks5_connect(&c, jwt, loc, "mail.corp.internal", 25, &o);
-	is_int(rc, SOCKS5_FAIL, "location ID of 190 bytes: fails");
-	ok(o.cls == DSN_DEFER && strcmp(o.status, "4.3.5") == 0, "location ID too long: 4.3.5");
-	has_str(o.text, "location ID too long", "location ID too long: text");
-
-	memset(name, 'a', sizeof(name));
-	name[256] = 0;
-	rc = socks5_connect(&c, jwt, "LOC1", name, 25, &o);
-	ok(rc == SOCKS5_FAIL && strcmp(o.status, "4.3.5") == 0, "host name of 256 bytes: 4.3.5");
-	has_str(o.text, "host name too long", "host name too long: text");
-	rc = socks5_connect(&c, jwt, "LOC1", "fd00::25", 25, &o);
-	ok(rc == SOCKS5_FAIL && strcmp(o.status, "4.3.5") == 0, "IPv6 literal: 4.3.5");
-	rc = socks5_connect(&c, "", "LOC1", "mail.corp.internal", 25, &o);
-	ok(rc == SOCKS5_FAIL && strcmp(o.status, "4.3.5") == 0, "no token: 4.3.5");
-	conn_close(&c);
-	peer_finish(&p);
-	is_int(p.gotlen, 0, "nothing was sent to the proxy for unusable input");
-}
-
 /*
  * test_handshake_deadline - the connect timeout holds for the whole
  * handshake: a proxy that waits 120 ms before each of its three replies
@@ -569,6 +537,38 @@ static void test_handshake_deadline(void)
 	peer_finish(&p);
 }
 
+static void test_bad_input(void)
+{
+	struct peer p = { 0 };
+	struct conn c;
+	struct outcome o;
+	char loc[200], name[300];
+	int rc;
+
+	memset(loc, 'x', sizeof(loc));
+	loc[190] = 0;
+	peer_start(&p);
+	conn_init(&c, 3000, 0);
+	conn_connect(&c, "127.0.0.1", p.port);
+	rc = socks5_connect(&c, jwt, loc, "mail.corp.internal", 25, &o);
+	is_int(rc, SOCKS5_FAIL, "location ID of 190 bytes: fails");
+	ok(o.cls == DSN_DEFER && strcmp(o.status, "4.3.5") == 0, "location ID too long: 4.3.5");
+	has_str(o.text, "location ID too long", "location ID too long: text");
+
+	memset(name, 'a', sizeof(name));
+	name[256] = 0;
+	rc = socks5_connect(&c, jwt, "LOC1", name, 25, &o);
+	ok(rc == SOCKS5_FAIL && strcmp(o.status, "4.3.5") == 0, "host name of 256 bytes: 4.3.5");
+	has_str(o.text, "host name too long", "host name too long: text");
+	rc = socks5_connect(&c, jwt, "LOC1", "fd00::25", 25, &o);
+	ok(rc == SOCKS5_FAIL && strcmp(o.status, "4.3.5") == 0, "IPv6 literal: 4.3.5");
+	rc = socks5_connect(&c, "", "LOC1", "mail.corp.internal", 25, &o);
+	ok(rc == SOCKS5_FAIL && strcmp(o.status, "4.3.5") == 0, "no token: 4.3.5");
+	conn_close(&c);
+	peer_finish(&p);
+	is_int(p.gotlen, 0, "nothing was sent to the proxy for unusable input");
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -579,7 +579,7 @@ int main(void)
 	test_success();
 	test_rep_codes();
 	test_failures();
-	test_bad_input();
 	test_handshake_deadline();
+	test_bad_input();
 	return tap_done();
 }

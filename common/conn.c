@@ -47,6 +47,7 @@ void conn_init(struct conn *c, int timeout_ms, double deadline)
 void conn_set_timeout(struct conn *c, int timeout_ms)
 {
 	c->timeout_ms = timeout_ms;
+	c->op_end = 0;		/* the connect phase, or any span, is over */
 }
 
 /* conn_fail - record an error; returns -1 for the caller to pass on */
@@ -152,14 +153,22 @@ fail:
 	return -1;
 }
 
-/* conn_connect - resolve and connect to the first address that answers */
+/* conn_connect - resolve, connect to the first address that answers; the connect phase begins */
 int conn_connect(struct conn *c, const char *host, unsigned port)
 {
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_ADDRCONFIG };
 	struct addrinfo *res, *ai;
 	char service[8], addr[INET6_ADDRSTRLEN] = "?";
-	double end = op_deadline(c);
+	double end;
 	int r;
+
+	/*
+	 * The connect phase: this connect and whatever follows on the conn
+	 * before conn_set_timeout() (a SOCKS5 handshake of several replies,
+	 * implicit TLS) end within one timeout, however the peer paces them.
+	 */
+	conn_op_begin(c);
+	end = c->op_end;
 
 	snprintf(service, sizeof(service), "%u", port);
 	snprintf(c->peer, sizeof(c->peer), "%s[?]:%u", host, port);

@@ -699,6 +699,7 @@ int smtp_session_open(struct smtp_session *s, struct conn *c,
 	s->conn = c;
 	s->opt = opt;
 	s->tls_active = opt->implicit_tls != 0;
+	conn_op_end(c);		/* reaching the relay is over: one timeout per reply from here */
 	smtp_timeout(s, opt->command_timeout_ms);
 
 	smtp_enter(s, SMTP_STATE_GREETING);

@@ -225,24 +225,6 @@ static void socks5_enter(struct socks5_hs *hs, enum socks5_state state)
 		log_debug("%s", socks5_step(hs, step, sizeof(step)));
 }
 
-/*
- * socks5_span_begin, socks5_span_end - one deadline for the whole
- * handshake: the conn's timeout (smtp_connect_timeout) from its start, not
- * one per step, so that a proxy that waits just under the timeout before
- * each of its replies cannot multiply it. socks5_span_end runs on every
- * return, as the cleanup of a variable set by socks5_span_begin.
- */
-static struct conn *socks5_span_begin(struct conn *c)
-{
-	conn_op_begin(c);
-	return c;
-}
-
-static void socks5_span_end(struct conn **c)
-{
-	conn_op_end(*c);
-}
-
 /* socks5_send - write and flush one request */
 static int socks5_send(struct socks5_hs *hs, const unsigned char *buf, size_t len)
 {
@@ -362,8 +344,6 @@ int socks5_connect(struct conn *c, const char *jwt, const char *location_id,
 	unsigned char *auth;
 	size_t authsize, len, rlen;
 	int rc;
-	/* the whole handshake within one timeout, ended on every return */
-	struct conn *span __attribute__((cleanup(socks5_span_end), unused)) = socks5_span_begin(c);
 
 	if ((rc = socks5_check_input(&hs, jwt, location_id)) != SOCKS5_OK)
 		return rc;

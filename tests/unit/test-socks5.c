@@ -486,8 +486,9 @@ static void test_failures(void)
 
 /*
  * test_handshake_deadline - the connect timeout holds for the whole
- * handshake: a proxy that waits 120 ms before each of its three replies
- * (360 ms) fails a 300 ms timeout, though each reply alone is in time.
+ * handshake (from conn_connect until the caller sets its next timeout): a
+ * proxy that waits 120 ms before each of its three replies (360 ms) fails
+ * a 300 ms timeout, though each reply alone is in time.
  */
 static void test_handshake_deadline(void)
 {
@@ -513,7 +514,7 @@ static void test_handshake_deadline(void)
 	   "three replies 120 ms late each, timeout 300 ms: defer 4.4.1 (got %d %s)", rc, o.status);
 	has_str(o.text, ": timeout", "three late replies: the text says timeout");
 
-	/* the same proxy, in time: the deadline does not outlive the handshake */
+	/* the same proxy, in time: the deadline ends where the next protocol sets its timeout */
 	memset(&p, 0, sizeof(p));
 	peer_add(&p, PEER_EXPECT, GREETING, sizeof(GREETING));
 	peer_add(&p, PEER_SEND, METHOD_OK, sizeof(METHOD_OK));
@@ -529,6 +530,7 @@ static void test_handshake_deadline(void)
 		char line[32];
 
 		/* 450 ms after the handshake, a read within its own 300 ms still works */
+		conn_set_timeout(&c, 300);
 		poll(NULL, 0, 300);
 		ok(conn_read_line(&c, line, sizeof(line)) == 6 && strcmp(line, "220 hi") == 0,
 		   "after the handshake each read has its own timeout again");

@@ -158,6 +158,17 @@ printf '%s\n' "$cmds" | grep -q -F 'RCPT TO:<"odd> name"@corp.example>' &&
 tap_ok $? "the quoted address reached the relay verbatim; no injected NOTIFY= or AUTH= did" \
 	"$(printf '%s\n' "$cmds" | grep -i '^MAIL\|^RCPT' | head -5)"
 
+# --- SIZE at the limit (issue 13 blind spot): run_transport says -s 60 -----------------
+fresh
+emu POST /relay '{"size_limit":60}' >/dev/null
+run_transport
+expect_clean "message of exactly the relay's SIZE (-s 60, SIZE 60): delivered" 0 '^250 '
+emu POST /relay '{"size_limit":59}' >/dev/null
+run_transport
+expect_clean "message one byte over the relay's SIZE (-s 60, SIZE 59): bounced before MAIL" 69 \
+	'^5\.3\.4 message size 60 exceeds size limit 59 of relay'
+emu POST /relay '{"size_limit":null}' >/dev/null
+
 # --- destination properties: header and command injection ------------------------
 echo "# --- destination properties with CR, LF, NUL"
 for prop in 'mail.smtp.from=noreply@corp.example\r\nBcc: evil@example.net' \

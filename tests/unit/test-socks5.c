@@ -529,8 +529,8 @@ static void test_handshake_deadline(void)
 	{
 		char line[32];
 
-		/* 450 ms after the handshake, a read within its own 300 ms still works */
-		conn_set_timeout(&c, 300);
+		/* past the 300 ms of the connect phase, a read within its own timeout works */
+		conn_set_timeout(&c, 1000);
 		poll(NULL, 0, 300);
 		ok(conn_read_line(&c, line, sizeof(line)) == 6 && strcmp(line, "220 hi") == 0,
 		   "after the handshake each read has its own timeout again");

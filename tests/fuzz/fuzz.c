@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,10 +154,19 @@ static void *peer_main(void *arg)
 		static const char dot[] = "\r\n.\r\n";
 		size_t m = 0, i;
 
-		while (m < 5 && (n = peer_recv(p, buf, sizeof(buf))) > 0)
+		struct pollfd pfd = { .fd = p->fd, .events = POLLIN };
+
+		/*
+		 * A client that says nothing for 100 ms is not sending a body (the
+		 * 354 answered something else, and it waits for more replies): the
+		 * rest goes out then, as before, instead of both sides waiting for
+		 * the client's timeout.
+		 */
+		n = 1;
+		while (m < 5 && poll(&pfd, 1, 100) > 0 && (n = peer_recv(p, buf, sizeof(buf))) > 0)
 			for (i = 0; i < (size_t)n && m < 5; i++)
 				m = buf[i] == dot[m] ? m + 1 : buf[i] == '\r' ? 1 : 0;
-		if (m == 5)
+		if (n > 0)
 			peer_send(p, hold, p->len);
 	}
 	shutdown(p->fd, SHUT_WR);

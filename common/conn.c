@@ -5,7 +5,9 @@
  * The socket is non-blocking; every wait is a poll() bounded by the nearer
  * of two limits: the per-operation timeout, counted from the start of the
  * operation (so a peer that drips one byte a second cannot stretch a reply
- * forever), and the absolute deadline of the whole delivery.
+ * forever), and the absolute deadline of the whole delivery. A caller
+ * that needs one limit for several operations (a reply of many lines, a
+ * handshake of many steps) brackets them with conn_op_begin/conn_op_end.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -45,6 +47,7 @@ void conn_init(struct conn *c, int timeout_ms, double deadline)
 void conn_set_timeout(struct conn *c, int timeout_ms)
 {
 	c->timeout_ms = timeout_ms;
+	c->op_end = 0;		/* the connect phase, or any span, is over */
 }
 
 /* conn_fail - record an error; returns -1 for the caller to pass on */
@@ -81,7 +84,21 @@ static double op_deadline(const struct conn *c)
 {
 	double end = conn_now() + c->timeout_ms / 1000.0;
 
+	if (c->op_end > 0 && c->op_end < end)
+		end = c->op_end;
 	return c->deadline > 0 && c->deadline < end ? c->deadline : end;
+}
+
+/* conn_op_begin - one limit for every operation until conn_op_end() */
+void conn_op_begin(struct conn *c)
+{
+	c->op_end = 0;
+	c->op_end = op_deadline(c);
+}
+
+void conn_op_end(struct conn *c)
+{
+	c->op_end = 0;
 }
 
 /* conn_wait - poll for events until the operation's end; 0 when ready */
@@ -136,14 +153,22 @@ fail:
 	return -1;
 }
 
-/* conn_connect - resolve and connect to the first address that answers */
+/* conn_connect - resolve, connect to the first address that answers; the connect phase begins */
 int conn_connect(struct conn *c, const char *host, unsigned port)
 {
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_ADDRCONFIG };
 	struct addrinfo *res, *ai;
 	char service[8], addr[INET6_ADDRSTRLEN] = "?";
-	double end = op_deadline(c);
+	double end;
 	int r;
+
+	/*
+	 * The connect phase: this connect and whatever follows on the conn
+	 * before conn_set_timeout() (a SOCKS5 handshake of several replies,
+	 * implicit TLS) end within one timeout, however the peer paces them.
+	 */
+	conn_op_begin(c);
+	end = c->op_end;
 
 	snprintf(service, sizeof(service), "%u", port);
 	snprintf(c->peer, sizeof(c->peer), "%s[?]:%u", host, port);
@@ -410,6 +435,46 @@ size_t conn_pending(const struct conn *c)
 	return c->rlen - c->rpos;
 }
 
+/*
+ * conn_input - bytes from the peer, without waiting. Plain: one poll(),
+ * then a read only when it says so. TLS: a record that carries no data (a
+ * session ticket, a key update) is no input; SSL_read() without data
+ * returns WANT_READ, and nothing is lost by asking.
+ */
+int conn_input(struct conn *c)
+{
+	struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+	ssize_t n;
+
+	if (c->rlen > c->rpos)
+		return 1;
+	if (c->fd < 0)
+		return 0;
+	c->rpos = c->rlen = 0;
+	if (c->ssl != NULL) {
+		int r;
+
+		if (SSL_pending(c->ssl) == 0 && poll(&pfd, 1, 0) <= 0)
+			return 0;
+		r = SSL_read(c->ssl, c->rbuf, (int)sizeof(c->rbuf));
+		if (r > 0) {
+			c->rlen = (size_t)r;
+			return 1;
+		}
+		if (SSL_get_error(c->ssl, r) == SSL_ERROR_WANT_READ)
+			ERR_clear_error();
+		return 0;
+	}
+	if (poll(&pfd, 1, 0) <= 0)
+		return 0;
+	n = recv(c->fd, c->rbuf, sizeof(c->rbuf), MSG_DONTWAIT);
+	if (n > 0) {
+		c->rlen = (size_t)n;
+		return 1;
+	}
+	return 0;
+}
+
 /* conn_close - TLS close_notify without waiting, then close */
 void conn_close(struct conn *c)
 {
@@ -424,4 +489,5 @@ void conn_close(struct conn *c)
 		c->fd = -1;
 	}
 	c->rpos = c->rlen = c->wlen = 0;
+	c->op_end = 0;
 }

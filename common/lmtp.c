@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "address.h"
 #include "lmtp.h"
 #include "util.h"
 
@@ -97,7 +98,9 @@ static void lmtp_address_cmd(char *rest, const char *keyword, struct lmtp_cmd *c
 	while (*p == ' ')
 		p++;
 	addr = lmtp_path(&p);
-	if (addr == NULL || (*p != '\0' && *p != ' ')) {
+	/* one grammar for every front end: nothing the relay is given can end its path early */
+	if (addr == NULL || (*p != '\0' && *p != ' ')
+	    || address_check(addr, cmd->verb == LMTP_MAIL ? ADDRESS_SENDER : ADDRESS_RECIPIENT)) {
 		lmtp_bad(cmd, cmd->verb == LMTP_MAIL ? "501 5.1.7 Bad sender address syntax"
 			 : "501 5.1.3 Bad recipient address syntax");
 		return;

@@ -5,7 +5,8 @@
  * the lone dot) as an smtp_body_reader, and outcomes written as replies.
  *
  * Nothing here trusts the client: a line is parsed in place and bounded by
- * the caller's buffer, paths with quoted '>' are understood, unknown
+ * the caller's buffer, paths with quoted '>' are understood, an address
+ * that is no RFC 5321 mailbox (address_check) is refused, unknown
  * parameters are refused, and a message never ends but at its lone dot.
  */
 #ifndef BTPRELAY_LMTP_H

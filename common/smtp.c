@@ -38,13 +38,13 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "address.h"
 #include "log.h"
 #include "smtp.h"
 #include "tls.h"
 #include "util.h"
 
 #define SMTP_REPLY_LINES_MAX	1000	/* lines in one reply */
-#define SMTP_ADDRESS_MAX	986	/* RFC 5321: 1000 - "RCPT TO:<>" - CRLF */
 #define SMTP_CMD_MAX		1200	/* MAIL FROM:<986 bytes> and its parameters */
 #define SMTP_BODY_CHUNK		65536	/* read from the message fd at a time */
 #define SMTP_CRED_MAX		4096	/* user + password for AUTH PLAIN */
@@ -235,13 +235,13 @@ unsigned smtp_ehlo_keyword(const char *line, unsigned long *size)
 }
 
 /*
- * smtp_read_reply - read one whole reply to stage into r: every line
+ * smtp_read_lines - read one whole reply to stage into r: every line
  * checked, the code the same on every line, the text joined by spaces and
  * cut at SMTP_REPLY_MAX (the rest is read and dropped). When ext is not
  * NULL, the lines after the first are EHLO keywords. -1 with o deferred
  * on connection failure or garbage (the session is then broken).
  */
-static int smtp_read_reply(struct smtp_session *s, enum dsn_stage stage, struct smtp_reply *r,
+static int smtp_read_lines(struct smtp_session *s, enum dsn_stage stage, struct smtp_reply *r,
 			   unsigned *ext, unsigned long *size, struct outcome *o)
 {
 	struct conn *c = s->conn;
@@ -281,6 +281,23 @@ static int smtp_read_reply(struct smtp_session *s, enum dsn_stage stage, struct 
 	s->replies++;
 	log_debug("smtp %s: < %s", smtp_state_names[s->state], r->text);
 	return 0;
+}
+
+/*
+ * smtp_read_reply - smtp_read_lines() within one timeout for the whole
+ * reply, however many lines it has, as Postfix's smtp(8) does with
+ * smtp_per_request_deadline = yes (its default is one limit per read
+ * call, which a relay stretches by sending a line just inside it).
+ */
+static int smtp_read_reply(struct smtp_session *s, enum dsn_stage stage, struct smtp_reply *r,
+			   unsigned *ext, unsigned long *size, struct outcome *o)
+{
+	int rc;
+
+	conn_op_begin(s->conn);
+	rc = smtp_read_lines(s, stage, r, ext, size, o);
+	conn_op_end(s->conn);
+	return rc;
 }
 
 /* smtp_reply_fail - the outcome of an unwanted reply to stage */
@@ -682,6 +699,7 @@ int smtp_session_open(struct smtp_session *s, struct conn *c,
 	s->conn = c;
 	s->opt = opt;
 	s->tls_active = opt->implicit_tls != 0;
+	conn_op_end(c);		/* reaching the relay is over: one timeout per reply from here */
 	smtp_timeout(s, opt->command_timeout_ms);
 
 	smtp_enter(s, SMTP_STATE_GREETING);
@@ -793,32 +811,6 @@ static void smtp_summarize(const struct smtp_envelope *env, struct outcome *rcpt
 	}
 }
 
-/* smtp_address_bad - why an address can never be given to the relay, or NULL */
-static const char *smtp_address_bad(const char *a)
-{
-	int quoted = 0;
-	const char *p;
-
-	if (strpbrk(a, "\r\n"))
-		return "contains CR or LF";
-	if (strlen(a) > SMTP_ADDRESS_MAX)
-		return "longer than 986 bytes";
-	for (p = a; *p; p++) {
-		unsigned char ch = (unsigned char)*p;
-
-		if (ch < 0x20 || ch == 0x7f)
-			return "contains a control character";
-		/* Outside a quoted local part, < and > would end the path and inject parameters. */
-		if (quoted && ch == '\\' && p[1] != 0)
-			p++;
-		else if (ch == '"')
-			quoted = !quoted;
-		else if (!quoted && (ch == '<' || ch == '>'))
-			return "contains an unquoted < or >";
-	}
-	return NULL;
-}
-
 /* smtp_needs_utf8 - whether an address has a byte >= 0x80 */
 static int smtp_needs_utf8(const char *a)
 {
@@ -828,24 +820,32 @@ static int smtp_needs_utf8(const char *a)
 	return 0;
 }
 
-/* smtp_addr_fail - bounce for one address that the relay can never be given */
-static void smtp_addr_fail(struct outcome *out, const char *a, const char *who, int utf8)
+/*
+ * smtp_addr_fail - bounce for one address that the relay can never be
+ * given: why (address_check), or SMTPUTF8 missing when why is NULL.
+ * RFC 3463: 5.1.7 for a bad sender address, 5.1.3 for a recipient's.
+ */
+static void smtp_addr_fail(struct outcome *out, const char *a, enum address_role role,
+			   const char *why)
 {
+	const char *who = role == ADDRESS_SENDER ? " (envelope sender)" : "";
 	char addr[120];
 	size_t len = strlen(a);
 
 	str_printable(addr, sizeof(addr), a, len);
-	if (utf8)
+	if (why == NULL)
 		dsn_bounce(out, "5.6.7", "relay does not support SMTPUTF8, required by address "
 			   "<%s>%s", addr, who);
 	else
-		dsn_bounce(out, "5.1.3", "invalid address <%s%s>%s: %s", addr,
-			   len >= sizeof(addr) ? "..." : "", who, smtp_address_bad(a));
+		dsn_bounce(out, role == ADDRESS_SENDER ? "5.1.7" : "5.1.3",
+			   "invalid address <%s%s>%s: %s", addr, len >= sizeof(addr) ? "..." : "",
+			   who, why);
 }
 
 /*
  * smtp_check_envelope - refuse, before MAIL, what the relay can never be
- * given: CR/LF or over-long addresses, SMTPUTF8 addresses when the relay
+ * given: addresses that are no RFC 5321 mailbox (address_check: CR/LF,
+ * over-long, an unbalanced quote...), SMTPUTF8 addresses when the relay
  * lacks SMTPUTF8, a message over the relay's SIZE. Sets *utf8 when
  * SMTPUTF8 is needed. -1 with every outcome filled.
  */
@@ -853,11 +853,13 @@ static int smtp_check_envelope(struct smtp_session *s, const struct smtp_envelop
 			       int *utf8, struct outcome *rcpt_out, struct outcome *o)
 {
 	int have_utf8 = (s->ext & SMTP_EXT_SMTPUTF8) != 0, bad = 0;
+	const char *why;
 	size_t i;
 
 	*utf8 = smtp_needs_utf8(env->sender);
-	if (smtp_address_bad(env->sender) || (*utf8 && !have_utf8)) {
-		smtp_addr_fail(o, env->sender, " (envelope sender)", !smtp_address_bad(env->sender));
+	why = address_check(env->sender, ADDRESS_SENDER);
+	if (why != NULL || (*utf8 && !have_utf8)) {
+		smtp_addr_fail(o, env->sender, ADDRESS_SENDER, why);
 		return smtp_all(env, rcpt_out, o);
 	}
 	if ((s->ext & SMTP_EXT_SIZE) && s->size_limit > 0 && env->size >= 0
@@ -871,8 +873,9 @@ static int smtp_check_envelope(struct smtp_session *s, const struct smtp_envelop
 
 		dsn_ok(&rcpt_out[i], "2.0.0", "address valid, not sent");
 		*utf8 |= u;
-		if (smtp_address_bad(env->rcpt[i]) || (u && !have_utf8)) {
-			smtp_addr_fail(&rcpt_out[i], env->rcpt[i], "", !smtp_address_bad(env->rcpt[i]));
+		why = address_check(env->rcpt[i], ADDRESS_RECIPIENT);
+		if (why != NULL || (u && !have_utf8)) {
+			smtp_addr_fail(&rcpt_out[i], env->rcpt[i], ADDRESS_RECIPIENT, why);
 			bad = 1;
 		}
 	}
@@ -901,6 +904,47 @@ static void smtp_abort(struct smtp_session *s)
 {
 	conn_close(s->conn);
 	smtp_enter(s, SMTP_STATE_BROKEN);
+}
+
+/* smtp_excerpt - the first line of the bytes the relay sent unasked, printable, for texts */
+static void smtp_excerpt(struct smtp_session *s, char *buf, size_t size)
+{
+	const unsigned char *p;
+	ssize_t n = conn_peek(s->conn, &p);
+	size_t len = 0;
+
+	buf[0] = 0;
+	if (n <= 0)
+		return;
+	while (len < (size_t)n && p[len] != '\r' && p[len] != '\n')
+		len++;
+	str_printable(buf, size, (const char *)p, len);
+	if (len >= size)
+		memcpy(buf + size - 4, "...", 4);
+}
+
+/*
+ * smtp_early_reply - after its 354 the relay reads the message, and its
+ * reply comes after the final dot (RFC 5321 4.1.1.4, 3.3). Bytes from it
+ * before the dot is sent (buffered with the 354, or there now: conn_input
+ * does not wait) would be read as the reply to the dot: a relay, or a box
+ * in the middle, that says 250 without reading the message would have us
+ * report mail delivered that it never had. Postfix's smtp(8) takes such a
+ * reply as the reply to the dot; this defers 4.5.0 and closes the
+ * connection without the dot. 0 when nothing came.
+ */
+static int smtp_early_reply(struct smtp_session *s, struct outcome *o)
+{
+	char excerpt[SMTP_EXCERPT_MAX + 1];
+
+	if (conn_input(s->conn) == 0)
+		return 0;
+	smtp_excerpt(s, excerpt, sizeof(excerpt));
+	dsn_defer(o, "4.5.0", "protocol error: relay sent \"%s\" before the end of the message "
+		  "data; the message was not sent", excerpt);
+	log_debug("smtp %s: %s", smtp_state_names[s->state], o->text);
+	smtp_abort(s);
+	return -1;
 }
 
 /* smtp_body_read - the next chunk of the message: from the reader, else from fd */
@@ -947,6 +991,9 @@ static int smtp_body(struct smtp_session *s, const struct smtp_body_reader *rd, 
 			goto done;
 		}
 	}
+	/* The last moment to notice a reply that is not one to our dot. */
+	if (smtp_early_reply(s, o) < 0)
+		goto done;
 	k = smtp_body_finish(&st, out);
 	if (conn_write(s->conn, out, k) < 0 || conn_flush(s->conn) < 0) {
 		smtp_conn_fail(s, DSN_STAGE_EOD, 1, o);
@@ -1121,6 +1168,9 @@ int smtp_send_message(struct smtp_session *s, const struct smtp_envelope *env,
 		smtp_rset(s);
 		return smtp_all(env, rcpt_out, o);
 	}
+	/* More than the 354 in the buffer: a reply before the message (smtp_early_reply). */
+	if (conn_pending(s->conn) > 0 && smtp_early_reply(s, o) < 0)
+		return smtp_all(env, rcpt_out, o);
 
 	if (smtp_body(s, env->body, body_fd, o) < 0)
 		return smtp_all(env, rcpt_out, o);
@@ -1129,6 +1179,22 @@ int smtp_send_message(struct smtp_session *s, const struct smtp_envelope *env,
 	if (smtp_read_reply(s, DSN_STAGE_EOD, &r, NULL, NULL, o) < 0)
 		return smtp_all(env, rcpt_out, o);
 	smtp_timeout(s, s->opt->command_timeout_ms);
+	/*
+	 * A second reply right behind it: the first was not the reply to our
+	 * dot (one that came early and slipped past smtp_early_reply). Which of
+	 * the two is the relay's verdict cannot be known: defer.
+	 */
+	if (conn_input(s->conn) > 0) {
+		char excerpt[SMTP_EXCERPT_MAX + 1];
+
+		smtp_excerpt(s, excerpt, sizeof(excerpt));
+		dsn_defer(o, "4.5.0", "protocol error: relay sent more than one reply to %s: "
+			  "\"%s\", then \"%s\" (the message may be delivered twice)",
+			  dsn_stage_name(DSN_STAGE_EOD), r.text, excerpt);
+		log_debug("smtp %s: %s", smtp_state_names[s->state], o->text);
+		smtp_abort(s);
+		return smtp_all(env, rcpt_out, o);
+	}
 	smtp_enter(s, SMTP_STATE_READY);
 	if (r.code / 100 != 2) {
 		smtp_reply_fail(s, DSN_STAGE_EOD, &r, o);

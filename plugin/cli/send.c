@@ -22,6 +22,7 @@
 #include <unistd.h>
 #include <openssl/rand.h>
 
+#include "address.h"
 #include "cli.h"
 #include "deliver.h"
 #include "util.h"
@@ -40,12 +41,6 @@ static int header_safe(const char *s)
 		if ((unsigned char)*s < 0x20 || *s == 0x7f)
 			return 0;
 	return 1;
-}
-
-/* address_ok - an envelope address as the transport would get it from Postfix */
-static int address_ok(const char *s)
-{
-	return *s != '\0' && header_safe(s) && strpbrk(s, " <>") == NULL;
 }
 
 /* put_subject - "Subject: " as is when ASCII, else RFC 2047 encoded words, folded */
@@ -155,7 +150,7 @@ int cmd_send(struct cli *cli, int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	static const char *const status[] = { "sent", "deferred", "bounced" };
-	const char *from = NULL, *subject = NULL, *body_file = NULL, *name;
+	const char *from = NULL, *subject = NULL, *body_file = NULL, *name, *why;
 	char *to[SEND_MAX_RCPT], msgid[400];
 	struct outcome o, *rcpt_out, *worst;
 	struct delivery dl;
@@ -188,13 +183,14 @@ int cmd_send(struct cli *cli, int argc, char **argv)
 		return EX_USAGE;
 	}
 	name = argv[optind];
-	if (!address_ok(from)) {
-		cli_error("--from: not an address: no spaces, control characters, < or >");
+	/* the transport's own check (RFC 5321), with its status codes: 5.1.7 sender, 5.1.3 recipient */
+	if (*from == '\0' || (why = address_check(from, ADDRESS_SENDER)) != NULL) {
+		cli_error("5.1.7 --from: invalid address: %s", *from ? why : "empty");
 		return EX_USAGE;
 	}
 	for (i = 0; i < nto; i++) {
-		if (!address_ok(to[i])) {
-			cli_error("--to: not an address: no spaces, control characters, < or >");
+		if ((why = address_check(to[i], ADDRESS_RECIPIENT)) != NULL) {
+			cli_error("5.1.3 --to: invalid address: %s", why);
 			return EX_USAGE;
 		}
 	}

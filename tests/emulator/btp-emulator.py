@@ -125,9 +125,12 @@ FAULT_KINDS = {
     # not a fault but the proxy's mode (absent: 0x80 with a JWT); cleared like a fault
     "proxy_auth": {"trusted_0x80", "trusted_0x00", "refuse_auth"},
 }
+FAULT_KINDS["proxy"].add("slow")   # each reply 1 s late: one deadline per handshake
 RELAY_STAGES = ("greeting", "ehlo", "helo", "starttls", "auth", "mail", "rcpt", "data",
                 "eod", "rset", "quit")
-RELAY_ACTIONS = {"close", "hang", "garbage", "drip", "reset", "lost"}
+RELAY_ACTIONS = {"close", "hang", "garbage", "drip", "reset", "lost", "slow_lines", "late"}
+SLOW_SECONDS = 1.0            # proxy "slow": before each reply; relay "slow_lines": per line
+LATE_SECONDS = 3.0            # relay "late": before the whole reply
 REPLY_LINE = re.compile(r"^[2-5][0-9][0-9]([ -].*)?$")
 
 RELAY_DEFAULTS = {
@@ -546,6 +549,7 @@ class Conn:
         self.sni = None                 # server name the TLS client sent
         self.peer_cert = None           # the client certificate (getpeercert()), if any
         self.peer_cert_der = None
+        self.send_delay = 0.0           # seconds to wait before each send (proxy "slow")
 
     @property
     def peer_port(self):
@@ -555,6 +559,8 @@ class Conn:
         self.emu.log(self.name, message)
 
     def send(self, data):
+        if self.send_delay and self.emu.stopping.wait(self.send_delay):
+            raise SessionEnd("shutdown")
         try:
             self.sock.sendall(data)
         except OSError as e:
@@ -566,6 +572,11 @@ class Conn:
             if i and self.emu.stopping.wait(1.0):
                 raise SessionEnd("shutdown")
             self.send(data[i:i + 1])
+
+    def pause(self, seconds):
+        """Wait, unless the emulator stops."""
+        if self.emu.stopping.wait(seconds):
+            raise SessionEnd("shutdown")
 
     def hang(self):
         """Read and ignore everything until the peer closes or the emulator stops."""
@@ -1852,6 +1863,8 @@ class ConnectivityProxy:
             conn.reset()
         if fault == "timeout":
             conn.hang()
+        if fault == "slow":             # each reply late, each alone within a client's timeout
+            conn.send_delay = SLOW_SECONDS
         version, count = conn.reader.read_exact(2)
         methods = conn.reader.read_exact(count)
         mode = emu.faults.get("proxy_auth") or "token"
@@ -2313,6 +2326,19 @@ class SmtpSession:
         if action == "drip":
             text = self.own(produce())
             self.conn.drip(format_reply(text))
+            return text[0] in "23"
+        if action == "slow_lines":      # every line in time, the whole reply not
+            text = self.own(produce())
+            lines = format_reply("\n".join([text[:3] + " please wait"] * 3 + [text]))
+            for i, line in enumerate(lines.splitlines(keepends=True)):
+                if i:
+                    self.conn.pause(SLOW_SECONDS)
+                self.conn.send(line)
+            return text[0] in "23"
+        if action == "late":
+            self.conn.pause(LATE_SECONDS)
+            text = self.own(produce())
+            self.reply(text)
             return text[0] in "23"
         positive = action[0] in "23"
         if positive:

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,39 +76,102 @@ void fuzz_check_outcome(const struct outcome *o, int bounce_ok)
 
 /* --- socketpair peer ------------------------------------------------------ */
 
-/* peer_main - send the input, half-close, collect what the client says until it closes */
-static void *peer_main(void *arg)
+int fuzz_peer_hold_354;
+
+/* peer_send - data[from..to) to the client; -1 when it went away */
+static int peer_send(struct fuzz_peer *p, size_t from, size_t to)
 {
-	struct fuzz_peer *p = arg;
-	size_t off = 0;
-	char buf[16384];
 	ssize_t n;
 
-	while (off < p->len) {
-		n = send(p->fd, p->data + off, p->len - off, MSG_NOSIGNAL);
+	while (from < to) {
+		n = send(p->fd, p->data + from, to - from, MSG_NOSIGNAL);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
 			p->write_error = 1;
-			break;
+			return -1;
 		}
-		off += (size_t)n;
+		from += (size_t)n;
+	}
+	return 0;
+}
+
+/* peer_recv - one read of what the client says, kept in p->sent; its length, 0 at the end */
+static ssize_t peer_recv(struct fuzz_peer *p, char *buf, size_t size)
+{
+	ssize_t n;
+
+	do
+		n = recv(p->fd, buf, size, 0);
+	while (n < 0 && errno == EINTR);
+	if (n <= 0)
+		return 0;
+	if (p->sent != NULL && p->nsent < p->keep) {
+		size_t take = (size_t)n < p->keep - p->nsent ? (size_t)n : p->keep - p->nsent;
+
+		memcpy(p->sent + p->nsent, buf, take);
+		p->nsent += take;
+		p->sent[p->nsent] = '\0';
+	}
+	return n;
+}
+
+/*
+ * peer_hold_at - with fuzz_peer_hold_354, where the input stops until the
+ * client's final dot: after its first line that is the last line of a 354
+ * reply. A relay
+ * says nothing between its 354 and the dot (the client defers when it
+ * does), so an input that goes on after the 354 is played as a relay
+ * would play it.
+ */
+static size_t peer_hold_at(const struct fuzz_peer *p)
+{
+	const uint8_t *lf;
+	size_t i;
+
+	if (!fuzz_peer_hold_354)
+		return p->len;
+	for (i = 0; i + 3 <= p->len; i++) {
+		if ((i == 0 || p->data[i - 1] == '\n') && memcmp(p->data + i, "354", 3) == 0
+		    && (i + 3 == p->len || (p->data[i + 3] != 0 && strchr(" \r\n", p->data[i + 3]) != NULL))) {
+			lf = memchr(p->data + i, '\n', p->len - i);
+			return lf != NULL ? (size_t)(lf - p->data) + 1 : p->len;
+		}
+	}
+	return p->len;
+}
+
+/* peer_main - send the input, half-close, collect what the client says until it closes */
+static void *peer_main(void *arg)
+{
+	struct fuzz_peer *p = arg;
+	size_t hold = peer_hold_at(p);
+	char buf[16384];
+	ssize_t n;
+
+	if (peer_send(p, 0, hold) == 0 && hold < p->len) {
+		/* wait for CR LF . CR LF (or the end), then the rest of the input */
+		static const char dot[] = "\r\n.\r\n";
+		size_t m = 0, i;
+
+		struct pollfd pfd = { .fd = p->fd, .events = POLLIN };
+
+		/*
+		 * A client that says nothing for 100 ms is not sending a body (the
+		 * 354 answered something else, and it waits for more replies): the
+		 * rest goes out then, as before, instead of both sides waiting for
+		 * the client's timeout.
+		 */
+		n = 1;
+		while (m < 5 && poll(&pfd, 1, 100) > 0 && (n = peer_recv(p, buf, sizeof(buf))) > 0)
+			for (i = 0; i < (size_t)n && m < 5; i++)
+				m = buf[i] == dot[m] ? m + 1 : buf[i] == '\r' ? 1 : 0;
+		if (n > 0)
+			peer_send(p, hold, p->len);
 	}
 	shutdown(p->fd, SHUT_WR);
-	for (;;) {
-		n = recv(p->fd, buf, sizeof(buf), 0);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		if (p->sent != NULL && p->nsent < p->keep) {
-			size_t take = (size_t)n < p->keep - p->nsent ? (size_t)n : p->keep - p->nsent;
-
-			memcpy(p->sent + p->nsent, buf, take);
-			p->nsent += take;
-			p->sent[p->nsent] = '\0';
-		}
-	}
+	while (peer_recv(p, buf, sizeof(buf)) > 0)
+		;
 	close(p->fd);
 	p->fd = -1;
 	return NULL;

@@ -63,6 +63,12 @@ struct fuzz_peer {
  */
 int fuzz_peer_start(struct fuzz_peer *p, struct conn *c, int timeout_ms, const uint8_t *data,
 		    size_t len, size_t keep);
+/*
+ * fuzz_peer_hold_354 - set by SMTP targets: a peer stops after the first
+ * input line that starts with 354 until the client has sent its final dot
+ * (a relay says nothing in between), then sends the rest
+ */
+extern int fuzz_peer_hold_354;
 /* fuzz_peer_end - after conn_close(): wait for the peer; free p->sent with fuzz_peer_free */
 void fuzz_peer_end(struct fuzz_peer *p);
 void fuzz_peer_free(struct fuzz_peer *p);

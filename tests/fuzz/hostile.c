@@ -608,7 +608,11 @@ static void test_addresses(void)
 	} cases[] = {
 		{ "recipient with CR LF and a second command", "s@client.test",
 		  "a@corp.example>\r\nRCPT TO:<evil@attacker.example", "5.1.3" },
-		{ "sender with LF", "s@client.test\nDATA", "a@corp.example", "5.1.3" },
+		{ "sender with LF", "s@client.test\nDATA", "a@corp.example", "5.1.7" },
+		{ "recipient with an unbalanced quote (NOTIFY= injection)", "s@client.test",
+		  "\"x> NOTIFY=SUCCESS@corp.example", "5.1.3" },
+		{ "sender with an unbalanced quote (AUTH= injection)", "\"s> AUTH=<evil@x>",
+		  "a@corp.example", "5.1.7" },
 		{ "recipient of 2000 bytes", "s@client.test", longaddr, "5.1.3" },
 		{ "8-bit recipient, relay without SMTPUTF8", "s@client.test",
 		  "j\xc3\xbcrgen@corp.example", "5.6.7" },
@@ -643,7 +647,8 @@ static void test_addresses(void)
 		conn_close(&conn);
 		fuzz_peer_end(&p);
 		ok(rc < 0 && outcome_is(&o, DSN_BOUNCE, cases[i].status, NULL)
-		   && strstr(p.sent, "MAIL FROM") == NULL && strstr(p.sent, "evil") == NULL,
+		   && strstr(p.sent, "MAIL FROM") == NULL && strstr(p.sent, "evil") == NULL
+		   && strstr(p.sent, "NOTIFY") == NULL,
 		   "%s: bounced %s, nothing of it sent", cases[i].what, cases[i].status);
 		fuzz_peer_free(&p);
 	}

@@ -339,6 +339,16 @@ expect_rc 66
 cli send MAIL_ONPREM --from sender@client.test --to "a@corp.example
 RCPT TO:<evil@example.net>"
 expect_rc 64
+# issue 13: the transport's own address check (RFC 5321), with its status codes
+emu POST /reset >/dev/null
+cli send MAIL_ONPREM --from sender@client.test --to '"x> NOTIFY=SUCCESS@corp.example'
+expect_rc 64
+expect_err '5\.1\.3 --to: invalid address: an unbalanced double quote'
+cli send MAIL_ONPREM --from '"s> AUTH=<evil@x>' --to a@corp.example
+expect_rc 64
+expect_err '5\.1\.7 --from: invalid address: an unbalanced double quote'
+[ "$(emu GET /counters | jq .relay_connections)" = 0 ]
+tap_ok $? "btprelay send: a refused address opens no relay connection" "$(emu GET /counters | jq -c .)"
 
 emu POST /faults '{"rcpt_reply":{"nobody@corp.example":"550 5.1.1 <nobody@corp.example>: User unknown"}}' >/dev/null
 cli send MAIL_ONPREM --from sender@client.test --to nobody@corp.example

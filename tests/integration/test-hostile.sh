@@ -121,11 +121,11 @@ expect_clean "recipient with CR LF and an injected RCPT" 69 '5\.1\.3 invalid add
 R=$'user@corp.example\nRCPT TO:<evil@example.net>' run_transport
 expect_clean "recipient with a bare LF" 69 '5\.1\.3 invalid address .*contains CR or LF'
 S=$'sender@client.test\r\nRSET' run_transport
-expect_clean "sender with CR LF" 69 '5\.1\.3 invalid address .*\(envelope sender\): contains CR or LF'
+expect_clean "sender with CR LF" 69 '5\.1\.7 invalid address .*\(envelope sender\): contains CR or LF'
 R="$(head -c 5000 /dev/zero | tr '\0' a)@corp.example" run_transport
 expect_clean "recipient of 5013 bytes" 69 '5\.1\.3 invalid address .*longer than 986 bytes'
 S="$(head -c 3000 /dev/zero | tr '\0' s)@client.test" run_transport
-expect_clean "sender of 3012 bytes" 69 '5\.1\.3 invalid address .*longer than 986 bytes'
+expect_clean "sender of 3012 bytes" 69 '5\.1\.7 invalid address .*longer than 986 bytes'
 R="user@$(head -c 2000 /dev/zero | tr '\0' d).example" run_transport
 expect_clean "recipient domain of 2000 bytes" 69 '5\.1\.3 invalid address .*longer than 986 bytes'
 ! relay_rcpt_lines | grep -q -i 'evil\|^RSET'
@@ -141,7 +141,33 @@ R='a> NOTIFY=SUCCESS ORCPT=rfc822;x@corp.example' run_transport
 expect_clean "recipient with unquoted '>' and spaces (ESMTP parameter injection)" 69 '5\.1\.3 invalid address'
 fresh
 S='s> BODY=8BITMIME SMTPUTF8 x@client.test' run_transport
-expect_clean "sender with unquoted '>' and spaces (MAIL parameter injection)" 69 '5\.1\.3 invalid address'
+expect_clean "sender with unquoted '>' and spaces (MAIL parameter injection)" 69 '5\.1\.7 invalid address'
+# issue 13: an unbalanced double quote, or a backslash outside quotes, hid the '>' from the check
+fresh
+R='"x> NOTIFY=SUCCESS ORCPT=rfc822;x@corp.example' run_transport
+expect_clean "recipient with an unbalanced double quote (NOTIFY= injection)" 69 '^5\.1\.3 invalid address .*an unbalanced double quote'
+S='"s> AUTH=<evil@x>' run_transport
+expect_clean "sender with an unbalanced double quote (AUTH= injection)" 69 '^5\.1\.7 invalid address .*\(envelope sender\): an unbalanced double quote'
+R='a\"b> NOTIFY=SUCCESS"@corp.example' run_transport
+expect_clean "recipient with a backslash-quote outside quotes (NOTIFY= injection)" 69 '^5\.1\.3 invalid address .*must be quoted'
+R='"odd> name"@corp.example' run_transport
+expect_clean "recipient with a quoted '>' and space (valid, delivered)" 0 '250 '
+cmds=$(emu GET /connections | jq -r '.[].commands[].command')
+printf '%s\n' "$cmds" | grep -q -F 'RCPT TO:<"odd> name"@corp.example>' &&
+	! printf '%s\n' "$cmds" | grep -q -i 'NOTIFY=\|AUTH=<'
+tap_ok $? "the quoted address reached the relay verbatim; no injected NOTIFY= or AUTH= did" \
+	"$(printf '%s\n' "$cmds" | grep -i '^MAIL\|^RCPT' | head -5)"
+
+# --- SIZE at the limit (issue 13 blind spot): run_transport says -s 60 -----------------
+fresh
+emu POST /relay '{"size_limit":60}' >/dev/null
+run_transport
+expect_clean "message of exactly the relay's SIZE (-s 60, SIZE 60): delivered" 0 '^250 '
+emu POST /relay '{"size_limit":59}' >/dev/null
+run_transport
+expect_clean "message one byte over the relay's SIZE (-s 60, SIZE 59): bounced before MAIL" 69 \
+	'^5\.3\.4 message size 60 exceeds size limit 59 of relay'
+emu POST /relay '{"size_limit":null}' >/dev/null
 
 # --- destination properties: header and command injection ------------------------
 echo "# --- destination properties with CR, LF, NUL"

@@ -106,6 +106,10 @@ fault_scenario "relay closes the connection after the dot" '{"relay":{"eod":"clo
 	'dsn=4\.4\.2' 'lost connection'
 fault_scenario "proxy refuses the token" '{"proxy":"auth_fail"}' \
 	'dsn=4\.7\.0' 'proxy authentication rejected'
+# issue 13: 354 and 250 at once, the body never read: the 250 is no reply to the dot
+fault_scenario "relay answers 354 and 250 at once" \
+	'{"relay_raw":{"data":"354 End data with <CR><LF>.<CR><LF>\r\n250 2.0.0 Ok: queued as EARLY\r\n"}}' \
+	'dsn=4\.5\.0' 'queued as EARLY.* before the end of the message data'
 
 scenario "relay ends every session after one message: a new session for each, none lost"
 emu POST /relay '{"max_messages_per_session":1}' >/dev/null

@@ -11,7 +11,8 @@ command -v runuser >/dev/null 2>&1 || harness_skip "runuser not installed"
 command -v jq >/dev/null 2>&1 || harness_skip "jq not installed"
 harness_init status-table
 harness_start_emulator
-harness_install_transport "smtp_command_timeout = 2" "smtp_data_done_timeout = 2" \
+# different timeouts, so that a row tells which applies (the data-done one only after the dot)
+harness_install_transport "smtp_command_timeout = 2" "smtp_data_done_timeout = 5" \
 	"destination_cache_ttl = 0"
 TABLE=$top_srcdir/tests/integration/status-table.txt
 MSG=$WORK/message.txt

@@ -52,6 +52,21 @@ static void commands(void)
 	ok(cmd.verb == LMTP_BAD && strncmp(cmd.reply, "555 5.5.4", 9) == 0, "unannounced parameter: 555");
 	parse("RCPT TO:<u@corp.example>", &cmd, buf, sizeof(buf));
 	ok(cmd.verb == LMTP_RCPT && strcmp(cmd.arg, "u@corp.example") == 0, "RCPT");
+	/* issue 13: a backslash outside quotes opens a quote the relay does not see */
+	parse("RCPT TO:<a\\\"b> NOTIFY=SUCCESS\"@corp.example>", &cmd, buf, sizeof(buf));
+	ok(cmd.verb == LMTP_BAD && strncmp(cmd.reply, "501 5.1.3", 9) == 0,
+	   "RCPT with a backslash-quote that hides NOTIFY=: 501 5.1.3");
+	parse("MAIL FROM:<s\\\"x> AUTH=<evil@x>\">", &cmd, buf, sizeof(buf));
+	ok(cmd.verb == LMTP_BAD && strncmp(cmd.reply, "501 5.1.7", 9) == 0,
+	   "MAIL with a backslash-quote that hides AUTH=: 501 5.1.7");
+	parse("RCPT TO:<a b@corp.example>", &cmd, buf, sizeof(buf));
+	ok(cmd.verb == LMTP_BAD && strncmp(cmd.reply, "501 5.1.3", 9) == 0,
+	   "RCPT with an unquoted space: 501 5.1.3");
+	parse("RCPT TO:<user>", &cmd, buf, sizeof(buf));
+	ok(cmd.verb == LMTP_BAD && strncmp(cmd.reply, "501 5.1.3", 9) == 0, "RCPT without a domain: 501 5.1.3");
+	parse("RCPT TO:<\"a b\"@corp.example>", &cmd, buf, sizeof(buf));
+	ok(cmd.verb == LMTP_RCPT && strcmp(cmd.arg, "\"a b\"@corp.example") == 0,
+	   "RCPT with a quoted space: accepted, quotes kept");
 	parse("RCPT TO:<u@corp.example> NOTIFY=NEVER", &cmd, buf, sizeof(buf));
 	is_int(cmd.verb, LMTP_BAD, "RCPT parameters are refused");
 	parse("XFORWARD NAME=client.example ADDR=192.0.2.1 IDENT=4F66AA72333", &cmd, buf, sizeof(buf));

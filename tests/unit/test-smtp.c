@@ -23,6 +23,7 @@
 #include <unistd.h>
 #include <openssl/ssl.h>
 
+#include "address.h"
 #include "config.h"
 #include "conn.h"
 #include "destination.h"
@@ -39,6 +40,8 @@ enum peer_op {
 	PEER_ALONE,		/* nothing more arrives for a while (no pipelining) */
 	PEER_SEND,
 	PEER_CLOSE,
+	PEER_PAUSE,		/* sleep len milliseconds */
+	PEER_EOF,		/* close fd len: the end of a message the client reads from a pipe */
 };
 
 struct peer_step {
@@ -75,6 +78,8 @@ static void peer_add(struct peer *p, enum peer_op op, const char *data, size_t l
 #define SEND(p, s) peer_add((p), PEER_SEND, (s), 0)
 #define ALONE(p) peer_add((p), PEER_ALONE, NULL, 0)
 #define CLOSE(p) peer_add((p), PEER_CLOSE, NULL, 0)
+#define PAUSE(p, ms) peer_add((p), PEER_PAUSE, NULL, (ms))
+#define EOF_AT(p, fd) peer_add((p), PEER_EOF, NULL, (size_t)(fd))
 
 /* peer_recv - up to n bytes within wait_ms; returns bytes read (0 on EOF or timeout) */
 static size_t peer_recv(struct peer *p, int fd, size_t n, int wait_ms)
@@ -148,6 +153,10 @@ static void *peer_main(void *arg)
 		} else if (st->op == PEER_CLOSE) {
 			close(fd);
 			return NULL;
+		} else if (st->op == PEER_PAUSE) {
+			poll(NULL, 0, (int)st->len);
+		} else if (st->op == PEER_EOF) {
+			close((int)st->len);
 		}
 	}
 	/* Whatever else the client sends, until it hangs up. */
@@ -1067,9 +1076,9 @@ static void test_envelope_refused(void)
 	SEND(&p, "250 relay.test\r\n");
 	EXPECT(&p, "QUIT\r\n");
 	run_session(&p, &r);
-	ok(r.send_rc == -1 && r.o.cls == DSN_BOUNCE && strcmp(r.o.status, "5.1.3") == 0
+	ok(r.send_rc == -1 && r.o.cls == DSN_BOUNCE && strcmp(r.o.status, "5.1.7") == 0
 	   && r.out[0].cls == DSN_BOUNCE && r.out[1].cls == DSN_BOUNCE,
-	   "LF in the sender: every recipient bounces 5.1.3");
+	   "LF in the sender: every recipient bounces 5.1.7 (bad sender address syntax)");
 	has_str(r.o.text, "invalid address", "LF in the sender: text");
 	peer_free(&p);
 
@@ -1089,6 +1098,335 @@ static void test_envelope_refused(void)
 		has_str(r.o.text, "longer than 986 bytes", "address of 987 bytes: text");
 		peer_free(&p);
 	}
+}
+
+/* test_address_check - RFC 5321 4.1.2 Mailbox syntax, one table for every front end */
+static void test_address_check(void)
+{
+	static const struct {
+		const char *a;
+		enum address_role role;
+		const char *why;	/* NULL = valid; else a piece of the reason */
+	} t[] = {
+		{ "user@corp.example", ADDRESS_RECIPIENT, NULL },
+		{ "first.last+tag@sub.corp.example", ADDRESS_RECIPIENT, NULL },
+		{ "!#$%&'*+-/=?^_`{|}~@x-y.example", ADDRESS_RECIPIENT, NULL },
+		{ "\"a b\"@corp.example", ADDRESS_RECIPIENT, NULL },
+		{ "\"odd>name\"@corp.example", ADDRESS_RECIPIENT, NULL },
+		{ "\"a\\\"b\\\\c\"@corp.example", ADDRESS_RECIPIENT, NULL },
+		{ "\"\"@corp.example", ADDRESS_RECIPIENT, NULL },
+		{ "j\xc3\xb6rg@m\xc3\xbcller.example", ADDRESS_RECIPIENT, NULL },
+		{ "user@[192.0.2.1]", ADDRESS_RECIPIENT, NULL },
+		{ "user@[IPv6:2001:db8::1]", ADDRESS_RECIPIENT, NULL },
+		{ "user@[x-tag:some.thing]", ADDRESS_RECIPIENT, NULL },
+		{ "Postmaster", ADDRESS_RECIPIENT, NULL },
+		{ "", ADDRESS_SENDER, NULL },
+		{ "", ADDRESS_RECIPIENT, "empty" },
+		{ "Postmaster", ADDRESS_SENDER, "no @domain" },
+		{ "user", ADDRESS_RECIPIENT, "no @domain" },
+		/* the injections: an unbalanced quote, a backslash outside quotes, unquoted > and spaces */
+		{ "\"x> NOTIFY=SUCCESS ORCPT=rfc822;x@corp.example", ADDRESS_RECIPIENT,
+		  "unbalanced double quote" },
+		{ "\"s> AUTH=<evil@x>", ADDRESS_SENDER, "unbalanced double quote" },
+		{ "a\\\"b> NOTIFY=X\"@corp.example", ADDRESS_RECIPIENT, "must be quoted" },
+		{ "a> NOTIFY=SUCCESS@corp.example", ADDRESS_RECIPIENT, "must be quoted" },
+		{ "a b@corp.example", ADDRESS_RECIPIENT, "must be quoted" },
+		{ "\"a\\\"@corp.example", ADDRESS_RECIPIENT, "unbalanced double quote" },
+		{ "\"ab\"c@corp.example", ADDRESS_RECIPIENT, "text after the quoted local part" },
+		{ "a\"b\"@corp.example", ADDRESS_RECIPIENT, "double quote inside" },
+		{ ".a@corp.example", ADDRESS_RECIPIENT, "empty part" },
+		{ "a..b@corp.example", ADDRESS_RECIPIENT, "empty part" },
+		{ "a.@corp.example", ADDRESS_RECIPIENT, "empty part" },
+		{ "@corp.example", ADDRESS_RECIPIENT, "empty part" },
+		{ "a@", ADDRESS_RECIPIENT, "invalid domain" },
+		{ "a@corp..example", ADDRESS_RECIPIENT, "invalid domain" },
+		{ "a@corp.example.", ADDRESS_RECIPIENT, "invalid domain" },
+		{ "a@-corp.example", ADDRESS_RECIPIENT, "invalid domain" },
+		{ "a@corp-.example", ADDRESS_RECIPIENT, "invalid domain" },
+		{ "a@corp.example> NOTIFY=NEVER", ADDRESS_RECIPIENT, "invalid domain" },
+		{ "a@b@corp.example", ADDRESS_RECIPIENT, "invalid domain" },
+		{ "a@[192.0.2.1", ADDRESS_RECIPIENT, "invalid address literal" },
+		{ "a@[IPv6:nonsense]", ADDRESS_RECIPIENT, "invalid address literal" },
+		{ "a@[1.2.3.4] NOTIFY=x]", ADDRESS_RECIPIENT, "invalid address literal" },
+		{ "a@corp.example\r\nRSET", ADDRESS_RECIPIENT, "CR or LF" },
+		{ "a\tb@corp.example", ADDRESS_RECIPIENT, "control character" },
+	};
+	char longest[ADDRESS_MAX + 2];
+	size_t i;
+
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		const char *why = address_check(t[i].a, t[i].role);
+		char shown[200];
+
+		str_printable(shown, sizeof(shown), t[i].a, strlen(t[i].a));
+		if (t[i].why == NULL)
+			ok(why == NULL, "address <%s> (%s): valid%s%s", shown,
+			   t[i].role == ADDRESS_SENDER ? "sender" : "recipient", why ? ", got: " : "",
+			   why ? why : "");
+		else
+			ok(why != NULL && strstr(why, t[i].why) != NULL, "address <%s> (%s): %s (got %s)",
+			   shown, t[i].role == ADDRESS_SENDER ? "sender" : "recipient", t[i].why,
+			   why ? why : "valid");
+	}
+	memset(longest, 'l', ADDRESS_MAX);
+	memcpy(longest + ADDRESS_MAX - 10, "@x.example", 11);
+	ok(address_check(longest, ADDRESS_RECIPIENT) == NULL, "address of 986 bytes: valid");
+	memset(longest, 'l', ADDRESS_MAX + 1);
+	memcpy(longest + ADDRESS_MAX - 9, "@x.example", 11);
+	ok(address_check(longest, ADDRESS_RECIPIENT) != NULL, "address of 987 bytes: refused");
+}
+
+/* test_address_injection - the unbalanced quote of issue 13 never reaches the relay */
+static void test_address_injection(void)
+{
+	struct peer p = { 0 };
+	struct run r;
+
+	run_init(&r);
+	r.rcpt[0] = "\"x> NOTIFY=SUCCESS ORCPT=rfc822;x@corp.example";
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, "250 relay.test\r\n");
+	EXPECT(&p, "QUIT\r\n");
+	run_session(&p, &r);
+	is_str(p.why, "", "recipient with an unbalanced quote: nothing but QUIT");
+	ok(r.send_rc == -1 && r.o.cls == DSN_BOUNCE && strcmp(r.o.status, "5.1.3") == 0,
+	   "recipient with an unbalanced quote: bounce 5.1.3");
+	has_str(r.o.text, "an unbalanced double quote", "unbalanced quote: text");
+	ok(strstr(p.got, "NOTIFY") == NULL, "unbalanced quote: no NOTIFY at the relay");
+	peer_free(&p);
+
+	run_init(&r);
+	r.sender = "\"s> AUTH=<evil@x>";
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, "250-relay.test\r\n250 AUTH PLAIN\r\n");
+	EXPECT(&p, "QUIT\r\n");
+	run_session(&p, &r);
+	is_str(p.why, "", "sender with an unbalanced quote: nothing but QUIT");
+	ok(r.send_rc == -1 && r.o.cls == DSN_BOUNCE && strcmp(r.o.status, "5.1.7") == 0
+	   && r.out[0].cls == DSN_BOUNCE, "sender with an unbalanced quote: bounce 5.1.7");
+	has_str(r.o.text, "(envelope sender): an unbalanced double quote", "sender: text");
+	peer_free(&p);
+
+	/* a quoted local part with '>' and a space is valid, and sent as it is */
+	run_init(&r);
+	r.rcpt[0] = "\"odd> name\"@corp.example";
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, "250 relay.test\r\n");
+	EXPECT(&p, "MAIL FROM:<a@x.test>\r\n");
+	SEND(&p, "250 ok\r\n");
+	EXPECT(&p, "RCPT TO:<\"odd> name\"@corp.example>\r\n");
+	SEND(&p, "250 ok\r\n");
+	EXPECT(&p, "DATA\r\n");
+	SEND(&p, "354 go\r\n");
+	EXPECT(&p, BODY_OUT);
+	SEND(&p, "250 ok\r\n");
+	EXPECT(&p, "QUIT\r\n");
+	run_session(&p, &r);
+	is_str(p.why, "", "quoted local part with '>' and a space: sent verbatim");
+	is_int(r.send_rc, 0, "quoted local part: delivered");
+	peer_free(&p);
+}
+
+/*
+ * test_early_reply - a relay (or a box in the middle) that replies between
+ * its 354 and our final dot: the reply would be read as the one to the
+ * dot, and mail the relay never had reported delivered. Every variant
+ * defers 4.5.0, and the dot is never sent.
+ */
+static void test_early_reply(void)
+{
+	struct peer p = { 0 };
+	struct run r;
+	int pfd[2];
+
+	/* 354 and 250 in one segment, pipelined: seen before the body is sent */
+	run_init(&r);
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, "250-relay.test\r\n250 PIPELINING\r\n");
+	EXPECT(&p, "MAIL FROM:<a@x.test>\r\nRCPT TO:<b@corp.example>\r\nDATA\r\n");
+	SEND(&p, "250 ok\r\n250 ok\r\n354 go\r\n250 2.0.0 Ok: queued as EARLY\r\n");
+	run_session(&p, &r);
+	is_str(p.why, "", "354 + 250 at once: the relay saw MAIL, RCPT, DATA");
+	ok(r.send_rc == -1 && r.o.cls == DSN_DEFER && strcmp(r.o.status, "4.5.0") == 0,
+	   "354 + 250 at once: defer 4.5.0, never delivered");
+	has_str(r.o.text, "relay sent \"250 2.0.0 Ok: queued as EARLY\" before the end of the "
+		"message data", "354 + 250 at once: text");
+	ok(r.out[0].cls == DSN_DEFER, "354 + 250 at once: the recipient defers");
+	ok(strstr(p.got, "Subject") == NULL && strstr(p.got, "\r\n.\r\n") == NULL,
+	   "354 + 250 at once: neither body nor final dot sent");
+	peer_free(&p);
+
+	/*
+	 * 354 alone, then 250 while the body is still being read (the message
+	 * comes from a pipe that ends only after the 250 was sent): seen by the
+	 * non-blocking look before the dot.
+	 */
+	run_init(&r);
+	if (pipe(pfd) < 0 || write(pfd[1], "Subject: hi\n\nbody\n", 18) != 18)
+		exit(99);
+	r.body_fd = pfd[0];
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, "250 relay.test\r\n");
+	EXPECT(&p, "MAIL FROM:<a@x.test>\r\n");
+	SEND(&p, "250 ok\r\n");
+	EXPECT(&p, "RCPT TO:<b@corp.example>\r\n");
+	SEND(&p, "250 ok\r\n");
+	EXPECT(&p, "DATA\r\n");
+	SEND(&p, "354 go\r\n");
+	PAUSE(&p, 200);
+	SEND(&p, "250 2.0.0 Ok: queued as LATE\r\n");
+	PAUSE(&p, 50);
+	EOF_AT(&p, pfd[1]);
+	run_session(&p, &r);
+	is_str(p.why, "", "250 during the body: script played");
+	ok(r.send_rc == -1 && r.o.cls == DSN_DEFER && strcmp(r.o.status, "4.5.0") == 0,
+	   "250 during the body: defer 4.5.0, never delivered");
+	has_str(r.o.text, "queued as LATE\" before the end of the message data",
+		"250 during the body: text");
+	ok(strstr(p.got, "\r\n.\r\n") == NULL, "250 during the body: the final dot is not sent");
+	peer_free(&p);
+
+	/* 250 then 550 right behind it after the dot: two replies to one dot */
+	run_init(&r);
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, "250 relay.test\r\n");
+	EXPECT(&p, "MAIL FROM:<a@x.test>\r\n");
+	SEND(&p, "250 ok\r\n");
+	EXPECT(&p, "RCPT TO:<b@corp.example>\r\n");
+	SEND(&p, "250 ok\r\n");
+	EXPECT(&p, "DATA\r\n");
+	SEND(&p, "354 go\r\n");
+	EXPECT(&p, BODY_OUT);
+	SEND(&p, "250 2.0.0 Ok\r\n550 5.7.1 Message rejected\r\n");
+	run_session(&p, &r);
+	ok(r.send_rc == -1 && r.o.cls == DSN_DEFER && strcmp(r.o.status, "4.5.0") == 0,
+	   "250 then 550 after the dot: defer 4.5.0, never delivered");
+	has_str(r.o.text, "more than one reply to end of DATA command: \"250 2.0.0 Ok\", then "
+		"\"550 5.7.1 Message rejected\"", "250 then 550: text");
+	ok(strstr(p.got, "QUIT") == NULL, "250 then 550: the session is dropped, no QUIT");
+	peer_free(&p);
+}
+
+/*
+ * test_reply_deadline - smtp_command_timeout holds for a whole reply, not
+ * per line: four greeting lines 150 ms apart (450 ms) against 300 ms; and
+ * the final dot has its own, longer smtp_data_done_timeout.
+ */
+static void test_reply_deadline(void)
+{
+	struct peer p = { 0 };
+	struct run r;
+
+	run_init(&r);
+	r.opt.command_timeout_ms = 300;
+	r.timeout_ms = 300;
+	SEND(&p, "220-relay.test ESMTP\r\n");
+	PAUSE(&p, 150);
+	SEND(&p, "220-please\r\n");
+	PAUSE(&p, 150);
+	SEND(&p, "220-wait\r\n");
+	PAUSE(&p, 150);
+	SEND(&p, "220 ready\r\n");
+	run_session(&p, &r);
+	ok(r.open_rc == -1 && r.o.cls == DSN_DEFER && strcmp(r.o.status, "4.4.2") == 0,
+	   "greeting of 4 lines 150 ms apart, command timeout 300 ms: defer 4.4.2");
+	has_str(r.o.text, "timeout waiting for the greeting", "slow multi-line greeting: text");
+	ok(strstr(p.got, "EHLO") == NULL, "slow multi-line greeting: no EHLO");
+	peer_free(&p);
+
+	/* the same lines within the timeout: one reply */
+	run_init(&r);
+	r.send = 0;
+	SEND(&p, "220-relay.test ESMTP\r\n220-please\r\n220 ready\r\n");
+	EXPECT(&p, EHLO);
+	SEND(&p, "250-relay.test\r\n250-SIZE 1000\r\n250 8BITMIME\r\n");
+	EXPECT(&p, "QUIT\r\n");
+	run_session(&p, &r);
+	is_int(r.open_rc, 0, "multi-line greeting and EHLO in time: session open");
+	is_str(p.why, "", "multi-line greeting in time: EHLO, QUIT");
+	peer_free(&p);
+
+	/* The reply to the dot may take smtp_data_done_timeout, longer than the command timeout. */
+	run_init(&r);
+	r.opt.command_timeout_ms = 200;
+	r.opt.data_done_timeout_ms = 5000;
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, "250 relay.test\r\n");
+	EXPECT(&p, "MAIL FROM:<a@x.test>\r\n");
+	SEND(&p, "250 ok\r\n");
+	EXPECT(&p, "RCPT TO:<b@corp.example>\r\n");
+	SEND(&p, "250 ok\r\n");
+	EXPECT(&p, "DATA\r\n");
+	SEND(&p, "354 go\r\n");
+	EXPECT(&p, BODY_OUT);
+	PAUSE(&p, 600);
+	SEND(&p, "250 2.0.0 Ok: queued after a while\r\n");
+	EXPECT(&p, "QUIT\r\n");
+	run_session(&p, &r);
+	is_str(p.why, "", "reply to the dot after 600 ms: QUIT follows");
+	ok(r.send_rc == 0 && r.o.cls == DSN_OK,
+	   "reply to the dot after 600 ms, command timeout 200 ms, data-done 5 s: delivered");
+	peer_free(&p);
+
+	/* ...and the command timeout is back for the next reply (RSET of the next message) */
+	run_init(&r);
+	r.opt.command_timeout_ms = 200;
+	r.opt.data_done_timeout_ms = 5000;
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, "250 relay.test\r\n");
+	PAUSE(&p, 50);
+	EXPECT(&p, "MAIL FROM:<a@x.test>\r\n");
+	PAUSE(&p, 600);
+	SEND(&p, "250 ok\r\n");
+	run_session(&p, &r);
+	ok(r.send_rc == -1 && r.o.cls == DSN_DEFER && strstr(r.o.text, "timeout reading reply to MAIL")
+	   != NULL, "MAIL answered after 600 ms with command timeout 200 ms: timeout");
+	peer_free(&p);
+}
+
+/* test_size_limit - SIZE is a maximum: a message of exactly that size goes (RFC 1870 4) */
+static void test_size_limit(void)
+{
+	struct peer p = { 0 };
+	struct run r;
+
+	run_init(&r);
+	r.size = 1000;
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, "250-relay.test\r\n250 SIZE 1000\r\n");
+	EXPECT(&p, "MAIL FROM:<a@x.test> SIZE=1000\r\n");
+	SEND(&p, "250 ok\r\n");
+	EXPECT(&p, "RCPT TO:<b@corp.example>\r\n");
+	SEND(&p, "250 ok\r\n");
+	EXPECT(&p, "DATA\r\n");
+	SEND(&p, "354 go\r\n");
+	EXPECT(&p, BODY_OUT);
+	SEND(&p, "250 2.0.0 Ok\r\n");
+	EXPECT(&p, "QUIT\r\n");
+	run_session(&p, &r);
+	is_str(p.why, "", "size exactly at the relay's SIZE: MAIL ... SIZE=1000");
+	ok(r.send_rc == 0 && r.o.cls == DSN_OK, "size exactly at the relay's SIZE: delivered");
+	peer_free(&p);
+
+	run_init(&r);
+	r.size = 1001;
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, "250-relay.test\r\n250 SIZE 1000\r\n");
+	EXPECT(&p, "QUIT\r\n");
+	run_session(&p, &r);
+	ok(r.send_rc == -1 && strcmp(r.o.status, "5.3.4") == 0 && strstr(p.got, "MAIL") == NULL,
+	   "one byte over the relay's SIZE: bounce 5.3.4, no MAIL");
+	peer_free(&p);
 }
 
 static void test_tls_policy(void)
@@ -1800,6 +2138,11 @@ int main(void)
 	test_connection_problems();
 	test_garbage();
 	test_envelope_refused();
+	test_address_check();
+	test_address_injection();
+	test_early_reply();
+	test_reply_deadline();
+	test_size_limit();
 	test_tls_policy();
 	test_body_stream();
 	test_line_limit();

@@ -25,7 +25,9 @@
 
 /* ---- the fake proxy: a script of expected bytes and replies ---- */
 
-enum peer_op { PEER_END = 0, PEER_EXPECT, PEER_SEND, PEER_CLOSE };
+enum peer_op { PEER_END = 0, PEER_EXPECT, PEER_SEND, PEER_CLOSE,
+	PEER_PAUSE,	/* sleep len milliseconds */
+};
 
 struct peer_step {
 	enum peer_op op;
@@ -105,6 +107,8 @@ static void *peer_main(void *arg)
 		} else if (st->op == PEER_CLOSE) {
 			close(fd);
 			return NULL;
+		} else if (st->op == PEER_PAUSE) {
+			poll(NULL, 0, (int)st->len);
 		}
 	}
 	/* Whatever else the client sends, until it hangs up. */
@@ -511,6 +515,61 @@ static void test_failures(void)
 	fail_case("greeting timeout", &p, 200, SOCKS5_FAIL, "4.4.1", "proxy greeting: timeout");
 }
 
+/*
+ * test_handshake_deadline - the connect timeout holds for the whole
+ * handshake (from conn_connect until the caller sets its next timeout): a
+ * proxy that waits 120 ms before each of its three replies (360 ms) fails
+ * a 300 ms timeout, though each reply alone is in time.
+ */
+static void test_handshake_deadline(void)
+{
+	static const unsigned char reply_ok[] = { 0x05, 0x00, 0x00, 0x01, 10, 0, 0, 1, 0x1f, 0x90 };
+	struct peer p = { 0 };
+	struct conn c;
+	struct outcome o;
+	int rc;
+
+	peer_add(&p, PEER_EXPECT, GREETING, sizeof(GREETING));
+	peer_add(&p, PEER_PAUSE, NULL, 120);
+	peer_add(&p, PEER_SEND, METHOD_OK, sizeof(METHOD_OK));
+	peer_add(&p, PEER_EXPECT, auth_loc1, sizeof(auth_loc1));
+	peer_add(&p, PEER_PAUSE, NULL, 120);
+	peer_add(&p, PEER_SEND, AUTH_OK, sizeof(AUTH_OK));
+	peer_add(&p, PEER_EXPECT, CONNECT_NAME, sizeof(CONNECT_NAME));
+	peer_add(&p, PEER_PAUSE, NULL, 120);
+	peer_add(&p, PEER_SEND, reply_ok, sizeof(reply_ok));
+	rc = handshake(&p, 300, "mail.corp.internal", 25, &c, &o);
+	conn_close(&c);
+	peer_finish(&p);
+	ok(rc == SOCKS5_FAIL && o.cls == DSN_DEFER && strcmp(o.status, "4.4.1") == 0,
+	   "three replies 120 ms late each, timeout 300 ms: defer 4.4.1 (got %d %s)", rc, o.status);
+	has_str(o.text, ": timeout", "three late replies: the text says timeout");
+
+	/* the same proxy, in time: the deadline ends where the next protocol sets its timeout */
+	memset(&p, 0, sizeof(p));
+	peer_add(&p, PEER_EXPECT, GREETING, sizeof(GREETING));
+	peer_add(&p, PEER_SEND, METHOD_OK, sizeof(METHOD_OK));
+	peer_add(&p, PEER_EXPECT, auth_loc1, sizeof(auth_loc1));
+	peer_add(&p, PEER_SEND, AUTH_OK, sizeof(AUTH_OK));
+	peer_add(&p, PEER_EXPECT, CONNECT_NAME, sizeof(CONNECT_NAME));
+	peer_add(&p, PEER_SEND, reply_ok, sizeof(reply_ok));
+	peer_add(&p, PEER_PAUSE, NULL, 450);
+	peer_add(&p, PEER_SEND, "220 hi\r\n", 8);
+	rc = handshake(&p, 300, "mail.corp.internal", 25, &c, &o);
+	is_int(rc, SOCKS5_OK, "handshake in time: tunnel open");
+	{
+		char line[32];
+
+		/* past the 300 ms of the connect phase, a read within its own timeout works */
+		conn_set_timeout(&c, 1000);
+		poll(NULL, 0, 300);
+		ok(conn_read_line(&c, line, sizeof(line)) == 6 && strcmp(line, "220 hi") == 0,
+		   "after the handshake each read has its own timeout again");
+	}
+	conn_close(&c);
+	peer_finish(&p);
+}
+
 static void test_bad_input(void)
 {
 	struct peer p = { 0 };
@@ -695,6 +754,7 @@ int main(void)
 	test_rep_codes(0);
 	test_rep_codes(1);
 	test_failures();
+	test_handshake_deadline();
 	test_bad_input();
 	test_trusted();
 	return tap_done();

@@ -7,8 +7,10 @@
  * short by us); at the very start also a piece that ends a form (a quote
  * whose start was cut). What is masked is never looked at again, so a
  * secret that looks like the mask cannot loop. A longer result is cut to
- * the buffer. Then every base64 word of the text that decodes to bytes
- * holding a raw secret is masked whole.
+ * the buffer. Then every base64 word of the text is masked whole when it
+ * decodes to bytes holding a raw secret (a peer's own base64 of it, at any
+ * alignment) or holds REDACT_RUN_MIN bytes in a row of a form (a middle
+ * piece: a quote wrapped over several reply lines).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +21,7 @@
 
 #define REDACT_FORMS_MAX 8
 #define REDACT_RAW_MIN 4	/* shorter secrets are not masked raw: they would mask words */
+#define REDACT_RUN_MIN 16	/* a base64 word sharing this many bytes in a row with a form */
 
 struct forms {
 	char *form[REDACT_FORMS_MAX];
@@ -170,7 +173,20 @@ static int word_hides(const struct forms *f, const char *w, size_t len)
 	return found;
 }
 
-/* words_mask - mask each base64 word of text that hides a raw secret */
+/* word_shares - whether a word holds REDACT_RUN_MIN bytes in a row of any form (a middle piece) */
+static int word_shares(const struct forms *f, const char *w, size_t len)
+{
+	size_t i, k;
+
+	for (k = 0; k + REDACT_RUN_MIN <= len; k++)
+		for (i = 0; i < f->n; i++)
+			if (f->len[i] >= REDACT_RUN_MIN
+			    && memmem(f->form[i], f->len[i], w + k, REDACT_RUN_MIN) != NULL)
+				return 1;
+	return 0;
+}
+
+/* words_mask - mask each base64 word of text that hides a raw secret or holds a piece of a form */
 static void words_mask(const struct forms *f, char *text, size_t size)
 {
 	size_t mlen = strlen(REDACT_MASK), len = strlen(text), i = 0, w, tail;
@@ -182,8 +198,9 @@ static void words_mask(const struct forms *f, char *text, size_t size)
 		}
 		for (w = i; w < len && is_b64(text[w]); w++)
 			;
-		if (word_hides(f, text + i, w - i)) {
-			/* the mask is never longer than the word: len % 4 == 0 and >= 8 */
+		if (w - i >= REDACT_PIECE_MIN
+		    && (word_hides(f, text + i, w - i) || word_shares(f, text + i, w - i))) {
+			/* the mask is never longer than the word (REDACT_PIECE_MIN bytes or more) */
 			tail = len - w + 1;
 			memcpy(text + i, REDACT_MASK, mlen);
 			memmove(text + i + mlen, text + w, tail);

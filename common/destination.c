@@ -48,6 +48,7 @@
 #include "http.h"
 #include "log.h"
 #include "oauth.h"
+#include "redact.h"
 #include "util.h"
 
 #define DEST_MAX_FILE (1024 * 1024)
@@ -516,7 +517,7 @@ static void dest_service_error(const struct http_response *resp, const struct oa
 		msg = json_string_value(json_object_get(root, "ErrorMessage"));
 	if (msg != NULL) {
 		str_printable(m, sizeof(m), msg, strlen(msg));
-		str_redact(m, sizeof(m), tok->access_token);	/* a service that echoes the token */
+		redact_secret(m, sizeof(m), tok->access_token);	/* a service that echoes the token */
 		snprintf(buf, size, " (%s)", m);
 	}
 	json_decref(root);

@@ -33,6 +33,7 @@
 #include "conn.h"
 #include "log.h"
 #include "oauth.h"
+#include "redact.h"
 #include "util.h"
 
 #define OAUTH_TOKEN_MAX (16 * 1024)
@@ -108,7 +109,7 @@ static void oauth_error_text(const struct http_response *resp, const char *secre
 			     char *buf, size_t size)
 {
 	const char *err = NULL, *desc = NULL;
-	char e[100], d[200];
+	char e[100] = "", d[200] = "";
 	json_t *root;
 
 	buf[0] = '\0';
@@ -129,6 +130,9 @@ static void oauth_error_text(const struct http_response *resp, const char *secre
 		str_printable(e, sizeof(e), err, strlen(err));
 	if (desc != NULL)
 		str_printable(d, sizeof(d), desc, strlen(desc));
+	/* the secret as the request carried it: URL-encoded in the form, base64 in Basic */
+	redact_secret(e, sizeof(e), secret);
+	redact_secret(d, sizeof(d), secret);
 	if (err != NULL && desc != NULL)
 		snprintf(buf, size, " (%s: %s)", e, d);
 	else if (err != NULL || desc != NULL)

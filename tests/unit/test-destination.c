@@ -391,6 +391,18 @@ static void serve_token(const char *req, const char **status, const char **body)
 		memcpy(big + sizeof(big) - 3, "\"}", 3);
 		*status = "200 OK";
 		*body = big;
+	} else if (strstr(req, "client_id=echo") != NULL || strstr(req, "Basic ZWNobzp") != NULL) {
+		/* a careless service: quotes the credentials as they came (form or Basic) */
+		static char echo[1024];
+		char basic[256];
+		const char *form = strstr(req, "client_secret=");
+
+		header_value(req, "\r\nAuthorization:", basic, sizeof(basic));
+		snprintf(echo, sizeof(echo), "{\"error\":\"unauthorized\",\"error_description\":"
+			 "\"bad client %.*s %s\"}", form ? (int)strcspn(form, "&\r\n") : 0,
+			 form ? form : "", basic);
+		*status = "401 Unauthorized";
+		*body = echo;
 	} else if (strstr(req, "client_id=garbage") != NULL) {
 		*status = "200 OK";
 		*body = "<html>hello</html>";
@@ -699,6 +711,14 @@ static void test_oauth(void)
 	is_str(o.text, want, "401 text");
 	is_str(o.status, "4.7.0", "401 defers 4.7.0");
 	ok(strstr(o.text, "wrong-secret") == NULL, "no secret in the text");
+
+	/* a service quoting the secret as it was sent: URL-encoded (form), base64 (Basic) */
+	c.client_id = "echo";
+	c.client_secret = "s3cret/with+chars&more";
+	ok(oauth_token_get(&c, &opt, "connectivity", &tok, &o) == -1, "echoing service: refused");
+	has_str(o.text, "bad client", "echoing service: its text");
+	ok(strstr(o.text, "s3cret") == NULL && strstr(o.text, "ZWNobzpzM2NyZXQ") == NULL,
+	   "echoing service: neither the URL-encoded secret nor the Basic credentials: %s", o.text);
 	ok(tok.access_token == NULL, "no token on failure");
 
 	c.client_id = "huge";

@@ -496,6 +496,31 @@ static void config_bad_value(char *errbuf, size_t errlen, const char *path, unsi
 }
 
 /*
+ * config_no_equals - the message for a line without "=". Its key is quoted
+ * when it is one (a known key, or destination.*: "mail.password: x" is a
+ * common slip), never the rest: that may be a password. A line whose first
+ * word is no key may be a password on its own: nothing of it is quoted.
+ */
+static void config_no_equals(char *errbuf, size_t errlen, const char *path, unsigned lineno,
+			     char *line)
+{
+	size_t klen = strcspn(line, ": \t");
+	char q[CONFIG_QUOTE_MAX + 8], save = line[klen];
+
+	line[klen] = '\0';
+	if (klen > 0 && (config_lookup(line) != NULL
+			 || strncmp(line, CONFIG_DEST_PREFIX, strlen(CONFIG_DEST_PREFIX)) == 0)) {
+		config_quote(q, sizeof(q), line);
+		snprintf(errbuf, errlen, "%s:%u: missing \"=\" after \"%s\" (lines are: "
+			 "key = value; the value is not shown)", path, lineno, q);
+	} else {
+		snprintf(errbuf, errlen, "%s:%u: missing \"=\" (lines are: key = value; the line "
+			 "is not shown: it may hold a secret)", path, lineno);
+	}
+	line[klen] = save;
+}
+
+/*
  * config_dest_add - one "destination.NAME.PROPERTY = value" line. NAME is
  * a Destination Service name (letters, digits, '_', '-'), PROPERTY any
  * property but Name (the name is in the key). Sets *secret to the line
@@ -605,9 +630,7 @@ static int config_parse_file(struct config *cfg, FILE *fp, const char *path,
 		if (*s == '\0' || *s == '#')
 			continue;
 		if ((eq = strchr(s, '=')) == NULL) {
-			config_quote(q, sizeof(q), s);
-			snprintf(errbuf, errlen, "%s:%u: missing \"=\" in \"%s\" "
-				 "(lines are: key = value)", path, lineno, q);
+			config_no_equals(errbuf, errlen, path, lineno, s);
 			goto out;
 		}
 		*eq = '\0';

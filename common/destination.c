@@ -48,6 +48,7 @@
 #include "http.h"
 #include "log.h"
 #include "oauth.h"
+#include "redact.h"
 #include "util.h"
 
 #define DEST_MAX_FILE (1024 * 1024)
@@ -516,7 +517,7 @@ static void dest_service_error(const struct http_response *resp, const struct oa
 		msg = json_string_value(json_object_get(root, "ErrorMessage"));
 	if (msg != NULL) {
 		str_printable(m, sizeof(m), msg, strlen(msg));
-		str_redact(m, sizeof(m), tok->access_token);	/* a service that echoes the token */
+		redact_secret(m, sizeof(m), tok->access_token);	/* a service that echoes the token */
 		snprintf(buf, size, " (%s)", m);
 	}
 	json_decref(root);
@@ -655,22 +656,6 @@ static int dest_find(struct dest_lookup *l, unsigned flags, json_t **root, struc
 	return rc;
 }
 
-/* dest_expires_in - expires_in as a string or a number; -1 when absent or invalid */
-static long dest_expires_in(const json_t *v)
-{
-	const char *s;
-	char *end;
-	long n;
-
-	if (json_is_integer(v))
-		return json_integer_value(v) >= 0 ? (long)json_integer_value(v) : -1;
-	if (!json_is_string(v))
-		return -1;
-	s = json_string_value(v);
-	n = strtol(s, &end, 10);
-	return end != s && *end == '\0' && n >= 0 ? n : -1;
-}
-
 /*
  * dest_auth_token - authTokens[0] of a Find response as the cache keeps
  * it: {"type","value","expires_at"} or {"error"}; NULL when there is none
@@ -681,7 +666,7 @@ static json_t *dest_auth_token(const json_t *root, const char *name)
 	const char *type = json_string_value(json_object_get(t, "type"));
 	const char *value = json_string_value(json_object_get(t, "value"));
 	const char *error = json_string_value(json_object_get(t, "error"));
-	long in = dest_expires_in(json_object_get(t, "expires_in"));
+	long in = oauth_lifetime(json_object_get(t, "expires_in"));
 	char text[300];
 	const char *p;
 

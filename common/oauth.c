@@ -22,6 +22,7 @@
  * middle of a delivery.
  */
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,7 @@
 #include "conn.h"
 #include "log.h"
 #include "oauth.h"
+#include "redact.h"
 #include "util.h"
 
 #define OAUTH_TOKEN_MAX (16 * 1024)
@@ -107,7 +109,7 @@ static void oauth_error_text(const struct http_response *resp, const char *secre
 			     char *buf, size_t size)
 {
 	const char *err = NULL, *desc = NULL;
-	char e[100], d[200];
+	char e[100] = "", d[200] = "";
 	json_t *root;
 
 	buf[0] = '\0';
@@ -128,6 +130,9 @@ static void oauth_error_text(const struct http_response *resp, const char *secre
 		str_printable(e, sizeof(e), err, strlen(err));
 	if (desc != NULL)
 		str_printable(d, sizeof(d), desc, strlen(desc));
+	/* the secret as the request carried it: URL-encoded in the form, base64 in Basic */
+	redact_secret(e, sizeof(e), secret);
+	redact_secret(d, sizeof(d), secret);
 	if (err != NULL && desc != NULL)
 		snprintf(buf, size, " (%s: %s)", e, d);
 	else if (err != NULL || desc != NULL)
@@ -135,24 +140,33 @@ static void oauth_error_text(const struct http_response *resp, const char *secre
 	json_decref(root);
 }
 
-/* oauth_expires_in - expires_in as a number or a numeric string; -1 if absent or invalid */
-static long oauth_expires_in(const json_t *v)
+/* oauth_lifetime - expires_in in seconds, clamped to OAUTH_LIFETIME_MAX; -1 if absent or invalid */
+long oauth_lifetime(const json_t *v)
 {
 	const char *s;
 	char *end;
-	long n;
+	long long n;
+	double d;
 
-	if (json_is_integer(v))
-		return json_integer_value(v) >= 0 ? (long)json_integer_value(v) : -1;
-	if (json_is_real(v))
-		return json_real_value(v) >= 0 && json_real_value(v) < 1e9
-		       ? (long)json_real_value(v) : -1;
-	if (json_is_string(v)) {
+	if (json_is_integer(v)) {
+		n = (long long)json_integer_value(v);
+	} else if (json_is_real(v)) {
+		d = json_real_value(v);
+		if (!(d >= 0))		/* negative or NaN */
+			return -1;
+		n = d > (double)OAUTH_LIFETIME_MAX ? OAUTH_LIFETIME_MAX : (long long)d;
+	} else if (json_is_string(v)) {
 		s = json_string_value(v);
-		n = strtol(s, &end, 10);
-		return end != s && *end == '\0' && n >= 0 ? n : -1;
+		errno = 0;
+		n = strtoll(s, &end, 10);
+		if (end == s || *end != '\0' || (errno == ERANGE && n < 0))
+			return -1;
+	} else {
+		return -1;
 	}
-	return -1;
+	if (n < 0)
+		return -1;
+	return n > OAUTH_LIFETIME_MAX ? OAUTH_LIFETIME_MAX : (long)n;
 }
 
 /* oauth_parse - access_token and expires_in from a 200 response */
@@ -194,7 +208,7 @@ static int oauth_parse(const struct http_response *resp, const char *what, const
 			return -1;
 		}
 	}
-	expires = oauth_expires_in(json_object_get(root, "expires_in"));
+	expires = oauth_lifetime(json_object_get(root, "expires_in"));
 	if (expires < 0) {
 		log_warn("%s token service %s: no valid expires_in; assuming %d s",
 			 what, url, OAUTH_DEFAULT_EXPIRY);

@@ -84,4 +84,15 @@ char *oauth_tenant_url(const char *token_url, const char *subdomain, char *errbu
 
 void oauth_token_free(struct oauth_token *tok);
 
+/*
+ * oauth_lifetime - an expires_in (RFC 6749 section 5.1: seconds, a JSON
+ * number, or a numeric string as some services send it) at most
+ * OAUTH_LIFETIME_MAX, so that "now + lifetime" never overflows and a
+ * token the service calls eternal is still fetched again; -1 when absent,
+ * negative or not a number.
+ */
+#define OAUTH_LIFETIME_MAX (7 * 86400L)
+struct json_t;
+long oauth_lifetime(const struct json_t *v);
+
 #endif

@@ -27,7 +27,9 @@
  * RSET and one outcome with every recipient's reply (smtp_summarize).
  *
  * Credentials never reach a log line or a text, and the buffers that held
- * their base64 form are wiped.
+ * their base64 form are wiped. A relay that quotes them back is masked:
+ * each AUTH method tells s->redact what it sent, and every reply line is
+ * checked against it (redact.h) before it is logged or becomes a text.
  */
 #include <errno.h>
 #include <limits.h>
@@ -40,6 +42,7 @@
 
 #include "address.h"
 #include "log.h"
+#include "redact.h"
 #include "smtp.h"
 #include "tls.h"
 #include "util.h"
@@ -144,6 +147,7 @@ static int smtp_garbage(struct smtp_session *s, enum dsn_stage stage, const char
 			  dsn_stage_name(stage));
 	} else {
 		str_printable(excerpt, sizeof(excerpt), line, len);
+		redact_text(&s->redact, excerpt, sizeof(excerpt));
 		dsn_defer(o, "4.5.0", "protocol error: relay sent %s in reply to %s: %s%s", why,
 			  dsn_stage_name(stage), len ? excerpt : "(empty line)",
 			  len > SMTP_EXCERPT_MAX ? "..." : "");
@@ -275,6 +279,8 @@ static int smtp_read_lines(struct smtp_session *s, enum dsn_stage stage, struct 
 			if (tlen > 0)
 				r->text[tlen++] = ' ';
 			str_printable(r->text + tlen, sizeof(r->text) - tlen, line, (size_t)n);
+			/* a relay that quotes what AUTH sent: before it is logged or becomes a text */
+			redact_text(&s->redact, r->text + tlen, sizeof(r->text) - tlen);
 			tlen += strlen(r->text + tlen);
 		}
 	} while (!last);
@@ -499,9 +505,8 @@ static int smtp_auth_fail(struct smtp_session *s, const struct smtp_reply *r, st
 	else
 		dsn_defer(o, "4.7.0", "SMTP authentication failed: %s said: %s (in reply to %s)",
 			  smtp_relay(s), r->text, dsn_stage_name(DSN_STAGE_AUTH));
-	/* A relay that echoes what we sent must not put the password into logs and bounces. */
-	str_redact(o->text, sizeof(o->text), s->opt->auth_password);
-	str_redact(o->text, sizeof(o->text), s->opt->auth_xoauth2_token);
+	/* r->text is masked already (smtp_read_reply); this catches a piece the cut joined */
+	redact_text(&s->redact, o->text, sizeof(o->text));
 	if (r->code / 100 == 4)
 		return -1;
 	/* A relay still waiting for a continuation line is out of step with us. */
@@ -543,7 +548,7 @@ static int smtp_auth_plain(struct smtp_session *s, struct smtp_reply *r, struct 
 {
 	const char *user = s->opt->auth_user;
 	const char *pass = s->opt->auth_password ? s->opt->auth_password : "";
-	size_t ulen = strlen(user), plen = strlen(pass), rawlen = 1 + ulen + 1 + plen, lsize = 0;
+	size_t ulen = strlen(user), plen = strlen(pass), rawlen = 0, lsize = 0;
 	char *raw, *line = NULL;
 	int rc;
 
@@ -551,17 +556,14 @@ static int smtp_auth_plain(struct smtp_session *s, struct smtp_reply *r, struct 
 		dsn_defer(o, "4.3.5", "SMTP AUTH user name or password too long");
 		return -1;
 	}
-	raw = xmalloc(rawlen);
-	raw[0] = 0;
-	memcpy(raw + 1, user, ulen);
-	raw[1 + ulen] = 0;
-	memcpy(raw + 2 + ulen, pass, plen);
+	raw = redact_sasl_plain(user, pass, &rawlen);
 	line = smtp_b64_line("AUTH PLAIN ", raw, rawlen, &lsize);
-	smtp_wipe(raw, rawlen);
+	smtp_wipe(raw, rawlen + 1);
 	if (line == NULL) {
 		dsn_defer(o, "4.3.5", "SMTP AUTH user name or password too long");
 		return -1;
 	}
+	redact_sent_plain(&s->redact, user, pass);
 	rc = smtp_chat(s, DSN_STAGE_AUTH, line, "AUTH PLAIN (credentials not logged)", r, o);
 	smtp_wipe(line, lsize);
 	if (rc < 0)
@@ -592,6 +594,8 @@ static int smtp_auth_login(struct smtp_session *s, struct smtp_reply *r, struct 
 			smtp_enter(s, SMTP_STATE_BROKEN);
 			return -1;
 		}
+		if (i == 1)
+			redact_sent_login(&s->redact, secret[1]);
 		rc = smtp_chat(s, DSN_STAGE_AUTH, line, logas[i], r, o);
 		smtp_wipe(line, lsize);
 		if (rc < 0)
@@ -612,7 +616,7 @@ static int smtp_auth_login(struct smtp_session *s, struct smtp_reply *r, struct 
 static int smtp_auth_xoauth2(struct smtp_session *s, struct smtp_reply *r, struct outcome *o)
 {
 	const char *user = s->opt->auth_user, *token = s->opt->auth_xoauth2_token;
-	size_t ulen = strlen(user), tlen = strlen(token), rawlen, lsize = 0;
+	size_t ulen = strlen(user), tlen = strlen(token), rawlen = 0, lsize = 0;
 	char *raw, *line, detail[300] = "";
 	unsigned char json[256];
 	ssize_t n;
@@ -622,15 +626,14 @@ static int smtp_auth_xoauth2(struct smtp_session *s, struct smtp_reply *r, struc
 		dsn_defer(o, "4.3.5", "SMTP AUTH user name or OAuth2 token too long");
 		return -1;
 	}
-	rawlen = 5 + ulen + 1 + 12 + tlen + 2;
-	raw = xmalloc(rawlen + 1);
-	snprintf(raw, rawlen + 1, "user=%s\001auth=Bearer %s\001\001", user, token);
+	raw = redact_sasl_xoauth2(user, token, &rawlen);
 	line = smtp_b64_line("AUTH XOAUTH2 ", raw, rawlen, &lsize);
 	smtp_wipe(raw, rawlen + 1);
 	if (line == NULL) {
 		dsn_defer(o, "4.3.5", "SMTP AUTH user name or OAuth2 token too long");
 		return -1;
 	}
+	redact_sent_xoauth2(&s->redact, user, token);
 	rc = smtp_chat(s, DSN_STAGE_AUTH, line, "AUTH XOAUTH2 (token not logged)", r, o);
 	smtp_wipe(line, lsize);
 	if (rc < 0)
@@ -641,6 +644,7 @@ static int smtp_auth_xoauth2(struct smtp_session *s, struct smtp_reply *r, struc
 		n = base64_decode(b64, strlen(b64), json, sizeof(json) - 1);
 		if (n > 0) {
 			str_printable(detail, sizeof(detail), (const char *)json, (size_t)n);
+			redact_text(&s->redact, detail, sizeof(detail));
 			log_info("relay %s refused the OAuth2 token: %s", smtp_relay(s), detail);
 		}
 		if (smtp_chat(s, DSN_STAGE_AUTH, "", "(empty line after the XOAUTH2 error)", r, o) < 0)

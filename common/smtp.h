@@ -24,6 +24,7 @@
 #include "config.h"
 #include "conn.h"
 #include "dsn.h"
+#include "redact.h"
 
 #define SMTP_REPLY_MAX 4096	/* a reply (all lines) longer than this is cut */
 #define SMTP_LINE_MAX 1024	/* one reply line */
@@ -97,6 +98,7 @@ struct smtp_session {
 	int tls_active;
 	int helo_only;			/* EHLO refused, HELO used */
 	unsigned long replies;		/* complete replies read so far */
+	struct redact redact;		/* what AUTH sent: masked in every reply text */
 };
 
 /*

@@ -310,17 +310,21 @@ void str_redact(char *text, size_t size, const char *secret)
 {
 	static const char mask[] = "********";
 	size_t slen = secret ? strlen(secret) : 0, mlen = sizeof(mask) - 1;
-	char *p;
+	char *p = text;
 
 	if (slen < 4)
 		return;
-	while ((p = strstr(text, secret)) != NULL) {
+	/* from after each mask: a secret that looks like the mask must not loop */
+	while ((size_t)(p - text) + mlen < size && (p = strstr(p, secret)) != NULL) {
 		size_t tail = strlen(p + slen) + 1;
 
+		if ((size_t)(p - text) + mlen >= size)
+			break;
 		if (mlen > slen && (size_t)(p - text) + mlen + tail > size)
 			tail = size - (size_t)(p - text) - mlen;	/* cut the end to fit */
 		memmove(p + mlen, p + slen, tail);
 		memcpy(p, mask, mlen);
 		text[size - 1] = 0;
+		p += mlen;
 	}
 }

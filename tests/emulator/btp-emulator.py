@@ -149,6 +149,7 @@ RELAY_DEFAULTS = {
     "max_line_length": 0,
     "require_client_cert": False,
     "xoauth2_error_challenge": False,
+    "auth_echo": False,
     "authtoken_ttl": 3600,
     "tls_max_version": "",
     "max_messages_per_session": 0,
@@ -2172,6 +2173,7 @@ class SmtpSession:
         self.helo = None
         self.esmtp = False
         self.auth_user = None
+        self.auth_sent = []               # base64 lines of the AUTH in progress (auth_echo)
         self.auth_mech = None
         self.txn = None
         self.no_service = False
@@ -2271,6 +2273,8 @@ class SmtpSession:
                                 "500 5.5.2 Error: bad syntax"))
             return
         stage, method = self.COMMANDS[verb]
+        if verb == "AUTH":      # the initial response, for auth_echo
+            self.auth_sent = arg.split(" ")[1:2]
         override = self.rcpt_override(arg) if verb == "RCPT" else None
         self.respond(stage, lambda: getattr(self, method)(arg), override)
         if verb == "QUIT":
@@ -2343,6 +2347,8 @@ class SmtpSession:
         positive = action[0] in "23"
         if positive:
             produce()
+        if stage == "auth" and action[0] == "5" and self.emu.relay_options.snapshot()["auth_echo"]:
+            action = self.auth_echo(action)      # a fault's 535 quotes the AUTH line too
         self.reply(action)
         if action.startswith("421"):
             raise SessionEnd("421 sent")
@@ -2434,6 +2440,7 @@ class SmtpSession:
             return "538 5.7.11 Encryption required for requested authentication mechanism"
         mechanism, _, initial = arg.partition(" ")
         mechanism = mechanism.upper()
+        self.auth_sent = [initial.strip()] if initial.strip() else []
         if mechanism not in options["auth_mechs"]:
             return "504 5.5.4 Unsupported authentication mechanism"
         try:
@@ -2451,7 +2458,7 @@ class SmtpSession:
                                                        password.encode("utf-8")):
             self.conn.log(f"authentication failed for user {show(user, 60)}")
             self.emu.counters.bump("relay_auth_failed")
-            return "535 5.7.8 Error: authentication failed: authentication failure"
+            return self.auth_refused("authentication failure", options)
         return self.authenticated(user, mechanism)
 
     def authenticated(self, user, mechanism):
@@ -2489,8 +2496,19 @@ class SmtpSession:
                 error = to_json_bytes({"status": "401", "schemes": "bearer",
                                        "scope": "https://mail.google.com/"})
                 self.sasl_response(base64.b64encode(error).decode("ascii"))
-            return "535 5.7.8 Error: authentication failed: invalid token"
+            return self.auth_refused("invalid token", options)
         return self.authenticated(user, "XOAUTH2")
+
+    def auth_refused(self, why, options):
+        """The 535 of a failed AUTH. With the option auth_echo, a careless relay's: it
+        quotes every base64 line the client sent (each cut at 300 characters)."""
+        text = f"535 5.7.8 Error: authentication failed: {why}"
+        return self.auth_echo(text) if options["auth_echo"] else text
+
+    def auth_echo(self, text):
+        """text + " (client sent: ...)": the base64 lines of this AUTH, each cut at 300."""
+        sent = [line if len(line) <= 300 else line[:300] + "..." for line in self.auth_sent if line]
+        return text + " (client sent: " + " ".join(sent) + ")"
 
     def sasl_response(self, challenge):
         """Send a 334 challenge, read the client's answer (never logged)."""
@@ -2501,7 +2519,9 @@ class SmtpSession:
         if not line:
             raise SessionEnd("client closed during AUTH")
         self.note_command("(sasl)")
-        return line.rstrip(b"\r\n").decode("ascii", "replace").strip()
+        answer = line.rstrip(b"\r\n").decode("ascii", "replace").strip()
+        self.auth_sent.append(answer)
+        return answer
 
     @staticmethod
     def sasl_decode(text):

@@ -1097,6 +1097,25 @@ log = open(os.environ["EMU_LOG"]).read()
 check(good not in log, "the token is not logged")
 EOF
 
+check "relay: auth_echo quotes the AUTH lines in the 535 (PLAIN, LOGIN, XOAUTH2); off by default" <<'EOF'
+wrong = plain_auth("relayuser", "wrong-password")
+smtp = smtp_session()
+lines = smtp.expect("AUTH PLAIN " + wrong, 535)
+check(wrong not in lines[0], f"off by default: {lines}")
+with relay_options({"auth_echo": True, "auth_mechs": ["PLAIN", "LOGIN", "XOAUTH2"]}):
+    smtp = smtp_session()
+    lines = smtp.expect("AUTH PLAIN " + wrong, 535)
+    check(lines[0].endswith(f"(client sent: {wrong})"), f"PLAIN: {lines}")
+    smtp.expect("AUTH LOGIN", 334)
+    smtp.expect(base64.b64encode(b"relayuser").decode(), 334)
+    pw = base64.b64encode(b"wrong-password").decode()
+    lines = smtp.expect(pw, 535)
+    check(lines[0].endswith(f"(client sent: cmVsYXl1c2Vy {pw})"), f"LOGIN: {lines}")
+    long_arg = xoauth2("oauthuser", token() + "x" * 400)
+    lines = smtp.expect("AUTH XOAUTH2 " + long_arg, 535)
+    check(lines[0].endswith(f"(client sent: {long_arg[:300]}...)"), f"XOAUTH2, cut at 300: {lines}")
+EOF
+
 check "relay: MAIL_SMTPS through the proxy to :465; envelope tls_version, tls_cipher, sni, auth_mech" <<'EOF'
 config = json.loads(find("MAIL_SMTPS", token("destination"))[1])["destinationConfiguration"]
 smtp = relay_via_proxy(port=int(config["mail.smtps.port"]), location=config["CloudConnectorLocationId"])

@@ -36,7 +36,8 @@ install -m 600 -o "$TRANSPORT_USER" "$EMU/vcap-x509.json" "$WORK/etc/bindings-x5
 cp "$WORK/etc/btprelay.conf" "$WORK/etc/base.conf"
 grep -q '^log_level = debug$' "$WORK/etc/btprelay.conf" ||
 	{ echo "Bail out! the harness no longer logs at debug level"; exit 99; }
-harness_start_postfix MAIL_OAUTH s_token s_find s_proxy s_auth s_x509 s_hang s_milter s_nf
+harness_start_postfix MAIL_OAUTH s_token s_find s_proxy s_auth s_x509 s_hang s_milter s_nf \
+	s_echo_p s_echo_l s_echo_x
 . "$top_srcdir/tests/lib/scenario.sh"
 mkdir -p "$WORK/out" "$WORK/extra"
 WRONG_PASSWORD="wrong-$(openssl rand -hex 16)"
@@ -98,6 +99,45 @@ expect_status "$q" user@s_x509.dest.test sent
 [ "$(emu GET /counters | jq .token_requests.mtls)" -ge 2 ]
 tap_ok $? "$SCEN: both tokens came from token_mtls" "$(emu GET /counters | jq -c .token_requests)"
 harness_install_transport	# log_level = debug: the harness default
+
+# --- a relay that quotes what AUTH sent in its 535 (issue 13) --------------------
+# The emulator's auth_echo: the 535 quotes every base64 line btprelay sent (the
+# PLAIN argument, LOGIN's lines, the XOAUTH2 argument). The status text in the
+# maillog and in mailq (readable by every local user) shows the mask instead;
+# the search at the end proves no form of the secret got through anywhere.
+# expect_echo_masked QID RCPT WHAT
+expect_echo_masked() {
+	local line
+	line=$(wait_status "$1" "$2")
+	printf '%s\n' "$line" | grep -q 'status=deferred.*535 5\.7\.8 Error: authentication failed: .*(client sent: .*\*\*\*\*\*\*\*\*'
+	tap_ok $? "$SCEN: deferred, the relay's quote of the $3 masked in the status text" "$line"
+	postqueue -c "$PF" -p > "$WORK/out/mailq.$3" 2>&1
+	grep -q 'client sent: .*\*\*\*\*\*\*\*\*' "$WORK/out/mailq.$3"
+	tap_ok $? "$SCEN: mailq shows the masked text" "$(cat "$WORK/out/mailq.$3")"
+	emu GET /connections | jq -e '[.[] | select(any(.commands[]?; .command | startswith("AUTH '"$3"'")))
+		| .commands[]?.reply] | index(535)' >/dev/null
+	tap_ok $? "$SCEN: the relay got AUTH $3 and refused it (quoting it)" "$(emu GET /connections | jq -c '[.[].commands[]?]' | cut -c1-600)"
+}
+ECHO_USERS='"users":{"relayuser":"not-the-password-'$RANDOM'"}'
+scenario "a relay quoting the AUTH PLAIN argument in its 535"
+dest_clone s_echo_p MAIL_ONPREM
+emu POST /relay '{"auth_echo":true,'"$ECHO_USERS"'}' >/dev/null
+q=$(send_mail sender@client.test user@s_echo_p.dest.test --header "Subject: $MARK")
+expect_echo_masked "$q" user@s_echo_p.dest.test PLAIN
+
+scenario "a relay quoting the AUTH LOGIN lines in its 535"
+dest_clone s_echo_l MAIL_ONPREM
+emu POST /relay '{"auth_echo":true,"auth_mechs":["LOGIN"],'"$ECHO_USERS"'}' >/dev/null
+q=$(send_mail sender@client.test user@s_echo_l.dest.test --header "Subject: $MARK")
+expect_echo_masked "$q" user@s_echo_l.dest.test LOGIN
+
+scenario "a relay quoting the AUTH XOAUTH2 argument in its 535 (a token it refuses)"
+dest_clone s_echo_x MAIL_OAUTH
+emu POST /relay '{"auth_echo":true,"auth_mechs":["PLAIN","LOGIN","XOAUTH2"]}' >/dev/null
+emu POST /faults '{"relay":{"auth":"535 5.7.8 Error: authentication failed: token revoked"}}' >/dev/null
+q=$(send_mail sender@client.test user@s_echo_x.dest.test --header "Subject: $MARK")
+expect_echo_masked "$q" user@s_echo_x.dest.test XOAUTH2
+emu POST /faults/clear >/dev/null
 
 # --- argv and environment of a running transport (the relay hangs) --------------
 scenario "a running transport: argv and environment"
@@ -270,27 +310,19 @@ searched=$(find "$WORK/log" "$WORK/out" -type f 2>/dev/null)
 [ "$n_tokens" -ge 10 ] && [ "$n_secrets" -ge $((n_tokens + 6)) ]
 tap_ok $? "$SCEN: secrets to look for: $n_secrets ($n_tokens tokens issued, client secrets, passwords, key lines)"
 echo "# files searched: $(echo "$searched" | wc -l) ($(cat $searched | wc -c) bytes), core files: $(echo "$core_files" | grep -c .)"
-hits=""
-for f in $searched; do
-	grep -q -a -F -f "$WORK/extra/all.txt" "$f" 2>/dev/null || continue
-	i=0
-	while IFS= read -r secret; do
-		i=$((i + 1))
-		grep -q -a -F -- "$secret" "$f" && hits="$hits
-secret #$i ($(printf '%s' "$secret" | cut -c1-4)...) in ${f#"$WORK"/}"
-	done < "$WORK/extra/all.txt"
-done
-[ -z "$hits" ]
-tap_ok $? "$SCEN: no secret in any log, output or maillog" "$hits"
-argv_hits=$(for f in "$WORK"/out/argv.* "$WORK"/out/environ.*; do
-	[ -f "$f" ] && grep -q -F -f "$WORK/extra/all.txt" "$f" && echo "${f##*/}"; done)
-[ -z "$argv_hits" ]
+export SECRET_SCAN_EXTRA="$WORK/extra/secrets.txt $WORK/extra/key-lines.txt"
+# shellcheck disable=SC2086
+hits=$(secret_scan $searched)
+tap_ok $? "$SCEN: no secret in any log, output, maillog or mailq, in any encoding" "$hits"
+argv_files=$(ls "$WORK"/out/argv.* "$WORK"/out/environ.* 2>/dev/null)
+[ -n "$argv_files" ]
+tap_ok $? "$SCEN: argv and environment files to search" "$argv_files"
+# shellcheck disable=SC2086
+argv_hits=$(secret_scan $argv_files)
 tap_ok $? "$SCEN: no secret in the argv or environment of the transport, its children, the milter" "$argv_hits"
 core_hits=""
 for f in $core_files; do
-	k=0
-	while IFS= read -r secret; do grep -q -a -F -- "$secret" "$f" && k=$((k + 1)); done < "$WORK/extra/all.txt"
-	[ "$k" = 0 ] || core_hits="$core_hits ${f#"$WORK"/}: $k of $n_secrets secrets;"
+	out=$(secret_scan "$f") || core_hits="$core_hits ${f#"$WORK"/}: $(printf '%s\n' "$out" | wc -l) hits;"
 done
 [ -z "$core_hits" ]
 tap_ok $? "$SCEN: no core file holds a secret ($(echo "$core_files" | grep -c .) core files)" "$core_hits"

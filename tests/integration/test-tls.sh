@@ -604,13 +604,10 @@ expect_run 69 5.5.2 "line too long"
 
 ########################################################################################
 begin "no secret in the logs or outputs"
-n=0; hits=""
-while IFS= read -r secret; do
-	[ -n "$secret" ] || continue
-	n=$((n + 1))
-	grep -q -F -- "$secret" "$WORK/log/all-runs.log" "$WORK/log/emulator.log" 2>/dev/null && hits="$hits #$n"
-done < "$EMU/secrets.txt"
-[ "$n" -ge 4 ] && [ -z "$hits" ]
-tap_ok $? "$CASE: none of $n secrets found" "$hits"
+n=$(grep -c . "$EMU/secrets.txt")
+out=$(secret_scan "$WORK/log/all-runs.log" "$WORK/log/emulator.log")
+rc=$?
+[ "$n" -ge 4 ] && [ "$rc" = 0 ]
+tap_ok $? "$CASE: none of $n secrets found, in any encoding" "exit $rc: $out"
 
 tap_done

@@ -203,6 +203,35 @@ harness_stop() {
 	fi
 }
 
+# secret_scan FILE... - tests/lib/secret-scan.py over the files: every secret the
+# emulator handed out (secrets.txt) and those of $SECRET_SCAN_EXTRA (files, one
+# secret a line), raw, base64 at each alignment, URL-encoded, JSON-escaped; and
+# the AUTH PLAIN and XOAUTH2 arguments of each mail.user of the emulator's
+# destinations (and relayuser) with each secret. Prints the hits; returns 0
+# clean, 1 hits, 2 when it cannot scan (a missing file is not clean).
+secret_scan() {
+	local dir=$WORK/secret-scan
+	mkdir -p "$dir"
+	cat "$EMU/secrets.txt" ${SECRET_SCAN_EXTRA:-} | grep -v '^$' | sort -u > "$dir/secrets.txt"
+	emu GET '/destinations?all=true' > "$dir/destinations.json" 2>/dev/null || echo '{}' > "$dir/destinations.json"
+	python3 - "$dir/destinations.json" "$dir/secrets.txt" > "$dir/pairs.txt" <<'PY'
+import json, sys
+users = {"relayuser"}
+def walk(v):
+    if isinstance(v, dict):
+        if isinstance(v.get("mail.user"), str):
+            users.add(v["mail.user"])
+        for x in v.values():
+            walk(x)
+walk(json.load(open(sys.argv[1])))
+for secret in open(sys.argv[2]).read().split("\n"):
+    if secret:
+        for user in sorted(users):
+            print(f"{user}\t{secret}")
+PY
+	python3 "$top_srcdir/tests/lib/secret-scan.py" --secrets "$dir/secrets.txt" --pairs "$dir/pairs.txt" "$@"
+}
+
 # TAP helpers for scripts
 TAP_N=0
 TAP_FAILED=0

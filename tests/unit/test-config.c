@@ -296,7 +296,11 @@ static void test_errors(void)
 		{ "smtp_command_timeout = 5 m\n", "1: bad value for smtp_command_timeout: \"5 m\"" },
 		{ "log_level = info\nlog_level = debug\n",
 		  "2: duplicate key log_level (first set on line 1)" },
-		{ "bindings_file /x\n", "1: missing \"=\" in \"bindings_file /x\"" },
+		{ "bindings_file /x\n", "1: missing \"=\" after \"bindings_file\" (lines are: "
+		  "key = value; the value is not shown)" },
+		{ "destination.M.mail.password: s3cret\n",
+		  "1: missing \"=\" after \"destination.M.mail.password\"" },
+		{ "s3cret\n", "1: missing \"=\" (lines are: key = value; the line is not shown" },
 		{ "= value\n", "1: missing key before \"=\"" },
 		{ "proxy_port = 65536\n", "1: bad value for proxy_port: \"65536\"" },
 		{ "proxy_port = -1\n", "1: bad value for proxy_port: \"-1\"" },
@@ -361,7 +365,26 @@ static void test_errors(void)
 	ok(strstr(err, "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk") == NULL,
 	   "no more than 40 bytes of it");
 	err = load_error("clientsecret s3cr3t-s3cr3t-s3cr3t-s3cr3t-s3cr3t-END\n");
-	ok(strstr(err, "END") == NULL, "a line without = is cut too");
+	ok(err[0] != '\0' && strstr(err, "s3cr3t") == NULL, "a line without = that is no key: "
+	   "nothing of it quoted");
+	/* a secret on a line without "=": the key is quoted, never the value (issue 13) */
+	{
+		static const char *const slips[] = {
+			"destination.M.mail.password: Pa55-w0rd!\n",
+			"destination.M.mail.password Pa55-w0rd!\n",
+			"destination.M.mail.smtp.host = h\ndestination.M.mail.password:Pa55-w0rd!\n",
+			"destination.M.clientSecret\tPa55-w0rd!\n",
+			"Pa55-w0rd!\n",
+			"Pa55-w0rd! continued\n",
+		};
+		size_t k;
+
+		for (k = 0; k < sizeof(slips) / sizeof(slips[0]); k++) {
+			err = load_error(slips[k]);
+			ok(strstr(err, "missing \"=\"") != NULL && strstr(err, "Pa55") == NULL,
+			   "a secret after a key without \"=\" is not quoted (%zu): %s", k, err);
+		}
+	}
 
 	err = load_error("smtp_helo_name = a\001b\n");
 	ok(err[0] == '\0', "control byte in a value: accepted, but...");

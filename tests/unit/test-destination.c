@@ -328,6 +328,8 @@ struct fake_state {
 	int revoked;		/* tok123 is refused by Find, tok456 is issued instead */
 	int down;
 	int expires_in;		/* of issued tokens; 0 = 43199 */
+	char expires_json[32];	/* when set: the expires_in of issued tokens, as JSON */
+	char auth_expires_json[32];	/* MAIL_OAUTH's authTokens expires_in; "" = "3600" */
 	char last_zid[64];	/* X-zid of the last token request */
 	char last_find_token[128];
 };
@@ -376,6 +378,9 @@ static void serve_token(const char *req, const char **status, const char **body)
 		snprintf(ok_body, sizeof(ok_body), "{\"access_token\":\"%s\",\"token_type\":"
 			 "\"bearer\",\"expires_in\":%d}", token,
 			 fs->expires_in ? fs->expires_in : 43199);
+		if (fs->expires_json[0])
+			snprintf(ok_body, sizeof(ok_body), "{\"access_token\":\"%s\",\"token_type\":"
+				 "\"bearer\",\"expires_in\":%s}", token, fs->expires_json);
 		*status = "200 OK";
 		*body = ok_body;
 	} else if (strstr(req, "client_id=huge") != NULL) {
@@ -386,6 +391,18 @@ static void serve_token(const char *req, const char **status, const char **body)
 		memcpy(big + sizeof(big) - 3, "\"}", 3);
 		*status = "200 OK";
 		*body = big;
+	} else if (strstr(req, "client_id=echo") != NULL || strstr(req, "Basic ZWNobzp") != NULL) {
+		/* a careless service: quotes the credentials as they came (form or Basic) */
+		static char echo[1024];
+		char basic[256];
+		const char *form = strstr(req, "client_secret=");
+
+		header_value(req, "\r\nAuthorization:", basic, sizeof(basic));
+		snprintf(echo, sizeof(echo), "{\"error\":\"unauthorized\",\"error_description\":"
+			 "\"bad client %.*s %s\"}", form ? (int)strcspn(form, "&\r\n") : 0,
+			 form ? form : "", basic);
+		*status = "401 Unauthorized";
+		*body = echo;
 	} else if (strstr(req, "client_id=garbage") != NULL) {
 		*status = "200 OK";
 		*body = "<html>hello</html>";
@@ -502,14 +519,16 @@ static int serve_find(const char *req, const char **status, const char **body)
 		*body = found;
 	} else if (strncmp(name, "MAIL_OAUTH ", 11) == 0 || strncmp(name, "MAIL_OAUTH?", 11) == 0) {
 		*status = "200 OK";
+		snprintf(found, sizeof(found), "{\"destinationConfiguration\":{\"Name\":"
+			 "\"MAIL_OAUTH\",\"Type\":\"MAIL\",\"Authentication\":"
+			 "\"OAuth2ClientCredentials\",\"mail.smtp.host\":\"o\",\"mail.smtp.port\":"
+			 "\"587\",\"mail.user\":\"u@o\"},\"authTokens\":[{\"type\":\"Bearer\","
+			 "\"value\":\"relay-token\",\"http_header\":{\"key\":\"Authorization\","
+			 "\"value\":\"Bearer relay-token\"},\"expires_in\":%s}]}",
+			 fs->auth_expires_json[0] ? fs->auth_expires_json : "\"3600\"");
 		*body = skip ? "{\"destinationConfiguration\":{\"Name\":\"MAIL_OAUTH\",\"Type\":\"MAIL\","
 			"\"Authentication\":\"OAuth2ClientCredentials\",\"mail.smtp.host\":\"o\","
-			"\"mail.smtp.port\":\"587\",\"mail.user\":\"u@o\"}}"
-			: "{\"destinationConfiguration\":{\"Name\":\"MAIL_OAUTH\",\"Type\":\"MAIL\","
-			"\"Authentication\":\"OAuth2ClientCredentials\",\"mail.smtp.host\":\"o\","
-			"\"mail.smtp.port\":\"587\",\"mail.user\":\"u@o\"},\"authTokens\":[{\"type\":"
-			"\"Bearer\",\"value\":\"relay-token\",\"http_header\":{\"key\":\"Authorization\","
-			"\"value\":\"Bearer relay-token\"},\"expires_in\":\"3600\"}]}";
+			"\"mail.smtp.port\":\"587\",\"mail.user\":\"u@o\"}}" : found;
 	} else if (strncmp(name, "MAIL_OAUTH_ERR", 14) == 0) {
 		*status = "200 OK";
 		*body = "{\"destinationConfiguration\":{\"Name\":\"MAIL_OAUTH_ERR\",\"Type\":\"MAIL\","
@@ -692,6 +711,14 @@ static void test_oauth(void)
 	is_str(o.text, want, "401 text");
 	is_str(o.status, "4.7.0", "401 defers 4.7.0");
 	ok(strstr(o.text, "wrong-secret") == NULL, "no secret in the text");
+
+	/* a service quoting the secret as it was sent: URL-encoded (form), base64 (Basic) */
+	c.client_id = "echo";
+	c.client_secret = "s3cret/with+chars&more";
+	ok(oauth_token_get(&c, &opt, "connectivity", &tok, &o) == -1, "echoing service: refused");
+	has_str(o.text, "bad client", "echoing service: its text");
+	ok(strstr(o.text, "s3cret") == NULL && strstr(o.text, "ZWNobzpzM2NyZXQ") == NULL,
+	   "echoing service: neither the URL-encoded secret nor the Basic credentials: %s", o.text);
 	ok(tok.access_token == NULL, "no token on failure");
 
 	c.client_id = "huge";
@@ -946,6 +973,8 @@ struct life {
 	const char *kind;
 	long life;
 	int n;
+	time_t expires_at, stale_until;	/* of the (last) entry */
+	time_t token_expires_at;	/* its data's auth_token.expires_at, 0 = none */
 };
 
 /* life_cb - cache_list callback: the life of the entries of one kind */
@@ -956,19 +985,33 @@ static void life_cb(void *arg, const struct cache_item *it)
 	if (!it->note && strncmp(it->file, l->kind, strlen(l->kind)) == 0) {
 		l->n++;
 		l->life = (long)(it->e->expires_at - it->e->stored_at);
+		l->expires_at = it->e->expires_at;
+		l->stale_until = it->e->stale_until;
+		l->token_expires_at = (time_t)json_integer_value(json_object_get(
+			json_object_get(it->e->data, "auth_token"), "expires_at"));
+	}
+}
+
+/* entry_times - the times of the (last) entry of a kind; l->life -1 when none */
+static void entry_times(const char *kind, struct life *l)
+{
+	struct cache c;
+
+	memset(l, 0, sizeof(*l));
+	l->kind = kind;
+	l->life = -1;
+	if (cache_open(&c, cachedir) == 0) {
+		cache_list(&c, life_cb, l);
+		cache_close(&c);
 	}
 }
 
 /* entry_life - expires_at - stored_at of the (last) entry of a kind, -1 when none */
 static long entry_life(const char *kind, int *n)
 {
-	struct life l = { kind, -1, 0 };
-	struct cache c;
+	struct life l;
 
-	if (cache_open(&c, cachedir) == 0) {
-		cache_list(&c, life_cb, &l);
-		cache_close(&c);
-	}
+	entry_times(kind, &l);
 	*n = l.n;
 	return l.life;
 }
@@ -1030,6 +1073,35 @@ static void test_token_cache(struct config *cfg)
 	life = entry_life("token-", &n);
 	ok(life >= 9 && life <= 10, "20 s token kept 10 s (margin capped at half) (%ld)", life);
 	fs->expires_in = 0;
+
+	/* expires_in 2^63-1 (issue 13, defect 7): no overflow, cached, at most OAUTH_LIFETIME_MAX */
+	{
+		static const char *const eternal[] = { "9223372036854775807", "\"9223372036854775807\"",
+			"1e300", "\"99999999999999999999999\"" };
+		size_t k;
+		time_t now;
+
+		for (k = 0; k < sizeof(eternal) / sizeof(eternal[0]); k++) {
+			use_cache(cfg, 1);
+			snprintf(fs->expires_json, sizeof(fs->expires_json), "%s", eternal[k]);
+			fs->token_requests = 0;
+			now = time(NULL);
+			ok(oauth_token_cached(cfg, &b.connectivity, &opt, "connectivity", 0, &tok, &o) == 0
+			   && tok.expires_at >= now + OAUTH_LIFETIME_MAX
+			   && tok.expires_at <= time(NULL) + OAUTH_LIFETIME_MAX,
+			   "expires_in %s: the token lives OAUTH_LIFETIME_MAX (%ld from now)", eternal[k],
+			   (long)(tok.expires_at - now));
+			oauth_token_free(&tok);
+			life = entry_life("token-", &n);
+			ok(n == 1 && life > 0 && life <= OAUTH_LIFETIME_MAX,
+			   "expires_in %s: cached (%ld s)", eternal[k], life);
+			ok(oauth_token_cached(cfg, &b.connectivity, &opt, "connectivity", 0, &tok, &o) == 0
+			   && fs->token_requests == 1, "expires_in %s: the next call is a cache hit",
+			   eternal[k]);
+			oauth_token_free(&tok);
+		}
+		fs->expires_json[0] = '\0';
+	}
 
 	/* forced refresh, and a refused token */
 	use_cache(cfg, 1);
@@ -1298,6 +1370,50 @@ static void test_service_cache(struct config *cfg)
 	ok(dest_resolve(cfg, &b, "MAIL_OAUTH", &d, &o) == 0 && d.cache_age >= 0
 	   && strcmp(d.oauth_token.value, "relay-token") == 0, "OAuth2 destination cached with its token");
 	dest_free(&d);
+
+	/* the stale entry lives no longer than the token in it (issue 13, blind spot c) */
+	{
+		struct life l;
+
+		entry_times("destination-", &l);
+		ok(l.n == 1 && l.token_expires_at > 0, "OAuth2 destination entry with its token");
+		ok(l.stale_until > l.expires_at && l.stale_until <= l.token_expires_at,
+		   "stale_until (%ld s from expiry) capped by the token's expiry (%ld s)",
+		   (long)(l.stale_until - l.expires_at), (long)(l.token_expires_at - l.expires_at));
+		use_cache(cfg, 1);
+		cfg->destination_cache_ttl = 0;
+		dest_resolve(cfg, &b, "MAIL_OAUTH", &d, &o);
+		dest_free(&d);
+		entry_times("destination-", &l);
+		ok(l.stale_until <= l.token_expires_at, "TTL 0: stale_until still capped by the token");
+		cfg->destination_cache_ttl = 300;
+	}
+
+	/* authTokens expires_in 2^63-1 (issue 13, defect 7) */
+	{
+		static const char *const eternal[] = { "\"9223372036854775807\"", "9223372036854775807" };
+		struct life l;
+		size_t k;
+
+		for (k = 0; k < sizeof(eternal) / sizeof(eternal[0]); k++) {
+			use_cache(cfg, 1);
+			snprintf(fs->auth_expires_json, sizeof(fs->auth_expires_json), "%s", eternal[k]);
+			now = time(NULL);
+			ok(dest_resolve(cfg, &b, "MAIL_OAUTH", &d, &o) == 0
+			   && d.oauth_token.expires_at >= now + OAUTH_LIFETIME_MAX
+			   && d.oauth_token.expires_at <= time(NULL) + OAUTH_LIFETIME_MAX,
+			   "authTokens expires_in %s: the token lives OAUTH_LIFETIME_MAX", eternal[k]);
+			dest_free(&d);
+			entry_times("destination-", &l);
+			ok(l.n == 1 && l.expires_at > now && l.token_expires_at > now,
+			   "authTokens expires_in %s: the destination is cached", eternal[k]);
+			fs->find_requests = 0;
+			ok(dest_resolve(cfg, &b, "MAIL_OAUTH", &d, &o) == 0 && d.cache_age >= 0
+			   && fs->find_requests == 0, "authTokens expires_in %s: a cache hit", eternal[k]);
+			dest_free(&d);
+		}
+		fs->auth_expires_json[0] = '\0';
+	}
 	ok(dest_resolve(cfg, &b, "MAIL_OAUTH_ERR", &d, &o) == 0, "token retrieval failed: found");
 	has_str(d.oauth_token.error, "Retrieval of OAuthToken failed", "the service's error kept");
 	ok(d.oauth_token.value == NULL, "no token");

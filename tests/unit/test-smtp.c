@@ -28,6 +28,7 @@
 #include "conn.h"
 #include "destination.h"
 #include "dsn.h"
+#include "log.h"
 #include "smtp.h"
 #include "tap.h"
 #include "tls.h"
@@ -566,6 +567,135 @@ static void test_helo_fallback(void)
 	is_str(p.why, "", "HELO fallback after 502 to EHLO");
 	ok(r.send_rc == 0 && r.s.helo_only && r.s.ext == 0, "HELO fallback: delivered, no extensions");
 	peer_free(&p);
+}
+
+/* ---- a relay that quotes what AUTH sent (issue 13, defect 2) ---- */
+
+#define ECHO_USER "relayuser"
+#define ECHO_PASS "Pa55-w0rd!secret"
+#define ECHO_TOKEN "eyJhbGciOiJ.tok-SECRET-123"
+#define ECHO_PLAIN_B64 "AHJlbGF5dXNlcgBQYTU1LXcwcmQhc2VjcmV0"	/* \0relayuser\0Pa55-w0rd!secret */
+#define ECHO_PASS_B64 "UGE1NS13MHJkIXNlY3JldA=="
+#define ECHO_XOAUTH2_B64 "dXNlcj1yZWxheXVzZXIBYXV0aD1CZWFyZXIgZXlKaGJHY2lPaUoudG9rLVNFQ1JF" \
+	"VC0xMjMBAQ=="
+#define ECHO_TOKEN_B64 "ZXlKaGJHY2lPaUoudG9rLVNFQ1JFVC0xMjM="
+
+/* leak - a window of 8 bytes of any secret form found in text, or NULL */
+static const char *leak(const char *text)
+{
+	static const char *const forms[] = { ECHO_PASS, ECHO_TOKEN, ECHO_PLAIN_B64 + 8,
+		ECHO_PASS_B64, ECHO_XOAUTH2_B64 + 20, ECHO_TOKEN_B64 };
+	static char win[9];
+	size_t i, k;
+
+	for (i = 0; i < sizeof(forms) / sizeof(forms[0]); i++)
+		for (k = 0; k + 8 <= strlen(forms[i]); k++) {
+			memcpy(win, forms[i] + k, 8);
+			win[8] = 0;
+			if (strstr(text, win) != NULL)
+				return win;
+		}
+	return NULL;
+}
+
+/* file_text - a whole small file, "" when unreadable */
+static char *file_text(const char *path)
+{
+	static char buf[65536];
+	FILE *fp = fopen(path, "r");
+	size_t n = 0;
+
+	buf[0] = 0;
+	if (fp != NULL) {
+		n = fread(buf, 1, sizeof(buf) - 1, fp);
+		fclose(fp);
+	}
+	buf[n] = 0;
+	return buf;
+}
+
+static void test_auth_echo(void)
+{
+	static const struct {
+		const char *name;
+		int xoauth2, login;
+		const char *steps[6];	/* relay: EHLO reply, then expect/send pairs */
+		const char *want;	/* what of the relay's text must remain */
+	} t[] = {
+		{ "PLAIN, 535 quoting the argument", 0, 0,
+		  { "250-relay.test\r\n250 AUTH PLAIN\r\n", "AUTH PLAIN " ECHO_PLAIN_B64 "\r\n",
+		    "535 5.7.8 authentication failed for " ECHO_PLAIN_B64 " (bad password)\r\n" },
+		  "535 5.7.8 authentication failed for ******** (bad password)" },
+		{ "PLAIN, 535 quoting the decoded argument", 0, 0,
+		  { "250-relay.test\r\n250 AUTH PLAIN\r\n", "AUTH PLAIN " ECHO_PLAIN_B64 "\r\n",
+		    "535 5.7.8 user relayuser password " ECHO_PASS " refused\r\n" },
+		  "535 5.7.8 user relayuser password ******** refused" },
+		{ "PLAIN, 535 quoting the start of the argument", 0, 0,
+		  { "250-relay.test\r\n250 AUTH PLAIN\r\n", "AUTH PLAIN " ECHO_PLAIN_B64 "\r\n",
+		    "535-5.7.8 bad: AHJlbGF5dXNlcgBQYTU1LXcw...\r\n535 5.7.8 see you\r\n" },
+		  "535-5.7.8 bad: ********... 535 5.7.8 see you" },
+		{ "PLAIN, garbage quoting the argument", 0, 0,
+		  { "250-relay.test\r\n250 AUTH PLAIN\r\n", "AUTH PLAIN " ECHO_PLAIN_B64 "\r\n",
+		    "got " ECHO_PLAIN_B64 "\r\n" },
+		  "relay sent garbage in reply to AUTH command: got ********" },
+		{ "LOGIN, 535 quoting the password line", 0, 1,
+		  { "250-relay.test\r\n250 AUTH LOGIN\r\n", "AUTH LOGIN\r\n", "334 VXNlcm5hbWU6\r\n",
+		    "cmVsYXl1c2Vy\r\n", "334 UGFzc3dvcmQ6\r\n", ECHO_PASS_B64 "\r\n" },
+		  "535 5.7.8 bad password ******** for cmVsYXl1c2Vy" },
+		{ "XOAUTH2, 535 quoting the argument and the token", 1, 0,
+		  { "250-relay.test\r\n250 AUTH XOAUTH2\r\n", "AUTH XOAUTH2 " ECHO_XOAUTH2_B64 "\r\n",
+		    "535-5.7.8 refused " ECHO_XOAUTH2_B64 "\r\n535 5.7.8 token " ECHO_TOKEN
+		    " b64 " ECHO_TOKEN_B64 "\r\n" },
+		  "535-5.7.8 refused ******** 535 5.7.8 token ******** b64 ********" },
+		{ "XOAUTH2, the JSON error quoting the token", 1, 0,
+		  { "250-relay.test\r\n250 AUTH XOAUTH2\r\n", "AUTH XOAUTH2 " ECHO_XOAUTH2_B64 "\r\n",
+		    /* {"status":"401","token":"eyJhbGciOiJ.tok-SECRET-123"} */
+		    "334 eyJzdGF0dXMiOiI0MDEiLCJ0b2tlbiI6ImV5SmhiR2NpT2lKLnRvay1TRUNSRVQtMTIzIn0=\r\n",
+		    "\r\n", "535 5.7.8 no\r\n" },
+		  "535 5.7.8 no" },
+	};
+	char logpath[] = "/tmp/test-smtp-log.XXXXXX";
+	const char *l;
+	struct peer p = { 0 };
+	struct run r;
+	size_t i, k;
+	int fd;
+
+	if ((fd = mkstemp(logpath)) < 0)
+		exit(99);
+	close(fd);
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		if (truncate(logpath, 0) < 0 || log_open("test-smtp", logpath, LOG_LVL_DEBUG) < 0)
+			exit(99);
+		run_init(&r);
+		r.send = 0;
+		r.opt.auth_user = ECHO_USER;
+		if (t[i].xoauth2)
+			r.opt.auth_xoauth2_token = ECHO_TOKEN;
+		else
+			r.opt.auth_password = ECHO_PASS;
+		SEND(&p, GREETING);
+		EXPECT(&p, EHLO);
+		for (k = 0; k < 6 && t[i].steps[k]; k++)
+			peer_add(&p, k % 2 ? PEER_EXPECT : PEER_SEND, t[i].steps[k], 0);
+		if (t[i].login)
+			SEND(&p, "535 5.7.8 bad password " ECHO_PASS_B64 " for cmVsYXl1c2Vy\r\n");
+		run_session(&p, &r);
+		log_close();
+		is_int(r.open_rc, -1, "%s: open fails", t[i].name);
+		is_str(r.o.status, strstr(t[i].want, "garbage") ? "4.5.0" : "4.7.0", "%s: defers",
+		       t[i].name);
+		has_str(r.o.text, t[i].want, "%s: the relay's text, masked", t[i].name);
+		l = leak(r.o.text);
+		ok(l == NULL, "%s: no secret in the status text%s%s", t[i].name, l ? ": " : "",
+		   l ? l : "");
+		l = leak(file_text(logpath));
+		ok(l == NULL, "%s: no secret in the debug log%s%s", t[i].name, l ? ": " : "",
+		   l ? l : "");
+		has_str(file_text(logpath), "********", "%s: the debug log shows the mask", t[i].name);
+		peer_free(&p);
+	}
+	unlink(logpath);
 }
 
 static void test_auth(void)
@@ -2131,6 +2261,7 @@ int main(void)
 	test_lockstep();
 	test_helo_fallback();
 	test_auth();
+	test_auth_echo();
 	test_rcpt_rejected();
 	test_one_of_two_rejected();
 	test_mail_rejected();

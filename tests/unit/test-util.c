@@ -73,6 +73,9 @@ int main(void)
 		is_str(t, "535 bad pass ******** for ********", "str_redact masks every occurrence");
 		str_redact(t, sizeof(t), "abc");
 		ok(strstr(t, "535") != NULL, "str_redact ignores secrets shorter than 4 bytes");
+		snprintf(t, sizeof(t), "535 **** x");
+		str_redact(t, sizeof(t), "****");
+		is_str(t, "535 ******** x", "str_redact: a secret that looks like the mask, once");
 	}
 	fd = mkstemp(path);
 	if (write(fd, "secret", 6) != 6)

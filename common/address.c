@@ -78,15 +78,19 @@ static const char *address_local(const char **p)
 	return NULL;
 }
 
-/* address_domain - Domain: labels of letters, digits and inner hyphens, dot-separated */
+/*
+ * address_domain - Domain: labels of letters, digits and inner hyphens,
+ * dot-separated (RFC 5321 4.1.2). An underscore is taken too, as Postfix
+ * takes it: DNS names may hold one, and it cannot inject anything.
+ */
 static const char *address_domain(const char *s)
 {
 	for (;;) {
 		const char *label = s;
 
-		if (!address_letdig((unsigned char)*s))
+		if (!address_letdig((unsigned char)*s) && *s != '_')
 			return "an invalid domain";
-		while (address_letdig((unsigned char)*s) || *s == '-')
+		while (address_letdig((unsigned char)*s) || *s == '-' || *s == '_')
 			s++;
 		if (s[-1] == '-' || s - label > 63)
 			return "an invalid domain";

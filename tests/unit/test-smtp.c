@@ -1246,6 +1246,8 @@ static void test_address_check(void)
 		{ "\"a\\\"b\\\\c\"@corp.example", ADDRESS_RECIPIENT, NULL },
 		{ "\"\"@corp.example", ADDRESS_RECIPIENT, NULL },
 		{ "j\xc3\xb6rg@m\xc3\xbcller.example", ADDRESS_RECIPIENT, NULL },
+		{ "user@t_token.dest.test", ADDRESS_RECIPIENT, NULL },	/* underscores, as Postfix takes them */
+		{ "user@_x.corp.example", ADDRESS_RECIPIENT, NULL },
 		{ "user@[192.0.2.1]", ADDRESS_RECIPIENT, NULL },
 		{ "user@[IPv6:2001:db8::1]", ADDRESS_RECIPIENT, NULL },
 		{ "user@[x-tag:some.thing]", ADDRESS_RECIPIENT, NULL },

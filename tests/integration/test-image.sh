@@ -16,7 +16,8 @@
 #     certificate from a mounted Secret;
 #   - without BTPRELAY_ROUTES, the routes kept in the cockpit (btprelay.domains):
 #     delivered byte for byte, an unclaimed domain refused at RCPT, a destination
-#     added later routed by the refresh loop;
+#     added later routed by the refresh loop; a start during a Destination
+#     Service outage: ready, one warning line, 450 at RCPT until a refresh works;
 #   - Kyma's proxy in trusted mode: no connectivity binding, the proxy from
 #     onpremise_proxy_host/onpremise_socks5_proxy_port: delivered byte for byte;
 #   - each bad configuration (no routes, bad route syntax, missing or
@@ -238,6 +239,34 @@ rc=$(image_exit_code "$R")
 image_logs "$R" "$WORK/log/stdout-cockpit.log"
 [ "$rc" = 0 ] && grep -q '^btprelay: stopped$' "$WORK/log/stdout-cockpit.log"
 tap_ok $? "$SCEN: SIGTERM stops the refresh loop too: exit 0" "exit $rc: $(tail -3 "$WORK/log/stdout-cockpit.log")"
+
+scenario "routes from the cockpit: a start during a Destination Service outage"
+SMTP_PORT=$(free_port)
+O=btprelay-test-$$-cockpit-outage
+dest_clone MAIL_ONPREM MAIL_ONPREM "btprelay.domains=cockpit.example"
+emu POST /faults '{"destination":"http500"}' >/dev/null
+image_run "$O" "${COMMON[@]}" --tmpfs /var/spool/postfix:rw,size=64m,mode=755 \
+	-e "BTPRELAY_SMTP_PORT=$SMTP_PORT" -e BTPRELAY_MYNETWORKS=127.0.0.0/8 -e BTPRELAY_ROUTES_INTERVAL=5
+image_wait_ready "$O"
+tap_ok $? "$SCEN: ready all the same" "$(image_logs "$O" /dev/stdout | tail -5)"
+image_logs "$O" "$WORK/log/stdout-outage.log"
+[ "$(grep -c '^btprelay: warning: routes: .*starting with an empty table' "$WORK/log/stdout-outage.log")" = 1 ]
+tap_ok $? "$SCEN: one warning line" "$(grep '^btprelay' "$WORK/log/stdout-outage.log")"
+out=$(swaks --server "127.0.0.1:$SMTP_PORT" --from a@client.test --to user@cockpit.example --quit-after RCPT 2>&1)
+printf '%s\n' "$out" | grep -q '<\*\* 450 4\.7\.1 '
+tap_ok $? "$SCEN: no table yet: 450 4.7.1 at RCPT (the client retries), not 554" "$(printf '%s\n' "$out" | grep '^<')"
+emu POST /faults/clear >/dev/null
+for i in $(seq 60); do	# bounded: a refresh interval and Postfix's reload
+	out=$(swaks --server "127.0.0.1:$SMTP_PORT" --from a@client.test --to user@cockpit.example --quit-after RCPT 2>&1)
+	printf '%s\n' "$out" | grep -q '^<-  250 2\.1\.5 ' && break
+	sleep 1
+done
+printf '%s\n' "$out" | grep -q '^<-  250 2\.1\.5 '
+tap_ok $? "$SCEN: the service back: the refresh routes cockpit.example" "$(printf '%s\n' "$out" | grep '^<')"
+out=$(swaks --server "127.0.0.1:$SMTP_PORT" --from a@client.test --to user@corp.example --quit-after RCPT 2>&1)
+printf '%s\n' "$out" | grep -q '<\*\* 554 5\.7\.1 '
+tap_ok $? "$SCEN: and an unclaimed domain is refused with 554 again" "$(printf '%s\n' "$out" | grep '^<')"
+pdm stop -t 30 "$O" >/dev/null 2>&1
 
 # --- Kyma's proxy in trusted mode: no connectivity binding, the proxy from env ----
 scenario "trusted proxy from the environment"

@@ -14,14 +14,20 @@
 # configuration does not get better by restarting.
 #
 # Variables (config/container/README.md has the full list):
-#   BTPRELAY_ROUTES       "DOMAIN=DESTINATION,..." (required); ".DOMAIN" = its subdomains
+#   BTPRELAY_ROUTES       "DOMAIN=DESTINATION,..."; ".DOMAIN" = its subdomains. Unset:
+#                         the routes kept in the cockpit (the destinations' property
+#                         btprelay.domains), built with "btprelay routes --postmap"
+#                         before Postfix starts and refreshed every
+#                         BTPRELAY_ROUTES_INTERVAL seconds (default 60)
 #   BTPRELAY_ROUTE_TYPE   lmtp (default: btprelay-lmtp, a resident front end) or pipe
 #   BTPRELAY_MYNETWORKS   clients allowed to submit (default: the subnets of the
 #                         container's own interfaces, i.e. the pod network)
 #   BTPRELAY_MILTER       yes (default) or no: 550/451 at RCPT time
 #   SERVICE_BINDING_ROOT  Kubernetes service binding directories; VCAP_SERVICES wins
 #   BTPRELAY_SMTP_PORT, BTPRELAY_INET_INTERFACES, BTPRELAY_HOSTNAME,
-#   BTPRELAY_PROXY_HOST, BTPRELAY_PROXY_PORT, BTPRELAY_CA_FILE,
+#   BTPRELAY_PROXY_HOST, BTPRELAY_PROXY_PORT (or, without a connectivity binding,
+#   onpremise_proxy_host, onpremise_socks5_proxy_port: Kyma's connectivity-proxy-info),
+#   BTPRELAY_CA_FILE,
 #   BTPRELAY_TLS_CERT_FILE, BTPRELAY_TLS_KEY_FILE, BTPRELAY_LOG_LEVEL,
 #   BTPRELAY_CONF, BTPRELAY_POSTCONF
 set -u
@@ -78,12 +84,21 @@ HOST=${BTPRELAY_HOSTNAME:-$(hostname)}
 # Routes: DOMAIN=DESTINATION separated by commas or white space. A domain is
 # matched as transport(5) does: "corp.example" that domain only,
 # ".corp.example" its subdomains.
-[ -n "${BTPRELAY_ROUTES:-}" ] ||
-	fatal "BTPRELAY_ROUTES is not set: name the domains to relay and their MAIL destinations, e.g. BTPRELAY_ROUTES=\"corp.example=MAIL_ONPREM,.corp.example=MAIL_ONPREM\""
+# Unset, the routes come from the cockpit (see "the cockpit's routes" below).
 ROUTE_DOMAINS=()
 ROUTE_DESTS=()
+ROUTES_SPEC=${BTPRELAY_ROUTES:-}
+COCKPIT=no
+if [ -z "${BTPRELAY_ROUTES+set}" ]; then
+	COCKPIT=yes
+	[ -n "${VCAP_SERVICES:-}" ] || [ -n "${SERVICE_BINDING_ROOT:-}" ] ||
+		fatal "BTPRELAY_ROUTES is not set, and there is no destination binding (SERVICE_BINDING_ROOT, VCAP_SERVICES) to read the cockpit's routes from: name the domains and their MAIL destinations, e.g. BTPRELAY_ROUTES=\"corp.example=MAIL_ONPREM,.corp.example=MAIL_ONPREM\""
+fi
+ROUTES_INTERVAL=${BTPRELAY_ROUTES_INTERVAL:-60}
+[[ $ROUTES_INTERVAL =~ ^[0-9]{1,5}$ ]] && [ "$ROUTES_INTERVAL" -ge 5 ] ||
+	fatal "BTPRELAY_ROUTES_INTERVAL: \"$ROUTES_INTERVAL\" is not a number of seconds (5 or more)"
 LABEL='[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?'
-for route in ${BTPRELAY_ROUTES//,/ }; do
+for route in ${ROUTES_SPEC//,/ }; do
 	domain=${route%%=*}
 	dest=${route#*=}
 	[[ $route == *=* && $domain =~ ^\.?$LABEL(\.$LABEL)*$ && ${#domain} -le 253 ]] ||
@@ -97,7 +112,7 @@ for route in ${BTPRELAY_ROUTES//,/ }; do
 	ROUTE_DOMAINS+=("$domain")
 	ROUTE_DESTS+=("$dest")
 done
-[ "${#ROUTE_DOMAINS[@]}" -gt 0 ] || fatal "BTPRELAY_ROUTES: no route in \"$BTPRELAY_ROUTES\""
+[ "$COCKPIT" = yes ] || [ "${#ROUTE_DOMAINS[@]}" -gt 0 ] || fatal "BTPRELAY_ROUTES: no route in \"$ROUTES_SPEC\""
 
 # Who may submit. Never an open relay: 0.0.0.0/0 and ::/0 are refused.
 MYNETWORKS=${BTPRELAY_MYNETWORKS:-}
@@ -122,6 +137,11 @@ install -d -m 700 -o postfix "$RUN/postfix-data"
 install -d -m 700 -o btprelay -g btprelay "$RUN/cache"
 install -d -m 750 -o root -g btprelay "$RUN/bindings"
 install -d -m 750 -o btprelay -g btprelay "$RUN/milter"
+# The cockpit's route table lives on the queue volume: after a restart during
+# a Destination Service outage, the last good table is still there.
+ROUTES_DIR=/var/spool/postfix/btprelay-routes
+ROUTES_MAP=hash:$ROUTES_DIR/routes
+[ "$COCKPIT" = no ] || install -d -m 755 -o btprelay -g btprelay "$ROUTES_DIR"
 mkfifo -m 600 "$LOGPIPE"
 chown btprelay:btprelay "$LOGPIPE"
 
@@ -161,6 +181,25 @@ if [ -n "$BINDING_ROOT" ]; then export SERVICE_BINDING_ROOT=$BINDING_ROOT; else 
 
 # --- btprelay.conf ----------------------------------------------------------
 
+# The proxy: BTPRELAY_PROXY_HOST/PORT, else, when no connectivity binding is
+# there, Kyma's connectivity-proxy-info values (onpremise_proxy_host,
+# onpremise_socks5_proxy_port): btprelay then talks to the proxy in trusted
+# mode (proxy_authentication = auto). They go into btprelay.conf because
+# pipe(8) and spawn(8) give their children no environment.
+CONNECTIVITY=no
+grep -qsx connectivity "$RUN"/bindings/*/type "$RUN"/bindings/*/label && CONNECTIVITY=yes
+[[ $VCAP == *'"connectivity"'* ]] && CONNECTIVITY=yes
+PROXY_HOST=${BTPRELAY_PROXY_HOST:-}
+PROXY_PORT=${BTPRELAY_PROXY_PORT:-}
+if [ "$CONNECTIVITY" = no ]; then
+	PROXY_HOST=${PROXY_HOST:-${onpremise_proxy_host:-}}
+	PROXY_PORT=${PROXY_PORT:-${onpremise_socks5_proxy_port:-}}
+fi
+[[ $PROXY_HOST =~ ^[A-Za-z0-9.:-]*$ ]] ||
+	fatal "BTPRELAY_PROXY_HOST/onpremise_proxy_host: \"$PROXY_HOST\" is not a host name"
+[[ $PROXY_PORT =~ ^[0-9]{0,5}$ ]] ||
+	fatal "BTPRELAY_PROXY_PORT/onpremise_socks5_proxy_port: \"$PROXY_PORT\" is not a port number"
+
 {
 	echo "# written by the entrypoint from the environment at $(date -u '+%Y-%m-%d %H:%M:%S') UTC"
 	echo "bindings_file = $BINDINGS_FILE"
@@ -170,8 +209,11 @@ if [ -n "$BINDING_ROOT" ]; then export SERVICE_BINDING_ROOT=$BINDING_ROOT; else 
 	echo "log_level = $LOG_LEVEL"
 	echo "milter_socket = unix:$RUN/milter/milter.sock"
 	echo "milter_user = btprelay"
-	[ -z "${BTPRELAY_PROXY_HOST:-}" ] || echo "proxy_host = $BTPRELAY_PROXY_HOST"
-	[ -z "${BTPRELAY_PROXY_PORT:-}" ] || echo "proxy_port = $BTPRELAY_PROXY_PORT"
+	[ -z "$PROXY_HOST" ] || echo "proxy_host = $PROXY_HOST"
+	[ -z "$PROXY_PORT" ] || echo "proxy_port = $PROXY_PORT"
+	if [ "$COCKPIT" = yes ] && [ "$ROUTE_TYPE" = lmtp ]; then
+		echo "routes_transport = lmtp:unix:private/btprelay-lmtp-\$destination"
+	fi
 	if [ -n "${BTPRELAY_CA_FILE:-}" ]; then
 		echo "http_ca_file = $BTPRELAY_CA_FILE"
 		echo "smtp_tls_ca_file = $BTPRELAY_CA_FILE"
@@ -251,15 +293,25 @@ done
 	readme_directory = no
 	smtputf8_enable = yes
 	# Only the routed domains are accepted, and only from mynetworks.
-	transport_maps = regexp:$TRANSPORT
-	default_transport = error:5.1.2 domain not routed by this relay
 	smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination
-	smtpd_recipient_restrictions = check_recipient_access regexp:$ACCESS, reject
-	relay_domains =
 	lmtp_send_xforward_command = yes
 	btprelay_destination_recipient_limit = 1
 	btprelay_time_limit = 1000s
 	CF
+	if [ "$COCKPIT" = yes ]; then
+		# one table, written by "btprelay routes --postmap", routes and
+		# says which domains are relayed: any other is refused at RCPT
+		echo "transport_maps = $ROUTES_MAP"
+		echo "relay_domains = $ROUTES_MAP"
+		echo "smtpd_recipient_restrictions = reject_unauth_destination, permit"
+		# queued mail whose route went away waits; it does not bounce
+		echo "default_transport = retry:4.3.5 no btprelay route for this domain"
+	else
+		echo "transport_maps = regexp:$TRANSPORT"
+		echo "default_transport = error:5.1.2 domain not routed by this relay"
+		echo "smtpd_recipient_restrictions = check_recipient_access regexp:$ACCESS, reject"
+		echo "relay_domains ="
+	fi
 	if [ -n "$MYNETWORKS" ]; then
 		echo "mynetworks = ${MYNETWORKS//,/ }"
 	else
@@ -283,7 +335,9 @@ done
 	[ -z "${BTPRELAY_POSTCONF:-}" ] || printf '%s\n' "$BTPRELAY_POSTCONF"
 } > "$PF/main.cf"
 
-{
+# write_master SERVICES - master.cf, with one btprelay-lmtp service per destination
+write_master() {
+	local dest
 	cat <<-'MCF'
 	# written by the entrypoint; see master(5). Nothing runs chrooted: the
 	# image has no chroot tree, and the root filesystem is read-only anyway.
@@ -314,11 +368,96 @@ done
 	  flags=q user=btprelay null_sender=
 	  argv=/usr/libexec/btprelay/btprelay-transport -q ${queue_id} -s ${size} -f ${sender} -d ${nexthop} -- ${recipient}
 	MCF
-	for dest in $SERVICES; do
+	for dest in $1; do
 		echo "btprelay-lmtp-$dest unix - n n - - spawn"
 		echo "  user=btprelay argv=/usr/libexec/btprelay/btprelay-lmtp -d $dest"
 	done
-} > "$PF/master.cf"
+}
+
+# --- the cockpit's routes ---------------------------------------------------
+# "btprelay routes --postmap" (run by root, it reads the routes as the
+# transport's user, the owner of cache_dir) writes the table that
+# transport_maps and relay_domains read. With LMTP, each destination in it
+# needs its spawn(8) service in master.cf.
+
+# table_services - the destinations the table routes to over LMTP
+table_services() {
+	[ "$ROUTE_TYPE" = lmtp ] || return 0
+	sed -n 's/^[^#][^[:space:]]*[[:space:]][[:space:]]*lmtp:unix:private\/btprelay-lmtp-\([A-Za-z0-9_.-]\{1,200\}\)$/\1/p' \
+		"$ROUTES_DIR/routes" 2>/dev/null | sort -u | tr '\n' ' '
+}
+
+# build_routes - one run of btprelay routes; 0 when the table is current.
+# Sets ROUTES_OUT (its output) and ROUTES_CHANGED (yes when it rewrote the table).
+build_routes() {
+	local rc
+	ROUTES_OUT=$(timeout 300 /usr/sbin/btprelay -c "$CONF" routes --postmap "$ROUTES_MAP" 2>&1)
+	rc=$?
+	ROUTES_CHANGED=no
+	printf '%s\n' "$ROUTES_OUT" | grep -q '^map: .* updated$' && ROUTES_CHANGED=yes
+	return $rc
+}
+
+# routes_error - the error line of the last run
+routes_error() {
+	local line
+	line=$(printf '%s\n' "$ROUTES_OUT" | sed -n 's/^error: //p' | head -1)
+	printf '%s' "${line:-$(printf '%s\n' "$ROUTES_OUT" | tail -1)}"
+}
+
+# routes_summary - "N routes (C conflicts): DOMAIN DEST, ..."
+routes_summary() {
+	printf '%s\n' "$ROUTES_OUT" | sed -n 's/^routes: //p' | head -1 | tr -d '\n'
+	printf ': '
+	printf '%s\n' "$ROUTES_OUT" | sed -n 's/^route: \([^ ]*\) \([^ ]*\) .*/\1 \2/p' | paste -sd, - | sed 's/,/, /g'
+}
+
+# refresh_routes - every ROUTES_INTERVAL seconds: a changed table (or a
+# destination new to master.cf) makes Postfix reload; a failure keeps the
+# table as it was. Runs in the background until the entrypoint stops it.
+refresh_routes() {
+	local services=$1 now
+	trap 'exit 0' TERM
+	while :; do
+		sleep "$ROUTES_INTERVAL" & wait $!
+		if ! build_routes; then
+			echo "btprelay: warning: routes: $(routes_error) (the table stays as it was)"
+			continue
+		fi
+		now=$(table_services)
+		[ "$ROUTES_CHANGED" = yes ] || [ "$now" != "$services" ] || continue
+		if [ "$now" != "$services" ]; then
+			write_master "$now" > "$PF/master.cf.tmp" && mv "$PF/master.cf.tmp" "$PF/master.cf"
+			services=$now
+		fi
+		# (a table first made empty refuses with 450: now it is real)
+		postconf -c "$PF" -e relay_domains_reject_code=554
+		if postfix reload >/dev/null 2>&1; then
+			echo "btprelay: routes updated: $(routes_summary)"
+		else
+			echo "btprelay: warning: routes updated, but postfix reload failed; Postfix uses the table when its processes restart: $(routes_summary)"
+		fi
+	done
+}
+
+if [ "$COCKPIT" = yes ]; then
+	if build_routes; then
+		grep -q '^cockpit: off' <<<"$ROUTES_OUT" &&
+			fatal "BTPRELAY_ROUTES is not set, and the cockpit's routes cannot be read: $(sed -n 's/^cockpit: //p' <<<"$ROUTES_OUT" | head -1)"
+		info "routes from the cockpit: $(routes_summary)"
+	elif [ -s "$ROUTES_DIR/routes.db" ]; then
+		# readiness must not depend on SAP's services: start with the last table
+		info "warning: routes: $(routes_error); starting with the table of the last run on the queue volume (refreshed every ${ROUTES_INTERVAL} s)"
+	else
+		info "warning: routes: $(routes_error); starting with an empty table: every recipient gets 450 4.7.1 at RCPT until a refresh succeeds (every ${ROUTES_INTERVAL} s)"
+		(umask 022 && printf '# empty: the cockpit could not be read yet\n' > "$ROUTES_DIR/routes") &&
+			postmap -c "$PF" "$ROUTES_MAP" && chown btprelay:btprelay "$ROUTES_DIR/routes" "$ROUTES_DIR/routes.db" ||
+			fatal "$ROUTES_DIR: cannot write an empty route table"
+		postconf -c "$PF" -e relay_domains_reject_code=450
+	fi
+	SERVICES=$(table_services)
+fi
+write_master "$SERVICES" > "$PF/master.cf"
 
 if ! out=$(postconf -c "$PF" -n 2>&1 >/dev/null) || [ -n "$out" ]; then
 	fatal "BTPRELAY_POSTCONF: Postfix refuses the configuration: $(printf '%s\n' "$out" | head -1)"
@@ -341,6 +480,7 @@ stop() {
 	info "stopping on SIG$1: postfix stop (the queue stays on its volume)"
 	postfix stop >/dev/null 2>&1
 	[ -z "${MILTER_PID:-}" ] || kill -TERM "$MILTER_PID" 2>/dev/null
+	[ -z "${ROUTES_PID:-}" ] || kill -TERM "$ROUTES_PID" 2>/dev/null
 }
 trap 'stop TERM' TERM
 trap 'stop INT' INT
@@ -364,7 +504,14 @@ fi
 postfix start-fg &
 POSTFIX_PID=$!
 
-info "started: routes ${BTPRELAY_ROUTES//,/, } ($ROUTE_TYPE), smtpd on port $SMTP_PORT, milter $MILTER"
+if [ "$COCKPIT" = yes ]; then
+	refresh_routes "$SERVICES" &
+	ROUTES_PID=$!
+	PIDS+=("$ROUTES_PID")
+	info "started: routes from the cockpit, refreshed every $ROUTES_INTERVAL s ($ROUTE_TYPE), smtpd on port $SMTP_PORT, milter $MILTER${PROXY_HOST:+, proxy $PROXY_HOST:$PROXY_PORT}"
+else
+	info "started: routes ${BTPRELAY_ROUTES//,/, } ($ROUTE_TYPE), smtpd on port $SMTP_PORT, milter $MILTER${PROXY_HOST:+, proxy $PROXY_HOST:$PROXY_PORT}"
+fi
 
 # Wait for Postfix; when it ends (stopped, or died) the container ends.
 while :; do

@@ -14,6 +14,12 @@
 #   - the root filesystem is read-only;
 #   - the pipe(8) route type delivers too; submission over STARTTLS with a
 #     certificate from a mounted Secret;
+#   - without BTPRELAY_ROUTES, the routes kept in the cockpit (btprelay.domains):
+#     delivered byte for byte, an unclaimed domain refused at RCPT, a destination
+#     added later routed by the refresh loop; a start during a Destination
+#     Service outage: ready, one warning line, 450 at RCPT until a refresh works;
+#   - Kyma's proxy in trusted mode: no connectivity binding, the proxy from
+#     onpremise_proxy_host/onpremise_socks5_proxy_port: delivered byte for byte;
 #   - each bad configuration (no routes, bad route syntax, missing or
 #     unreadable bindings, an open relay) ends the start with exit 78 and
 #     one line naming the variable.
@@ -192,6 +198,111 @@ else
 	echo "# SKIP default mynetworks: ip (iproute2) not installed"
 fi
 
+# --- routes from the cockpit (BTPRELAY_ROUTES unset) -------------------------------
+scenario "routes from the cockpit"
+STATUS_AGENT=lmtp
+SMTP_PORT=$(free_port)
+R=btprelay-test-$$-cockpit
+dest_clone MAIL_ONPREM MAIL_ONPREM "btprelay.domains=cockpit.example, .cockpit.example"
+image_run "$R" "${COMMON[@]}" --tmpfs /var/spool/postfix:rw,size=64m,mode=755 \
+	-e "BTPRELAY_SMTP_PORT=$SMTP_PORT" -e BTPRELAY_MYNETWORKS=127.0.0.0/8 \
+	-e BTPRELAY_ROUTES_INTERVAL=5 -e 'BTPRELAY_CONF=destination_cache_ttl = 2'
+image_follow "$R" "$WORK/log/maillog"
+image_wait_ready "$R"
+tap_ok $? "$SCEN: ready without BTPRELAY_ROUTES" "$(image_logs "$R" /dev/stdout | tail -5)"
+image_logs "$R" "$WORK/log/stdout-cockpit.log"
+grep -q '^btprelay: routes from the cockpit: 2 (0 conflicts): \.cockpit\.example MAIL_ONPREM, cockpit\.example MAIL_ONPREM$' "$WORK/log/stdout-cockpit.log"
+tap_ok $? "$SCEN: the entrypoint built the table from btprelay.domains" "$(grep '^btprelay' "$WORK/log/stdout-cockpit.log")"
+sed "s/^Subject: .*/Subject: $MARK/; s/^To: .*/To: user@cockpit.example/" "$WORK/msg.eml" > "$WORK/msg3.eml"
+qid=$(send_mail sender@client.test user@cockpit.example --data "$WORK/msg3.eml")
+expect_status "$qid" user@cockpit.example sent 'relay=.*btprelay-lmtp-MAIL_ONPREM' 'dsn=2\.0\.0'
+expect_relay 1 '.rcpt_to == ["user@cockpit.example"]' '.via_proxy == true'
+expect_body "$WORK/msg3.eml"
+out=$(swaks --server "127.0.0.1:$SMTP_PORT" --from a@client.test --to user@corp.example --quit-after RCPT 2>&1)
+printf '%s\n' "$out" | grep -q '<\*\* 554 5\.7\.1 .*Relay access denied'
+tap_ok $? "$SCEN: a domain no destination claims: 554 5.7.1 at RCPT" "$(printf '%s\n' "$out" | grep '^<')"
+# a destination added in the cockpit: routed after the cache TTL and a refresh
+dest_clone MAIL_ADDED MAIL_ONPREM "btprelay.domains=added.example"
+# (bounded: the TTL, one refresh interval, Postfix's reload)
+for i in $(seq 60); do
+	out=$(swaks --server "127.0.0.1:$SMTP_PORT" --from a@client.test --to user@added.example --quit-after RCPT 2>&1)
+	printf '%s\n' "$out" | grep -q '^<-  250 2\.1\.5 ' && break
+	sleep 1
+done
+printf '%s\n' "$out" | grep -q '^<-  250 2\.1\.5 ' &&
+	grep -q '^btprelay: routes updated: .*added\.example MAIL_ADDED' "$WORK/log/maillog"
+tap_ok $? "$SCEN: a destination added in the cockpit: the refresh routes its domain" "$(printf '%s\n' "$out" | grep '^<'; grep '^btprelay' "$WORK/log/maillog")"
+qid=$(send_mail sender@client.test user@added.example --header "Subject: $MARK-added")
+expect_status "$qid" user@added.example sent 'relay=.*btprelay-lmtp-MAIL_ADDED'
+pdm stop -t 30 "$R" >/dev/null 2>&1
+rc=$(image_exit_code "$R")
+image_logs "$R" "$WORK/log/stdout-cockpit.log"
+[ "$rc" = 0 ] && grep -q '^btprelay: stopped$' "$WORK/log/stdout-cockpit.log"
+tap_ok $? "$SCEN: SIGTERM stops the refresh loop too: exit 0" "exit $rc: $(tail -3 "$WORK/log/stdout-cockpit.log")"
+
+scenario "routes from the cockpit: a start during a Destination Service outage"
+SMTP_PORT=$(free_port)
+O=btprelay-test-$$-cockpit-outage
+dest_clone MAIL_ONPREM MAIL_ONPREM "btprelay.domains=cockpit.example"
+emu POST /faults '{"destination":"http500"}' >/dev/null
+image_run "$O" "${COMMON[@]}" --tmpfs /var/spool/postfix:rw,size=64m,mode=755 \
+	-e "BTPRELAY_SMTP_PORT=$SMTP_PORT" -e BTPRELAY_MYNETWORKS=127.0.0.0/8 -e BTPRELAY_ROUTES_INTERVAL=5
+image_wait_ready "$O"
+tap_ok $? "$SCEN: ready all the same" "$(image_logs "$O" /dev/stdout | tail -5)"
+image_logs "$O" "$WORK/log/stdout-outage.log"
+[ "$(grep -c '^btprelay: warning: routes: .*starting with an empty table' "$WORK/log/stdout-outage.log")" = 1 ]
+tap_ok $? "$SCEN: one warning line" "$(grep '^btprelay' "$WORK/log/stdout-outage.log")"
+out=$(swaks --server "127.0.0.1:$SMTP_PORT" --from a@client.test --to user@cockpit.example --quit-after RCPT 2>&1)
+printf '%s\n' "$out" | grep -q '<\*\* 450 4\.7\.1 '
+tap_ok $? "$SCEN: no table yet: 450 4.7.1 at RCPT (the client retries), not 554" "$(printf '%s\n' "$out" | grep '^<')"
+emu POST /faults/clear >/dev/null
+for i in $(seq 60); do	# bounded: a refresh interval and Postfix's reload
+	out=$(swaks --server "127.0.0.1:$SMTP_PORT" --from a@client.test --to user@cockpit.example --quit-after RCPT 2>&1)
+	printf '%s\n' "$out" | grep -q '^<-  250 2\.1\.5 ' && break
+	sleep 1
+done
+printf '%s\n' "$out" | grep -q '^<-  250 2\.1\.5 '
+tap_ok $? "$SCEN: the service back: the refresh routes cockpit.example" "$(printf '%s\n' "$out" | grep '^<')"
+out=$(swaks --server "127.0.0.1:$SMTP_PORT" --from a@client.test --to user@corp.example --quit-after RCPT 2>&1)
+printf '%s\n' "$out" | grep -q '<\*\* 554 5\.7\.1 '
+tap_ok $? "$SCEN: and an unclaimed domain is refused with 554 again" "$(printf '%s\n' "$out" | grep '^<')"
+pdm stop -t 30 "$O" >/dev/null 2>&1
+
+# --- Kyma's proxy in trusted mode: no connectivity binding, the proxy from env ----
+scenario "trusted proxy from the environment"
+STATUS_AGENT=lmtp
+SMTP_PORT=$(free_port)
+T=btprelay-test-$$-trusted
+PROXY_PORT=$(jq .proxy "$EMU/ports.json")
+mkdir -p "$WORK/bindings-dest"
+cp -a "$WORK/bindings/destination" "$WORK/bindings-dest/"
+emu POST /faults '{"proxy_auth":"trusted_0x80"}' >/dev/null
+image_run "$T" -v "$WORK/bindings-dest:/bindings:ro" -v "$WORK/ca:/ca:ro" \
+	-e SERVICE_BINDING_ROOT=/bindings -e BTPRELAY_CA_FILE=/ca/ca.pem -e BTPRELAY_INET_INTERFACES=127.0.0.1 \
+	--tmpfs /var/spool/postfix:rw,size=64m,mode=755 \
+	-e "BTPRELAY_ROUTES=corp.example=MAIL_ONPREM" -e "BTPRELAY_SMTP_PORT=$SMTP_PORT" \
+	-e BTPRELAY_MYNETWORKS=127.0.0.0/8 \
+	-e onpremise_proxy_host=127.0.0.1 -e "onpremise_socks5_proxy_port=$PROXY_PORT"
+image_follow "$T" "$WORK/log/maillog"
+image_wait_ready "$T"
+tap_ok $? "$SCEN: ready with a destination binding only" "$(image_logs "$T" /dev/stdout | tail -5)"
+out=$(pdm exec "$T" sh -c 'grep "^proxy_" /run/btprelay/btprelay.conf; btprelay probe MAIL_ONPREM' 2>&1)
+printf '%s\n' "$out" | grep -q '^proxy\.authentication: none (proxy_authentication = auto, no connectivity binding, the proxy from proxy_host/proxy_port)$'
+tap_ok $? "$SCEN: btprelay.conf has the proxy; probe: authentication none" "$out"
+sed "s/^Subject: .*/Subject: $MARK/" "$WORK/msg.eml" > "$WORK/msg4.eml"
+qid=$(send_mail sender@client.test user@corp.example --data "$WORK/msg4.eml")
+expect_status "$qid" user@corp.example sent 'relay=.*btprelay-lmtp' 'dsn=2\.0\.0'
+expect_relay 1 '.via_proxy == true'
+expect_body "$WORK/msg4.eml"
+out=$(emu GET /proxy | jq -c '.[-1]')
+printf '%s\n' "$out" | jq -e '.auth == "trusted_0x80" and .method == "80" and .jwt_length == 0 and .location_id == "LOC1" and .rep == 0' >/dev/null
+tap_ok $? "$SCEN: the proxy saw method 0x80, an empty JWT and location LOC1" "$out"
+n=$(emu GET /counters | jq '.token_requests.connectivity')
+[ "$n" = 0 ]
+tap_ok $? "$SCEN: no connectivity token was requested" "connectivity tokens: $n"
+emu POST /faults/clear >/dev/null
+pdm stop -t 30 "$T" >/dev/null 2>&1
+
 # --- bad configuration: exit 78, one line ----------------------------------------
 # bad_config NAME REGEX [podman-run-args...] - the container ends at start with
 # 78 and exactly one line of output, which matches REGEX
@@ -205,7 +316,8 @@ bad_config() {
 	[ "$rc" = 78 ] && [ "$(grep -c . "$WORK/log/bad-$TAP_N.log")" = 1 ] && printf '%s\n' "$out" | grep -q -- "$re"
 	tap_ok $? "bad configuration, $name: exit 78 and one line /$re/" "exit $rc: $out"
 }
-bad_config "no routes" '^btprelay: fatal: BTPRELAY_ROUTES is not set'
+bad_config "no routes, no binding for the cockpit's" '^btprelay: fatal: BTPRELAY_ROUTES is not set, and there is no destination binding' \
+	-e SERVICE_BINDING_ROOT=
 bad_config "route without destination" '^btprelay: fatal: BTPRELAY_ROUTES: "corp.example": expected DOMAIN=DESTINATION' \
 	-e BTPRELAY_ROUTES=corp.example
 bad_config "bad domain" '^btprelay: fatal: BTPRELAY_ROUTES: "corp..example=X"' \

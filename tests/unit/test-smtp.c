@@ -583,8 +583,8 @@ static void test_helo_fallback(void)
 /* leak - a window of 8 bytes of any secret form found in text, or NULL */
 static const char *leak(const char *text)
 {
-	static const char *const forms[] = { ECHO_PASS, ECHO_TOKEN, ECHO_PLAIN_B64 + 8,
-		ECHO_PASS_B64, ECHO_XOAUTH2_B64 + 20, ECHO_TOKEN_B64 };
+	static const char *const forms[] = { ECHO_PASS, ECHO_TOKEN, &ECHO_PLAIN_B64[8],
+		ECHO_PASS_B64, &ECHO_XOAUTH2_B64[20], ECHO_TOKEN_B64 };
 	static char win[9];
 	size_t i, k;
 

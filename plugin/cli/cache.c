@@ -35,17 +35,19 @@ struct listing {
 	int notes;		/* failure notes seen */
 };
 
-/* become_owner - as root, become the owner of the cache directory; -1 on failure */
-static int become_owner(const struct stat *st)
+/* cli_become_owner - as root, become the owner of dir (and its group) for good; -1 on failure */
+int cli_become_owner(const struct stat *st, const char *dir)
 {
-	struct passwd *pw = getpwuid(st->st_uid);
-	gid_t gid = pw != NULL ? pw->pw_gid : st->st_gid;
+	struct passwd *pw;
+	gid_t gid;
 
 	if (geteuid() != 0 || st->st_uid == 0)
 		return 0;
+	pw = getpwuid(st->st_uid);
+	gid = pw != NULL ? pw->pw_gid : st->st_gid;
 	if (setgroups(1, &gid) < 0 || setgid(gid) < 0 || setuid(st->st_uid) < 0) {
-		cli_error("cannot become uid %u, the owner of the cache directory: %s",
-			  (unsigned)st->st_uid, strerror(errno));
+		cli_error("cannot become uid %u, the owner of %s: %s", (unsigned)st->st_uid, dir,
+			  strerror(errno));
 		return -1;
 	}
 	return 0;
@@ -130,7 +132,7 @@ int cmd_cache(struct cli *cli, int argc, char **argv)
 		cli_fact(list ? "entries" : "removed", "0");
 		return EX_OK;
 	}
-	if (lstat(dir, &st) == 0 && S_ISDIR(st.st_mode) && become_owner(&st) < 0)
+	if (lstat(dir, &st) == 0 && S_ISDIR(st.st_mode) && cli_become_owner(&st, dir) < 0)
 		return EX_OSERR;
 	if (cache_open(&c, dir) < 0) {
 		cli_error("cache_dir %s cannot be used (see above)", dir);

@@ -95,19 +95,10 @@ static int routes_run_user(struct cli *cli, const char *map, int *changed)
 static int become_cache_owner(const char *dir)
 {
 	struct stat st;
-	struct passwd *pw;
-	gid_t gid;
 
-	if (geteuid() != 0 || dir[0] == '\0' || stat(dir, &st) < 0 || st.st_uid == 0)
+	if (dir[0] == '\0' || stat(dir, &st) < 0)
 		return 0;
-	pw = getpwuid(st.st_uid);
-	gid = pw != NULL ? pw->pw_gid : st.st_gid;
-	if (setgroups(1, &gid) < 0 || setgid(gid) < 0 || setuid(st.st_uid) < 0) {
-		cli_error("cannot become uid %u, the owner of %s: %s", (unsigned)st.st_uid, dir,
-			  strerror(errno));
-		return -1;
-	}
-	return 0;
+	return cli_become_owner(&st, dir);
 }
 
 /* reload - postfix reload (MAIL_CONFIG names a non-default instance) */

@@ -226,7 +226,9 @@ dest_clone MAIL_ADDED MAIL_ONPREM "btprelay.domains=added.example"
 # (bounded: the TTL, one refresh interval, Postfix's reload)
 for i in $(seq 60); do
 	out=$(swaks --server "127.0.0.1:$SMTP_PORT" --from a@client.test --to user@added.example --quit-after RCPT 2>&1)
-	printf '%s\n' "$out" | grep -q '^<-  250 2\.1\.5 ' && break
+	# (the log line is followed from the container: it may land after the route does)
+	printf '%s\n' "$out" | grep -q '^<-  250 2\.1\.5 ' &&
+		grep -q '^btprelay: routes updated: .*added\.example MAIL_ADDED' "$WORK/log/maillog" && break
 	sleep 1
 done
 printf '%s\n' "$out" | grep -q '^<-  250 2\.1\.5 ' &&
@@ -258,7 +260,9 @@ tap_ok $? "$SCEN: no table yet: 450 4.7.1 at RCPT (the client retries), not 554"
 emu POST /faults/clear >/dev/null
 for i in $(seq 60); do	# bounded: a refresh interval and Postfix's reload
 	out=$(swaks --server "127.0.0.1:$SMTP_PORT" --from a@client.test --to user@cockpit.example --quit-after RCPT 2>&1)
-	printf '%s\n' "$out" | grep -q '^<-  250 2\.1\.5 ' && break
+	# (the log line is followed from the container: it may land after the route does)
+	printf '%s\n' "$out" | grep -q '^<-  250 2\.1\.5 ' &&
+		grep -q '^btprelay: routes updated: .*added\.example MAIL_ADDED' "$WORK/log/maillog" && break
 	sleep 1
 done
 printf '%s\n' "$out" | grep -q '^<-  250 2\.1\.5 '

@@ -193,8 +193,12 @@ grep -q "$WORK/bindings.json changed: reloading" "$LOG"
 tap_ok $? "files: logged as a change of the bindings file" "$(tail -3 "$LOG")"
 # a broken bindings file is refused once, and the running policy stays
 echo '{"destination": [' > "$WORK/bindings.json"
-until_answer 'rcpt:a@corp.example -> continue' mail:app@client.test "macros:R:$ok_macros" rcpt:a@corp.example &&
-	for _ in $(seq 60); do grep -q "reload failed" "$LOG" && break; sleep 0.5; done
+# (the file is looked at on the request path, at most every few seconds: ask until it is)
+for _ in $(seq 60); do
+	raw mail:app@client.test "macros:R:$ok_macros" rcpt:a@corp.example
+	grep -q "reload failed" "$LOG" && break
+	sleep 0.5
+done
 grep -q "reload failed, keeping the running configuration" "$LOG" && kill -0 "$PID" 2>/dev/null &&
 	raw mail:app@client.test "macros:R:$missing_macros" rcpt:b@corp.example &&
 	grep -qx 'rcpt:b@corp.example -> reply 451 4.4.3 destination <MAIL_MISSING> cannot be looked up now.*' "$WORK/raw.out"

@@ -502,30 +502,36 @@ static int routes_from_cockpit(const struct config *cfg, const struct bindings *
 	return 0;
 }
 
-/* routes_collect - the table from every source, resolved */
-int routes_collect(const struct config *cfg, const struct bindings *b, struct route_table *t,
-		   struct outcome *o)
+/* routes_collect_local - the routes of the environment and routes_file, unresolved */
+int routes_collect_local(const struct config *cfg, struct route_table *t, struct outcome *o)
 {
 	const char *env = getenv(ROUTES_ENV);
 	char err[512], *text;
 	size_t len;
-	int rc = 0;
+	int rc;
 
 	memset(t, 0, sizeof(*t));
 	t->cockpit_age = -1;
 	if (env != NULL && *env != '\0' && routes_parse_spec(t, env, ROUTE_ENV, ROUTES_ENV, o) < 0)
 		return -1;
-	if (cfg->routes_file != NULL && cfg->routes_file[0] != '\0') {
-		text = file_read_all(cfg->routes_file, ROUTES_FILE_MAX, &len, err, sizeof(err));
-		if (text == NULL) {
-			dsn_defer(o, "4.3.5", "routes_file %s", err);
-			return -1;
-		}
-		rc = routes_parse_spec(t, text, ROUTE_FILE, cfg->routes_file, o);
-		free(text);
-		if (rc < 0)
-			return -1;
+	if (cfg->routes_file == NULL || cfg->routes_file[0] == '\0')
+		return 0;
+	text = file_read_all(cfg->routes_file, ROUTES_FILE_MAX, &len, err, sizeof(err));
+	if (text == NULL) {
+		dsn_defer(o, "4.3.5", "routes_file %s", err);
+		return -1;
 	}
+	rc = routes_parse_spec(t, text, ROUTE_FILE, cfg->routes_file, o);
+	free(text);
+	return rc;
+}
+
+/* routes_collect - the table from every source, resolved */
+int routes_collect(const struct config *cfg, const struct bindings *b, struct route_table *t,
+		   struct outcome *o)
+{
+	if (routes_collect_local(cfg, t, o) < 0)
+		return -1;
 	if (cfg->routes_cockpit && b != NULL && b->have_destination
 	    && routes_from_cockpit(cfg, b, t, o) < 0)
 		return -1;

@@ -112,6 +112,11 @@ void routes_resolve(struct route_table *t);
  */
 int routes_collect(const struct config *cfg, const struct bindings *b, struct route_table *t,
 		   struct outcome *o);
+/*
+ * routes_collect_local - the part of routes_collect() that needs no
+ * service: BTPRELAY_ROUTES and routes_file, not resolved (`btprelay check`)
+ */
+int routes_collect_local(const struct config *cfg, struct route_table *t, struct outcome *o);
 
 /* routes_source_name - "env", "file", "cockpit" */
 const char *routes_source_name(enum route_source source);

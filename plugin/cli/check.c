@@ -29,6 +29,8 @@
 
 #include "cli.h"
 #include "proxy.h"
+#include "routemap.h"
+#include "routes.h"
 #include "tls.h"
 #include "util.h"
 
@@ -496,6 +498,38 @@ static void check_cache_dir(struct check *c, const char *dir)
 		ok(c, "cache_dir %s (%s)", dir, who);
 }
 
+/*
+ * check_routes - the routing sources that need no service: BTPRELAY_ROUTES
+ * and routes_file parse, routes_transport makes a transport:nexthop; the
+ * cockpit's list is `btprelay routes`'s to fetch
+ */
+static void check_routes(struct check *c, const struct config *cfg)
+{
+	struct route_table t;
+	struct outcome o;
+	const char *env = getenv(ROUTES_ENV);
+	char value[512];
+
+	memset(&o, 0, sizeof(o));
+	if (routes_collect_local(cfg, &t, &o) < 0) {
+		bad(c, "routes: %s", o.text);
+	} else if (t.n > 0) {
+		routes_resolve(&t);
+		ok(c, "routes: %zu (%s %s, routes_file %s), %u conflict%s", t.n, ROUTES_ENV,
+		   env != NULL && *env != '\0' ? "set" : "unset",
+		   *cfg->routes_file != '\0' ? cfg->routes_file : "none",
+		   t.conflicts, t.conflicts == 1 ? "" : "s");
+	}
+	routes_free(&t);
+	if (routemap_value(cfg->routes_transport, "MAIL_NAME", value, sizeof(value)) < 0
+	    || strchr(value, ':') == NULL || value[0] == ':')
+		bad(c, "routes_transport \"%s\": not a transport:nexthop (e.g. btprelay:$destination)",
+		    cfg->routes_transport);
+	else if (cfg->routes_cockpit)
+		ok(c, "routes from the cockpit: on (property %s; `btprelay routes` lists them), "
+		   "routes_transport %s", ROUTES_PROPERTY, cfg->routes_transport);
+}
+
 /* cmd_check - check */
 int cmd_check(struct cli *cli, int argc, char **argv)
 {
@@ -532,6 +566,7 @@ int cmd_check(struct cli *cli, int argc, char **argv)
 	check_client_key(&c, cfg);
 	check_log(&c, cfg);
 	check_cache_dir(&c, cfg->cache_dir);
+	check_routes(&c, cfg);
 	if (c.errors > 0) {
 		cli_error("check: %d error%s", c.errors, c.errors == 1 ? "" : "s");
 		return EX_CONFIG;

@@ -226,4 +226,27 @@ grep -q 'routes' "$WORK/secret.err"
 tap_ok $? "$SCEN: the debug log was written" "$(head -3 "$WORK/secret.err")"
 expect_no_secrets "$WORK/secret.out" "$WORK/secret.err" "$MAP" "$WORK"/cache/routes-*.json
 
+scenario "btprelay check reads the routing keys"
+# check_routes CONF-LINES... - btprelay check with the suite's configuration plus these lines
+check_routes() {
+	{ cat "$WORK/etc/btprelay.conf"; printf '%s\n' "$@"; } > "$WORK/check.conf"
+	"$WORK/bin/btprelay" -c "$WORK/check.conf" check > "$WORK/out" 2> "$WORK/err"
+	RC=$?
+}
+printf 'corp.example MAIL_ONPREM\n.corp.example MAIL_ONPREM\n' > "$WORK/routes.txt"
+BTPRELAY_ROUTES=x.example=MAIL_X check_routes "routes_file = $WORK/routes.txt"
+grep -qx "ok: routes: 3 (BTPRELAY_ROUTES set, routes_file $WORK/routes.txt), 0 conflicts" "$WORK/out" &&
+	! grep -q '^error: routes' "$WORK/out"
+tap_ok $? "$SCEN: environment and file routes counted" "$(grep rout "$WORK/out")"
+printf 'corp.example MAIL_ONPREM\nbad..example MAIL_X\n' > "$WORK/routes.txt"
+check_routes "routes_file = $WORK/routes.txt"
+[ "$RC" = 78 ] && grep -qx "error: routes: $WORK/routes.txt:2: entry 2 \"bad..example MAIL_X\": bad domain: .*" "$WORK/out"
+tap_ok $? "$SCEN: a bad routes_file entry is an error naming the line (exit $RC)" "$(grep rout "$WORK/out")"
+check_routes "routes_file = $WORK/no-such-file"
+[ "$RC" = 78 ] && grep -q "^error: routes: routes_file .*no-such-file" "$WORK/out"
+tap_ok $? "$SCEN: a missing routes_file is an error" "$(grep rout "$WORK/out")"
+check_routes "routes_transport = bogus"
+[ "$RC" = 78 ] && grep -qx 'error: routes_transport "bogus": not a transport:nexthop (e.g. btprelay:$destination)' "$WORK/out"
+tap_ok $? "$SCEN: a routes_transport without transport:nexthop is an error" "$(grep rout "$WORK/out")"
+
 tap_done

@@ -2,7 +2,8 @@
  * socks5 - the SAP BTP Connectivity proxy's SOCKS5 handshake with the
  * vendor authentication method 0x80 (JWT + Cloud Connector location ID).
  *
- * The wire format is REFERENCE.md §1. Without a token (a proxy in
+ * The wire format is SAP's "Using the TCP Protocol for Cloud Applications"
+ * (SAP BTP Connectivity) over RFC 1928. Without a token (a proxy in
  * trusted mode, such as Kyma's Connectivity Proxy module by default) the
  * greeting offers 0x80 and 0x00 (RFC 1928: no authentication required);
  * on 0x80 the auth request carries a JWT length of 0 and the location ID,
@@ -94,7 +95,7 @@ const char *socks5_rep_text(int rep)
 	}
 }
 
-/* socks5_auth_request - build the 0x80 auth request (REFERENCE §1) */
+/* socks5_auth_request - build the 0x80 auth request (RFC 1928 section 3 framing) */
 size_t socks5_auth_request(unsigned char *buf, size_t size, const char *jwt,
 			   const char *location_id)
 {

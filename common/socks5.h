@@ -1,6 +1,7 @@
 /*
  * socks5 - the Connectivity proxy's SOCKS5 handshake with method 0x80
- * (JWT + Cloud Connector location ID), REFERENCE.md §1; without a JWT for
+ * (JWT + Cloud Connector location ID, SAP BTP Connectivity: "Using the TCP
+ * Protocol for Cloud Applications"); without a JWT for
  * a proxy in trusted mode (methods 0x80 with a JWT length of 0, and 0x00).
  *
  * On success the conn is a byte pipe to the relay. On failure the outcome

@@ -1,6 +1,6 @@
 /*
  * cache - `btprelay cache list|clear`: the token and destination cache
- * that the transport's processes share (cache_dir, DESIGN.md "Caching"),
+ * that the transport's processes share (cache_dir, btprelay.conf(5)),
  * through cache.h's cache_list() and cache_clear().
  *
  * The cache belongs to the user the transport runs as, and the library

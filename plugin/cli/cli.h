@@ -2,7 +2,7 @@
  * cli - what the commands of btprelay(8) share: the command line's global
  * options, the loaded configuration, output helpers, the exit status of a
  * library outcome, and the `destinations` environment variable (the first
- * link of the SAP SDK's lookup chain, REFERENCE.md §5), which only this
+ * link of the SAP Cloud SDK's lookup chain, btprelay(8)), which only this
  * interactive program reads.
  *
  * Output contract: results go to stdout as "key: value" lines, one fact

@@ -1,7 +1,7 @@
 /*
  * resolve - `btprelay resolve NAME`, and the lookup chain as this program
- * runs it: the `destinations` environment variable first (REFERENCE.md
- * §5; the MTA-run programs never see it, pipe(8) strips the environment),
+ * runs it: the `destinations` environment variable first (the SAP Cloud
+ * SDK's lookup chain, btprelay(8); the MTA-run programs never see it, pipe(8) strips the environment),
  * then the library's dest_resolve_until() (destinations file,
  * configuration, Destination Service through the shared cache).
  *

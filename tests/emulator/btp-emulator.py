@@ -1577,7 +1577,7 @@ class TokenService(HttpService):
 
 
 class DestinationService(HttpService):
-    """The Destination Service REST API (REFERENCE.md section 3), answering from the
+    """The Destination Service REST API (SAP: "Calling the Destination Service REST API"), answering from the
     destinations of the token's tenant:
       GET /destination-configuration/v1/destinations/{name}           (find)
       GET /destination-configuration/v1/subaccountDestinations[/{name}]
@@ -1833,7 +1833,7 @@ class ControlService(HttpService):
 
 
 # --------------------------------------------------------------------------------------
-# Connectivity proxy: SOCKS5 with authentication method 0x80 (REFERENCE.md section 1)
+# Connectivity proxy: SOCKS5 with authentication method 0x80 (SAP: "Using the TCP Protocol for Cloud Applications")
 # --------------------------------------------------------------------------------------
 
 class ProxyRefusal(Exception):

@@ -805,8 +805,8 @@ equal(recv_exact(s, 2), b"\x05\xff", "no 0x80 offered")
 expect_eof(s, "closed after 05 ff")
 EOF
 
-check "proxy: auth request of REFERENCE shape, location LOC1 -> 01 00" <<'EOF'
-# The builder reproduces REFERENCE.md's 177-byte example exactly...
+check "proxy: auth request of the documented shape, location LOC1 -> 01 00" <<'EOF'
+# The builder reproduces the documented 177-byte example exactly...
 example = auth_request(b"x" * 155, "cloud-sdk-js")
 equal(len(example), 177, "example length")
 equal(example[:5], bytes.fromhex("010000009b"), "example head")

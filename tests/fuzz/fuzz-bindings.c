@@ -1,6 +1,6 @@
 /*
  * fuzz-bindings - the bindings file (VCAP_SERVICES shape: label -> array
- * of {name, label, credentials}; REFERENCE.md §5). The input is written
+ * of {name, label, credentials}; btprelay.conf(5), BINDINGS FILE). The input is written
  * to a private file (0600) named by bindings_file, and bindings_load()
  * reads it twice: without instance names, and with dest-lite/conn-lite.
  *

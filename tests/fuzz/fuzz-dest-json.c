@@ -1,6 +1,6 @@
 /*
  * fuzz-dest-json - destinations as JSON: the input is a destinations file
- * (REFERENCE.md §5: an array of raw property objects or of
+ * (btprelay.conf(5) destinations_file: an array of raw property objects or of
  * {name,type,originalProperties}) or one destination object.
  * dest_from_properties() runs on the parsed value and on each array entry,
  * then dest_resolve() reads the input as the configured destinations_file

@@ -1,6 +1,7 @@
 /*
- * fuzz-dest-service - the Destination Service's Find answer (REFERENCE.md
- * §3, §4): a loopback server issues a good token and answers the Find
+ * fuzz-dest-service - the Destination Service's Find answer (SAP: "Calling the
+ * Destination Service REST API", "Find a Destination - Response
+ * Structure"): a loopback server issues a good token and answers the Find
  * with the input as body (200 mostly; else 404, 401, 403 or 500 from a
  * hash of the input, whose ErrorMessage is quoted), and dest_resolve()
  * takes the destination from it: destinationConfiguration through

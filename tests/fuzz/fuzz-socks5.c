@@ -1,5 +1,5 @@
 /*
- * fuzz-socks5 - the Connectivity proxy's replies (REFERENCE.md §1): the
+ * fuzz-socks5 - the Connectivity proxy's replies (RFC 1928 framing, method 0x80): the
  * input is everything the proxy sends, played through a socketpair while
  * socks5_connect() runs the whole 0x80 handshake on the other end, once
  * with a token and once without (a proxy in trusted mode: 0x80 with a

@@ -1,5 +1,5 @@
 /*
- * fuzz-token - the token service's answer (REFERENCE.md §2): the input is
+ * fuzz-token - the token service's answer (RFC 6749 section 5.1): the input is
  * the body of the HTTP response that a loopback server gives libcurl, and
  * oauth_token_get() parses it (access_token, expires_in; error and
  * error_description of a refusal). The status comes from a hash of the

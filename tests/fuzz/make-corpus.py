@@ -4,7 +4,7 @@
 Each seed is a real protocol exchange or file: SOCKS5 replies with every REP
 code and ATYP 01/03/04, multi-line SMTP replies and EHLO answers as Postfix,
 Exchange and Sendmail send them, whole relay sessions, the JSON shapes of
-REFERENCE.md (destinations variable, Find responses, VCAP bindings, token
+SAP's Destination Service and XSUAA (destinations variable, Find responses, VCAP bindings, token
 responses) and btprelay.conf. The files are committed; run this only to
 change them (it removes seeds it no longer writes). Secrets are fake.
 """
@@ -147,7 +147,7 @@ for name, text in [("user", "cmVsYXl1c2Vy"), ("username-prompt", "VXNlcm5hbWU6")
                    ("nonzero-pad-bits", "QR==")]:
     seed("base64", name, text)
 
-# --- dest-json: destinations files (REFERENCE.md §4, §5)
+# --- dest-json: destinations files (btprelay.conf(5) destinations_file)
 ONPREM = {"Name": "MAIL_ONPREM", "Type": "MAIL", "ProxyType": "OnPremise",
           "Authentication": "BasicAuthentication", "mail.user": "relayuser",
           "mail.password": "s3cret", "mail.smtp.host": "mail.corp.internal",
@@ -244,7 +244,7 @@ seed("config", "destinations", "destination.MAIL_LOCAL.mail.smtp.host = 127.0.0.
 seed("config", "errors", "unknown_key = 1\nhttp_timeout = 0\nhttp_timeout = 5\n"
      "delivery_deadline = 2000\nno equals sign\n = x\n")
 
-# --- token: token service answers (REFERENCE.md §2)
+# --- token: token service answers (RFC 6749 section 5.1)
 JWT = ("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJjbGllbnRfaWQiOiJzYi1jbG9uZS1jb25uIWIyIiwiemlk"
        "IjoiNGYxYjJjM2QifQ.c2lnbmF0dXJl")
 seed("token", "xsuaa", j({"access_token": JWT, "token_type": "bearer", "expires_in": 43199,
@@ -259,7 +259,7 @@ seed("token", "error-grant", j({"error": "unsupported_grant_type"}))
 seed("token", "html", "<html><body>this is not JSON</body></html>")
 seed("token", "token-with-space", j({"access_token": "abc def", "expires_in": 10}))
 
-# --- dest-service: Find answers (REFERENCE.md §3, §4)
+# --- dest-service: Find answers (SAP: "Find a Destination - Response Structure")
 OWNER = {"SubaccountId": "9acf4877-5a3d-43d2-b67d-7516efe15b11", "InstanceId": None}
 seed("dest-service", "find-onprem", j({"owner": OWNER, "destinationConfiguration": ONPREM}))
 seed("dest-service", "find-internet", j({"owner": OWNER, "destinationConfiguration": INTERNET}))

@@ -14,8 +14,8 @@
 #   4 MB without a line end), also to RCPT and to the final dot;
 #   a proxy answering with the wrong version, method or an HTTP answer.
 # Each must end cleanly: exit 75 (69 only where the relay said 5xx, or for an
-# address that can never be given to a relay: 5.1.3, DESIGN.md's failure
-# contract), the enhanced status code at byte 0 matching the exit code, a
+# address that can never be given to a relay: 5.1.3, EXIT STATUS in
+# btprelay-transport(8)), the enhanced status code at byte 0 matching the exit code, a
 # clear text, no signal, output of one line of at most 1040 bytes (the status and a
 # text of at most 1 KiB), maximum resident memory
 # under HOSTILE_RSS_KB (default 65536, a functional bound: four times that

@@ -341,7 +341,7 @@ run T_BADPIN
 expect_run 75 4.3.5 "mail.smtp.ssl.fingerprint of destination T_BADPIN: \"12:34\" is not a SHA-256 fingerprint"
 
 # Certificates delivered with the destination: the Find response's certificates[]
-# (REFERENCE.md section 3), which the emulator sends for a destination PUT with them.
+# (SAP: "Find a Destination - Response Structure"), which the emulator sends for a destination PUT with them.
 # smtp_tls_ca_file is an unrelated CA (the self-signed certificate), so the relay's
 # chain verifies only through what the destination brings.
 install -m 644 "$CERTS/selfsigned.pem" "$WORK/etc/unrelated-ca.pem"

@@ -319,6 +319,17 @@ void peer_free(struct peer *p)
 	memset(p, 0, sizeof(*p));
 }
 
+/* peer_count - occurrences of text in the transcript */
+int peer_count(const struct peer *p, const char *text)
+{
+	const char *s = p->got;
+	int n = 0;
+
+	for (; s != NULL && (s = strstr(s, text)) != NULL; s++)
+		n++;
+	return n;
+}
+
 /* peer_pair - a socketpair, the client end non-blocking into c */
 int peer_pair(struct conn *c, int timeout_ms, double deadline)
 {

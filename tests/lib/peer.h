@@ -59,6 +59,8 @@ void peer_start(struct peer *p);
 void peer_finish(struct peer *p);
 /* peer_free - the transcript; p is zeroed for the next script */
 void peer_free(struct peer *p);
+/* peer_count - how often the client sent text (requests, commands) */
+int peer_count(const struct peer *p, const char *text);
 
 /*
  * peer_listen - a listening socket on 127.0.0.1, an ephemeral port (in

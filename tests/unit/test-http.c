@@ -22,16 +22,6 @@
 
 static char url[256];
 
-/* count - how often needle occurs in hay */
-static int count(const char *hay, const char *needle)
-{
-	int n = 0;
-
-	for (; hay != NULL && (hay = strstr(hay, needle)) != NULL; hay++)
-		n++;
-	return n;
-}
-
 /* starts - whether s begins with prefix */
 static int starts(const char *s, const char *prefix)
 {
@@ -121,7 +111,7 @@ static void test_retries(void)
 	peer_add(&p, PEER_SEND, "HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}", 0);
 	rc = request(&p, &opt, "GET", "/x", NULL, NULL, NULL, NULL, &resp);
 	ok(rc == 0 && resp.status == 404, "404: a response, status 404");
-	ok(resp.tries == 1 && count(p.got, "GET /x ") == 1, "404: never tried again (retries 2)");
+	ok(resp.tries == 1 && peer_count(&p, "GET /x ") == 1, "404: never tried again (retries 2)");
 	is_int(resp.retryable, 0, "404: not retryable");
 	http_response_free(&resp);
 	peer_free(&p);
@@ -135,7 +125,7 @@ static void test_retries(void)
 	rc = request(&p, &opt, "GET", "/x", NULL, NULL, NULL, NULL, &resp);
 	is_str(p.why, "", "503, then 200: two requests arrived");
 	ok(rc == 0 && resp.status == 200, "503, then 200: the second answer");
-	ok(resp.tries == 2 && count(p.got, "GET /x ") == 2, "503, then 200: two tries");
+	ok(resp.tries == 2 && peer_count(&p, "GET /x ") == 2, "503, then 200: two tries");
 	is_str(resp.body, "ok", "503, then 200: the second body");
 	http_response_free(&resp);
 	peer_free(&p);

@@ -54,16 +54,6 @@ static void answer(struct peer *p, const char *status, const char *body)
 	peer_add(p, PEER_SEND, reply(status, body), 0);
 }
 
-/* count - how often needle occurs in hay */
-static int count(const char *hay, const char *needle)
-{
-	int n = 0;
-
-	for (; hay != NULL && (hay = strstr(hay, needle)) != NULL; hay++)
-		n++;
-	return n;
-}
-
 /* ends - whether s ends with suffix */
 static int ends(const char *s, const char *suffix)
 {
@@ -157,11 +147,11 @@ static void test_basic(void)
 	is_str(p.why, "", "401 to the form: a second request");
 	ok(rc == 0 && tok.access_token && strcmp(tok.access_token, "tok-basic") == 0,
 	   "401 to the form, HTTP Basic works: the token");
-	is_int(count(p.got, "POST /auth/oauth/token "), 2, "two requests");
+	is_int(peer_count(&p, "POST /auth/oauth/token "), 2, "two requests");
 	has_str(p.got, "\r\nAuthorization: Basic YmFzaWMtaWQ6YmFzaWMtc2VjcmV0\r\n",
 		"the second in HTTP Basic: id and secret");
 	ok(ends(p.got, "\r\n\r\ngrant_type=client_credentials"), "... with only the grant type in the form");
-	is_int(count(p.got, "client_secret="), 1, "the secret in the form only once");
+	is_int(peer_count(&p, "client_secret="), 1, "the secret in the form only once");
 	oauth_token_free(&tok);
 	peer_free(&p);
 
@@ -233,7 +223,7 @@ static void test_errors(void)
 		   "... text names the binding, the URL and ends in \"%s\"", t[i].tail);
 		if (!ends(o.text, t[i].tail))
 			printf("#   got \"%s\"\n", o.text);
-		is_int(count(p.got, "POST "), 1, "... one request (no Basic retry but after a 401)");
+		is_int(peer_count(&p, "POST "), 1, "... one request (HTTP Basic is tried only after a 401)");
 		ok(strstr(o.text, "s3cret") == NULL, "... no secret in the text");
 		peer_free(&p);
 	}
@@ -390,7 +380,7 @@ static void test_bindings(void)
 	ok(rc == -1 && strcmp(o.status, "4.7.0") == 0, "X.509 binding, 401: 4.7.0");
 	ok(ends(p.got, "\r\n\r\ngrant_type=client_credentials&client_id=sb-x509"),
 	   "... the form has no client_secret");
-	is_int(count(p.got, "POST "), 1, "... and no HTTP Basic retry");
+	is_int(peer_count(&p, "POST "), 1, "... and no HTTP Basic retry");
 	peer_free(&p);
 
 	client(&c, "sb-none", NULL);

@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -290,33 +289,10 @@ static void http_serve(int fd)
 	static const char *const reasons[] = { "OK", "Error" };
 	char req[65536], head[256], method[16] = "", path[4096] = "", *body;
 	struct fuzz_http_reply r = { 200, "", 0 };
-	size_t have = 0, need = 0, hlen;
-	const char *end = NULL, *cl;
-	ssize_t n;
 	int len;
 
-	for (;;) {
-		if (have == sizeof(req) - 1)
-			return;
-		n = recv(fd, req + have, sizeof(req) - 1 - have, 0);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return;
-		have += (size_t)n;
-		req[have] = '\0';
-		if (end == NULL && (end = strstr(req, "\r\n\r\n")) != NULL) {
-			hlen = (size_t)(end - req) + 4;
-			need = hlen;
-			for (cl = req; (cl = strchr(cl, '\n')) != NULL && cl < end; ) {
-				cl++;
-				if (strncasecmp(cl, "Content-Length:", 15) == 0)
-					need += strtoul(cl + 15, NULL, 10);
-			}
-		}
-		if (end != NULL && have >= need)
-			break;
-	}
+	if (peer_http_read(fd, req, sizeof(req)) < 0)
+		return;
 	sscanf(req, "%15s %4095s", method, path);
 	http_handler(method, path, &r, http_arg);
 	/*

@@ -119,19 +119,11 @@ static void peer_mismatch(struct peer *p, size_t step, const void *want, size_t 
 static int peer_request(struct peer_run *run, int fd)
 {
 	struct peer *p = run->p;
-	size_t start = p->gotlen, head, need;
-	const char *end, *line;
+	size_t start = p->gotlen, need;
 
-	while ((end = strstr(p->got + start, "\r\n\r\n")) == NULL)
+	while ((need = peer_http_length(p->got + start)) == 0)
 		if (peer_read(run, fd, 65536, PEER_WAIT_MS) == 0)
 			return -1;
-	head = (size_t)(end - (p->got + start)) + 4;
-	need = head;
-	for (line = p->got + start; (line = strstr(line, "\r\n")) != NULL && line < end; ) {
-		line += 2;
-		if (strncasecmp(line, "Content-Length:", 15) == 0)
-			need += strtoul(line + 15, NULL, 10);
-	}
 	if (p->gotlen - start < need
 	    && peer_recv(run, fd, need - (p->gotlen - start), PEER_WAIT_MS) < need - (p->gotlen - start))
 		return -1;
@@ -363,4 +355,44 @@ int peer_send_all(int fd, const void *data, size_t len)
 		len -= (size_t)n;
 	}
 	return 0;
+}
+
+/* peer_http_length - head and body of the request, once the head is there */
+size_t peer_http_length(const char *req)
+{
+	const char *end = strstr(req, "\r\n\r\n"), *line;
+	size_t need;
+
+	if (end == NULL)
+		return 0;
+	need = (size_t)(end - req) + 4;
+	for (line = req; (line = strstr(line, "\r\n")) != NULL && line < end; ) {
+		line += 2;
+		if (strncasecmp(line, "Content-Length:", 15) == 0)
+			need += strtoul(line + 15, NULL, 10);
+	}
+	return need;
+}
+
+/* peer_http_read - read until peer_http_length() says the request is whole */
+long peer_http_read(int fd, char *buf, size_t size)
+{
+	struct pollfd pfd = { fd, POLLIN, 0 };
+	size_t have = 0, need = 0;
+	ssize_t n;
+
+	buf[0] = '\0';
+	while (need == 0 || have < need) {
+		if (have + 1 >= size || poll(&pfd, 1, PEER_WAIT_MS) <= 0)
+			return -1;
+		n = recv(fd, buf + have, size - 1 - have, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		have += (size_t)n;
+		buf[have] = '\0';
+		need = peer_http_length(buf);
+	}
+	return (long)have;
 }

@@ -76,5 +76,17 @@ unsigned peer_free_port(void);
 int peer_pair(struct conn *c, int timeout_ms, double deadline);
 /* peer_send_all - len bytes to fd; 0, or -1 when the other side went away */
 int peer_send_all(int fd, const void *data, size_t len);
+/*
+ * peer_http_length - the length of the HTTP/1.1 request at req (a C
+ * string of what has arrived): its head and Content-Length bytes; 0 while
+ * the head is not complete
+ */
+size_t peer_http_length(const char *req);
+/*
+ * peer_http_read - one HTTP/1.1 request from fd into buf, NUL-terminated,
+ * each read within PEER_WAIT_MS; its length, or -1 when the connection
+ * ends or goes silent first, or the request does not fit
+ */
+long peer_http_read(int fd, char *buf, size_t size);
 
 #endif

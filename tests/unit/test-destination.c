@@ -561,24 +561,9 @@ static void serve_one(int fd)
 	char req[16384];
 	const char *status = "404 Not Found", *body = "{\"ErrorMessage\":\"Configuration with "
 		"the specified name was not found\"}";
-	size_t n = 0;
-	ssize_t r;
-	char *end, *cl;
-	long want = 0;
 
-	for (;;) {
-		r = read(fd, req + n, sizeof(req) - 1 - n);
-		if (r <= 0)
-			return;
-		n += (size_t)r;
-		req[n] = '\0';
-		if ((end = strstr(req, "\r\n\r\n")) != NULL) {
-			cl = strcasestr(req, "Content-Length:");
-			want = cl ? strtol(cl + 15, NULL, 10) : 0;
-			if ((size_t)(end + 4 - req) + (size_t)want <= n)
-				break;
-		}
-	}
+	if (peer_http_read(fd, req, sizeof(req)) < 0)
+		return;
 	if (strncmp(req, "POST /auth/oauth/token ", 23) == 0
 	    && strstr(req, "client_id=toolarge") != NULL) {
 		/* 1.5 MiB, announced or not: the client must stop reading */

@@ -300,7 +300,7 @@ static void test_file(struct config *cfg)
  * The fake services: one forked process per connection, answering
  * HTTP/1.1 with Connection: close, with counters and switches in shared
  * memory (struct fake_state). Token: 200 for client_secret=good-secret in
- * the form or Basic basic-id:basic-secret, else 401; the token is tok123
+ * the form, else 401; the token is tok123
  * for the provider (tok456 once tok123 is revoked), tok-SUB when the Host
  * is SUB.localhost, tok-zid-ID with X-zid: ID. Find: needs a token it
  * knows and $skipTokenRetrieval=true (but for MAIL_OAUTH); the provider
@@ -355,8 +355,7 @@ static void serve_token(const char *req, const char **status, const char **body)
 	header_value(req, "\r\nHost:", host, sizeof(host));
 	header_value(req, "\r\nX-zid:", zid, sizeof(zid));
 	snprintf(fs->last_zid, sizeof(fs->last_zid), "%s", zid);
-	if (strstr(req, "client_secret=good-secret") != NULL
-	    || strstr(req, "Authorization: Basic YmFzaWMtaWQ6YmFzaWMtc2VjcmV0") != NULL) {
+	if (strstr(req, "client_secret=good-secret") != NULL) {
 		if (zid[0] != '\0')
 			snprintf(token, sizeof(token), "tok-zid-%s", zid);
 		else if (strncmp(host, "prov.", 5) != 0 && strstr(host, ".localhost") != NULL)
@@ -371,29 +370,6 @@ static void serve_token(const char *req, const char **status, const char **body)
 				 "\"bearer\",\"expires_in\":%s}", token, fs->expires_json);
 		*status = "200 OK";
 		*body = ok_body;
-	} else if (strstr(req, "client_id=huge") != NULL) {
-		static char big[20000];
-
-		memset(big, 'A', sizeof(big) - 1);
-		memcpy(big, "{\"access_token\":\"", 17);
-		memcpy(big + sizeof(big) - 3, "\"}", 3);
-		*status = "200 OK";
-		*body = big;
-	} else if (strstr(req, "client_id=echo") != NULL || strstr(req, "Basic ZWNobzp") != NULL) {
-		/* a careless service: quotes the credentials as they came (form or Basic) */
-		static char echo[1024];
-		char basic[256];
-		const char *form = strstr(req, "client_secret=");
-
-		header_value(req, "\r\nAuthorization:", basic, sizeof(basic));
-		snprintf(echo, sizeof(echo), "{\"error\":\"unauthorized\",\"error_description\":"
-			 "\"bad client %.*s %s\"}", form ? (int)strcspn(form, "&\r\n") : 0,
-			 form ? form : "", basic);
-		*status = "401 Unauthorized";
-		*body = echo;
-	} else if (strstr(req, "client_id=garbage") != NULL) {
-		*status = "200 OK";
-		*body = "<html>hello</html>";
 	} else {
 		*status = "401 Unauthorized";
 		*body = "{\"error\":\"unauthorized\",\"error_description\":\"Bad credentials\"}";
@@ -564,22 +540,6 @@ static void serve_one(int fd)
 
 	if (peer_http_read(fd, req, sizeof(req)) < 0)
 		return;
-	if (strncmp(req, "POST /auth/oauth/token ", 23) == 0
-	    && strstr(req, "client_id=toolarge") != NULL) {
-		/* 1.5 MiB, announced or not: the client must stop reading */
-		static char chunk[65536];
-		int i;
-
-		snprintf(resp, sizeof(resp), "HTTP/1.1 200 OK\r\n%sConnection: close\r\n\r\n",
-			 strstr(req, "client_id=toolarge-cl") ? "Content-Length: 1572864\r\n" : "");
-		if (write(fd, resp, strlen(resp)) < 0)
-			return;
-		memset(chunk, ' ', sizeof(chunk));
-		for (i = 0; i < 24; i++)
-			if (write(fd, chunk, sizeof(chunk)) < 0)
-				return;
-		return;
-	}
 	if (strncmp(req, "POST /auth/oauth/token ", 23) == 0)
 		serve_token(req, &status, &body);
 	else if (strncmp(req, "GET /dest/destination-configuration/v1/destinations/", 52) == 0
@@ -620,85 +580,6 @@ static int server_start(void)
 	}
 	close(lfd);
 	return 0;
-}
-
-static void test_oauth(void)
-{
-	struct http_options opt = { 2, NULL, NULL, NULL, 0, 0 };
-	struct oauth_client c;
-	struct oauth_token tok;
-	struct outcome o;
-	char url[128], want[256];
-	time_t now = time(NULL);
-
-	memset(&c, 0, sizeof(c));
-	snprintf(url, sizeof(url), "http://127.0.0.1:%u/auth/", server_port);
-	c.token_url = url;
-	c.client_id = "sb-x!b1|conn!b2";
-	c.client_secret = "good-secret";
-	ok(oauth_token_get(&c, &opt, "connectivity", &tok, &o) == 0, "token with the form");
-	is_str(tok.access_token, "tok123", "access_token");
-	ok(tok.expires_at >= now + 43199 && tok.expires_at <= time(NULL) + 43199,
-	   "expires_at from expires_in");
-	oauth_token_free(&tok);
-	oauth_token_free(&tok);
-	ok(tok.access_token == NULL, "oauth_token_free twice is safe");
-
-	c.client_id = "basic-id";
-	c.client_secret = "basic-secret";
-	ok(oauth_token_get(&c, &opt, "connectivity", &tok, &o) == 0, "401 to the form, Basic works");
-	is_str(tok.access_token, "tok123", "token after the Basic retry");
-	oauth_token_free(&tok);
-
-	c.client_secret = "wrong-secret";
-	ok(oauth_token_get(&c, &opt, "connectivity", &tok, &o) == -1, "bad credentials");
-	snprintf(want, sizeof(want), "connectivity token service http://127.0.0.1:%u/auth/oauth/token: "
-		 "HTTP 401 (unauthorized: Bad credentials)", server_port);
-	is_str(o.text, want, "401 text");
-	is_str(o.status, "4.7.0", "401 defers 4.7.0");
-	ok(strstr(o.text, "wrong-secret") == NULL, "no secret in the text");
-
-	/* a service quoting the secret as it was sent: URL-encoded (form), base64 (Basic) */
-	c.client_id = "echo";
-	c.client_secret = "s3cret/with+chars&more";
-	ok(oauth_token_get(&c, &opt, "connectivity", &tok, &o) == -1, "echoing service: refused");
-	has_str(o.text, "bad client", "echoing service: its text");
-	ok(strstr(o.text, "s3cret") == NULL && strstr(o.text, "ZWNobzpzM2NyZXQ") == NULL,
-	   "echoing service: neither the URL-encoded secret nor the Basic credentials: %s", o.text);
-	ok(tok.access_token == NULL, "no token on failure");
-
-	c.client_id = "huge";
-	ok(oauth_token_get(&c, &opt, "destination", &tok, &o) == -1, "huge token refused");
-	has_str(o.text, "token too large", "says so");
-	is_str(o.status, "4.4.3", "defers 4.4.3");
-
-	c.client_id = "toolarge";
-	ok(oauth_token_get(&c, &opt, "destination", &tok, &o) == -1, "body over the cap refused");
-	has_str(o.text, "response larger than 1048576 bytes", "cap while reading");
-	c.client_id = "toolarge-cl";
-	ok(oauth_token_get(&c, &opt, "destination", &tok, &o) == -1,
-	   "announced body over the cap refused");
-	has_str(o.text, "response larger than 1048576 bytes", "cap from Content-Length");
-
-	c.client_id = "garbage";
-	ok(oauth_token_get(&c, &opt, "destination", &tok, &o) == -1, "non-JSON response refused");
-	has_str(o.text, "destination token service", "names the binding");
-	is_str(o.status, "4.4.3", "defers 4.4.3");
-
-	snprintf(url, sizeof(url), "http://127.0.0.1:%u/auth/oauth/token", server_port);
-	c.client_id = "x";
-	c.client_secret = "good-secret";
-	ok(oauth_token_get(&c, &opt, "connectivity", &tok, &o) == 0,
-	   "token URL that already ends in /oauth/token");
-	oauth_token_free(&tok);
-
-	snprintf(url, sizeof(url), "http://127.0.0.1:%u", peer_free_port());
-	ok(oauth_token_get(&c, &opt, "connectivity", &tok, &o) == -1, "nobody listening");
-	has_str(o.text, "/oauth/token: connection refused", "connection refused text");
-	is_str(o.status, "4.4.3", "defers 4.4.3");
-
-	snprintf(url, sizeof(url), "ftp://127.0.0.1:%u", server_port);
-	ok(oauth_token_get(&c, &opt, "connectivity", &tok, &o) == -1, "ftp URL refused");
 }
 
 static void test_service(struct config *cfg)
@@ -1728,7 +1609,6 @@ int main(void)
 	test_property_errors();
 	test_file(&cfg);
 	if (server_start() == 0) {
-		test_oauth();
 		test_service(&cfg);
 		set_str(&cfg.destinations_file, "");
 		test_token_cache(&cfg);

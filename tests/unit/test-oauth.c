@@ -6,7 +6,7 @@
  * as number, string or missing), the failures mapped to their status (400,
  * 401, 403 -> 4.7.0; 5xx, garbage, no connection -> 4.4.3; an unusable
  * binding or tenant -> 4.3.5) with the service's error text but never the
- * secret, oauth_lifetime() and oauth_tenant_url().
+ * secret, the body cap, oauth_lifetime() and oauth_tenant_url().
  */
 #include <signal.h>
 #include <stdio.h>
@@ -258,6 +258,39 @@ static void test_token_limits(void)
 	peer_free(&p);
 }
 
+static void test_body_cap(void)
+{
+	static char big[1536 * 1024];
+	struct oauth_client c;
+	struct oauth_token tok;
+	struct outcome o;
+	size_t n;
+	int i, rc;
+
+	client(&c, "sb-cap", SECRET);
+	for (i = 0; i < 2; i++) {
+		struct peer p = { 0 };
+
+		/* 1.5 MiB, announced or not: the client must stop reading */
+		n = (size_t)snprintf(big, sizeof(big), "HTTP/1.1 200 OK\r\n%sConnection: close\r\n\r\n",
+				     i ? "Content-Length: 1572864\r\n" : "");
+		memset(big + n, ' ', sizeof(big) - n);
+		peer_add(&p, PEER_REQUEST, NULL, 0);
+		peer_add(&p, PEER_SEND, big, sizeof(big));
+		rc = fetch(&p, &c, "127.0.0.1", "/auth", NULL, &tok, &o);
+		ok(rc == -1 && strcmp(o.status, "4.4.3") == 0, "a body of 1.5 MiB%s: 4.4.3",
+		   i ? ", announced" : "");
+		has_str(o.text, "response larger than 1048576 bytes", "... the cap %s",
+			i ? "from Content-Length" : "while reading");
+		peer_free(&p);
+	}
+	snprintf(url, sizeof(url), "ftp://127.0.0.1:%u", peer_free_port());
+	c.token_url = url;
+	rc = oauth_token_get(&c, &opt, "connectivity", &tok, &o);
+	ok(rc == -1 && strcmp(o.status, "4.4.3") == 0, "an ftp token URL: refused, 4.4.3");
+	has_str(o.text, "bad URL", "... as a bad URL");
+}
+
 static void test_expiry(void)
 {
 	static const struct {
@@ -446,6 +479,7 @@ int main(void)
 	test_basic();
 	test_errors();
 	test_token_limits();
+	test_body_cap();
 	test_expiry();
 	test_lifetime();
 	test_tenants();

@@ -222,7 +222,6 @@ bench_destinations() {	# our destinations, again after every /reset
 	dest_clone BENCH_TLS MAIL_ONPREM Authentication=NoAuthentication mail.user= mail.password= \
 		mail.smtp.auth=false mail.smtp.starttls.enable=true
 }
-. "$top_srcdir/tests/lib/scenario.sh"	# dest_clone
 bench_destinations
 
 harness_start_postfix

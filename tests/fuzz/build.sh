@@ -1,7 +1,7 @@
 #!/bin/sh
 # build.sh OUTDIR - build every fuzz target (and the hostile-input checks)
 # with clang, libFuzzer, ASan and UBSan, straight from the sources: no
-# autotools. common/*.c and tests/fuzz/fuzz.c are compiled once into
+# autotools. common/*.c, tests/fuzz/fuzz.c and tests/lib/peer.c are compiled once into
 # OUTDIR/obj (an archive, so each target links only what it uses), then
 # each tests/fuzz/fuzz-NAME.c becomes OUTDIR/fuzz-NAME.
 #
@@ -43,17 +43,17 @@ CFLAGS_ALL="-std=c11 -g -O1 -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototype
 
 # compile - one object, instrumented for coverage; prints nothing on success
 compile() {
-	case $1 in */tests/fuzz/*) werror=-Werror ;; *) werror= ;; esac
+	case $1 in */tests/fuzz/* | */tests/lib/*) werror=-Werror ;; *) werror= ;; esac
 	"$CC" $CFLAGS_ALL $werror -fsanitize=fuzzer-no-link -c "$1" -o "$out/obj/$(basename "$1" .c).o"
 }
 
 status=0
 objs=""
-for f in "$src"/common/*.c "$fz/fuzz.c"; do
+for f in "$src"/common/*.c "$fz/fuzz.c" "$src/tests/lib/peer.c"; do
 	objs="$objs $out/obj/$(basename "$f" .c).o"
 done
 # Compile in parallel, a few at a time.
-printf '%s\n' "$src"/common/*.c "$fz/fuzz.c" | {
+printf '%s\n' "$src"/common/*.c "$fz/fuzz.c" "$src/tests/lib/peer.c" | {
 	n=0
 	while read -r f; do
 		compile "$f" >> "$log" 2>&1 &

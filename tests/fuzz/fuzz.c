@@ -1,25 +1,24 @@
 /*
- * fuzz - support for the libFuzzer targets (see fuzz.h): socketpair peer,
- * private temporary files, loopback HTTP server, outcome checks.
+ * fuzz - support for the libFuzzer targets (see fuzz.h): socketpair peer
+ * (its socket chores in tests/lib/peer.c), private temporary files,
+ * loopback HTTP server, outcome checks.
  *
  * Nothing here is fuzzed; it only has to be correct and cheap, because
  * it runs for every one of millions of inputs.
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
-#include <arpa/inet.h>
 
 #include "dsn.h"
 #include "fuzz.h"
 #include "log.h"
+#include "../lib/peer.h"
 
 /* fuzz_fail - a property does not hold: say which, and crash for libFuzzer */
 void fuzz_fail(const char *file, int line, const char *what)
@@ -81,17 +80,9 @@ int fuzz_peer_hold_354;
 /* peer_send - data[from..to) to the client; -1 when it went away */
 static int peer_send(struct fuzz_peer *p, size_t from, size_t to)
 {
-	ssize_t n;
-
-	while (from < to) {
-		n = send(p->fd, p->data + from, to - from, MSG_NOSIGNAL);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			p->write_error = 1;
-			return -1;
-		}
-		from += (size_t)n;
+	if (peer_send_all(p->fd, p->data + from, to - from) < 0) {
+		p->write_error = 1;
+		return -1;
 	}
 	return 0;
 }
@@ -181,21 +172,11 @@ static void *peer_main(void *arg)
 int fuzz_peer_start(struct fuzz_peer *p, struct conn *c, int timeout_ms, const uint8_t *data,
 		    size_t len, size_t keep)
 {
-	int sv[2];
-
 	memset(p, 0, sizeof(*p));
-	p->fd = -1;
-	conn_init(c, timeout_ms, 0);
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+	p->fd = peer_pair(c, timeout_ms, 0);
+	if (p->fd < 0)
 		return -1;
-	if (fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK) < 0) {
-		close(sv[0]);
-		close(sv[1]);
-		return -1;
-	}
-	c->fd = sv[0];
 	snprintf(c->peer, sizeof(c->peer), "fuzz-peer[socketpair]:0");
-	p->fd = sv[1];
 	p->data = data;
 	p->len = len;
 	p->keep = keep;
@@ -206,9 +187,8 @@ int fuzz_peer_start(struct fuzz_peer *p, struct conn *c, int timeout_ms, const u
 		p->sent[0] = '\0';
 	}
 	if (pthread_create(&p->thread, NULL, peer_main, p) != 0) {
-		close(sv[0]);
-		close(sv[1]);
-		c->fd = -1;
+		conn_close(c);
+		close(p->fd);
 		free(p->sent);
 		p->sent = NULL;
 		return -1;
@@ -303,55 +283,16 @@ static void *http_arg;
 static int http_fd = -1;
 static unsigned long http_count;
 
-/* http_send_all - the whole buffer, or until the client goes away */
-static void http_send_all(int fd, const char *p, size_t len)
-{
-	ssize_t n;
-
-	while (len > 0) {
-		n = send(fd, p, len, MSG_NOSIGNAL);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return;
-		p += n;
-		len -= (size_t)n;
-	}
-}
-
 /* http_serve - read one request (headers and Content-Length body), answer, close */
 static void http_serve(int fd)
 {
 	static const char *const reasons[] = { "OK", "Error" };
 	char req[65536], head[256], method[16] = "", path[4096] = "", *body;
 	struct fuzz_http_reply r = { 200, "", 0 };
-	size_t have = 0, need = 0, hlen;
-	const char *end = NULL, *cl;
-	ssize_t n;
 	int len;
 
-	for (;;) {
-		if (have == sizeof(req) - 1)
-			return;
-		n = recv(fd, req + have, sizeof(req) - 1 - have, 0);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return;
-		have += (size_t)n;
-		req[have] = '\0';
-		if (end == NULL && (end = strstr(req, "\r\n\r\n")) != NULL) {
-			hlen = (size_t)(end - req) + 4;
-			need = hlen;
-			for (cl = req; (cl = strchr(cl, '\n')) != NULL && cl < end; ) {
-				cl++;
-				if (strncasecmp(cl, "Content-Length:", 15) == 0)
-					need += strtoul(cl + 15, NULL, 10);
-			}
-		}
-		if (end != NULL && have >= need)
-			break;
-	}
+	if (peer_http_read(fd, req, sizeof(req)) < 0)
+		return;
 	sscanf(req, "%15s %4095s", method, path);
 	http_handler(method, path, &r, http_arg);
 	/*
@@ -366,8 +307,8 @@ static void http_serve(int fd)
 	len = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
 		       "Content-Length: %zu\r\nConnection: close\r\n\r\n", r.status,
 		       reasons[r.status != 200], r.len);
-	http_send_all(fd, head, (size_t)len);
-	http_send_all(fd, body, r.len);
+	if (peer_send_all(fd, head, (size_t)len) == 0)
+		peer_send_all(fd, body, r.len);
 	free(body);
 }
 
@@ -393,25 +334,15 @@ static void *http_main(void *arg)
 /* fuzz_http_start - the server thread on an ephemeral loopback port */
 unsigned fuzz_http_start(fuzz_http_handler handler, void *arg)
 {
-	struct sockaddr_in sin;
-	socklen_t slen = sizeof(sin);
 	pthread_t t;
-	int one = 1;
+	unsigned port;
 
 	http_handler = handler;
 	http_arg = arg;
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if ((http_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0
-	    || setsockopt(http_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0
-	    || bind(http_fd, (struct sockaddr *)&sin, sizeof(sin)) < 0
-	    || listen(http_fd, 64) < 0
-	    || getsockname(http_fd, (struct sockaddr *)&sin, &slen) < 0
-	    || pthread_create(&t, NULL, http_main, NULL) != 0)
+	if ((http_fd = peer_listen(64, &port)) < 0 || pthread_create(&t, NULL, http_main, NULL) != 0)
 		return 0;
 	pthread_detach(t);
-	return ntohs(sin.sin_port);
+	return port;
 }
 
 unsigned long fuzz_http_requests(void)

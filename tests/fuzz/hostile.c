@@ -14,8 +14,6 @@
  *   REP codes, a truncated reply, an HTTP answer
  *   addresses with CR/LF, over-long or 8-bit without SMTPUTF8
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +29,7 @@
 #include "config.h"
 #include "destination.h"
 #include "fuzz.h"
+#include "../lib/peer.h"
 #include "http.h"
 #include "oauth.h"
 #include "smtp.h"
@@ -363,22 +362,6 @@ struct stream {
 	pthread_t thread;
 };
 
-static int send_all(int fd, const char *p, size_t n)
-{
-	ssize_t w;
-
-	while (n > 0) {
-		w = send(fd, p, n, MSG_NOSIGNAL);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 static void *stream_main(void *arg)
 {
 	struct stream *st = arg;
@@ -388,13 +371,13 @@ static void *stream_main(void *arg)
 
 	if (st->drip_ms > 0) {
 		for (sent = 0; sent < st->total; sent++) {
-			if (send_all(st->fd, st->unit + sent % ul, 1) < 0)
+			if (peer_send_all(st->fd, st->unit + sent % ul, 1) < 0)
 				goto done;
 			nanosleep(&ts, NULL);
 		}
 		goto done;
 	}
-	if (send_all(st->fd, st->head, strlen(st->head)) < 0)
+	if (peer_send_all(st->fd, st->head, strlen(st->head)) < 0)
 		goto done;
 	while (ul > 0 && fill + ul <= sizeof(buf)) {
 		memcpy(buf + fill, st->unit, ul);
@@ -403,11 +386,11 @@ static void *stream_main(void *arg)
 	while (ul > 0 && sent < st->total) {
 		size_t n = st->total - sent < fill ? st->total - sent : fill;
 
-		if (send_all(st->fd, buf, n) < 0)
+		if (peer_send_all(st->fd, buf, n) < 0)
 			goto done;
 		sent += n;
 	}
-	send_all(st->fd, st->tail, strlen(st->tail));
+	peer_send_all(st->fd, st->tail, strlen(st->tail));
 done:
 	shutdown(st->fd, SHUT_WR);
 	while (recv(st->fd, buf, sizeof(buf), 0) > 0)
@@ -419,14 +402,9 @@ done:
 /* stream_start - conn connected to a streaming peer */
 static void stream_start(struct stream *st, int timeout_ms)
 {
-	int sv[2];
-
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0
-	    || fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK) < 0)
+	st->fd = peer_pair(&conn, timeout_ms, 0);
+	if (st->fd < 0)
 		abort();
-	conn_init(&conn, timeout_ms, 0);
-	conn.fd = sv[0];
-	st->fd = sv[1];
 	if (pthread_create(&st->thread, NULL, stream_main, st) != 0)
 		abort();
 }

@@ -210,51 +210,33 @@ expect_rc 75
 expect_out '^tls\.starttls: failed: 4\.7\.5 .*certificate verification failed'
 emu POST /relay '{"cert":"relay"}' >/dev/null
 
-# clone NEW FROM [key=value...] - a copy of destination FROM ("key=" removes key)
-clone() {
-	local new=$1 from=$2
-	shift 2
-	emu GET "/destinations/$from" | python3 -c '
-import json, sys
-d = json.load(sys.stdin)
-d["Name"] = sys.argv[1]
-for kv in sys.argv[2:]:
-    k, v = kv.split("=", 1)
-    if v:
-        d[k] = v
-    else:
-        d.pop(k, None)
-print(json.dumps(d))' "$new" "$@" > "$WORK/clone.json"
-	emu PUT "/destinations/$new" "$(cat "$WORK/clone.json")" >/dev/null
-}
-
 # the probe makes the transport's TLS context and SMTP options (deliver.h)
 emu POST /reset >/dev/null
 emu POST /relay '{"cert":"selfsigned"}' >/dev/null
-clone T_ALL MAIL_NOLOC 'mail.smtp.ssl.trust=*'
+dest_clone T_ALL MAIL_NOLOC 'mail.smtp.ssl.trust=*'
 cli probe T_ALL
 expect_rc 0
 expect_out '^tls\.warnings: mail\.smtp\.ssl\.trust=\*: the relay.s certificate is NOT verified' \
 	'^tls\.starttls: ok' '^tls\.verify: \(not used: mail\.smtp\.ssl\.trust\)$' '^result: ok$'
 FP_SELF=$(openssl x509 -in "$EMU/certs/selfsigned.pem" -noout -fingerprint -sha256 | sed 's/.*=//')
-clone T_PIN MAIL_NOLOC "mail.smtp.ssl.fingerprint=$FP_SELF"
+dest_clone T_PIN MAIL_NOLOC "mail.smtp.ssl.fingerprint=$FP_SELF"
 cli probe T_PIN
 expect_rc 0
 expect_out '^tls\.verify: \(not used: fingerprint pin\)$' "^tls\.peer\.sha256: $FP_SELF\$" '^result: ok$'
-clone T_BADPIN MAIL_NOLOC "mail.smtp.ssl.fingerprint=12:34"
+dest_clone T_BADPIN MAIL_NOLOC "mail.smtp.ssl.fingerprint=12:34"
 cli probe T_BADPIN
 expect_rc 75
 expect_out '^tls\.config: failed: 4\.3\.5 TLS configuration: mail\.smtp\.ssl\.fingerprint of destination T_BADPIN' \
 	'^result: failed$'
 emu POST /relay '{"cert":"wrongname"}' >/dev/null
-clone T_VNAME MAIL_NOLOC mail.smtp.ssl.verifyname=other.example
+dest_clone T_VNAME MAIL_NOLOC mail.smtp.ssl.verifyname=other.example
 cli probe T_VNAME
 expect_rc 0
 expect_out '^tls\.verify_name: other\.example$' '^tls\.verify: ok$' '^result: ok$'
 [ "$(emu GET /connections | jq -r '.[-1].sni')" = other.example ]
 tap_ok $? "$CMD: SNI other.example" "$(emu GET /connections | jq -c '.[-1] | del(.commands)')"
 emu POST /relay '{"cert":"relay"}' >/dev/null
-clone T_SSL MAIL_NOLOC mail.smtp.port=465 mail.smtp.ssl.enable=true
+dest_clone T_SSL MAIL_NOLOC mail.smtp.port=465 mail.smtp.ssl.enable=true
 cli probe T_SSL
 expect_rc 0
 expect_out '^tls\.handshake: ok \(implicit TLS, mail\.smtp\.ssl\.enable' '^tls: implicit' \
@@ -272,10 +254,9 @@ tap_ok $? "$CMD: the relay saw AUTH XOAUTH2" "$(emu GET /connections | jq -c '.[
 install -m 644 "$EMU/certs/selfsigned.pem" "$WORK/etc/unrelated-ca.pem"
 sed "s|^smtp_tls_ca_file.*|smtp_tls_ca_file = $WORK/etc/unrelated-ca.pem|" "$CONF" > "$WORK/etc/unrelated.conf"
 chmod 644 "$WORK/etc/unrelated.conf"
-clone T_CERTS MAIL_NOLOC
-json=$(emu GET /destinations/T_CERTS | jq -c --arg c "$(base64 -w0 "$EMU/certs/ca.pem")" \
-	'. + {certificates: [{Name: "relay-ca.pem", Type: "CERTIFICATE", Content: $c}]}')
-emu PUT /destinations/T_CERTS "$json" >/dev/null
+ca_b64=$(base64 -w0 "$EMU/certs/ca.pem")
+dest_clone T_CERTS MAIL_NOLOC \
+	"certificates:=[{\"Name\": \"relay-ca.pem\", \"Type\": \"CERTIFICATE\", \"Content\": \"$ca_b64\"}]"
 CLI_CONF=$WORK/etc/unrelated.conf cli resolve T_CERTS
 expect_rc 0
 expect_out '^certificates: 1$' '^certificate: relay-ca\.pem \(CERTIFICATE, [0-9]+ bytes base64\)$'
@@ -287,12 +268,11 @@ expect_rc 75
 expect_out '^tls\.starttls: failed: 4\.7\.5 .*unable to get local issuer certificate'
 
 # not found is a return value, not a text: unusable destinations are not "not found"
-clone T_HTTP MAIL_NOLOC Type=HTTP
+dest_clone T_HTTP MAIL_NOLOC Type=HTTP
 cli resolve T_HTTP
 expect_rc 78
 expect_err '4\.3\.5 destination T_HTTP: Type is HTTP, not MAIL'
-json=$(emu GET /destinations/MAIL_NOLOC | jq -c '.Name = "T_BAD64" | . + {certificates: [{Name: "x.pem", Content: "not*base64"}]}')
-emu PUT /destinations/T_BAD64 "$json" >/dev/null
+dest_clone T_BAD64 MAIL_NOLOC 'certificates:=[{"Name": "x.pem", "Content": "not*base64"}]'
 cli resolve T_BAD64
 expect_rc 78
 expect_err '4\.3\.5 destination T_BAD64: certificate x\.pem: Content is not valid base64'
@@ -380,7 +360,7 @@ expect_err 'destinations environment variable: not a JSON array'
 emu POST /reset >/dev/null
 cli cache clear
 esc_user=$'u\e]0;owned\a\e[31mred\e[0m\xc2\x9b2J\x7f'
-clone T_ESC MAIL_NOLOC "mail.user=$esc_user" $'mail.smtp.from=a\xe2\x80\xaeb@corp.example'
+dest_clone T_ESC MAIL_NOLOC "mail.user=$esc_user" $'mail.smtp.from=a\xe2\x80\xaeb@corp.example'
 cli resolve T_ESC
 expect_rc 0
 expect_out '^mail\.user: u\?\]0;owned\?\?\[31mred\?\[0m\?2J\?$' '^mail\.smtp\.from: a\?b@corp\.example$'

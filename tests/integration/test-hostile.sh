@@ -180,9 +180,8 @@ for prop in 'mail.smtp.from=noreply@corp.example\r\nBcc: evil@example.net' \
 	'mail.from=noreply@corp.example\nBcc: evil@example.net'; do
 	fresh
 	key=${prop%%=*}
-	json=$(emu GET /destinations/MAIL_ONPREM | jq -c --arg k "$key" --arg v "${prop#*=}" \
-		'.Name = "HOSTILE" | .[$k] = ($v | gsub("\\\\r"; "\r") | gsub("\\\\n"; "\n"))')
-	emu PUT /destinations/HOSTILE "$json" >/dev/null
+	printf -v value '%b' "${prop#*=}"	# \r and \n made real
+	dest_clone HOSTILE MAIL_ONPREM "$key=$value"
 	D=HOSTILE run_transport
 	expect_clean "$key with CR/LF" 75 "4\\.3\\.5 destination HOSTILE: value of $key contains CR, LF or NUL"
 	expect_sent_nothing "$key with CR/LF"

@@ -18,12 +18,14 @@ SAMPLE=$top_srcdir/config/btprelay.conf
 # --- make install ---------------------------------------------------------------
 make -C "$top_builddir" install DESTDIR="$W/dest" > "$W/install.log" 2>&1
 tap_ok $? "make install DESTDIR=... succeeds" "$(tail -20 "$W/install.log")"
-sysconf=$(sed -n 's/^sysconfdir = //p' "$top_builddir/Makefile")
-prefix=$(sed -n 's/^prefix = //p' "$top_builddir/Makefile")
-sysconf=${sysconf//\$\{prefix\}/$prefix}
-docdir=$(sed -n 's/^docdir = //p' "$top_builddir/Makefile")
-docdir=${docdir//\$\{datarootdir\}/$prefix/share}
-docdir=${docdir//\$\{PACKAGE_TARNAME\}/btprelay}
+makevar() {	# NAME - a variable of the build's Makefile, expanded
+	printf 'print-%%:\n\t@echo $($*)\n' | MAKEFLAGS='' MFLAGS='' make -s --no-print-directory -C "$top_builddir" -f Makefile -f - "print-$1"
+}
+sysconf=$(makevar sysconfdir)
+docdir=$(makevar docdir)
+mandir=$(makevar mandir)
+libexecdir=$(makevar libexecdir)
+sbindir=$(makevar sbindir)
 conf=$W/dest$sysconf/btprelay/btprelay.conf
 cmp -s "$SAMPLE" "$conf"
 tap_ok $? "the sample is installed as $sysconf/btprelay/btprelay.conf" "$(ls -la "$W/dest$sysconf/btprelay" 2>&1)"
@@ -34,9 +36,43 @@ tap_ok $? "and as documentation: $docdir/examples/btprelay.conf" "$(find "$W/des
 ! grep -v '^#' "$conf" | grep -q '[^[:space:]]'
 tap_ok $? "every key of the sample is commented out: installed, it changes nothing" "$(grep -v '^#' "$conf" | grep . | head -3)"
 for page in man5/btprelay.conf.5 man8/btprelay.8 man8/btprelay-transport.8 man8/btprelay-lmtp.8; do
-	[ -f "$W/dest$prefix/share/man/$page" ]
+	[ -f "$W/dest$mandir/$page" ]
 	tap_ok $? "man page $page installed"
 done
+
+# --- exactly the documented files ------------------------------------------------------
+# README, "Configuring a real Postfix", step 1 names every file `make install` puts in
+# place, for --prefix=/usr --sysconfdir=/etc --libexecdir=/usr/libexec: its paths are
+# mapped onto this build's directories, its man pages name(N) onto mandir/manN/name.N.
+step1=$(sed -n '/^1\. Build and install:/,/Build dependencies/p' "$README")
+{
+	printf '%s\n' "$step1" | grep -o '`/[^`]*`' | tr -d '`' | while read -r path; do
+		case $path in
+		/usr/libexec/*) echo "$libexecdir${path#/usr/libexec}" ;;
+		/usr/sbin/*) echo "$sbindir${path#/usr/sbin}" ;;
+		/usr/share/doc/btprelay/*) echo "$docdir${path#/usr/share/doc/btprelay}" ;;
+		/etc/*) echo "$sysconf${path#/etc}" ;;
+		*) echo "(a README path no directory of the build stands for: $path)" ;;
+		esac
+	done
+	printf '%s\n' "$step1" | tr '\n' ' ' | grep -o '[a-z][a-z.-]*([0-9])' | while read -r page; do
+		sec=${page#*(}
+		sec=${sec%)}
+		echo "$mandir/man$sec/${page%(*}.$sec"
+	done
+} | sort -u > "$W/documented"
+# the milter is built only with libmilter (configure says so)
+case " $(makevar sbin_PROGRAMS) " in
+*/btprelay-milter" "*) ;;
+*) sed -i '/btprelay-milter/d' "$W/documented" ;;
+esac
+(cd "$W/dest" && find . ! -type d | sed 's|^\.||' | sort) > "$W/installed"
+[ "$(grep -c . "$W/documented")" -ge 8 ]
+tap_ok $? "README: step 1 names the installed files ($(grep -c . "$W/documented") of them)" "$step1"
+diff -u "$W/documented" "$W/installed" > "$W/install.diff"
+tap_ok $? "make install installs exactly the files README step 1 documents" \
+	"documented (-) against installed (+): $(cat "$W/install.diff")"
+
 echo "log = stderr" >> "$conf"
 make -C "$top_builddir" install DESTDIR="$W/dest" > "$W/install2.log" 2>&1
 tap_ok $? "make install again succeeds" "$(tail -20 "$W/install2.log")"

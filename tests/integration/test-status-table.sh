@@ -48,10 +48,9 @@ transport() {
 }
 
 # The destinations of the table: N, A, R.
-emu PUT /destinations/T_N "$(emu GET /destinations/MAIL_NOLOC | jq -c '.Name = "T_N"')" >/dev/null
-emu PUT /destinations/T_A "$(emu GET /destinations/MAIL_ONPREM | jq -c '.Name = "T_A"')" >/dev/null
-emu PUT /destinations/T_R "$(emu GET /destinations/MAIL_NOLOC |
-	jq -c '.Name = "T_R" | .["mail.smtp.starttls.required"] = "true"')" >/dev/null
+dest_clone T_N MAIL_NOLOC
+dest_clone T_A MAIL_ONPREM
+dest_clone T_R MAIL_NOLOC mail.smtp.starttls.required=true
 for d in T_N T_A T_R; do
 	emu GET "/destinations/$d" >/dev/null || { echo "Bail out! cannot create destination $d"; exit 99; }
 done
@@ -90,7 +89,7 @@ conn_commands() {
 }
 for mode in pipelining lock-step; do
 	emu POST /reset >/dev/null
-	emu PUT /destinations/T_N "$(emu GET /destinations/MAIL_NOLOC | jq -c '.Name = "T_N"')" >/dev/null
+	dest_clone T_N MAIL_NOLOC
 	[ "$mode" = lock-step ] && emu POST /relay '{"pipelining":false}' >/dev/null
 	emu POST /faults '{"rcpt_reply":{"nobody@corp.example":"550 5.1.1 <nobody@corp.example>: Recipient address rejected: User unknown"}}' >/dev/null
 	transport T_N a@corp.example nobody@corp.example c@corp.example

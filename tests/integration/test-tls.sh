@@ -57,24 +57,6 @@ begin() {
 	SIZE_ARG=()
 }
 
-# clone NEW FROM [key=value...] - a copy of destination FROM ("key=" removes key)
-clone() {
-	local new=$1 from=$2 json
-	shift 2
-	json=$(emu GET "/destinations/$from" | python3 -c '
-import json, sys
-d = json.load(sys.stdin)
-d["Name"] = sys.argv[1]
-for kv in sys.argv[2:]:
-    k, v = kv.split("=", 1)
-    if v:
-        d[k] = v
-    else:
-        d.pop(k, None)
-print(json.dumps(d))' "$new" "$@")
-	emu PUT "/destinations/$new" "$json" >/dev/null
-}
-
 relay() { emu POST /relay "$1" >/dev/null || echo "# relay option $1 refused"; }
 
 # run DEST [RCPT...] - the transport as its user; sets OUT and RC
@@ -170,7 +152,7 @@ run MAIL_NOLOC
 expect_run 75 4.7.4 "(smtp_tls_security_level=verify)"
 
 begin "level secure = verify: mail.smtp.starttls.enable=false is ignored"
-clone T_NOTLS MAIL_NOLOC mail.smtp.starttls.enable=false
+dest_clone T_NOTLS MAIL_NOLOC mail.smtp.starttls.enable=false
 conf secure "smtp_tls_security_level = secure"
 run T_NOTLS
 expect_run 0 2.0.0 "250 2.0.0 Ok: queued"
@@ -178,14 +160,14 @@ expect_conn '.tls == true'
 expect_log 'mail.smtp.starttls.enable=false ignored: smtp_tls_security_level=verify'
 
 begin "mail.smtp.starttls.enable=false lowers may and encrypt to none"
-clone T_NOTLS MAIL_NOLOC mail.smtp.starttls.enable=false
+dest_clone T_NOTLS MAIL_NOLOC mail.smtp.starttls.enable=false
 conf encrypt "smtp_tls_security_level = encrypt"
 run T_NOTLS
 expect_run 0 2.0.0 "250 2.0.0 Ok: queued"
 expect_conn '.tls == false'
 
 begin "mail.smtp.starttls.enable=true raises none to may"
-clone T_TLS MAIL_NOLOC mail.smtp.starttls.enable=true
+dest_clone T_TLS MAIL_NOLOC mail.smtp.starttls.enable=true
 conf none "smtp_tls_security_level = none"
 run T_TLS
 expect_run 0 2.0.0 "250 2.0.0 Ok: queued"
@@ -193,7 +175,7 @@ expect_conn '.tls == true'
 
 begin "mail.smtp.starttls.required=true, relay without STARTTLS: 4.7.4 names the property"
 relay '{"starttls":false}'
-clone T_REQ MAIL_NOLOC mail.smtp.starttls.required=true
+dest_clone T_REQ MAIL_NOLOC mail.smtp.starttls.required=true
 run T_REQ
 expect_run 75 4.7.4 "TLS is required (mail.smtp.starttls.required=true)"
 expect_nothing_sent
@@ -205,7 +187,7 @@ expect_conn '.port == "relay_smtps" and .tls == true and .via_proxy == true and 
 expect_log 'TLS connection established to mail.corp.internal:465'
 
 begin "mail.smtp.ssl.enable=true: implicit TLS on mail.smtp.port"
-clone T_SSL MAIL_NOLOC mail.smtp.port=465 mail.smtp.ssl.enable=true
+dest_clone T_SSL MAIL_NOLOC mail.smtp.port=465 mail.smtp.ssl.enable=true
 run T_SSL
 expect_run 0 2.0.0 "250 2.0.0 Ok: queued"
 expect_conn '.port == "relay_smtps" and .tls == true'
@@ -259,7 +241,7 @@ expect_run 75 4.7.5 "hostname mismatch: the certificate is for other.example, no
 
 begin "mail.smtp.ssl.trust=*: a self-signed certificate is accepted, with a warning"
 relay '{"cert":"selfsigned"}'
-clone T_ALL MAIL_NOLOC 'mail.smtp.ssl.trust=*'
+dest_clone T_ALL MAIL_NOLOC 'mail.smtp.ssl.trust=*'
 run T_ALL
 expect_run 0 2.0.0 "250 2.0.0 Ok: queued"
 expect_log 'warning.*destination T_ALL: mail.smtp.ssl.trust=\*: the relay.s certificate is NOT verified'
@@ -267,13 +249,13 @@ expect_log 'TLS connection established.*certificate NOT verified'
 
 begin "mail.smtp.ssl.trust=* with checkserveridentity=true: the name is still checked"
 relay '{"cert":"wrongname"}'
-clone T_ALLNAME MAIL_NOLOC 'mail.smtp.ssl.trust=*' mail.smtp.ssl.checkserveridentity=true
+dest_clone T_ALLNAME MAIL_NOLOC 'mail.smtp.ssl.trust=*' mail.smtp.ssl.checkserveridentity=true
 run T_ALLNAME
 expect_run 75 4.7.5 "hostname mismatch"
 
 begin "mail.smtp.ssl.trust=* under smtp_tls_security_level=verify: ignored"
 relay '{"cert":"selfsigned"}'
-clone T_ALL MAIL_NOLOC 'mail.smtp.ssl.trust=*'
+dest_clone T_ALL MAIL_NOLOC 'mail.smtp.ssl.trust=*'
 conf verify "smtp_tls_security_level = verify"
 run T_ALL
 expect_run 75 4.7.5 "self-signed certificate"
@@ -281,46 +263,46 @@ expect_log 'mail.smtp.ssl.trust=\* ignored: smtp_tls_security_level=verify'
 
 begin "mail.smtp.ssl.trust lists the host: self-signed accepted (chain not verified)"
 relay '{"cert":"selfsigned"}'
-clone T_HOST MAIL_NOLOC 'mail.smtp.ssl.trust=relay.other.example mail.corp.internal'
+dest_clone T_HOST MAIL_NOLOC 'mail.smtp.ssl.trust=relay.other.example mail.corp.internal'
 run T_HOST
 expect_run 0 2.0.0 "250 2.0.0 Ok: queued"
 expect_log 'mail.smtp.ssl.trust lists mail.corp.internal: its certificate chain is NOT verified'
 
 begin "mail.smtp.ssl.trust lists the host: the name is still checked"
 relay '{"cert":"wrongname"}'
-clone T_HOST MAIL_NOLOC 'mail.smtp.ssl.trust=mail.corp.internal'
+dest_clone T_HOST MAIL_NOLOC 'mail.smtp.ssl.trust=mail.corp.internal'
 run T_HOST
 expect_run 75 4.7.5 "hostname mismatch"
 
 begin "mail.smtp.ssl.trust lists other hosts only: verified as usual"
 relay '{"cert":"selfsigned"}'
-clone T_OTHER MAIL_NOLOC 'mail.smtp.ssl.trust=relay.other.example'
+dest_clone T_OTHER MAIL_NOLOC 'mail.smtp.ssl.trust=relay.other.example'
 run T_OTHER
 expect_run 75 4.7.5 "self-signed certificate"
 
 begin "mail.smtp.ssl.checkserveridentity=false: another name accepted, with a warning"
 relay '{"cert":"wrongname"}'
-clone T_NONAME MAIL_NOLOC mail.smtp.ssl.checkserveridentity=false
+dest_clone T_NONAME MAIL_NOLOC mail.smtp.ssl.checkserveridentity=false
 run T_NONAME
 expect_run 0 2.0.0 "250 2.0.0 Ok: queued"
 expect_log 'checkserveridentity=false: the name in the relay.s certificate is NOT checked'
 
 begin "mail.smtp.ssl.verifyname: the certificate's name instead of the virtual host, also the SNI"
 relay '{"cert":"wrongname"}'
-clone T_VNAME MAIL_NOLOC mail.smtp.ssl.verifyname=other.example
+dest_clone T_VNAME MAIL_NOLOC mail.smtp.ssl.verifyname=other.example
 run T_VNAME
 expect_run 0 2.0.0 "250 2.0.0 Ok: queued"
 expect_conn '.sni == "other.example"'
 
 begin "mail.smtp.ssl.fingerprint: a pinned self-signed certificate is accepted"
 relay '{"cert":"selfsigned"}'
-clone T_PIN MAIL_NOLOC "mail.smtp.ssl.fingerprint=$FP_WRONG, $FP_SELF"
+dest_clone T_PIN MAIL_NOLOC "mail.smtp.ssl.fingerprint=$FP_WRONG, $FP_SELF"
 run T_PIN
 expect_run 0 2.0.0 "250 2.0.0 Ok: queued"
 expect_log 'certificate fingerprint matched'
 
 begin "mail.smtp.ssl.fingerprint: another certificate is refused, its fingerprint in the text"
-clone T_PIN MAIL_NOLOC "mail.smtp.ssl.fingerprint=$FP_SELF"
+dest_clone T_PIN MAIL_NOLOC "mail.smtp.ssl.fingerprint=$FP_SELF"
 run T_PIN
 expect_run 75 4.7.5 "certificate fingerprint mismatch: the relay's certificate has SHA-256 fingerprint $FP_RELAY"
 expect_nothing_sent
@@ -330,13 +312,13 @@ relay '{"cert":"wrongname"}'
 conf pin "smtp_tls_fingerprint = $FP_WRONG"
 run MAIL_NOLOC
 expect_run 0 2.0.0 "250 2.0.0 Ok: queued"
-clone T_PIN MAIL_NOLOC "mail.smtp.ssl.fingerprint=$FP_SELF"
+dest_clone T_PIN MAIL_NOLOC "mail.smtp.ssl.fingerprint=$FP_SELF"
 run T_PIN
 CASE="$CASE (the destination's pin wins)"
 expect_run 75 4.7.5 "certificate fingerprint mismatch"
 
 begin "a malformed pin: deferred 4.3.5"
-clone T_BADPIN MAIL_NOLOC "mail.smtp.ssl.fingerprint=12:34"
+dest_clone T_BADPIN MAIL_NOLOC "mail.smtp.ssl.fingerprint=12:34"
 run T_BADPIN
 expect_run 75 4.3.5 "mail.smtp.ssl.fingerprint of destination T_BADPIN: \"12:34\" is not a SHA-256 fingerprint"
 
@@ -350,11 +332,9 @@ NOTES_B64=$(printf 'not a certificate\n' | base64 -w0)
 
 # with_certs NEW FROM CERTS-JSON [key=value...] - clone FROM as NEW, with certificates[]
 with_certs() {
-	local new=$1 from=$2 certs=$3 json
+	local new=$1 from=$2 certs=$3
 	shift 3
-	clone "$new" "$from" "$@"
-	json=$(emu GET "/destinations/$new" | jq -c --argjson c "$certs" '. + {certificates: $c}')
-	emu PUT "/destinations/$new" "$json" >/dev/null
+	dest_clone "$new" "$from" "certificates:=$certs" "$@"
 }
 cert() {	# NAME BASE64 - one certificates[] item
 	printf '{"Name":"%s","Type":"CERTIFICATE","Content":"%s"}' "$1" "$2"
@@ -372,7 +352,7 @@ tap_ok $? "$CASE: found through the Destination Service" "$(emu GET /finds)"
 
 begin "the same configuration without certificates[]: deferred 4.7.5"
 conf unrelated "smtp_tls_ca_file = $WORK/etc/unrelated-ca.pem"
-clone T_NOCERTS MAIL_NOLOC
+dest_clone T_NOCERTS MAIL_NOLOC
 run T_NOCERTS
 expect_run 75 4.7.5 "certificate verification failed: unable to get local issuer certificate"
 expect_nothing_sent
@@ -480,19 +460,19 @@ expect_run 0 2.0.0 "250 2.0.0 Ok: queued"
 expect_conn '.auth_mech == null'
 
 begin "mail.smtp.auth=false: no AUTH despite credentials"
-clone T_NOAUTH MAIL_ONPREM mail.smtp.auth=false
+dest_clone T_NOAUTH MAIL_ONPREM mail.smtp.auth=false
 run T_NOAUTH
 expect_run 0 2.0.0 "250 2.0.0 Ok: queued"
 expect_conn '.auth_mech == null'
 
 begin "a refused password: deferred 4.7.0, never bounced"
-clone T_BADPW MAIL_ONPREM mail.password=wrong-password
+dest_clone T_BADPW MAIL_ONPREM mail.password=wrong-password
 run T_BADPW
 expect_run 75 4.7.0 "SMTP authentication failed"
 
 begin "Internet destination with credentials, relay without STARTTLS: no AUTH in clear text"
 relay '{"starttls":false,"require_tls_for_auth":false}'
-clone T_INET MAIL_INTERNET Authentication=BasicAuthentication mail.user=relayuser \
+dest_clone T_INET MAIL_INTERNET Authentication=BasicAuthentication mail.user=relayuser \
 	"mail.password=$(emu GET /destinations/MAIL_ONPREM | jq -r '.["mail.password"]')"
 run T_INET
 expect_run 75 4.7.4 "credentials are never sent in clear text over the Internet"

@@ -11,6 +11,7 @@
 #   send_mail FROM TO [swaks args...]   prints the Postfix queue id
 #   wait_status QID RCPT [STATUS...]    waits for the final maillog line of QID/RCPT
 #   emu METHOD PATH [JSON]        the emulator's control API
+#   dest_clone NEW FROM [key=value...]  a copy of an emulator destination, changed
 #   harness_stop                  everything down (also on EXIT)
 
 : "${top_srcdir:=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
@@ -46,6 +47,29 @@ free_port() {
 
 emu() {	# METHOD PATH [JSON]
 	"$top_srcdir/tests/emulator/emuctl" "$EMU" "$@"
+}
+
+# dest_clone NEW FROM [key=value | key:=JSON ...] - a copy of the emulator's destination
+# FROM under the name NEW: key=value sets a property (an empty value removes it),
+# key:=JSON sets a member to a JSON value (certificates:='[...]' for certificates[])
+dest_clone() {
+	local new=$1 from=$2 json
+	shift 2
+	json=$(emu GET "/destinations/$from" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+d = d.get("destinationConfiguration", d)
+d["Name"] = sys.argv[1]
+for kv in sys.argv[2:]:
+    k, v = kv.split("=", 1)
+    if k.endswith(":"):
+        d[k[:-1]] = json.loads(v)
+    elif v:
+        d[k] = v
+    else:
+        d.pop(k, None)
+print(json.dumps(d))' "$new" "$@") || return 1
+	emu PUT "/destinations/$new" "$json" >/dev/null
 }
 
 harness_start_emulator() {

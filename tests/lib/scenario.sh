@@ -13,26 +13,6 @@ scenario() {	# NAME: reset the emulator, cold caches, drop leftovers of earlier 
 	postsuper -c "$PF" -d ALL deferred >/dev/null 2>&1
 }
 
-# dest_clone NEW FROM [key=value...] - a copy of destination FROM under a new name
-# (an empty value removes the key); each scenario gets its own Postfix next hop.
-dest_clone() {
-	local new=$1 from=$2 json
-	shift 2
-	json=$(emu GET "/destinations/$from" | python3 -c '
-import json, sys
-d = json.load(sys.stdin)
-d = d.get("destinationConfiguration", d)
-d["Name"] = sys.argv[1]
-for kv in sys.argv[2:]:
-    k, v = kv.split("=", 1)
-    if v:
-        d[k] = v
-    else:
-        d.pop(k, None)
-print(json.dumps(d))' "$new" "$@")
-	emu PUT "/destinations/$new" "$json" >/dev/null
-}
-
 # expect_status QID RCPT STATUS [REGEX...] - the delivery's maillog line has the
 # status and matches every regex (grep basic regular expressions)
 expect_status() {

@@ -13,6 +13,7 @@
 #include "bindings.h"
 #include "config.h"
 #include "tap.h"
+#include "../lib/files.h"
 
 static char dir[] = "/tmp/btprelay-test-bindings-XXXXXX";
 static char file[512];
@@ -35,20 +36,6 @@ static void set_str(char **field, const char *value)
 {
 	free(*field);
 	*field = strdup(value);
-}
-
-/* write_file - the bindings file with content and mode */
-static void write_file(const char *content, mode_t mode)
-{
-	FILE *fp = fopen(file, "w");
-
-	if (fp == NULL) {
-		perror(file);
-		exit(2);
-	}
-	fputs(content, fp);
-	fclose(fp);
-	chmod(file, mode);
 }
 
 /* doc_without - base_json with one credential key removed, as a string */
@@ -106,7 +93,7 @@ static void test_nothing_bound(struct config *cfg)
 	bindings_free(&b);
 	unsetenv("VCAP_SERVICES");
 
-	write_file("{}", 0600);
+	write_file(file, "{}", 0600);
 	ok(bindings_load(cfg, &b, &o) == 0, "file without our labels: ok");
 	ok(!b.have_destination && !b.have_connectivity, "no labels: nothing bound");
 	bindings_free(&b);
@@ -120,7 +107,7 @@ static void test_file(struct config *cfg)
 
 	unsetenv("VCAP_SERVICES");
 	set_str(&cfg->bindings_file, file);
-	write_file(base_json, 0600);
+	write_file(file, base_json, 0600);
 	if (!ok(bindings_load(cfg, &b, &o) == 0, "bindings file loads"))
 		printf("# %s %s\n", o.status, o.text);
 	is_str(b.source, file, "source is the file");
@@ -161,7 +148,7 @@ static void test_file(struct config *cfg)
 	bindings_free(&b);
 
 	/* bad JSON names the file and the line */
-	write_file("{\n\"destination\": [\n{\"name\": \"x\",\n \"credentials\": {\"clientsecret\": \"abc\\q\"}}]}",
+	write_file(file, "{\n\"destination\": [\n{\"name\": \"x\",\n \"credentials\": {\"clientsecret\": \"abc\\q\"}}]}",
 		   0600);
 	ok(bindings_load(cfg, &b, &o) == -1, "bad JSON refused");
 	snprintf(want, sizeof(want), "bindings file %s: bad JSON at line 4", file);
@@ -169,7 +156,7 @@ static void test_file(struct config *cfg)
 	ok(strstr(o.text, "abc") == NULL, "bad JSON: no text near the error (could be a secret)");
 	is_str(o.status, "4.3.5", "bad JSON defers 4.3.5");
 
-	write_file("[1,2]", 0600);
+	write_file(file, "[1,2]", 0600);
 	ok(bindings_load(cfg, &b, &o) == -1, "a JSON array is not a bindings document");
 	has_str(o.text, "not a JSON object", "says what is wrong");
 }
@@ -182,7 +169,7 @@ static void test_env(struct config *cfg)
 	char *text;
 
 	set_str(&cfg->bindings_file, file);
-	write_file("{}", 0600);
+	write_file(file, "{}", 0600);
 	root = json_loads(base_json, 0, NULL);
 	/* port as a JSON number */
 	json_object_set_new(json_object_get(json_array_get(json_object_get(root, "connectivity"),
@@ -358,7 +345,7 @@ static void test_missing_keys(struct config *cfg)
 		} else {
 			doc = doc_without(cases[i].label, cases[i].key);
 		}
-		write_file(doc, 0600);
+		write_file(file, doc, 0600);
 		free(doc);
 		snprintf(want, sizeof(want), "bindings file %s: %s", file, cases[i].want);
 		ok(bindings_load(cfg, &b, &o) == -1, "without %s.%s: error", cases[i].label,
@@ -377,7 +364,7 @@ static void test_missing_keys(struct config *cfg)
 		json_object_del(creds, "token_service_url");
 		doc = json_dumps(root, JSON_COMPACT);
 		json_decref(root);
-		write_file(doc, 0600);
+		write_file(file, doc, 0600);
 		free(doc);
 		ok(bindings_load(cfg, &b, &o) == -1, "connectivity without a token URL: error");
 		has_str(o.text, "connectivity binding has no token_service_url or url", "names both");
@@ -385,7 +372,7 @@ static void test_missing_keys(struct config *cfg)
 
 	/* a missing proxy host is fine when the configuration gives one */
 	doc = doc_without("connectivity", "onpremise_proxy_host");
-	write_file(doc, 0600);
+	write_file(file, doc, 0600);
 	free(doc);
 	set_str(&cfg->proxy_host, "localhost");
 	ok(bindings_load(cfg, &b, &o) == 0, "proxy_host from the configuration fills the gap");
@@ -407,7 +394,7 @@ static void test_missing_keys(struct config *cfg)
 					    json_loads(ports[i], JSON_DECODE_ANY, NULL));
 			doc = json_dumps(root, JSON_COMPACT);
 			json_decref(root);
-			write_file(doc, 0600);
+			write_file(file, doc, 0600);
 			free(doc);
 			ok(bindings_load(cfg, &b, &o) == -1, "proxy port %s refused", ports[i]);
 			has_str(o.text, "onpremise_socks5_proxy_port is not a port number",
@@ -420,18 +407,10 @@ static void test_missing_keys(struct config *cfg)
 static void put(const char *rel, const char *content, mode_t mode)
 {
 	char path[1024];
-	FILE *fp;
 
 	snprintf(path, sizeof(path), "%s/root/%s", dir, rel);
 	unlink(path);
-	fp = fopen(path, "w");
-	if (fp == NULL) {
-		perror(path);
-		exit(2);
-	}
-	fputs(content, fp);
-	fclose(fp);
-	chmod(path, mode);
+	write_file(path, content, mode);
 }
 
 /* mkd - a directory under the binding root */
@@ -523,7 +502,7 @@ static void test_dirs(struct config *cfg)
 	set_str(&cfg->service_binding_root, root_path(""));
 
 	/* the bindings file, when it exists, comes first; VCAP_SERVICES before both */
-	write_file(base_json, 0600);
+	write_file(file, base_json, 0600);
 	ok(bindings_load(cfg, &b, &o) == 0 && strcmp(b.source, file) == 0,
 	   "an existing bindings file wins over the directories");
 	is_str(b.destination.client_secret, "dest-secret", "... its credentials");

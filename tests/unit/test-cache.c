@@ -22,6 +22,7 @@
 #include "conn.h"
 #include "log.h"
 #include "tap.h"
+#include "../lib/files.h"
 
 #define NOBODY 65534
 
@@ -108,19 +109,6 @@ static void write_raw(const char *key, const char *text, mode_t mode)
 	chmod(path, mode);
 }
 
-/* log_has - whether the log file holds text */
-static int log_has(const char *text)
-{
-	char buf[65536];
-	FILE *fp = fopen(logfile, "r");
-	size_t n = fp ? fread(buf, 1, sizeof(buf) - 1, fp) : 0;
-
-	if (fp)
-		fclose(fp);
-	buf[n] = '\0';
-	return strstr(buf, text) != NULL;
-}
-
 /* log_reset - empty the log file */
 static void log_reset(void)
 {
@@ -148,7 +136,7 @@ static void test_open(void)
 	chmod(sub, 0750);
 	log_reset();
 	ok(cache_open(&c, sub) == -1, "group access: refused");
-	ok(log_has("accessible by other users (mode 0750)"), "the refusal is logged with the mode");
+	ok(log_has(logfile, "accessible by other users (mode 0750)"), "the refusal is logged with the mode");
 	chmod(sub, 0705);
 	ok(cache_open(&c, sub) == -1, "other access: refused");
 	chmod(sub, 0700);
@@ -164,21 +152,15 @@ static void test_open(void)
 		if (chown(sub, NOBODY, NOBODY) == 0) {
 			log_reset();
 			ok(cache_open(&c, sub) == -1, "directory of another user: refused");
-			ok(log_has("belongs to nobody, and root does not use it")
-			   && log_has("runuser -u nobody --"),
+			ok(log_has(logfile, "belongs to nobody, and root does not use it")
+			   && log_has(logfile, "runuser -u nobody --"),
 			   "as root: the owner is named, and how to run as that user");
 			{
-				char buf[65536], *p;
-				FILE *fp = fopen(logfile, "r");
-				size_t n;
+				const char *p;
 				int count = 0;
 
 				ok(cache_open(&c, sub) == -1, "... refused again (the token's lookup)");
-				n = fp ? fread(buf, 1, sizeof(buf) - 1, fp) : 0;
-				if (fp)
-					fclose(fp);
-				buf[n] = '\0';
-				for (p = buf; (p = strstr(p, "belongs to nobody")) != NULL; p++)
+				for (p = file_text(logfile); (p = strstr(p, "belongs to nobody")) != NULL; p++)
 					count++;
 				is_int(count, 1, "... and warned about once, not once per lookup");
 			}
@@ -313,7 +295,7 @@ static void test_untrusted(struct cache *c)
 		write_raw(key, bad[i].text, 0600);
 		log_reset();
 		ok(cache_load(c, key, &e) == -1, "%s: ignored", bad[i].name);
-		ok(log_has(bad[i].why), "%s: logged as \"%s\"", bad[i].name, bad[i].why);
+		ok(log_has(logfile, bad[i].why), "%s: logged as \"%s\"", bad[i].name, bad[i].why);
 		sh->fetches = 0;
 		r = request(key, 1);
 		ok(cache_get(c, &r, fake_fetch, &f, &e, NULL) == 0 && sh->fetches == 1
@@ -330,7 +312,7 @@ static void test_untrusted(struct cache *c)
 	write_raw(key, text, 0600);
 	log_reset();
 	ok(cache_load(c, key, &e) == -1, "stored an hour in the future: ignored");
-	ok(log_has("stored in the future"), "future: logged");
+	ok(log_has(logfile, "stored in the future"), "future: logged");
 
 	/* a good entry whose file mode or owner is wrong */
 	snprintf(text, sizeof(text), "{\"v\":1,\"stored_at\":%ld,\"expires_at\":%ld,"
@@ -341,7 +323,7 @@ static void test_untrusted(struct cache *c)
 	write_raw(key, text, 0644);
 	log_reset();
 	ok(cache_load(c, key, &e) == -1, "world-readable entry: ignored");
-	ok(log_has("accessible by other users (mode 0644)"), "world-readable: logged");
+	ok(log_has(logfile, "accessible by other users (mode 0644)"), "world-readable: logged");
 	write_raw(key, text, 0640);
 	ok(cache_load(c, key, &e) == -1, "group-readable entry: ignored");
 	sh->fetches = 0;
@@ -357,7 +339,7 @@ static void test_untrusted(struct cache *c)
 		if (chown(entry_path(key, "json"), NOBODY, NOBODY) == 0) {
 			log_reset();
 			ok(cache_load(c, key, &e) == -1, "foreign-owned entry: ignored");
-			ok(log_has("belongs to uid 65534"), "foreign-owned: logged");
+			ok(log_has(logfile, "belongs to uid 65534"), "foreign-owned: logged");
 			sh->fetches = 0;
 			r = request(key, 1);
 			ok(cache_get(c, &r, fake_fetch, &f, &e, NULL) == 0
@@ -380,7 +362,7 @@ static void test_untrusted(struct cache *c)
 		if (symlink(target, entry_path(key, "json")) == 0) {
 			log_reset();
 			ok(cache_load(c, key, &e) == -1, "symbolic link: ignored");
-			ok(log_has("a symbolic link"), "symbolic link: logged");
+			ok(log_has(logfile, "a symbolic link"), "symbolic link: logged");
 		}
 		unlink(entry_path(key, "json"));
 		unlink(target);
@@ -412,21 +394,21 @@ static void test_get(struct cache *c)
 	is_int(sh->fetches, 1, "miss: one fetch");
 	ok(!e.hit && !e.stale, "miss: not a hit");
 	cache_entry_free(&e);
-	ok(log_has("token cache miss: test entry"), "miss logged (\"token cache miss\")");
+	ok(log_has(logfile, "token cache miss: test entry"), "miss logged (\"token cache miss\")");
 
 	f.value = "two";
 	log_reset();
 	ok(cache_get(c, &r, fake_fetch, &f, &e, &o) == 0 && e.hit, "hit");
 	is_str(value_of(&e), "one", "hit: the stored value");
 	is_int(sh->fetches, 1, "hit: no fetch");
-	ok(log_has("token cache hit: test entry, expires in"), "hit logged (\"token cache hit\")");
+	ok(log_has(logfile, "token cache hit: test entry, expires in"), "hit logged (\"token cache hit\")");
 	cache_entry_free(&e);
 
 	r.refresh = 1;
 	log_reset();
 	ok(cache_get(c, &r, fake_fetch, &f, &e, &o) == 0 && !e.hit, "refresh: fetched");
 	is_str(value_of(&e), "two", "refresh: the new value");
-	ok(log_has("token cache refresh: test entry"), "refresh logged");
+	ok(log_has(logfile, "token cache refresh: test entry"), "refresh logged");
 	cache_entry_free(&e);
 	r.refresh = 0;
 	ok(cache_get(c, &r, fake_fetch, &f, &e, &o) == 0 && strcmp(value_of(&e), "two") == 0,
@@ -442,7 +424,7 @@ static void test_get(struct cache *c)
 	log_reset();
 	ok(cache_get(c, &r, fake_fetch, &f, &e, &o) == 0 && strcmp(value_of(&e), "three") == 0,
 	   "expired entry: fetched again");
-	ok(log_has("token cache miss: test entry, expired"), "expired: logged as a miss");
+	ok(log_has(logfile, "token cache miss: test entry, expired"), "expired: logged as a miss");
 	cache_entry_free(&e);
 
 	/* stale: the fetch fails in a way that may go away */
@@ -454,8 +436,8 @@ static void test_get(struct cache *c)
 	ok(cache_get(c, &r, fake_fetch, &f, &e, &o) == 0, "transient failure: an entry stands in");
 	ok(e.stale && e.hit, "... marked stale");
 	is_str(value_of(&e), "old", "... the expired value");
-	ok(log_has("token cache stale: test entry, expired"), "stale logged");
-	ok(log_has("service down (fake)"), "stale: the failure is in the log line");
+	ok(log_has(logfile, "token cache stale: test entry, expired"), "stale logged");
+	ok(log_has(logfile, "service down (fake)"), "stale: the failure is in the log line");
 	cache_entry_free(&e);
 
 	f.code = CACHE_OUT_OF_TIME;

@@ -91,8 +91,8 @@ static void cert_free(struct cert *c)
 	EVP_PKEY_free(c->key);
 }
 
-/* write_file - name in the temporary directory with the PEM of certs (and extra text) */
-static const char *write_file(const char *name, X509 *const *certs, size_t n, const char *extra)
+/* write_pem - name in the temporary directory with the PEM of certs (and extra text) */
+static const char *write_pem(const char *name, X509 *const *certs, size_t n, const char *extra)
 {
 	static char path[4][256];
 	static int slot;
@@ -208,9 +208,9 @@ int main(void)
 	{
 		X509 *in_file[] = { root_a.x, root_b.x, root_a2.x };
 
-		bundle = write_file("bundle.pem", in_file, 3, NULL);
-		withcrl = write_file("with-crl.pem", in_file, 3, crl_pem(&root_b));
-		empty = write_file("empty.pem", NULL, 0, "no certificates here\n");
+		bundle = write_pem("bundle.pem", in_file, 3, NULL);
+		withcrl = write_pem("with-crl.pem", in_file, 3, crl_pem(&root_b));
+		empty = write_pem("empty.pem", NULL, 0, "no certificates here\n");
 	}
 	cases[0].name = "leaf of a root in the file";
 	cases[0].leaf = leaf_a.x, cases[0].untrusted = NULL;

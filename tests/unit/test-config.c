@@ -11,6 +11,7 @@
 #include "config.h"
 #include "log.h"
 #include "tap.h"
+#include "../lib/files.h"
 
 static char dir[] = "/tmp/btprelay-test-config-XXXXXX";
 static char path[512];
@@ -18,16 +19,8 @@ static char path[512];
 /* write_conf - the test file with the given content; returns its path */
 static const char *write_conf(const char *content)
 {
-	FILE *fp;
-
 	snprintf(path, sizeof(path), "%s/btprelay.conf", dir);
-	fp = fopen(path, "w");
-	if (fp == NULL) {
-		perror(path);
-		exit(2);
-	}
-	fputs(content, fp);
-	fclose(fp);
+	write_file(path, content, 0644);
 	return path;
 }
 

@@ -1,21 +1,8 @@
 /* test-conn - line reads, over-long lines, timeouts and deadlines, on a socketpair */
-#include <fcntl.h>
-#include <sys/socket.h>
 #include <unistd.h>
 #include "tap.h"
 #include "conn.h"
-
-/* pair - a conn on one end of a socketpair; the other end is returned */
-static int pair(struct conn *c, int timeout_ms, double deadline)
-{
-	int sv[2];
-
-	socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
-	fcntl(sv[0], F_SETFL, O_NONBLOCK);
-	conn_init(c, timeout_ms, deadline);
-	c->fd = sv[0];
-	return sv[1];
-}
+#include "../lib/peer.h"
 
 static struct conn c;
 
@@ -26,7 +13,7 @@ int main(void)
 	int peer;
 	double t0;
 
-	peer = pair(&c, 1000, 0);
+	peer = peer_pair(&c, 1000, 0);
 	if (write(peer, "220 hi\r\nbare\nthis line is much too long\r\nafter\r\nabcd", 52) != 52)
 		return 1;
 	is_int(conn_read_line(&c, line, sizeof(line)), 6, "CRLF line length");
@@ -51,7 +38,7 @@ int main(void)
 	is_int(c.err, CONN_CLOSED, "... with CONN_CLOSED");
 	conn_close(&c);
 
-	peer = pair(&c, 10000, conn_now() + 0.2);
+	peer = peer_pair(&c, 10000, conn_now() + 0.2);
 	is_int(conn_read(&c, raw, 1), -1, "the absolute deadline wins over a long timeout");
 	has_str(c.errtext, "deadline", "... and says so");
 	conn_close(&c);

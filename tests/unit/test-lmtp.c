@@ -4,12 +4,11 @@
  * form in chunks of every size, the bytes after the lone dot left for the
  * next command, and the replies made of outcomes.
  */
-#include <fcntl.h>
 #include <stdlib.h>
-#include <sys/socket.h>
 #include <unistd.h>
 #include "tap.h"
 #include "lmtp.h"
+#include "../lib/peer.h"
 
 static void parse(const char *text, struct lmtp_cmd *cmd, char *buf, size_t size)
 {
@@ -92,15 +91,11 @@ static char *body(const char *wire, size_t wlen, size_t n, char *rest, size_t rs
 	char *out = calloc(1, wlen * 2 + 16), chunk[64];
 	size_t len = 0;
 	ssize_t k;
-	int sv[2];
+	int peer = peer_pair(&c, 500, 0);
 
-	socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
-	fcntl(sv[0], F_SETFL, O_NONBLOCK);
-	conn_init(&c, 500, 0);
-	c.fd = sv[0];
-	if (write(sv[1], wire, wlen) != (ssize_t)wlen)
+	if (peer < 0 || write(peer, wire, wlen) != (ssize_t)wlen)
 		abort();
-	close(sv[1]);
+	close(peer);
 	lmtp_body_init(&b, &c);
 	while ((k = lmtp_body_read(&b, chunk, n)) > 0) {
 		memcpy(out + len, chunk, (size_t)k);
@@ -114,7 +109,7 @@ static char *body(const char *wire, size_t wlen, size_t n, char *rest, size_t rs
 		if (k < 0)
 			rest[0] = '\0';
 	}
-	close(sv[0]);
+	conn_close(&c);
 	return out;
 }
 

@@ -9,17 +9,11 @@
  * fingerprint and trust-list helpers of tls.c (the handshakes themselves
  * are tested against the emulator: tests/integration/test-tls.sh).
  */
-#include <arpa/inet.h>
-#include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 #include <openssl/ssl.h>
 
@@ -33,47 +27,10 @@
 #include "tap.h"
 #include "tls.h"
 #include "util.h"
+#include "../lib/files.h"
+#include "../lib/peer.h"
 
-/* ---- the fake relay ---- */
-
-enum peer_op {
-	PEER_EXPECT = 1,	/* read exactly these bytes */
-	PEER_ALONE,		/* nothing more arrives for a while (no pipelining) */
-	PEER_SEND,
-	PEER_CLOSE,
-	PEER_PAUSE,		/* sleep len milliseconds */
-	PEER_EOF,		/* close fd len: the end of a message the client reads from a pipe */
-};
-
-struct peer_step {
-	enum peer_op op;
-	const char *data;
-	size_t len;
-};
-
-struct peer {
-	int lfd;
-	unsigned port;
-	pthread_t th;
-	struct peer_step steps[48];
-	size_t nsteps;
-	char *got;		/* every byte the client sent, NUL-terminated */
-	size_t gotlen, gotcap;
-	char why[512];		/* the first mismatch, "" if none */
-};
-
-#define PEER_WAIT_MS 3000
-
-/* peer_add - append a step; len 0 = strlen(data) */
-static void peer_add(struct peer *p, enum peer_op op, const char *data, size_t len)
-{
-	if (p->nsteps == sizeof(p->steps) / sizeof(p->steps[0]))
-		abort();
-	p->steps[p->nsteps].op = op;
-	p->steps[p->nsteps].data = data;
-	p->steps[p->nsteps].len = len || !data ? len : strlen(data);
-	p->nsteps++;
-}
+/* ---- the fake relay: tests/lib/peer.c ---- */
 
 #define EXPECT(p, s) peer_add((p), PEER_EXPECT, (s), 0)
 #define SEND(p, s) peer_add((p), PEER_SEND, (s), 0)
@@ -81,126 +38,6 @@ static void peer_add(struct peer *p, enum peer_op op, const char *data, size_t l
 #define CLOSE(p) peer_add((p), PEER_CLOSE, NULL, 0)
 #define PAUSE(p, ms) peer_add((p), PEER_PAUSE, NULL, (ms))
 #define EOF_AT(p, fd) peer_add((p), PEER_EOF, NULL, (size_t)(fd))
-
-/* peer_recv - up to n bytes within wait_ms; returns bytes read (0 on EOF or timeout) */
-static size_t peer_recv(struct peer *p, int fd, size_t n, int wait_ms)
-{
-	struct pollfd pfd = { fd, POLLIN, 0 };
-	size_t have = 0;
-	ssize_t r;
-
-	while (have < n) {
-		if (p->gotcap - p->gotlen < 65536 + 1) {
-			p->gotcap = p->gotcap * 2 + 65536 + 1;
-			p->got = realloc(p->got, p->gotcap);
-		}
-		if (poll(&pfd, 1, wait_ms) <= 0)
-			break;
-		r = recv(fd, p->got + p->gotlen, n - have < 65536 ? n - have : 65536, 0);
-		if (r <= 0)
-			break;
-		p->gotlen += (size_t)r;
-		p->got[p->gotlen] = 0;
-		have += (size_t)r;
-	}
-	return have;
-}
-
-/* peer_mismatch - note the first difference between what came and what was expected */
-static void peer_mismatch(struct peer *p, size_t step, const char *want, size_t wlen,
-			  size_t start)
-{
-	size_t glen = p->gotlen - start;
-
-	snprintf(p->why, sizeof(p->why), "step %zu: want \"%.*s\", got \"%.*s\"", step,
-		 (int)(wlen < 150 ? wlen : 150), want, (int)(glen < 150 ? glen : 150),
-		 p->got + start);
-}
-
-/* peer_main - accept one client and play the script */
-static void *peer_main(void *arg)
-{
-	struct peer *p = arg;
-	struct pollfd pfd = { p->lfd, POLLIN, 0 };
-	size_t i, start;
-	int fd;
-
-	if (poll(&pfd, 1, PEER_WAIT_MS) <= 0 || (fd = accept(p->lfd, NULL, NULL)) < 0) {
-		snprintf(p->why, sizeof(p->why), "no client connected");
-		return NULL;
-	}
-	for (i = 0; i < p->nsteps; i++) {
-		const struct peer_step *st = &p->steps[i];
-
-		if (st->op == PEER_EXPECT) {
-			start = p->gotlen;
-			if (peer_recv(p, fd, st->len, PEER_WAIT_MS) != st->len
-			    || memcmp(p->got + start, st->data, st->len) != 0) {
-				peer_mismatch(p, i, st->data, st->len, start);
-				break;
-			}
-		} else if (st->op == PEER_ALONE) {
-			start = p->gotlen;
-			if (peer_recv(p, fd, 1, 150) > 0) {
-				snprintf(p->why, sizeof(p->why), "step %zu: client sent \"%s\" before the reply",
-					 i, p->got + start);
-				break;
-			}
-		} else if (st->op == PEER_SEND) {
-			if (send(fd, st->data, st->len, MSG_NOSIGNAL) != (ssize_t)st->len) {
-				snprintf(p->why, sizeof(p->why), "step %zu: send failed", i);
-				break;
-			}
-		} else if (st->op == PEER_CLOSE) {
-			close(fd);
-			return NULL;
-		} else if (st->op == PEER_PAUSE) {
-			poll(NULL, 0, (int)st->len);
-		} else if (st->op == PEER_EOF) {
-			close((int)st->len);
-		}
-	}
-	/* Whatever else the client sends, until it hangs up. */
-	while (peer_recv(p, fd, 65536, PEER_WAIT_MS) > 0)
-		;
-	close(fd);
-	return NULL;
-}
-
-/* peer_start - listen on 127.0.0.1, an ephemeral port, and run the script in a thread */
-static void peer_start(struct peer *p)
-{
-	struct sockaddr_in sa;
-	socklen_t sl = sizeof(sa);
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sin_family = AF_INET;
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	p->lfd = socket(AF_INET, SOCK_STREAM, 0);
-	if (p->lfd < 0 || bind(p->lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0
-	    || listen(p->lfd, 1) < 0 || getsockname(p->lfd, (struct sockaddr *)&sa, &sl) < 0) {
-		perror("peer_start");
-		exit(99);
-	}
-	p->port = ntohs(sa.sin_port);
-	p->gotcap = 65536 + 1;
-	p->got = calloc(1, p->gotcap);
-	pthread_create(&p->th, NULL, peer_main, p);
-}
-
-/* peer_finish - wait for the script to end */
-static void peer_finish(struct peer *p)
-{
-	pthread_join(p->th, NULL);
-	close(p->lfd);
-}
-
-/* peer_free - the transcript */
-static void peer_free(struct peer *p)
-{
-	free(p->got);
-	memset(p, 0, sizeof(*p));
-}
 
 /* ---- one session ---- */
 
@@ -596,22 +433,6 @@ static const char *leak(const char *text)
 				return win;
 		}
 	return NULL;
-}
-
-/* file_text - a whole small file, "" when unreadable */
-static char *file_text(const char *path)
-{
-	static char buf[65536];
-	FILE *fp = fopen(path, "r");
-	size_t n = 0;
-
-	buf[0] = 0;
-	if (fp != NULL) {
-		n = fread(buf, 1, sizeof(buf) - 1, fp);
-		fclose(fp);
-	}
-	buf[n] = 0;
-	return buf;
 }
 
 static void test_auth_echo(void)

@@ -689,10 +689,13 @@ static json_t *dest_auth_token(const json_t *root, const char *name)
 
 /*
  * dest_cert_content - the base64 Content of one certificates[] entry
- * without its white space (the service may wrap it), checked: decodes, at
- * most DEST_CERT_SIZE_MAX bytes. Returns a new string, or NULL with why set.
+ * without its white space (the service may wrap it), decoded once: at most
+ * DEST_CERT_SIZE_MAX bytes. Returns the base64 text (a new string) with
+ * *der and *der_len the decoded file (the caller wipes and frees both), or
+ * NULL with why set.
  */
-static char *dest_cert_content(const char *content, const char **why)
+static char *dest_cert_content(const char *content, unsigned char **der, size_t *der_len,
+			       const char **why)
 {
 	size_t i, n = 0, len = strlen(content);
 	char *clean = xmalloc(len + 1);
@@ -714,18 +717,20 @@ static char *dest_cert_content(const char *content, const char **why)
 	}
 	raw = xmalloc(n / 4 * 3 + 3);
 	rlen = base64_decode(clean, n, raw, n / 4 * 3 + 3);
-	/* a key store may hold a private key */
-	explicit_bzero(raw, n / 4 * 3 + 3);
-	free(raw);
 	if (rlen <= 0)
 		*why = "Content is not valid base64";
 	else if (rlen > DEST_CERT_SIZE_MAX)
 		*why = "larger than 64 KiB decoded";
 	if (*why != NULL) {
+		/* a key store may hold a private key */
+		explicit_bzero(raw, n / 4 * 3 + 3);
+		free(raw);
 		explicit_bzero(clean, n);
 		free(clean);
 		return NULL;
 	}
+	*der = raw;
+	*der_len = (size_t)rlen;
 	return clean;
 }
 
@@ -764,6 +769,8 @@ static int dest_certificates(const json_t *certs, struct mail_destination *d,
 		const char *content = json_string_value(json_object_get(item, "Content"));
 		const char *why = NULL, *p;
 		char label[DEST_CERT_NAME_MAX + 32], *clean = NULL;
+		unsigned char *der = NULL;
+		size_t der_len = 0;
 
 		if (name != NULL && *name != '\0')
 			str_printable(label, sizeof(label), name, strlen(name));
@@ -783,7 +790,7 @@ static int dest_certificates(const json_t *certs, struct mail_destination *d,
 		else if (content == NULL)
 			why = "no Content";
 		else
-			clean = dest_cert_content(content, &why);
+			clean = dest_cert_content(content, &der, &der_len, &why);
 		if (clean == NULL) {
 			dsn_defer(o, "4.3.5", "destination %s: certificate %s: %s", d->name, label,
 				  why);
@@ -792,6 +799,8 @@ static int dest_certificates(const json_t *certs, struct mail_destination *d,
 		d->certificates[i].name = name != NULL && *name != '\0' ? xstrdup(name) : NULL;
 		d->certificates[i].type = type != NULL && *type != '\0' ? xstrdup(type) : NULL;
 		d->certificates[i].content = clean;
+		d->certificates[i].der = der;
+		d->certificates[i].der_len = der_len;
 		d->ncertificates = i + 1;
 	}
 	log_debug("destination %s: %zu certificate%s delivered with it", d->name, n,
@@ -1132,6 +1141,9 @@ void dest_free(struct mail_destination *d)
 		free(c->name);
 		free(c->type);
 		dest_wipe(&c->content);		/* a key store may hold a private key */
+		if (c->der != NULL)
+			explicit_bzero(c->der, c->der_len);
+		free(c->der);
 	}
 	free(d->certificates);
 	d->certificates = NULL;

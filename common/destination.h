@@ -58,7 +58,7 @@ struct mail_destination {
 	} oauth_token;
 
 	/*
-	 * TLS hints, read by tls_policy_resolve() (tls.c): JavaMail's
+	 * TLS hints, read by route_tls_policy() (route.c): JavaMail's
 	 * mail.smtp.ssl.* (mail.smtps.ssl.* first for smtps) and btprelay's own
 	 * mail.smtp.ssl.fingerprint and mail.smtp.ssl.verifyname.
 	 */
@@ -71,15 +71,17 @@ struct mail_destination {
 
 	/*
 	 * certificates[] of the Find response (Content is base64 of a PEM or
-	 * DER file, white space removed, checked to decode to at most 64 KiB;
-	 * at most 16 entries); trusted for the relay by tls.c. Filled from the
-	 * Find response and from the destination cache; Content wiped and
-	 * everything freed by dest_free.
+	 * DER file, white space removed, decoded once to at most 64 KiB; at
+	 * most 16 entries); trusted for the relay by tls.c. Filled from the
+	 * Find response and from the destination cache; Content and its bytes
+	 * wiped and everything freed by dest_free.
 	 */
 	struct dest_certificate {
 		char *name;		/* Name */
 		char *type;		/* Type, e.g. CERTIFICATE */
-		char *content;		/* Content (base64) */
+		char *content;		/* Content (base64), as the cache keeps it */
+		unsigned char *der;	/* Content decoded: the file (PEM or DER) */
+		size_t der_len;
 	} *certificates;
 	size_t ncertificates;
 };

@@ -23,7 +23,7 @@
 
 #include "cli.h"
 #include "log.h"
-#include "tls.h"
+#include "route.h"
 #include "util.h"
 
 /* env_free - wipe and release; the values are never shared (deep copies) */
@@ -246,7 +246,7 @@ static void show_tls(const struct config *cfg, const struct mail_destination *d)
 			 d->certificates[i].type ? d->certificates[i].type : "no type",
 			 d->certificates[i].content ? strlen(d->certificates[i].content) : 0);
 	/* what a delivery makes of them with this configuration */
-	tls_policy_resolve(cfg, d, &tp);
+	route_tls_policy(cfg, d, &tp);
 	cli_fact("tls.level", "%s%s%s%s", level_name(tp.level),
 		 tp.required_by ? " (required by " : "", tp.required_by ? tp.required_by : "",
 		 tp.required_by ? ")" : "");

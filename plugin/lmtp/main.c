@@ -23,6 +23,7 @@
 #include "config.h"
 #include "conn.h"
 #include "deliver.h"
+#include "route.h"
 #include "dsn.h"
 #include "lmtp.h"
 #include "log.h"
@@ -118,7 +119,7 @@ static void session(const struct config *cfg, const char *dest, struct conn *c)
 	char line[LMTP_LINE_MAX + 1], helo[256];
 	ssize_t n;
 
-	deliver_helo_name(cfg, helo, sizeof(helo));
+	route_helo_name(cfg, helo, sizeof(helo));
 	conn_printf(c, "220 %s LMTP btprelay-lmtp ready\r\n", helo);
 	for (;;) {
 		n = conn_read_line(c, line, sizeof(line));

@@ -49,7 +49,7 @@ bind_fail(struct outcome *o, const char *src, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
-	dsn_defer(o, "4.3.5", "%s: %s", src, text);
+	dsn_config(o, "%s: %s", src, text);
 	return -1;
 }
 
@@ -549,13 +549,13 @@ int bindings_load(const struct config *cfg, struct bindings *b, struct outcome *
 		b->source = xstrdup(cfg->bindings_file);
 		snprintf(src, sizeof(src), "bindings file %s", cfg->bindings_file);
 		if (file_check_private(cfg->bindings_file, errbuf, sizeof(errbuf)) < 0) {
-			dsn_defer(o, "4.3.5", "bindings file %s", errbuf);
+			dsn_config(o, "bindings file %s", errbuf);
 			goto fail;
 		}
 		text = file_read_all(cfg->bindings_file, BINDINGS_MAX_FILE, &len,
 				     errbuf, sizeof(errbuf));
 		if (text == NULL) {
-			dsn_defer(o, "4.3.5", "bindings file %s", errbuf);
+			dsn_config(o, "bindings file %s", errbuf);
 			goto fail;
 		}
 		root = json_loadb(text, len, 0, &jerr);
@@ -564,10 +564,10 @@ int bindings_load(const struct config *cfg, struct bindings *b, struct outcome *
 	} else if (cfg->bindings_file_line > 0 && *cfg->bindings_file != '\0'
 		   && (dirs == NULL || *dirs == '\0')) {
 		/* set by hand and missing: a typo, not "nothing bound" */
-		dsn_defer(o, "4.3.5", "bindings file %s does not exist (bindings_file, %s line "
-			  "%u): fix the path, or set \"bindings_file =\" for no bindings file",
-			  cfg->bindings_file, cfg->path ? cfg->path : "configuration",
-			  cfg->bindings_file_line);
+		dsn_config(o, "bindings file %s does not exist (bindings_file, %s line "
+			   "%u): fix the path, or set \"bindings_file =\" for no bindings file",
+			   cfg->bindings_file, cfg->path ? cfg->path : "configuration",
+			   cfg->bindings_file_line);
 		return -1;
 	} else if (dirs != NULL && *dirs != '\0') {
 		if (cfg->bindings_file != NULL && *cfg->bindings_file != '\0')

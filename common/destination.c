@@ -1,6 +1,7 @@
 /*
- * destination - MAIL destinations (REFERENCE.md §4) and the lookup chain
- * that finds one by name (§5): the destinations file first, then the
+ * destination - MAIL destinations (SAP Connectivity documentation, "MAIL
+ * Destinations") and the lookup chain that finds one by name (btprelay(8),
+ * resolve): the destinations file first, then the
  * destinations declared in the configuration file, then the Destination
  * Service ("find", $skipTokenRetrieval=true unless the destination's
  * Authentication is an OAuth2 kind, whose token then comes along).
@@ -10,9 +11,9 @@
  * MAIL, a supported ProxyType, a host and a numeric port, booleans that are
  * true or false, and no CR, LF or NUL in any value (values end up in SMTP
  * commands and the proxy handshake). dest_resolve() returns 0 with d
- * filled; DEST_NOT_FOUND when no source of the chain has the name (an
- * answer, outcome 4.3.5 "destination NAME not found ..."); or -1 with a
- * deferred outcome: 4.3.5 when the destination is wrong (an operator fixes
+ * filled, or -1 with a deferred outcome: OUTCOME_NOT_FOUND when no source
+ * of the chain has the name (an answer, 4.3.5 "destination NAME not found
+ * ..."); 4.3.5 when the destination is wrong (an operator fixes
  * it), 4.7.0 when the Destination Service refuses our token, 4.4.3 when it
  * cannot be reached or fails. The relay password, tokens and delivered
  * certificates (a key store may hold a private key) are wiped by
@@ -108,8 +109,8 @@ static int dest_bool(const json_t *props, const char *key, const char *name, int
 		*out = 0;
 	} else {
 		str_printable(q, sizeof(q), s, strlen(s));
-		dsn_defer(o, "4.3.5", "destination %s: %s is \"%s\", not true or false",
-			  name, key, q);
+		dsn_config(o, "destination %s: %s is \"%s\", not true or false",
+			   name, key, q);
 		return -1;
 	}
 	return 0;
@@ -126,14 +127,14 @@ static int dest_check_values(const json_t *props, const char *name, struct outco
 
 		str_printable(k, sizeof(k), key, strlen(key));
 		if (!json_is_string(v)) {
-			dsn_defer(o, "4.3.5", "destination %s: value of %s is not a string",
-				  name, k);
+			dsn_config(o, "destination %s: value of %s is not a string",
+				   name, k);
 			return -1;
 		}
 		if (strlen(json_string_value(v)) != json_string_length(v)
 		    || strpbrk(json_string_value(v), "\r\n") != NULL) {
-			dsn_defer(o, "4.3.5", "destination %s: value of %s contains CR, LF "
-				  "or NUL; refused", name, k);
+			dsn_config(o, "destination %s: value of %s contains CR, LF "
+				   "or NUL; refused", name, k);
 			return -1;
 		}
 	}
@@ -186,11 +187,11 @@ static int dest_fill(const json_t *props, struct mail_destination *d, struct out
 
 	name = json_string_value(json_object_get(props, "Name"));
 	if (name == NULL || *name == '\0') {
-		dsn_defer(o, "4.3.5", "destination in %s has no Name", d->source);
+		dsn_config(o, "destination in %s has no Name", d->source);
 		return -1;
 	}
 	if (strlen(name) > DEST_NAME_MAX || strpbrk(name, "\r\n") != NULL) {
-		dsn_defer(o, "4.3.5", "destination in %s: Name is not a valid name", d->source);
+		dsn_config(o, "destination in %s: Name is not a valid name", d->source);
 		return -1;
 	}
 	d->name = xstrdup(name);
@@ -198,12 +199,12 @@ static int dest_fill(const json_t *props, struct mail_destination *d, struct out
 		return -1;
 
 	if ((type = dest_get(props, "Type")) == NULL) {
-		dsn_defer(o, "4.3.5", "destination %s: no Type (must be MAIL)", name);
+		dsn_config(o, "destination %s: no Type (must be MAIL)", name);
 		return -1;
 	}
 	if (strcasecmp(type, "MAIL") != 0) {
 		str_printable(q, sizeof(q), type, strlen(type));
-		dsn_defer(o, "4.3.5", "destination %s: Type is %s, not MAIL", name, q);
+		dsn_config(o, "destination %s: Type is %s, not MAIL", name, q);
 		return -1;
 	}
 
@@ -213,13 +214,13 @@ static int dest_fill(const json_t *props, struct mail_destination *d, struct out
 	} else if (strcasecmp(proxy, "OnPremise") == 0) {
 		d->onpremise = 1;
 	} else if (strcasecmp(proxy, "PrivateLink") == 0) {
-		dsn_defer(o, "4.3.5", "destination %s: ProxyType PrivateLink is not supported",
-			  name);
+		dsn_config(o, "destination %s: ProxyType PrivateLink is not supported",
+			   name);
 		return -1;
 	} else {
 		str_printable(q, sizeof(q), proxy, strlen(proxy));
-		dsn_defer(o, "4.3.5", "destination %s: unknown ProxyType %s (OnPremise or "
-			  "Internet)", name, q);
+		dsn_config(o, "destination %s: unknown ProxyType %s (OnPremise or "
+			   "Internet)", name, q);
 		return -1;
 	}
 
@@ -230,8 +231,8 @@ static int dest_fill(const json_t *props, struct mail_destination *d, struct out
 		d->smtps = 1;
 	} else {
 		str_printable(q, sizeof(q), proto, strlen(proto));
-		dsn_defer(o, "4.3.5", "destination %s: mail.transport.protocol is %s "
-			  "(smtp or smtps)", name, q);
+		dsn_config(o, "destination %s: mail.transport.protocol is %s "
+			   "(smtp or smtps)", name, q);
 		return -1;
 	}
 	if (d->smtps) {
@@ -246,25 +247,25 @@ static int dest_fill(const json_t *props, struct mail_destination *d, struct out
 		port = dest_get(props, "mail.smtp.port");
 	}
 	if (host == NULL) {
-		dsn_defer(o, "4.3.5", "destination %s: no %s", name,
-			  d->smtps ? "mail.smtps.host or mail.smtp.host" : "mail.smtp.host");
+		dsn_config(o, "destination %s: no %s", name,
+			   d->smtps ? "mail.smtps.host or mail.smtp.host" : "mail.smtp.host");
 		return -1;
 	}
 	if (strlen(host) > DEST_HOST_MAX || dest_has_control(host)) {
-		dsn_defer(o, "4.3.5", "destination %s: the relay host is not a valid host name",
-			  name);
+		dsn_config(o, "destination %s: the relay host is not a valid host name",
+			   name);
 		return -1;
 	}
 	d->host = xstrdup(host);
 	if (port == NULL) {
-		dsn_defer(o, "4.3.5", "destination %s: no %s", name,
-			  d->smtps ? "mail.smtps.port or mail.smtp.port" : "mail.smtp.port");
+		dsn_config(o, "destination %s: no %s", name,
+			   d->smtps ? "mail.smtps.port or mail.smtp.port" : "mail.smtp.port");
 		return -1;
 	}
 	if ((n = dest_parse_port(port)) < 0) {
 		str_printable(q, sizeof(q), port, strlen(port));
-		dsn_defer(o, "4.3.5", "destination %s: port \"%s\" is not a number from 1 "
-			  "to 65535", name, q);
+		dsn_config(o, "destination %s: port \"%s\" is not a number from 1 "
+			   "to 65535", name, q);
 		return -1;
 	}
 	d->port = (unsigned)n;
@@ -282,8 +283,8 @@ static int dest_fill(const json_t *props, struct mail_destination *d, struct out
 		d->from = dest_dup(props, "mail.from");
 	d->location_id = dest_dup(props, "CloudConnectorLocationId");
 	if (d->location_id != NULL && strlen(d->location_id) > DEST_LOCATION_MAX) {
-		dsn_defer(o, "4.3.5", "destination %s: CloudConnectorLocationId longer than "
-			  "%d bytes", name, DEST_LOCATION_MAX);
+		dsn_config(o, "destination %s: CloudConnectorLocationId longer than "
+			   "%d bytes", name, DEST_LOCATION_MAX);
 		return -1;
 	}
 
@@ -325,7 +326,7 @@ int dest_from_properties(const json_t *props, const char *source,
 	d->cache_age = -1;
 	d->source = xstrdup(source);
 	if ((flat = dest_flatten(props)) == NULL) {
-		dsn_defer(o, "4.3.5", "destination in %s is not a JSON object", source);
+		dsn_config(o, "destination in %s is not a JSON object", source);
 		dest_free(d);
 		return -1;
 	}
@@ -351,7 +352,8 @@ const char *dest_entry_name(const json_t *entry)
 
 /*
  * dest_from_file - look name up in the destinations file. Returns 0 with d
- * filled, DEST_NOT_FOUND when the file has no such destination, -1 on error.
+ * filled, or -1 with the outcome: OUTCOME_NOT_FOUND when the file has no
+ * such destination.
  */
 static int dest_from_file(const char *path, const char *name, struct mail_destination *d,
 			  struct outcome *o)
@@ -366,16 +368,16 @@ static int dest_from_file(const char *path, const char *name, struct mail_destin
 	int rc;
 
 	if (stat(path, &st) < 0) {
-		dsn_defer(o, "4.3.5", "destinations file %s: %s", path, strerror(errno));
+		dsn_config(o, "destinations file %s: %s", path, strerror(errno));
 		return -1;
 	}
 	/* it may hold relay passwords */
 	if (file_check_private(path, errbuf, sizeof(errbuf)) < 0) {
-		dsn_defer(o, "4.3.5", "destinations file %s", errbuf);
+		dsn_config(o, "destinations file %s", errbuf);
 		return -1;
 	}
 	if ((text = file_read_all(path, DEST_MAX_FILE, &len, errbuf, sizeof(errbuf))) == NULL) {
-		dsn_defer(o, "4.3.5", "destinations file %s", errbuf);
+		dsn_config(o, "destinations file %s", errbuf);
 		return -1;
 	}
 	root = json_loadb(text, len, 0, &jerr);
@@ -387,14 +389,14 @@ static int dest_from_file(const char *path, const char *name, struct mail_destin
 
 		if (near != NULL)
 			*near = '\0';
-		dsn_defer(o, "4.3.5", "destinations file %s: bad JSON at line %d, column %d: %s",
-			  path, jerr.line, jerr.column, jerr.text);
+		dsn_config(o, "destinations file %s: bad JSON at line %d, column %d: %s",
+			   path, jerr.line, jerr.column, jerr.text);
 		return -1;
 	}
 	if (!json_is_array(root)) {
 		json_decref(root);
-		dsn_defer(o, "4.3.5", "destinations file %s: not a JSON array of destinations",
-			  path);
+		dsn_config(o, "destinations file %s: not a JSON array of destinations",
+			   path);
 		return -1;
 	}
 	json_array_foreach(root, i, entry) {
@@ -407,7 +409,8 @@ static int dest_from_file(const char *path, const char *name, struct mail_destin
 	}
 	if (found == NULL) {
 		json_decref(root);
-		return DEST_NOT_FOUND;
+		dsn_fail(o, OUTCOME_NOT_FOUND, "4.3.5", "destination %s not found in %s", name, path);
+		return -1;
 	}
 	snprintf(source, sizeof(source), "destinations file %s", path);
 	rc = dest_from_properties(found, source, d, o);
@@ -461,8 +464,8 @@ static void dest_json_free(json_t *v)
 /*
  * dest_from_config - a destination declared in the configuration file
  * (destination.NAME.PROPERTY lines). Type defaults to MAIL. Returns 0 with
- * d filled, DEST_NOT_FOUND when the configuration declares no such
- * destination, -1 on error.
+ * d filled, or -1 with the outcome: OUTCOME_NOT_FOUND when the
+ * configuration declares no such destination.
  */
 static int dest_from_config(const struct config *cfg, const char *name,
 			    struct mail_destination *d, struct outcome *o)
@@ -482,16 +485,19 @@ static int dest_from_config(const struct config *cfg, const char *name,
 			json_object_set_new(props, "Name", json_string(name));
 		}
 		if ((v = json_string(dp->value)) == NULL) {
-			dsn_defer(o, "4.3.5", "destination %s in %s line %u: the value of %s is "
-				  "not UTF-8", name, cfg->path ? cfg->path : "the configuration",
-				  dp->line, dp->property);
+			dsn_config(o, "destination %s in %s line %u: the value of %s is "
+				   "not UTF-8", name, cfg->path ? cfg->path : "the configuration",
+				   dp->line, dp->property);
 			dest_json_free(props);
 			return -1;
 		}
 		json_object_set_new(props, dp->property, v);
 	}
-	if (props == NULL)
-		return DEST_NOT_FOUND;
+	if (props == NULL) {
+		dsn_fail(o, OUTCOME_NOT_FOUND, "4.3.5", "destination %s not found in the "
+			 "configuration", name);
+		return -1;
+	}
 	if (json_object_get(props, "Type") == NULL)
 		json_object_set_new(props, "Type", json_string("MAIL"));
 	snprintf(source, sizeof(source), "configuration file %s",
@@ -523,9 +529,6 @@ static void dest_service_error(const struct http_response *resp, const struct oa
 	json_decref(root);
 }
 
-/* fetch results of the Destination Service beyond cache.h's */
-#define DEST_FETCH_NOT_FOUND (-3)	/* 404 for every tenant asked */
-
 /* one Destination Service lookup: what the cache's fetch callback needs */
 struct dest_lookup {
 	const struct config *cfg;
@@ -545,8 +548,8 @@ static int dest_is_oauth(const json_t *conf)
 
 /*
  * dest_get_once - one GET of the find URL with a token. Returns 0 with
- * *root (the 200 response), 1 on 404, 2 on 401, or a cache code with the
- * outcome set.
+ * *root (the 200 response), 1 on 404, 2 on 401 (the token may be fetched
+ * anew), or -1 with the outcome set.
  */
 static int dest_get_once(struct dest_lookup *l, const char *url, size_t blen,
 			 const struct oauth_token *tok, json_t **root, struct outcome *o)
@@ -555,7 +558,7 @@ static int dest_get_once(struct dest_lookup *l, const char *url, size_t blen,
 	const char *headers[3];
 	char *auth, why[256];
 	size_t alen = strlen("Authorization: Bearer ") + strlen(tok->access_token) + 1;
-	int rc, ret = CACHE_TRANSIENT;
+	int rc, ret = -1;
 
 	*root = NULL;
 	auth = xmalloc(alen);
@@ -570,8 +573,8 @@ static int dest_get_once(struct dest_lookup *l, const char *url, size_t blen,
 	/* texts name the service without path and query */
 	if (rc < 0) {
 		/* 4.3.0: a problem of this host (no libcurl), not of the service */
-		dsn_defer(o, resp.local ? "4.3.0" : "4.4.3", "Destination Service %.*s: %s", (int)blen,
-			  url, resp.error);
+		dsn_fail(o, resp.local ? OUTCOME_LOCAL : OUTCOME_TRANSIENT, resp.local ? "4.3.0"
+			 : "4.4.3", "Destination Service %.*s: %s", (int)blen, url, resp.error);
 	} else if (resp.status == 200) {
 		*root = json_loadb(resp.body, resp.len, 0, NULL);
 		if (json_is_object(json_object_get(*root, "destinationConfiguration"))) {
@@ -586,21 +589,19 @@ static int dest_get_once(struct dest_lookup *l, const char *url, size_t blen,
 		ret = 1;
 	} else if (resp.status == 401) {
 		dest_service_error(&resp, tok, why, sizeof(why));
-		dsn_defer(o, "4.7.0", "Destination Service %.*s: find %s: HTTP 401%s", (int)blen,
-			  url, l->name, why);
+		dsn_auth(o, "Destination Service %.*s: find %s: HTTP 401%s", (int)blen,
+			 url, l->name, why);
 		ret = 2;
 	} else if (resp.status == 403) {
 		dest_service_error(&resp, tok, why, sizeof(why));
-		dsn_defer(o, "4.7.0", "Destination Service %.*s: find %s: HTTP 403%s", (int)blen,
-			  url, l->name, why);
-		ret = CACHE_FAIL;
+		dsn_auth(o, "Destination Service %.*s: find %s: HTTP 403%s", (int)blen,
+			 url, l->name, why);
 	} else {
-		/* 5xx (after the retries), and 4xx we cannot act on; 429 may go away */
-		if (resp.status < 500 && resp.status != 429)
-			ret = CACHE_FAIL;
+		/* 5xx (after the retries) and 429 may go away; 4xx we cannot act on will not */
 		dest_service_error(&resp, tok, why, sizeof(why));
-		dsn_defer(o, "4.4.3", "Destination Service %.*s: find %s: HTTP %ld%s", (int)blen,
-			  url, l->name, resp.status, why);
+		dsn_fail(o, resp.status < 500 && resp.status != 429 ? OUTCOME_REFUSED
+			 : OUTCOME_TRANSIENT, "4.4.3", "Destination Service %.*s: find %s: HTTP %ld%s",
+			 (int)blen, url, l->name, resp.status, why);
 	}
 	http_response_free(&resp);
 	return ret;
@@ -610,7 +611,7 @@ static int dest_get_once(struct dest_lookup *l, const char *url, size_t blen,
  * dest_find - Find for one tenant (flags: OAUTH_SUBSCRIBER or 0). A 401
  * drops the token and tries once more with a new one; an OAuth2*
  * destination is fetched again with its tokens. Returns 0 with *root, 1 on
- * 404, or a cache code with the outcome set.
+ * 404, or -1 with the outcome set.
  */
 static int dest_find(struct dest_lookup *l, unsigned flags, json_t **root, struct outcome *o)
 {
@@ -618,7 +619,7 @@ static int dest_find(struct dest_lookup *l, unsigned flags, json_t **root, struc
 	size_t blen = strlen(base);
 	struct oauth_token tok;
 	char *enc, *url;
-	int attempt, rc = CACHE_FAIL;
+	int attempt, rc = -1;
 
 	*root = NULL;
 	while (blen > 0 && base[blen - 1] == '/')
@@ -630,7 +631,7 @@ static int dest_find(struct dest_lookup *l, unsigned flags, json_t **root, struc
 	for (attempt = 0; attempt < 2; attempt++) {
 		if (oauth_token_cached(l->cfg, &l->b->destination, &l->http, "destination", flags,
 				       &tok, o) < 0) {
-			rc = strcmp(o->status, "4.4.3") == 0 ? CACHE_TRANSIENT : CACHE_FAIL;
+			rc = -1;
 			break;
 		}
 		rc = dest_get_once(l, url, blen, &tok, root, o);
@@ -651,7 +652,7 @@ static int dest_find(struct dest_lookup *l, unsigned flags, json_t **root, struc
 			break;
 	}
 	if (rc == 2)
-		rc = CACHE_FAIL;
+		rc = -1;	/* refused twice: the outcome says so */
 	free(url);
 	return rc;
 }
@@ -751,12 +752,12 @@ static int dest_certificates(const json_t *certs, struct mail_destination *d,
 	if (certs == NULL || json_is_null(certs))
 		return 0;
 	if (!json_is_array(certs)) {
-		dsn_defer(o, "4.3.5", "destination %s: certificates is not an array", d->name);
+		dsn_config(o, "destination %s: certificates is not an array", d->name);
 		return -1;
 	}
 	if ((n = json_array_size(certs)) > DEST_CERT_MAX) {
-		dsn_defer(o, "4.3.5", "destination %s: %zu certificates delivered with it, at most "
-			  "%d are accepted", d->name, n, DEST_CERT_MAX);
+		dsn_config(o, "destination %s: %zu certificates delivered with it, at most "
+			   "%d are accepted", d->name, n, DEST_CERT_MAX);
 		return -1;
 	}
 	if (n == 0)
@@ -792,8 +793,8 @@ static int dest_certificates(const json_t *certs, struct mail_destination *d,
 		else
 			clean = dest_cert_content(content, &der, &der_len, &why);
 		if (clean == NULL) {
-			dsn_defer(o, "4.3.5", "destination %s: certificate %s: %s", d->name, label,
-				  why);
+			dsn_config(o, "destination %s: certificate %s: %s", d->name, label,
+				   why);
 			return -1;
 		}
 		d->certificates[i].name = name != NULL && *name != '\0' ? xstrdup(name) : NULL;
@@ -848,9 +849,9 @@ static int dest_fetch_cb(void *arg, struct cache_entry *fresh, struct outcome *o
 		break;
 	case DEST_SELECT_ALWAYS_SUBSCRIBER:
 		if (!config_has_tenant(cfg)) {
-			dsn_defer(o, "4.3.5", "destination_selection is alwaysSubscriber, but neither "
-				  "tenant_subdomain nor tenant_id is configured");
-			return CACHE_FAIL;
+			dsn_config(o, "destination_selection is alwaysSubscriber, but neither "
+				   "tenant_subdomain nor tenant_id is configured");
+			return -1;
 		}
 		order[n++] = OAUTH_SUBSCRIBER;
 		break;
@@ -869,29 +870,29 @@ static int dest_fetch_cb(void *arg, struct cache_entry *fresh, struct outcome *o
 	}
 	if (rc == 1) {
 		if (n == 2 || order[0] == OAUTH_SUBSCRIBER)
-			dsn_defer(o, "4.3.5", "destination %s not found in the Destination Service "
-				  "(%s)", l->name, n == 2 ? "subscriber tenant nor provider"
-				  : "subscriber tenant");
+			dsn_fail(o, OUTCOME_NOT_FOUND, "4.3.5", "destination %s not found in the "
+				 "Destination Service (%s)", l->name, n == 2
+				 ? "subscriber tenant nor provider" : "subscriber tenant");
 		else
-			dsn_defer(o, "4.3.5", "destination %s not found in the Destination Service",
-				  l->name);
-		return DEST_FETCH_NOT_FOUND;
+			dsn_fail(o, OUTCOME_NOT_FOUND, "4.3.5", "destination %s not found in the "
+				 "Destination Service", l->name);
+		return -1;
 	}
-	if (rc == CACHE_TRANSIENT && l->http.deadline > 0 && conn_now() + 1 >= l->http.deadline)
-		return CACHE_OUT_OF_TIME;	/* this process's deadline, not the service */
-	if (rc < 0)
-		return rc;
+	if (rc < 0) {
+		http_out_of_time(&l->http, o);
+		return -1;
+	}
 
 	/* only what passes the checks is cached; certificates without white space */
 	conf = json_object_get(root, "destinationConfiguration");
 	if (dest_from_properties(conf, "Destination Service", &check, o) < 0) {
 		dest_json_free(root);
-		return CACHE_FAIL;
+		return -1;
 	}
 	if (dest_certificates(json_object_get(root, "certificates"), &check, o) < 0) {
 		dest_free(&check);
 		dest_json_free(root);
-		return CACHE_FAIL;
+		return -1;
 	}
 	certs = dest_certificates_json(&check);
 	dest_free(&check);
@@ -902,7 +903,8 @@ static int dest_fetch_cb(void *arg, struct cache_entry *fresh, struct outcome *o
 	if (token != NULL && json_object_get(token, "error") != NULL) {
 		expires = fresh->stale_until = 0;	/* try again next time */
 	} else if (token != NULL) {
-		/* no longer than the token inside it lives (REFERENCE.md §5) */
+		/* no longer than the token inside it lives (the Destination Service's
+		   "Find Destination" answer carries the token with its expires_in) */
 		tok_exp = (time_t)json_integer_value(json_object_get(token, "expires_at"));
 		if (tok_exp > 0) {
 			margin = cfg->token_refresh_margin;
@@ -922,8 +924,8 @@ static int dest_fetch_cb(void *arg, struct cache_entry *fresh, struct outcome *o
 	if (fresh->data == NULL) {
 		dest_json_free(token);
 		dest_json_free(certs);
-		dsn_defer(o, "4.3.0", "destination %s: out of memory", l->name);
-		return CACHE_FAIL;
+		dsn_local(o, "destination %s: out of memory", l->name);
+		return -1;
 	}
 	if (token != NULL)
 		json_object_set_new(fresh->data, "auth_token", token);
@@ -965,8 +967,8 @@ static int dest_take_entry(const struct cache_entry *e, struct mail_destination 
 
 /*
  * dest_from_service - find name in the Destination Service, through the
- * cache. Returns 0 with d filled, DEST_NOT_FOUND when not found (outcome
- * set), -1 on error.
+ * cache. Returns 0 with d filled, or -1 with the outcome (OUTCOME_NOT_FOUND
+ * when not found).
  */
 static int dest_from_service(const struct config *cfg, const struct bindings *b,
 			     const char *name, double deadline, struct mail_destination *d,
@@ -1015,15 +1017,8 @@ static int dest_from_service(const struct config *cfg, const struct bindings *b,
 		/* a token and a Find, each with its retries */
 		until = conn_now() + 2 * http_budget(&l.http);
 		req.lock_deadline = deadline > 0 && deadline < until ? deadline : until;
-		rc = cache_get(&cache, &req, dest_fetch_cb, &l, &e, o);
-		if (rc == DEST_FETCH_NOT_FOUND) {
-			rc = DEST_NOT_FOUND;
+		if ((rc = cache_get(&cache, &req, dest_fetch_cb, &l, &e, o)) < 0)
 			break;
-		}
-		if (rc < 0) {
-			rc = -1;
-			break;
-		}
 		rc = dest_take_entry(&e, d, o);
 		if (rc < 0 && e.hit) {
 			log_warn("destination cache: %s: cached entry unusable; asking the "
@@ -1063,17 +1058,17 @@ int dest_resolve_until(const struct config *cfg, const struct bindings *b, const
 			break;
 	if (*name == '\0' || *p != '\0' || strlen(name) > DEST_NAME_MAX) {
 		str_printable(q, sizeof(q), name, strlen(name));
-		dsn_defer(o, "4.3.5", "\"%s\" is not a valid destination name", q);
+		dsn_config(o, "\"%s\" is not a valid destination name", q);
 		return -1;
 	}
 	if (have_file) {
 		rc = dest_from_file(file, name, d, o);
-		if (rc != DEST_NOT_FOUND)
+		if (rc == 0 || o->kind != OUTCOME_NOT_FOUND)
 			goto done;
 	}
 	if (have_conf) {
 		rc = dest_from_config(cfg, name, d, o);
-		if (rc != DEST_NOT_FOUND)
+		if (rc == 0 || o->kind != OUTCOME_NOT_FOUND)
 			goto done;
 	}
 	where[0] = '\0';
@@ -1085,23 +1080,21 @@ int dest_resolve_until(const struct config *cfg, const struct bindings *b, const
 			 cfg->path ? cfg->path : "(defaults)");
 	if (b->have_destination) {
 		rc = dest_from_service(cfg, b, name, deadline, d, o);
-		if (rc == DEST_NOT_FOUND && where[0] != '\0') {
+		if (rc < 0 && o->kind == OUTCOME_NOT_FOUND && where[0] != '\0') {
 			char service[DSN_TEXT_SIZE];
 
 			str_copy(service, o->text, sizeof(service));
-			dsn_defer(o, "4.3.5", "%s nor in %s", service, where);
+			dsn_fail(o, OUTCOME_NOT_FOUND, "4.3.5", "%s nor in %s", service, where);
 		}
-		if (rc != 0 && rc != DEST_NOT_FOUND)
-			rc = -1;
 		goto done;
 	}
 	if (where[0] != '\0')
-		dsn_defer(o, "4.3.5", "destination %s not found (%s, no Destination Service "
-			  "binding)", name, where);
+		dsn_fail(o, OUTCOME_NOT_FOUND, "4.3.5", "destination %s not found (%s, no "
+			 "Destination Service binding)", name, where);
 	else
-		dsn_defer(o, "4.3.5", "destination %s not found (no destinations file, "
-			  "no Destination Service binding)", name);
-	return DEST_NOT_FOUND;
+		dsn_fail(o, OUTCOME_NOT_FOUND, "4.3.5", "destination %s not found (no "
+			 "destinations file, no Destination Service binding)", name);
+	return -1;
 done:
 	if (rc == 0)
 		log_debug("destination %s from %s%s: relay %s:%u%s%s", d->name, d->source,

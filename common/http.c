@@ -503,6 +503,13 @@ double http_budget(const struct http_options *opt)
 	return total;
 }
 
+/* http_out_of_time - a transient failure at this process's deadline is its own */
+void http_out_of_time(const struct http_options *opt, struct outcome *o)
+{
+	if (o->kind == OUTCOME_TRANSIENT && opt->deadline > 0 && conn_now() + 1 >= opt->deadline)
+		o->kind = OUTCOME_OUT_OF_TIME;
+}
+
 /* http_response_free - wipe and release the body (it may hold a token) */
 void http_response_free(struct http_response *resp)
 {

@@ -15,6 +15,7 @@
 #define HTTP_MAX_BODY (1024 * 1024)
 
 #include "config.h"
+#include "dsn.h"
 
 struct http_options {
 	int timeout;			/* seconds for each try */
@@ -56,6 +57,12 @@ int http_request(const struct http_options *opt, const char *method, const char 
 void http_response_free(struct http_response *resp);
 /* http_budget - the longest one http_request() can take with opt: every try and pause, in seconds */
 double http_budget(const struct http_options *opt);
+/*
+ * http_out_of_time - a transient failure once opt's deadline has come
+ * (within a second) becomes OUTCOME_OUT_OF_TIME: it proves nothing about
+ * the service, only that this process ran out of time
+ */
+void http_out_of_time(const struct http_options *opt, struct outcome *o);
 /*
  * http_global_init - load and initialize libcurl. A threaded program calls
  * it before its threads start; otherwise the first request does.

@@ -140,7 +140,7 @@ static int route_connect(const struct config *cfg, struct route *rt, struct outc
 		return 0;
 	/* implicit TLS (smtps, mail.smtp.ssl.enable=true): the handshake comes first */
 	if (tls_handshake_peer(&rt->conn, rt->tls_ctx, &rt->tls.peer) < 0) {
-		dsn_defer(o, "4.7.5", "TLS handshake with %s failed: %s", rt->relay, rt->conn.errtext);
+		dsn_fail(o, OUTCOME_TLS, "4.7.5", "TLS handshake with %s failed: %s", rt->relay, rt->conn.errtext);
 		return route_report(rt, ROUTE_TLS_HANDSHAKE, o);
 	}
 	return route_report(rt, ROUTE_TLS_HANDSHAKE, NULL);
@@ -207,9 +207,9 @@ int route_tls_context(const struct config *cfg, const struct mail_destination *d
 	*ctx = NULL;
 	if (tp->peer.fingerprints
 	    && tls_fingerprints_check(tp->peer.fingerprints, err, sizeof(err)) < 0) {
-		dsn_defer(o, "4.3.5", "TLS configuration: %s of destination %s: %s",
-			  d->ssl_fingerprint ? "mail.smtp.ssl.fingerprint" : "smtp_tls_fingerprint",
-			  d->name, err);
+		dsn_config(o, "TLS configuration: %s of destination %s: %s",
+			   d->ssl_fingerprint ? "mail.smtp.ssl.fingerprint" : "smtp_tls_fingerprint",
+			   d->name, err);
 		return -1;
 	}
 	blobs = xcalloc(d->ncertificates + 1, sizeof(*blobs));
@@ -226,9 +226,9 @@ int route_tls_context(const struct config *cfg, const struct mail_destination *d
 	}
 	if (d->trust_store_location != NULL && n == 0) {
 		free(blobs);
-		dsn_defer(o, "4.3.5", "TLS configuration: destination %s: TrustStoreLocation %s "
-			  "names none of the certificates delivered with it", d->name,
-			  d->trust_store_location);
+		dsn_config(o, "TLS configuration: destination %s: TrustStoreLocation %s "
+			   "names none of the certificates delivered with it", d->name,
+			   d->trust_store_location);
 		return -1;
 	}
 	extra.certs = blobs;
@@ -236,7 +236,7 @@ int route_tls_context(const struct config *cfg, const struct mail_destination *d
 	*ctx = tls_ctx_new_extra(&trust, &extra, err, sizeof(err));
 	free(blobs);
 	if (*ctx == NULL) {
-		dsn_defer(o, "4.7.5", "TLS configuration: %s", err);
+		dsn_fail(o, OUTCOME_TLS, "4.7.5", "TLS configuration: %s", err);
 		return -1;
 	}
 	return 0;

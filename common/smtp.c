@@ -98,10 +98,10 @@ static int smtp_conn_fail(struct smtp_session *s, enum dsn_stage stage, int writ
 	if (((c->err == CONN_TLS && strstr(c->errtext, "alert") != NULL) || c->tls_cert_unmet)
 	    && s->state != SMTP_STATE_BODY && stage != DSN_STAGE_EOD) {
 		/* The relay ended TLS: with TLS 1.3, a refused client certificate shows only now. */
-		dsn_defer(o, "4.7.5", "TLS failure with relay at %s: %s%s", what,
-			  c->errtext[0] ? c->errtext : conn_strerror(c->err),
-			  c->tls_cert_unmet || strstr(c->errtext, "certificate required") != NULL
-			  ? " (the relay wants a client certificate: smtp_tls_cert_file)" : "");
+		dsn_fail(o, OUTCOME_TLS, "4.7.5", "TLS failure with relay at %s: %s%s", what,
+			 c->errtext[0] ? c->errtext : conn_strerror(c->err),
+			 c->tls_cert_unmet || strstr(c->errtext, "certificate required") != NULL
+			 ? " (the relay wants a client certificate: smtp_tls_cert_file)" : "");
 	} else if (s->state == SMTP_STATE_BODY) {
 		if (timeout)
 			dsn_defer(o, "4.4.2", "timeout sending the message body to relay");
@@ -379,8 +379,8 @@ static int smtp_ehlo(struct smtp_session *s, int after_tls, struct smtp_reply *r
 
 	for (i = 0; name[i]; i++) {
 		if ((unsigned char)name[i] <= ' ' || name[i] == 0x7f || i >= 255) {
-			dsn_defer(o, "4.3.5", "invalid HELO name: control characters, spaces, "
-				  "or longer than 255 bytes");
+			dsn_config(o, "invalid HELO name: control characters, spaces, "
+				   "or longer than 255 bytes");
 			return -1;
 		}
 	}
@@ -437,8 +437,8 @@ static int smtp_starttls(struct smtp_session *s, struct smtp_reply *r, struct ou
 		return -1;
 	if (r->code != 220) {
 		if (why) {
-			dsn_defer(o, "4.7.4", "relay refused STARTTLS, but TLS is required (%s): %s",
-				  why, r->text);
+			dsn_fail(o, OUTCOME_TLS_REQUIRED, "4.7.4", "relay refused STARTTLS, but TLS is "
+				 "required (%s): %s", why, r->text);
 			return -1;
 		}
 		if (r->code == 421 || r->code / 100 < 4)
@@ -459,7 +459,7 @@ static int smtp_starttls(struct smtp_session *s, struct smtp_reply *r, struct ou
 		return -1;
 	}
 	if (tls_handshake_peer(c, opt->tls_ctx, &peer) < 0) {
-		dsn_defer(o, "4.7.5", "TLS handshake with relay failed: %s", c->errtext);
+		dsn_fail(o, OUTCOME_TLS, "4.7.5", "TLS handshake with relay failed: %s", c->errtext);
 		smtp_enter(s, SMTP_STATE_BROKEN);
 		return -1;
 	}
@@ -479,8 +479,8 @@ static int smtp_tls(struct smtp_session *s, struct smtp_reply *r, struct outcome
 		return 0;
 	if (!(s->ext & SMTP_EXT_STARTTLS)) {
 		if (why) {
-			dsn_defer(o, "4.7.4", "relay does not offer STARTTLS, but TLS is required (%s)",
-				  why);
+			dsn_fail(o, OUTCOME_TLS_REQUIRED, "4.7.4", "relay does not offer STARTTLS, but "
+				 "TLS is required (%s)", why);
 			return -1;
 		}
 		log_debug("smtp: relay does not offer STARTTLS, continuing without TLS");
@@ -488,8 +488,8 @@ static int smtp_tls(struct smtp_session *s, struct smtp_reply *r, struct outcome
 	}
 	if (opt->tls_ctx == NULL) {
 		if (why) {
-			dsn_defer(o, "4.3.5", "TLS is required (%s), but no TLS context is configured",
-				  why);
+			dsn_fail(o, OUTCOME_TLS_REQUIRED, "4.3.5", "TLS is required (%s), but no TLS "
+				 "context is configured", why);
 			return -1;
 		}
 		return 0;
@@ -503,8 +503,8 @@ static int smtp_auth_fail(struct smtp_session *s, const struct smtp_reply *r, st
 	if (r->code / 100 == 4)
 		smtp_reply_fail(s, DSN_STAGE_AUTH, r, o);
 	else
-		dsn_defer(o, "4.7.0", "SMTP authentication failed: %s said: %s (in reply to %s)",
-			  smtp_relay(s), r->text, dsn_stage_name(DSN_STAGE_AUTH));
+		dsn_auth(o, "SMTP authentication failed: %s said: %s (in reply to %s)",
+			 smtp_relay(s), r->text, dsn_stage_name(DSN_STAGE_AUTH));
 	/* r->text is masked already (smtp_read_reply); this catches a piece the cut joined */
 	redact_text(&s->redact, o->text, sizeof(o->text));
 	if (r->code / 100 == 4)
@@ -553,14 +553,14 @@ static int smtp_auth_plain(struct smtp_session *s, struct smtp_reply *r, struct 
 	int rc;
 
 	if (ulen > SMTP_CRED_MAX || plen > SMTP_CRED_MAX) {
-		dsn_defer(o, "4.3.5", "SMTP AUTH user name or password too long");
+		dsn_config(o, "SMTP AUTH user name or password too long");
 		return -1;
 	}
 	raw = redact_sasl_plain(user, pass, &rawlen);
 	line = smtp_b64_line("AUTH PLAIN ", raw, rawlen, &lsize);
 	smtp_wipe(raw, rawlen + 1);
 	if (line == NULL) {
-		dsn_defer(o, "4.3.5", "SMTP AUTH user name or password too long");
+		dsn_config(o, "SMTP AUTH user name or password too long");
 		return -1;
 	}
 	redact_sent_plain(&s->redact, user, pass);
@@ -590,7 +590,7 @@ static int smtp_auth_login(struct smtp_session *s, struct smtp_reply *r, struct 
 			return smtp_auth_fail(s, r, o);
 		line = smtp_b64_line("", secret[i], strlen(secret[i]), &lsize);
 		if (line == NULL) {
-			dsn_defer(o, "4.3.5", "SMTP AUTH user name or password too long");
+			dsn_config(o, "SMTP AUTH user name or password too long");
 			smtp_enter(s, SMTP_STATE_BROKEN);
 			return -1;
 		}
@@ -623,14 +623,14 @@ static int smtp_auth_xoauth2(struct smtp_session *s, struct smtp_reply *r, struc
 	int rc;
 
 	if (ulen > SMTP_CRED_MAX || tlen > SMTP_TOKEN_MAX) {
-		dsn_defer(o, "4.3.5", "SMTP AUTH user name or OAuth2 token too long");
+		dsn_config(o, "SMTP AUTH user name or OAuth2 token too long");
 		return -1;
 	}
 	raw = redact_sasl_xoauth2(user, token, &rawlen);
 	line = smtp_b64_line("AUTH XOAUTH2 ", raw, rawlen, &lsize);
 	smtp_wipe(raw, rawlen + 1);
 	if (line == NULL) {
-		dsn_defer(o, "4.3.5", "SMTP AUTH user name or OAuth2 token too long");
+		dsn_config(o, "SMTP AUTH user name or OAuth2 token too long");
 		return -1;
 	}
 	redact_sent_xoauth2(&s->redact, user, token);
@@ -671,25 +671,25 @@ static int smtp_auth(struct smtp_session *s, struct smtp_reply *r, struct outcom
 {
 	smtp_enter(s, SMTP_STATE_AUTH);
 	if (s->opt->auth_require_tls && !s->tls_active) {
-		dsn_defer(o, "4.7.0", "SMTP AUTH needs TLS here, and the session with the relay is "
-			  "not encrypted: credentials are not sent in clear text");
+		dsn_auth(o, "SMTP AUTH needs TLS here, and the session with the relay is "
+			 "not encrypted: credentials are not sent in clear text");
 		return -1;
 	}
 	if (s->opt->auth_xoauth2_token) {
 		if (s->ext & SMTP_EXT_AUTH_XOAUTH2)
 			return smtp_auth_xoauth2(s, r, o);
-		dsn_defer(o, "4.7.0", "relay does not offer AUTH XOAUTH2, needed for the OAuth2 "
-			  "destination%s", s->ext & (SMTP_EXT_AUTH_PLAIN | SMTP_EXT_AUTH_LOGIN)
-			  ? " (it offers PLAIN or LOGIN: use BasicAuthentication)" : "");
+		dsn_auth(o, "relay does not offer AUTH XOAUTH2, needed for the OAuth2 "
+			 "destination%s", s->ext & (SMTP_EXT_AUTH_PLAIN | SMTP_EXT_AUTH_LOGIN)
+			 ? " (it offers PLAIN or LOGIN: use BasicAuthentication)" : "");
 		return -1;
 	}
 	if (s->ext & SMTP_EXT_AUTH_PLAIN)
 		return smtp_auth_plain(s, r, o);
 	if (s->ext & SMTP_EXT_AUTH_LOGIN)
 		return smtp_auth_login(s, r, o);
-	dsn_defer(o, "4.7.0", "relay offers no AUTH mechanism we support (PLAIN, LOGIN)%s",
-		  s->tls_active || !(s->ext & SMTP_EXT_STARTTLS) ? ""
-		  : "; it offers STARTTLS, which was not used: AUTH may need TLS");
+	dsn_auth(o, "relay offers no AUTH mechanism we support (PLAIN, LOGIN)%s",
+		 s->tls_active || !(s->ext & SMTP_EXT_STARTTLS) ? ""
+		 : "; it offers STARTTLS, which was not used: AUTH may need TLS");
 	return -1;
 }
 
@@ -715,7 +715,7 @@ int smtp_session_open(struct smtp_session *s, struct conn *c,
 		return -1;
 	if (opt->auth_error) {
 		smtp_enter(s, SMTP_STATE_AUTH);
-		dsn_defer(o, "4.7.0", "SMTP AUTH impossible: %s", opt->auth_error);
+		dsn_auth(o, "SMTP AUTH impossible: %s", opt->auth_error);
 		return -1;
 	}
 	if (opt->auth_user && smtp_auth(s, &r, o) < 0)
@@ -801,6 +801,7 @@ static void smtp_summarize(const struct smtp_envelope *env, struct outcome *rcpt
 			    rcpt_out[i].text);
 	}
 	dsn_set(o, rcpt_out[worst].cls, rcpt_out[worst].status, "%s", text);
+	o->kind = rcpt_out[worst].kind;
 
 	str_printable(addr, sizeof(addr), env->rcpt[first], strlen(env->rcpt[first]));
 	for (i = 0; i < env->nrcpt; i++) {
@@ -983,7 +984,7 @@ static int smtp_body(struct smtp_session *s, const struct smtp_body_reader *rd, 
 	for (;;) {
 		n = smtp_body_read(rd, fd, in, SMTP_BODY_CHUNK);
 		if (n < 0) {
-			dsn_defer(o, "4.3.0", "error reading the message: %s", strerror(errno));
+			dsn_local(o, "error reading the message: %s", strerror(errno));
 			smtp_abort(s);
 			goto done;
 		}
@@ -1101,12 +1102,12 @@ int smtp_send_message(struct smtp_session *s, const struct smtp_envelope *env,
 	int utf8, pipelined = (s->ext & SMTP_EXT_PIPELINING) != 0, data_sent = 0;
 
 	if (s->state != SMTP_STATE_READY) {
-		dsn_defer(o, "4.3.0", "SMTP session not ready for a message (state %s)",
+		dsn_local(o, "SMTP session not ready for a message (state %s)",
 			  smtp_state_names[s->state]);
 		return smtp_all(env, rcpt_out, o);
 	}
 	if (env->nrcpt == 0) {
-		dsn_defer(o, "4.3.0", "no recipients");
+		dsn_local(o, "no recipients");
 		return -1;
 	}
 	if (smtp_check_envelope(s, env, &utf8, rcpt_out, o) < 0)

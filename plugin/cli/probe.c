@@ -245,8 +245,7 @@ static void show_smtp(struct probe *p, const struct smtp_session *s,
 	}
 	step_ok(p, "smtp.greeting", "220");
 	/* smtp_tls() fails in state EHLO: TLS required, and not offered */
-	tls_failed = at == SMTP_STATE_EHLO && (strcmp(p->o.status, "4.7.4") == 0
-					      || strstr(p->o.text, "TLS is required") != NULL);
+	tls_failed = at == SMTP_STATE_EHLO && p->o.kind == OUTCOME_TLS_REQUIRED;
 	if ((at == SMTP_STATE_EHLO || at == SMTP_STATE_HELO) && !tls_failed) {
 		step_fail(&p->o, "smtp.ehlo");
 		return;

@@ -1,7 +1,8 @@
 /*
  * resolve - `btprelay resolve NAME`, and the lookup chain as this program
- * runs it: the `destinations` environment variable first (REFERENCE.md
- * §5; the MTA-run programs never see it, pipe(8) strips the environment),
+ * runs it: the `destinations` environment variable first (as SAP's Cloud
+ * SDK reads it; the MTA-run programs never see it, pipe(8) strips the
+ * environment),
  * then the library's dest_resolve_until() (destinations file,
  * configuration, Destination Service through the shared cache).
  *
@@ -46,13 +47,13 @@ static json_t *dest_array(const char *text, size_t len, const char *source, stru
 		/* jansson quotes the text "near" the error: it may be part of a password */
 		if ((near = strstr(jerr.text, " near ")) != NULL)
 			*near = '\0';
-		dsn_defer(o, "4.3.5", "%s: bad JSON at line %d, column %d: %s", source, jerr.line,
-			  jerr.column, jerr.text);
+		dsn_config(o, "%s: bad JSON at line %d, column %d: %s", source, jerr.line,
+			   jerr.column, jerr.text);
 		return NULL;
 	}
 	if (!json_is_array(root)) {
 		env_free(root);
-		dsn_defer(o, "4.3.5", "%s: not a JSON array of destinations", source);
+		dsn_config(o, "%s: not a JSON array of destinations", source);
 		return NULL;
 	}
 	return root;
@@ -317,14 +318,14 @@ int cmd_resolve(struct cli *cli, int argc, char **argv)
 		return rc;
 	if (bindings_load(&cli->cfg, &b, &o) < 0) {
 		cli_error("%s %s", o.status, o.text);
-		return cli_exit(&o);
+		return dsn_operator_exit(&o);
 	}
 	rc = cli_resolve(&cli->cfg, &b, argv[1], 0, &d, &o);
 	bindings_free(&b);
 	if (rc != 0) {
 		cli_error("%s %s", o.status, o.text);
 		cli_failure_note();
-		return rc == DEST_NOT_FOUND ? CLI_EXIT_NOT_FOUND : cli_exit(&o);
+		return o.kind == OUTCOME_NOT_FOUND ? CLI_EXIT_NOT_FOUND : dsn_operator_exit(&o);
 	}
 	show(&cli->cfg, &d);
 	dest_free(&d);

@@ -43,13 +43,13 @@ void dsn_set(struct outcome *o, enum dsn_class cls, const char *status, const ch
 	va_end(ap);
 }
 
-/* dsn_fail - a failure of a kind; status says the class */
+/* dsn_fail - a temporary failure of a kind */
 void dsn_fail(struct outcome *o, enum outcome_kind kind, const char *status, const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
-	dsn_vset(o, status[0] == '5' ? DSN_BOUNCE : DSN_DEFER, kind, status, fmt, ap);
+	dsn_vset(o, DSN_DEFER, kind, status, fmt, ap);
 	va_end(ap);
 }
 

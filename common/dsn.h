@@ -59,7 +59,7 @@ struct outcome {
  */
 void dsn_set(struct outcome *o, enum dsn_class cls, const char *status,
 	     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-/* dsn_fail - a failure of this kind; the class is the status's (4.X.X defers, 5.X.X bounces) */
+/* dsn_fail - a temporary failure (status 4.X.X) of this kind */
 void dsn_fail(struct outcome *o, enum outcome_kind kind, const char *status,
 	      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* dsn_defer - temporary failure with status 4.X.X, kind OUTCOME_TRANSIENT */

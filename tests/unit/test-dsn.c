@@ -71,7 +71,7 @@ int main(void)
 	dsn_local(&o, "out of memory");
 	ok(o.kind == OUTCOME_LOCAL && strcmp(o.status, "4.3.0") == 0, "dsn_local: 4.3.0, local");
 	dsn_fail(&o, OUTCOME_NOT_FOUND, "4.3.5", "destination X not found");
-	ok(o.kind == OUTCOME_NOT_FOUND && o.cls == DSN_DEFER, "dsn_fail: the kind given, class by status");
+	ok(o.kind == OUTCOME_NOT_FOUND && o.cls == DSN_DEFER, "dsn_fail: the kind given, deferred");
 	dsn_fail(&o, OUTCOME_TRANSIENT, "4.4.3", "HTTP 500");
 	is_int(dsn_operator_exit(&o), EX_TEMPFAIL, "a status of any text: the kind decides");
 	dsn_from_reply(&o, "relay", 550, "550 5.1.1 no such user", DSN_STAGE_RCPT);

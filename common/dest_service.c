@@ -107,26 +107,13 @@ static int dest_get_once(struct dest_lookup *l, const char *url, size_t blen,
 			 const struct oauth_token *tok, json_t **root, struct outcome *o)
 {
 	struct http_response resp;
-	const char *headers[3];
-	char *auth, why[256];
-	size_t alen = strlen("Authorization: Bearer ") + strlen(tok->access_token) + 1;
-	int rc, ret = -1;
+	char why[256];
+	int ret = -1;
 
 	*root = NULL;
-	auth = xmalloc(alen);
-	snprintf(auth, alen, "Authorization: Bearer %s", tok->access_token);
-	headers[0] = auth;
-	headers[1] = "Accept: application/json";
-	headers[2] = NULL;
-	rc = http_request(&l->http, "GET", url, headers, NULL, NULL, NULL, &resp);
-	explicit_bzero(auth, alen);
-	free(auth);
-
 	/* texts name the service without path and query */
-	if (rc < 0) {
-		/* 4.3.0: a problem of this host (no libcurl), not of the service */
-		dsn_fail(o, resp.local ? OUTCOME_LOCAL : OUTCOME_TRANSIENT, resp.local ? "4.3.0"
-			 : "4.4.3", "Destination Service %.*s: %s", (int)blen, url, resp.error);
+	if (http_get_bearer(&l->http, url, tok->access_token, &resp) < 0) {
+		http_fail(o, &resp, "Destination Service %.*s", (int)blen, url);
 	} else if (resp.status == 200) {
 		*root = json_loadb(resp.body, resp.len, 0, NULL);
 		if (json_is_object(json_object_get(*root, "destinationConfiguration"))) {

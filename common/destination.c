@@ -153,7 +153,8 @@ int dest_resolve_until(const struct config *cfg, const struct bindings *b, const
 	const char *file = cfg->destinations_file;
 	int have_file = file != NULL && *file != '\0';
 	int have_conf = cfg->ndest_props > 0;
-	char q[64], where[2400];
+	char q[64];
+	struct strbuf where;
 	const char *p;
 	int rc;
 
@@ -177,30 +178,32 @@ int dest_resolve_until(const struct config *cfg, const struct bindings *b, const
 		if (rc == 0 || o->kind != OUTCOME_NOT_FOUND)
 			goto done;
 	}
-	where[0] = '\0';
+	/* where else it was looked for, for the text of "not found" */
+	strbuf_init(&where, 0);
 	if (have_file)
-		snprintf(where, sizeof(where), "destinations file %s", file);
+		strbuf_printf(&where, "destinations file %s", file);
 	if (have_conf)
-		snprintf(where + strlen(where), sizeof(where) - strlen(where), "%sconfiguration "
-			 "file %s", where[0] ? (b->have_destination ? " nor in " : ", ") : "",
-			 cfg->path ? cfg->path : "(defaults)");
+		strbuf_printf(&where, "%sconfiguration file %s", where.len == 0 ? ""
+			      : b->have_destination ? " nor in " : ", ",
+			      cfg->path ? cfg->path : "(defaults)");
 	if (b->have_destination) {
 		rc = dest_from_service(cfg, b, name, deadline, d, o);
-		if (rc < 0 && o->kind == OUTCOME_NOT_FOUND && where[0] != '\0') {
+		if (rc < 0 && o->kind == OUTCOME_NOT_FOUND && where.len > 0) {
 			char service[DSN_TEXT_SIZE];
 
 			str_copy(service, o->text, sizeof(service));
-			dsn_fail(o, OUTCOME_NOT_FOUND, "4.3.5", "%s nor in %s", service, where);
+			dsn_fail(o, OUTCOME_NOT_FOUND, "4.3.5", "%s nor in %s", service, where.str);
 		}
-		goto done;
-	}
-	if (where[0] != '\0')
+	} else if (where.len > 0) {
 		dsn_fail(o, OUTCOME_NOT_FOUND, "4.3.5", "destination %s not found (%s, no "
-			 "Destination Service binding)", name, where);
-	else
+			 "Destination Service binding)", name, where.str);
+		rc = -1;
+	} else {
 		dsn_fail(o, OUTCOME_NOT_FOUND, "4.3.5", "destination %s not found (no "
 			 "destinations file, no Destination Service binding)", name);
-	return -1;
+		rc = -1;
+	}
+	strbuf_free(&where);
 done:
 	if (rc == 0)
 		log_debug("destination %s from %s%s: relay %s:%u%s%s", d->name, d->source,

@@ -55,6 +55,19 @@ int http_request(const struct http_options *opt, const char *method, const char 
 		 const char *basic_user, const char *basic_password,
 		 struct http_response *resp);
 void http_response_free(struct http_response *resp);
+/*
+ * http_get_bearer - GET url as JSON with "Authorization: Bearer token";
+ * the header is wiped after the request. As http_request.
+ */
+int http_get_bearer(const struct http_options *opt, const char *url, const char *token,
+		    struct http_response *resp);
+/*
+ * http_fail - the outcome of a request that got no response: "TEXT:
+ * resp->error", 4.3.0 (OUTCOME_LOCAL) when this host is the problem (no
+ * libcurl), else 4.4.3 (OUTCOME_TRANSIENT)
+ */
+void http_fail(struct outcome *o, const struct http_response *resp, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 /* http_budget - the longest one http_request() can take with opt: every try and pause, in seconds */
 double http_budget(const struct http_options *opt);
 /*

@@ -341,9 +341,7 @@ int oauth_token_fetch(const struct oauth_client *client, const struct oauth_tena
 	}
 
 	if (rc < 0) {
-		/* 4.3.0: a problem of this host (no libcurl), not of the service */
-		dsn_fail(o, resp.local ? OUTCOME_LOCAL : OUTCOME_TRANSIENT, resp.local ? "4.3.0"
-			 : "4.4.3", "%s token service %s: %s", what, url, resp.error);
+		http_fail(o, &resp, "%s token service %s", what, url);
 	} else if (resp.status == 200) {
 		ret = oauth_parse(&resp, what, url, tok, o);
 	} else if (resp.status == 400 || resp.status == 401 || resp.status == 403) {

@@ -313,7 +313,11 @@ void route_helo_name(const struct config *cfg, char *buf, size_t size)
 	buf[size - 1] = '\0';
 }
 
-/* tls_warn - append one warning to the policy's list */
+/*
+ * tls_warn - append one warning to the policy's list. A fixed buffer is
+ * enough: route_tls_policy adds at most three fixed texts, one of them
+ * with the relay's host name (at most 255 bytes), well under 600.
+ */
 static void __attribute__((format(printf, 2, 3))) tls_warn(struct tls_policy *p, const char *fmt, ...)
 {
 	size_t off = strlen(p->warnings);

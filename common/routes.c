@@ -340,21 +340,10 @@ static int routes_get(struct routes_lookup *l, const char *url, const char *api,
 		      struct outcome *o)
 {
 	struct http_response resp;
-	const char *headers[3];
-	size_t alen = strlen("Authorization: Bearer ") + strlen(tok->access_token) + 1;
-	char *auth = xmalloc(alen);
-	int rc, ret;
+	int ret;
 
-	snprintf(auth, alen, "Authorization: Bearer %s", tok->access_token);
-	headers[0] = auth;
-	headers[1] = "Accept: application/json";
-	headers[2] = NULL;
-	rc = http_request(&l->http, "GET", url, headers, NULL, NULL, NULL, &resp);
-	explicit_bzero(auth, alen);
-	free(auth);
-	if (rc < 0) {
-		dsn_fail(o, resp.local ? OUTCOME_LOCAL : OUTCOME_TRANSIENT, resp.local ? "4.3.0"
-			 : "4.4.3", "Destination Service: %s: %s", api, resp.error);
+	if (http_get_bearer(&l->http, url, tok->access_token, &resp) < 0) {
+		http_fail(o, &resp, "Destination Service: %s", api);
 		ret = -1;
 	} else if (resp.status == 200) {
 		ret = routes_parse_list(resp.body != NULL ? resp.body : "", resp.len, level, acc, o);

@@ -735,27 +735,6 @@ static int smtp_all(const struct smtp_envelope *env, struct outcome *rcpt_out,
 	return -1;
 }
 
-/* smtp_append - append to a text of DSN_TEXT_SIZE, cutting with "..." when full */
-static void __attribute__((format(printf, 3, 4)))
-smtp_append(char *text, size_t *off, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	if (*off >= DSN_TEXT_SIZE - 1)
-		return;
-	va_start(ap, fmt);
-	n = vsnprintf(text + *off, DSN_TEXT_SIZE - *off, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return;
-	*off += (size_t)n;
-	if (*off >= DSN_TEXT_SIZE - 1) {
-		*off = DSN_TEXT_SIZE - 1;
-		memcpy(text + DSN_TEXT_SIZE - 4, "...", 4);
-	}
-}
-
 /*
  * smtp_summarize - some recipients failed (rcpt_out[i].cls != DSN_OK):
  * nothing was sent. o gets the worst outcome with every recipient's
@@ -767,8 +746,9 @@ smtp_append(char *text, size_t *off, const char *fmt, ...)
 static void smtp_summarize(const struct smtp_envelope *env, struct outcome *rcpt_out,
 			   struct outcome *o)
 {
-	char text[DSN_TEXT_SIZE], addr[120];
-	size_t i, off = 0, nfail = 0, first = 0, worst = 0, nok = 0;
+	struct strbuf text;
+	char addr[120];
+	size_t i, nfail = 0, first = 0, worst = 0, nok = 0;
 
 	for (i = 0; i < env->nrcpt; i++) {
 		if (rcpt_out[i].cls == DSN_OK)
@@ -784,23 +764,25 @@ static void smtp_summarize(const struct smtp_envelope *env, struct outcome *rcpt
 		*o = rcpt_out[0];
 		return;
 	}
-	text[0] = 0;
-	smtp_append(text, &off, "%zu of %zu recipients refused, message not sent: ", nfail,
-		    env->nrcpt);
+	/* an outcome's text: cut with "..." where it would be cut anyway */
+	strbuf_init(&text, DSN_TEXT_SIZE - 1);
+	strbuf_printf(&text, "%zu of %zu recipients refused, message not sent: ", nfail,
+		      env->nrcpt);
 	for (i = 0, nfail = 0; i < env->nrcpt; i++) {
 		if (rcpt_out[i].cls == DSN_OK)
 			continue;
 		str_printable(addr, sizeof(addr), env->rcpt[i], strlen(env->rcpt[i]));
-		smtp_append(text, &off, "%s<%s>: %s", nfail++ ? "; " : "", addr, rcpt_out[i].text);
+		strbuf_printf(&text, "%s<%s>: %s", nfail++ ? "; " : "", addr, rcpt_out[i].text);
 	}
 	for (i = 0; i < env->nrcpt; i++) {
 		if (rcpt_out[i].cls != DSN_OK)
 			continue;
 		str_printable(addr, sizeof(addr), env->rcpt[i], strlen(env->rcpt[i]));
-		smtp_append(text, &off, "%s<%s> (%s)", nok++ ? ", " : "; accepted: ", addr,
-			    rcpt_out[i].text);
+		strbuf_printf(&text, "%s<%s> (%s)", nok++ ? ", " : "; accepted: ", addr,
+			      rcpt_out[i].text);
 	}
-	dsn_set(o, rcpt_out[worst].cls, rcpt_out[worst].status, "%s", text);
+	dsn_set(o, rcpt_out[worst].cls, rcpt_out[worst].status, "%s", text.str);
+	strbuf_free(&text);
 	o->kind = rcpt_out[worst].kind;
 
 	str_printable(addr, sizeof(addr), env->rcpt[first], strlen(env->rcpt[first]));
@@ -1028,6 +1010,27 @@ static void smtp_mail_line(const struct smtp_session *s, const struct smtp_envel
 }
 
 /*
+ * smtp_rcpt_reply - the reply to RCPT i into rcpt_out[i]: the one place a
+ * recipient's answer is taken, lock-step or pipelined. -1 with every
+ * outcome filled when the connection failed or the relay said 421.
+ */
+static int smtp_rcpt_reply(struct smtp_session *s, const struct smtp_envelope *env, size_t i,
+			   struct smtp_reply *r, struct outcome *rcpt_out, struct outcome *o)
+{
+	smtp_enter(s, SMTP_STATE_RCPT);
+	if (smtp_read_reply(s, DSN_STAGE_RCPT, r, NULL, NULL, o) < 0)
+		return smtp_all(env, rcpt_out, o);
+	if (r->code / 100 == 2) {
+		dsn_from_reply(&rcpt_out[i], smtp_relay(s), r->code, r->text, DSN_STAGE_RCPT);
+	} else if (smtp_reply_fail(s, DSN_STAGE_RCPT, r, &rcpt_out[i]) < 0
+		   && s->state == SMTP_STATE_BROKEN) {
+		*o = rcpt_out[i];	/* 421: the relay is going away */
+		return smtp_all(env, rcpt_out, o);
+	}
+	return 0;
+}
+
+/*
  * smtp_pipeline_replies - with PIPELINING, MAIL and the RCPTs are queued:
  * add DATA when there is one recipient, send it all in one write, then
  * read every reply in order. rcpt_out[i] gets each RCPT's outcome; *r ends
@@ -1072,23 +1075,70 @@ static int smtp_pipeline_replies(struct smtp_session *s, const struct smtp_envel
 			smtp_enter(s, SMTP_STATE_READY);
 		return smtp_all(env, rcpt_out, o);
 	}
-	for (i = 0; i < env->nrcpt; i++) {
-		smtp_enter(s, SMTP_STATE_RCPT);
-		if (smtp_read_reply(s, DSN_STAGE_RCPT, r, NULL, NULL, o) < 0)
-			return smtp_all(env, rcpt_out, o);
-		if (r->code / 100 == 2) {
-			dsn_from_reply(&rcpt_out[i], smtp_relay(s), r->code, r->text, DSN_STAGE_RCPT);
-		} else if (smtp_reply_fail(s, DSN_STAGE_RCPT, r, &rcpt_out[i]) < 0
-			   && s->state == SMTP_STATE_BROKEN) {
-			*o = rcpt_out[i];	/* 421: the relay is going away */
-			return smtp_all(env, rcpt_out, o);
-		}
-	}
+	for (i = 0; i < env->nrcpt; i++)
+		if (smtp_rcpt_reply(s, env, i, r, rcpt_out, o) < 0)
+			return -1;
 	if (*data_sent) {
 		smtp_enter(s, SMTP_STATE_DATA);
 		if (smtp_read_reply(s, DSN_STAGE_DATA, r, NULL, NULL, o) < 0)
 			return smtp_all(env, rcpt_out, o);
 	}
+	return 0;
+}
+
+/*
+ * smtp_send_data - every recipient accepted: DATA (unless pipelined, r is
+ * then its reply), the body, the final reply; rcpt_out and o as
+ * smtp_send_message
+ */
+static int smtp_send_data(struct smtp_session *s, const struct smtp_envelope *env,
+			  int body_fd, int data_sent, struct smtp_reply *r,
+			  struct outcome *rcpt_out, struct outcome *o)
+{
+	if (!data_sent) {
+		smtp_enter(s, SMTP_STATE_DATA);
+		if (smtp_chat(s, DSN_STAGE_DATA, "DATA", NULL, r, o) < 0)
+			return smtp_all(env, rcpt_out, o);
+	}
+	if (r->code != 354) {
+		smtp_reply_fail(s, DSN_STAGE_DATA, r, o);
+		smtp_rset(s);
+		return smtp_all(env, rcpt_out, o);
+	}
+	/* More than the 354 in the buffer: a reply before the message (smtp_early_reply). */
+	if (conn_pending(s->conn) > 0 && smtp_early_reply(s, o) < 0)
+		return smtp_all(env, rcpt_out, o);
+
+	if (smtp_body(s, env->body, body_fd, o) < 0)
+		return smtp_all(env, rcpt_out, o);
+	smtp_enter(s, SMTP_STATE_EOD);
+	smtp_timeout(s, s->opt->data_done_timeout_ms);
+	if (smtp_read_reply(s, DSN_STAGE_EOD, r, NULL, NULL, o) < 0)
+		return smtp_all(env, rcpt_out, o);
+	smtp_timeout(s, s->opt->command_timeout_ms);
+	/*
+	 * A second reply right behind it: the first was not the reply to our
+	 * dot (one that came early and slipped past smtp_early_reply). Which of
+	 * the two is the relay's verdict cannot be known: defer.
+	 */
+	if (conn_input(s->conn) > 0) {
+		char excerpt[SMTP_EXCERPT_MAX + 1];
+
+		smtp_excerpt(s, excerpt, sizeof(excerpt));
+		dsn_defer(o, "4.5.0", "protocol error: relay sent more than one reply to %s: "
+			  "\"%s\", then \"%s\" (the message may be delivered twice)",
+			  dsn_stage_name(DSN_STAGE_EOD), r->text, excerpt);
+		log_debug("smtp %s: %s", smtp_state_names[s->state], o->text);
+		smtp_abort(s);
+		return smtp_all(env, rcpt_out, o);
+	}
+	smtp_enter(s, SMTP_STATE_READY);
+	if (r->code / 100 != 2) {
+		smtp_reply_fail(s, DSN_STAGE_EOD, r, o);
+		return smtp_all(env, rcpt_out, o);
+	}
+	dsn_from_reply(o, smtp_relay(s), r->code, r->text, DSN_STAGE_EOD);
+	smtp_all(env, rcpt_out, o);
 	return 0;
 }
 
@@ -1137,16 +1187,10 @@ int smtp_send_message(struct smtp_session *s, const struct smtp_envelope *env,
 			return smtp_all(env, rcpt_out, o);
 		if (pipelined)
 			continue;
-		if (smtp_flush(s, DSN_STAGE_RCPT, o) < 0
-		    || smtp_read_reply(s, DSN_STAGE_RCPT, &r, NULL, NULL, o) < 0)
+		if (smtp_flush(s, DSN_STAGE_RCPT, o) < 0)
 			return smtp_all(env, rcpt_out, o);
-		if (r.code / 100 == 2) {
-			dsn_from_reply(&rcpt_out[i], smtp_relay(s), r.code, r.text, DSN_STAGE_RCPT);
-		} else if (smtp_reply_fail(s, DSN_STAGE_RCPT, &r, &rcpt_out[i]) < 0
-			   && s->state == SMTP_STATE_BROKEN) {
-			*o = rcpt_out[i];	/* 421: the relay is going away */
-			return smtp_all(env, rcpt_out, o);
-		}
+		if (smtp_rcpt_reply(s, env, i, &r, rcpt_out, o) < 0)
+			return -1;
 	}
 	if (pipelined && smtp_pipeline_replies(s, env, &data_sent, &r, rcpt_out, o) < 0)
 		return -1;
@@ -1163,51 +1207,7 @@ int smtp_send_message(struct smtp_session *s, const struct smtp_envelope *env,
 		return -1;
 	}
 
-	if (!data_sent) {
-		smtp_enter(s, SMTP_STATE_DATA);
-		if (smtp_chat(s, DSN_STAGE_DATA, "DATA", NULL, &r, o) < 0)
-			return smtp_all(env, rcpt_out, o);
-	}
-	if (r.code != 354) {
-		smtp_reply_fail(s, DSN_STAGE_DATA, &r, o);
-		smtp_rset(s);
-		return smtp_all(env, rcpt_out, o);
-	}
-	/* More than the 354 in the buffer: a reply before the message (smtp_early_reply). */
-	if (conn_pending(s->conn) > 0 && smtp_early_reply(s, o) < 0)
-		return smtp_all(env, rcpt_out, o);
-
-	if (smtp_body(s, env->body, body_fd, o) < 0)
-		return smtp_all(env, rcpt_out, o);
-	smtp_enter(s, SMTP_STATE_EOD);
-	smtp_timeout(s, s->opt->data_done_timeout_ms);
-	if (smtp_read_reply(s, DSN_STAGE_EOD, &r, NULL, NULL, o) < 0)
-		return smtp_all(env, rcpt_out, o);
-	smtp_timeout(s, s->opt->command_timeout_ms);
-	/*
-	 * A second reply right behind it: the first was not the reply to our
-	 * dot (one that came early and slipped past smtp_early_reply). Which of
-	 * the two is the relay's verdict cannot be known: defer.
-	 */
-	if (conn_input(s->conn) > 0) {
-		char excerpt[SMTP_EXCERPT_MAX + 1];
-
-		smtp_excerpt(s, excerpt, sizeof(excerpt));
-		dsn_defer(o, "4.5.0", "protocol error: relay sent more than one reply to %s: "
-			  "\"%s\", then \"%s\" (the message may be delivered twice)",
-			  dsn_stage_name(DSN_STAGE_EOD), r.text, excerpt);
-		log_debug("smtp %s: %s", smtp_state_names[s->state], o->text);
-		smtp_abort(s);
-		return smtp_all(env, rcpt_out, o);
-	}
-	smtp_enter(s, SMTP_STATE_READY);
-	if (r.code / 100 != 2) {
-		smtp_reply_fail(s, DSN_STAGE_EOD, &r, o);
-		return smtp_all(env, rcpt_out, o);
-	}
-	dsn_from_reply(o, smtp_relay(s), r.code, r.text, DSN_STAGE_EOD);
-	smtp_all(env, rcpt_out, o);
-	return 0;
+	return smtp_send_data(s, env, body_fd, data_sent, &r, rcpt_out, o);
 }
 
 /* smtp_quit - send QUIT without waiting for the reply */

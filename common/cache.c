@@ -1,6 +1,6 @@
 /*
  * cache - tokens and destinations in a private directory, shared by every
- * process of the user that owns it (DESIGN.md "Caching").
+ * process of the user that owns it (btprelay(8): cache, FAILURE NOTES).
  *
  * Files: KIND-HEX.json (an entry), KIND-HEX.fail (a failed fetch, kept a
  * few seconds), KIND-HEX.lock (the single-flight lock, never removed: a

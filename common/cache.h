@@ -1,6 +1,6 @@
 /*
  * cache - tokens and destinations shared by the processes of one user,
- * as files in a private directory (DESIGN.md "Caching").
+ * as files in a private directory (btprelay(8): cache, FAILURE NOTES).
  *
  * An entry is one file KIND-HEX.json, HEX the SHA-256 of everything that
  * changes the answer, holding {"v":1,"what":..,"stored_at":..,

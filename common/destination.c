@@ -1,8 +1,9 @@
 /*
  * destination - the lookup chain that finds a MAIL destination by name
- * (btprelay(8), resolve): the destinations file first, then the
- * destinations declared in the configuration file, then the Destination
- * Service (dest_service.c). The properties are dest_props.c's.
+ * (btprelay(8), "Where destinations and bindings come from"): the
+ * destinations file first, then the destinations declared in the
+ * configuration file, then the Destination Service (dest_service.c).
+ * The properties are dest_props.c's.
  *
  * dest_resolve() returns 0 with d filled, or -1 with a deferred outcome:
  * OUTCOME_NOT_FOUND when no source of the chain has the name (an answer,

@@ -1,6 +1,7 @@
 /*
- * oauth - OAuth 2.0 client-credentials tokens from the XSUAA token service
- * (REFERENCE.md §2).
+ * oauth - OAuth 2.0 client-credentials tokens (RFC 6749, section 4.4) from
+ * the XSUAA token service (SAP BTP documentation, "Authorization and Trust
+ * Management").
  *
  * One POST to <token_url>/oauth/token with a form body. A secret binding
  * sends client_id and client_secret in the form and, when the service
@@ -14,7 +15,8 @@
  *
  * A subscriber's token comes from the same token service with the
  * subscriber's subdomain as the first label of the host, or from the
- * provider's URL with the header X-zid (REFERENCE.md §2).
+ * provider's URL with the header X-zid (SAP BTP documentation, "Multitenancy
+ * in the Connectivity Service").
  * oauth_token_cached() keeps tokens in the shared cache under a key made
  * of the token URL actually used, the client id, the tenant and, for
  * X.509 clients, the certificate's digest; it hands a token out while

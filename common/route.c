@@ -333,10 +333,11 @@ static void __attribute__((format(printf, 2, 3))) tls_warn(struct tls_policy *p,
 }
 
 /*
- * route_tls_policy - the rules (btprelay-transport(8), TLS): the level
- * is smtp_tls_security_level, which the destination's starttls hints
- * raise or lower, unless it is verify: then nothing the destination says
- * lowers TLS or its verification (the hint is ignored with a warning).
+ * route_tls_policy - the rules (btprelay-transport(8), TLS AND
+ * AUTHENTICATION): the level is smtp_tls_security_level, which the
+ * destination's starttls hints raise or lower, unless it is verify: then
+ * nothing the destination says lowers TLS or its verification (the hint
+ * is ignored with a warning).
  * smtps and mail.smtp.ssl.enable=true start TLS with the first byte. The
  * certificate must name mail.smtp.ssl.verifyname, else the host; a pin
  * (the destination's, else smtp_tls_fingerprint) replaces chain and name

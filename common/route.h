@@ -105,7 +105,7 @@ void route_close(struct route *rt);
  * route_tls_policy - smtp_tls_security_level and d's hints -> p: the
  * level, whether TLS starts with the first byte, what the relay's
  * certificate must satisfy, and what weakens verification (p->warnings).
- * The rules are btprelay-transport(8)'s, section TLS.
+ * The rules are btprelay-transport(8)'s, TLS AND AUTHENTICATION.
  */
 void route_tls_policy(const struct config *cfg, const struct mail_destination *d,
 		      struct tls_policy *p);

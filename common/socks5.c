@@ -2,7 +2,9 @@
  * socks5 - the SAP BTP Connectivity proxy's SOCKS5 handshake with the
  * vendor authentication method 0x80 (JWT + Cloud Connector location ID).
  *
- * The wire format is REFERENCE.md §1. Without a token (a proxy in
+ * The wire format is RFC 1928 with the method SAP's Connectivity
+ * documentation describes ("Using the SOCKS5 Proxy for On-Premise
+ * Connectivity"). Without a token (a proxy in
  * trusted mode, such as Kyma's Connectivity Proxy module by default) the
  * greeting offers 0x80 and 0x00 (RFC 1928: no authentication required);
  * on 0x80 the auth request carries a JWT length of 0 and the location ID,

@@ -407,8 +407,7 @@ static char *dest_cert_content(const char *content, unsigned char **der, size_t 
 }
 
 /* dest_certificates - certificates[] into d, each checked and decoded once */
-int dest_certificates(const json_t *certs, struct mail_destination *d,
-			     struct outcome *o)
+int dest_certificates(const json_t *certs, struct mail_destination *d, struct outcome *o)
 {
 	const json_t *item;
 	size_t i, n;

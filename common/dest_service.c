@@ -389,9 +389,8 @@ static int dest_take_entry(const struct cache_entry *e, struct mail_destination 
 }
 
 /* dest_from_service - name in the Destination Service, through the cache */
-int dest_from_service(const struct config *cfg, const struct bindings *b,
-			     const char *name, double deadline, struct mail_destination *d,
-			     struct outcome *o)
+int dest_from_service(const struct config *cfg, const struct bindings *b, const char *name,
+		      double deadline, struct mail_destination *d, struct outcome *o)
 {
 	struct dest_lookup l;
 	struct cache cache;

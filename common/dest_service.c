@@ -100,8 +100,8 @@ static int dest_is_oauth(const json_t *conf)
 
 /*
  * dest_get_once - one GET of the find URL with a token. Returns 0 with
- * *root (the 200 response), 1 on 404, 2 on 401 (the token may be fetched
- * anew), or -1 with the outcome set.
+ * *root (the 200 response), or -1 with the outcome: OUTCOME_NOT_FOUND on
+ * 404, OUTCOME_TOKEN_REFUSED on 401.
  */
 static int dest_get_once(struct dest_lookup *l, const char *url, size_t blen,
 			 const struct oauth_token *tok, json_t **root, struct outcome *o)
@@ -125,12 +125,12 @@ static int dest_get_once(struct dest_lookup *l, const char *url, size_t blen,
 				  "destinationConfiguration object", (int)blen, url, l->name);
 		}
 	} else if (resp.status == 404) {
-		ret = 1;
+		dsn_fail(o, OUTCOME_NOT_FOUND, "4.3.5", "destination %s not found in the "
+			 "Destination Service", l->name);
 	} else if (resp.status == 401) {
 		dest_service_error(&resp, tok, why, sizeof(why));
-		dsn_auth(o, "Destination Service %.*s: find %s: HTTP 401%s", (int)blen,
-			 url, l->name, why);
-		ret = 2;
+		dsn_fail(o, OUTCOME_TOKEN_REFUSED, "4.7.0", "Destination Service %.*s: find %s: "
+			 "HTTP 401%s", (int)blen, url, l->name, why);
 	} else if (resp.status == 403) {
 		dest_service_error(&resp, tok, why, sizeof(why));
 		dsn_auth(o, "Destination Service %.*s: find %s: HTTP 403%s", (int)blen,
@@ -149,8 +149,8 @@ static int dest_get_once(struct dest_lookup *l, const char *url, size_t blen,
 /*
  * dest_find - Find for one tenant (flags: OAUTH_SUBSCRIBER or 0). A 401
  * drops the token and tries once more with a new one; an OAuth2*
- * destination is fetched again with its tokens. Returns 0 with *root, 1 on
- * 404, or -1 with the outcome set.
+ * destination is fetched again with its tokens. Returns 0 with *root, or
+ * -1 with the outcome (OUTCOME_NOT_FOUND on 404).
  */
 static int dest_find(struct dest_lookup *l, unsigned flags, json_t **root, struct outcome *o)
 {
@@ -180,18 +180,16 @@ static int dest_find(struct dest_lookup *l, unsigned flags, json_t **root, struc
 			*strchr(url + blen, '?') = '\0';
 			rc = dest_get_once(l, url, blen, &tok, root, o);
 		}
-		if (rc == 2 && attempt == 0) {
+		if (rc < 0 && o->kind == OUTCOME_TOKEN_REFUSED && attempt == 0) {
 			log_info("Destination Service refused the destination token (HTTP 401); "
 				 "fetching a new one");
 			oauth_token_reject(l->cfg, &l->b->destination, &l->http, "destination", flags,
 					   &tok);
 		}
 		oauth_token_free(&tok);
-		if (rc != 2)
+		if (rc == 0 || o->kind != OUTCOME_TOKEN_REFUSED)
 			break;
 	}
-	if (rc == 2)
-		rc = -1;	/* refused twice: the outcome says so */
 	free(url);
 	return rc;
 }
@@ -239,7 +237,7 @@ static int dest_find_tenants(struct dest_lookup *l, json_t **root, int *subscrib
 	const struct config *cfg = l->cfg;
 	unsigned order[2];
 	size_t n = 0, i;
-	int rc = 1;
+	int rc = -1, missing = 1;
 
 	switch (cfg->destination_selection) {
 	case DEST_SELECT_ALWAYS_PROVIDER:
@@ -260,14 +258,15 @@ static int dest_find_tenants(struct dest_lookup *l, json_t **root, int *subscrib
 		order[n++] = 0;
 		break;
 	}
-	for (i = 0; i < n && rc == 1; i++) {
+	for (i = 0; i < n && missing; i++) {
 		rc = dest_find(l, order[i], root, o);
 		*subscriber = order[i] == OAUTH_SUBSCRIBER;
-		if (rc == 1 && i + 1 < n)
+		missing = rc < 0 && o->kind == OUTCOME_NOT_FOUND;
+		if (missing && i + 1 < n)
 			log_debug("destination %s: not found for the subscriber tenant; asking for "
 				  "the provider's", l->name);
 	}
-	if (rc == 1) {
+	if (missing) {
 		if (n == 2 || order[0] == OAUTH_SUBSCRIBER)
 			dsn_fail(o, OUTCOME_NOT_FOUND, "4.3.5", "destination %s not found in the "
 				 "Destination Service (%s)", l->name, n == 2

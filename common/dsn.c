@@ -213,6 +213,7 @@ int dsn_operator_exit(const struct outcome *o)
 	case OUTCOME_CONFIG:
 	case OUTCOME_LOCAL:
 	case OUTCOME_AUTH:
+	case OUTCOME_TOKEN_REFUSED:
 	case OUTCOME_TLS:
 	case OUTCOME_TLS_REQUIRED:
 	case OUTCOME_NOT_FOUND:

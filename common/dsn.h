@@ -35,6 +35,8 @@ enum outcome_kind {
 	OUTCOME_LOCAL,		/* this host failed: out of memory, no libcurl (4.3.0, dsn_local) */
 	OUTCOME_AUTH,		/* credentials or a token refused, by a service, the proxy or
 				   the relay (4.7.0, dsn_auth) */
+	OUTCOME_TOKEN_REFUSED,	/* a service refused our OAuth token (HTTP 401): as AUTH,
+				   and worth one more try with a new token */
 	OUTCOME_TLS,		/* TLS with the relay failed: handshake, certificate (4.7.5) */
 	OUTCOME_TLS_REQUIRED,	/* TLS is required and cannot be had: not offered, refused,
 				   no context */

@@ -332,8 +332,9 @@ struct routes_lookup {
 };
 
 /*
- * routes_get - GET one list with a token. Returns 0 (acc extended), 1 on
- * 401 (the token may be fetched anew), or -1 with the outcome set.
+ * routes_get - GET one list with a token. Returns 0 (acc extended), or -1
+ * with the outcome set (OUTCOME_TOKEN_REFUSED on 401: the token may be
+ * fetched anew).
  */
 static int routes_get(struct routes_lookup *l, const char *url, const char *api,
 		      const char *level, const struct oauth_token *tok, json_t *acc,
@@ -352,8 +353,8 @@ static int routes_get(struct routes_lookup *l, const char *url, const char *api,
 			  level);
 		ret = 0;
 	} else if (resp.status == 401) {
-		dsn_auth(o, "Destination Service: %s: HTTP 401", api);
-		ret = 1;
+		dsn_fail(o, OUTCOME_TOKEN_REFUSED, "4.7.0", "Destination Service: %s: HTTP 401", api);
+		ret = -1;
 	} else {
 		/* 5xx (after the retries) and 429 may go away; other 4xx will not */
 		dsn_fail(o, resp.status == 403 ? OUTCOME_AUTH : resp.status >= 500
@@ -389,18 +390,16 @@ static int routes_list(struct routes_lookup *l, unsigned flags, json_t *acc, str
 					       flags, &tok, o) < 0)
 				return -1;
 			rc = routes_get(l, url, levels[i][1], level, &tok, acc, o);
-			if (rc == 1 && attempt == 0) {
+			if (rc < 0 && o->kind == OUTCOME_TOKEN_REFUSED && attempt == 0) {
 				log_info("Destination Service refused the destination token (HTTP "
 					 "401); fetching a new one");
 				oauth_token_reject(l->cfg, &l->b->destination, &l->http,
 						   "destination", flags, &tok);
 			}
 			oauth_token_free(&tok);
-			if (rc != 1)
+			if (rc == 0 || o->kind != OUTCOME_TOKEN_REFUSED)
 				break;
 		}
-		if (rc == 1)
-			rc = -1;	/* refused twice: the outcome says so */
 	}
 	return rc;
 }

@@ -100,7 +100,8 @@ static int route_tunnel_once(const struct config *cfg, struct route *rt,
  * proxy in trusted mode). A rejected token (auth reply, REP 05) is fetched
  * again once: it may have been revoked or expired early. Nothing else is
  * retried here: every other failure defers, and Postfix retries the
- * delivery. Without a token, the proxy never rejects one.
+ * delivery. Without a token, the proxy never rejects one. 0 with the
+ * tunnel open, or -1 with o filled.
  */
 static int route_tunnel(const struct config *cfg, struct route *rt, struct outcome *o)
 {
@@ -140,7 +141,8 @@ static int route_connect(const struct config *cfg, struct route *rt, struct outc
 		return 0;
 	/* implicit TLS (smtps, mail.smtp.ssl.enable=true): the handshake comes first */
 	if (tls_handshake_peer(&rt->conn, rt->tls_ctx, &rt->tls.peer) < 0) {
-		dsn_fail(o, OUTCOME_TLS, "4.7.5", "TLS handshake with %s failed: %s", rt->relay, rt->conn.errtext);
+		dsn_fail(o, OUTCOME_TLS, "4.7.5", "TLS handshake with %s failed: %s", rt->relay,
+			 rt->conn.errtext);
 		return route_report(rt, ROUTE_TLS_HANDSHAKE, o);
 	}
 	return route_report(rt, ROUTE_TLS_HANDSHAKE, NULL);

@@ -23,10 +23,10 @@
 #include "config.h"
 #include "conn.h"
 #include "deliver.h"
-#include "route.h"
 #include "dsn.h"
 #include "lmtp.h"
 #include "log.h"
+#include "route.h"
 #include "util.h"
 
 #define CLIENT_TIMEOUT_MS (300 * 1000)	/* RFC 5321 4.5.3.2.7: a server waits 5 minutes for a command */

@@ -49,7 +49,7 @@ bind_fail(struct outcome *o, const char *src, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
-	dsn_defer(o, "4.3.5", "%s: %s", src, text);
+	dsn_config(o, "%s: %s", src, text);
 	return -1;
 }
 
@@ -369,6 +369,64 @@ static json_t *bind_dir_formats(const char *dir, const char *src, struct outcome
 }
 
 /*
+ * bind_dir_type - the service of a binding directory (its type file) into
+ * type: 1 for destination or connectivity, else 0 (no type file, or
+ * another service's binding: skipped, whatever its modes)
+ */
+static int bind_dir_type(const char *dir, const char *src, char *type, size_t size)
+{
+	char tpath[2200], why[256], *text = NULL;
+	struct stat st;
+	size_t len, tlen;
+
+	if ((size_t)snprintf(tpath, sizeof(tpath), "%s/type", dir) < sizeof(tpath)
+	    && stat(tpath, &st) == 0 && S_ISREG(st.st_mode))
+		text = file_read_all(tpath, 256, &len, why, sizeof(why));
+	if (text == NULL) {
+		log_debug("%s: %s has no readable type file; not a service binding", src, dir);
+		return 0;
+	}
+	tlen = bind_trim(text, len);
+	str_printable(type, size, text, tlen < size ? tlen : size - 1);
+	free(text);
+	if (strcmp(type, "destination") != 0 && strcmp(type, "connectivity") != 0) {
+		log_debug("%s: %s is a %s binding; skipped", src, dir, type);
+		return 0;
+	}
+	return 1;
+}
+
+/*
+ * bind_dir_value - one credential file's text as a JSON value: parsed when
+ * .metadata says json (or, without a word from it, when it looks like an
+ * object or array), else a string. The text is wiped and freed. NULL with
+ * the outcome set when it cannot be one.
+ */
+static json_t *bind_dir_value(char *text, size_t len, const char *format, const char *path,
+			      const char *src, struct outcome *o)
+{
+	json_t *v = NULL;
+
+	if ((format != NULL && strcmp(format, "json") == 0)
+	    || (format == NULL && (text[0] == '{' || text[0] == '['))) {
+		v = json_loadb(text, len, 0, NULL);
+		if (v == NULL && format != NULL) {
+			explicit_bzero(text, len);
+			free(text);
+			bind_fail(o, src, "%s: not the JSON value .metadata announces", path);
+			return NULL;
+		}
+	}
+	if (v == NULL)
+		v = json_stringn(text, bind_trim(text, len));
+	explicit_bzero(text, len);
+	free(text);
+	if (v == NULL)
+		bind_fail(o, src, "%s: not UTF-8 text", path);
+	return v;
+}
+
+/*
  * bind_dir - one directory SERVICE_BINDING_ROOT/NAME: when its type file
  * names destination or connectivity, append {"name","label","credentials"}
  * to doc[type], one credential per file (JSON when .metadata says so, or
@@ -380,28 +438,14 @@ static int bind_dir(const char *dir, const char *name, const char *src, json_t *
 {
 	struct dirent **names = NULL;
 	json_t *creds = NULL, *formats = NULL, *v, *list;
-	const char *format;
-	char type[64], tpath[2200], why[256], *text;
+	char type[64], *text;
 	struct stat st;
-	size_t len, tlen;
+	size_t len;
 	int i, n = 0, missing, err, rc = -1;
 
 	/* the type is no secret: other services' bindings are skipped whatever their modes */
-	text = NULL;
-	if ((size_t)snprintf(tpath, sizeof(tpath), "%s/type", dir) < sizeof(tpath)
-	    && stat(tpath, &st) == 0 && S_ISREG(st.st_mode))
-		text = file_read_all(tpath, 256, &len, why, sizeof(why));
-	if (text == NULL) {
-		log_debug("%s: %s has no readable type file; not a service binding", src, dir);
+	if (!bind_dir_type(dir, src, type, sizeof(type)))
 		return 0;
-	}
-	tlen = bind_trim(text, len);
-	str_printable(type, sizeof(type), text, tlen < sizeof(type) ? tlen : sizeof(type) - 1);
-	free(text);
-	if (strcmp(type, "destination") != 0 && strcmp(type, "connectivity") != 0) {
-		log_debug("%s: %s is a %s binding; skipped", src, dir, type);
-		return 0;
-	}
 	if (stat(dir, &st) < 0)
 		return bind_fail(o, src, "%s: %s", dir, strerror(errno));
 	if (st.st_uid != 0 && st.st_uid != geteuid())
@@ -436,26 +480,10 @@ static int bind_dir(const char *dir, const char *name, const char *src, json_t *
 				continue;	/* gone since the listing (an update) */
 			goto out;
 		}
-		format = json_string_value(json_object_get(formats, key));
-		v = NULL;
-		if ((format != NULL && strcmp(format, "json") == 0)
-		    || (format == NULL && (text[0] == '{' || text[0] == '['))) {
-			v = json_loadb(text, len, 0, NULL);
-			if (v == NULL && format != NULL) {
-				explicit_bzero(text, len);
-				free(text);
-				bind_fail(o, src, "%s: not the JSON value .metadata announces", path);
-				goto out;
-			}
-		}
+		v = bind_dir_value(text, len, json_string_value(json_object_get(formats, key)), path,
+				   src, o);
 		if (v == NULL)
-			v = json_stringn(text, bind_trim(text, len));
-		explicit_bzero(text, len);
-		free(text);
-		if (v == NULL) {
-			bind_fail(o, src, "%s: not UTF-8 text", path);
 			goto out;
-		}
 		json_object_set_new(creds, key, v);
 	}
 	if ((list = json_object_get(doc, type)) == NULL) {
@@ -549,13 +577,13 @@ int bindings_load(const struct config *cfg, struct bindings *b, struct outcome *
 		b->source = xstrdup(cfg->bindings_file);
 		snprintf(src, sizeof(src), "bindings file %s", cfg->bindings_file);
 		if (file_check_private(cfg->bindings_file, errbuf, sizeof(errbuf)) < 0) {
-			dsn_defer(o, "4.3.5", "bindings file %s", errbuf);
+			dsn_config(o, "bindings file %s", errbuf);
 			goto fail;
 		}
 		text = file_read_all(cfg->bindings_file, BINDINGS_MAX_FILE, &len,
 				     errbuf, sizeof(errbuf));
 		if (text == NULL) {
-			dsn_defer(o, "4.3.5", "bindings file %s", errbuf);
+			dsn_config(o, "bindings file %s", errbuf);
 			goto fail;
 		}
 		root = json_loadb(text, len, 0, &jerr);
@@ -564,10 +592,10 @@ int bindings_load(const struct config *cfg, struct bindings *b, struct outcome *
 	} else if (cfg->bindings_file_line > 0 && *cfg->bindings_file != '\0'
 		   && (dirs == NULL || *dirs == '\0')) {
 		/* set by hand and missing: a typo, not "nothing bound" */
-		dsn_defer(o, "4.3.5", "bindings file %s does not exist (bindings_file, %s line "
-			  "%u): fix the path, or set \"bindings_file =\" for no bindings file",
-			  cfg->bindings_file, cfg->path ? cfg->path : "configuration",
-			  cfg->bindings_file_line);
+		dsn_config(o, "bindings file %s does not exist (bindings_file, %s line "
+			   "%u): fix the path, or set \"bindings_file =\" for no bindings file",
+			   cfg->bindings_file, cfg->path ? cfg->path : "configuration",
+			   cfg->bindings_file_line);
 		return -1;
 	} else if (dirs != NULL && *dirs != '\0') {
 		if (cfg->bindings_file != NULL && *cfg->bindings_file != '\0')

@@ -1,6 +1,6 @@
 /*
  * cache - tokens and destinations in a private directory, shared by every
- * process of the user that owns it (cache_dir in btprelay.conf(5)).
+ * process of the user that owns it (btprelay(8): cache, FAILURE NOTES).
  *
  * Files: KIND-HEX.json (an entry), KIND-HEX.fail (a failed fetch, kept a
  * few seconds), KIND-HEX.lock (the single-flight lock, never removed: a
@@ -537,18 +537,27 @@ void cache_unlock(int fd)
 		close(fd);
 }
 
-/* cache_note_failure - remember a failed fetch for ttl seconds */
-static void cache_note_failure(const struct cache *c, const struct cache_request *r, int code,
+/* cache_may_stand_in - whether an expired entry may answer for a fetch that failed so */
+static int cache_may_stand_in(const struct outcome *o)
+{
+	return o->kind == OUTCOME_TRANSIENT || o->kind == OUTCOME_OUT_OF_TIME;
+}
+
+/*
+ * cache_note_failure - remember a failed fetch for ttl seconds; not when
+ * this process only ran out of time
+ */
+static void cache_note_failure(const struct cache *c, const struct cache_request *r,
 			       const struct outcome *o)
 {
 	char path[CACHE_PATH_MAX];
 	json_t *note;
 
-	if (r->fail_ttl <= 0 || code == CACHE_OUT_OF_TIME
+	if (r->fail_ttl <= 0 || o->kind == OUTCOME_OUT_OF_TIME
 	    || cache_path(c, r->key, "fail", path, sizeof(path)) < 0)
 		return;
-	note = json_pack("{s:i, s:s, s:s, s:f}", "code", code, "status", o->status, "text", o->text,
-			 "noted_at", cache_clock());
+	note = json_pack("{s:i, s:s, s:s, s:f}", "kind", (int)o->kind, "status", o->status, "text",
+			 o->text, "noted_at", cache_clock());
 	if (note != NULL)
 		cache_store_path(path, r->what, r->about, note, time(NULL) + r->fail_ttl, 0);
 	json_decref(note);
@@ -556,8 +565,8 @@ static void cache_note_failure(const struct cache *c, const struct cache_request
 
 /*
  * cache_recent_failure - a failure noted while this request waited (after
- * since) and less than fail_ttl ago: its code with the outcome set, or 0
- * when there is none. A note older than the request answers nobody: a
+ * since) and less than fail_ttl ago: 1 with the outcome (and its kind)
+ * set, or 0 when there is none. A note older than the request answers nobody: a
  * flush that an operator starts after fixing the cause asks again.
  */
 static int cache_recent_failure(const struct cache *c, const struct cache_request *r,
@@ -568,7 +577,8 @@ static int cache_recent_failure(const struct cache *c, const struct cache_reques
 	const char *status, *text;
 	time_t now = time(NULL);
 	double noted_at;
-	int code = 0;
+	json_int_t kind;
+	int found = 0;
 
 	if (r->fail_ttl <= 0 || cache_path(c, r->key, "fail", path, sizeof(path)) < 0)
 		return 0;
@@ -577,13 +587,12 @@ static int cache_recent_failure(const struct cache *c, const struct cache_reques
 	status = json_string_value(json_object_get(note.data, "status"));
 	text = json_string_value(json_object_get(note.data, "text"));
 	noted_at = json_number_value(json_object_get(note.data, "noted_at"));
-	if (note.expires_at > now && json_is_integer(json_object_get(note.data, "code"))
+	kind = json_integer_value(json_object_get(note.data, "kind"));
+	if (note.expires_at > now && kind > OUTCOME_OK && kind <= OUTCOME_REFUSED
 	    && status != NULL && text != NULL && dsn_valid(status) > 0 && status[0] == '4'
 	    && noted_at >= since) {
-		code = (int)json_integer_value(json_object_get(note.data, "code"));
-		if (code >= 0)
-			code = CACHE_FAIL;
-		dsn_defer(o, status, "%s", text);
+		found = 1;
+		dsn_fail(o, (enum outcome_kind)kind, status, "%s", text);
 		log_debug("%s cache: %s failed %.1f s ago while this process waited for that "
 			  "lookup; not asking again", r->kind, r->what, cache_clock() - noted_at);
 		memset(&cache_served, 0, sizeof(cache_served));
@@ -598,7 +607,7 @@ static int cache_recent_failure(const struct cache *c, const struct cache_reques
 			  r->kind, r->what, cache_clock() - noted_at);
 	}
 	cache_entry_free(&note);
-	return code;
+	return found;
 }
 
 /* cache_get - a fresh entry, else one fetch for all processes */
@@ -609,7 +618,7 @@ int cache_get(const struct cache *c, const struct cache_request *r, cache_fetch_
 	char path[CACHE_PATH_MAX];
 	time_t now = time(NULL);
 	double since = r->since > 0 ? r->since : cache_epoch > 0 ? cache_epoch : cache_clock();
-	int fd = -1, have_old, rc;
+	int fd = -1, have_old;
 
 	memset(e, 0, sizeof(*e));
 	cache_last_note_reset();
@@ -641,7 +650,7 @@ int cache_get(const struct cache *c, const struct cache_request *r, cache_fetch_
 			return 0;
 		}
 	}
-	if ((rc = cache_recent_failure(c, r, since, o)) == 0) {
+	if (!cache_recent_failure(c, r, since, o)) {
 		if (r->refresh)
 			log_debug("%s cache refresh: %s", r->kind, r->what);
 		else if (have_old)
@@ -649,8 +658,7 @@ int cache_get(const struct cache *c, const struct cache_request *r, cache_fetch_
 				  (long)(now - old.expires_at));
 		else
 			log_debug("%s cache miss: %s", r->kind, r->what);
-		rc = fetch(arg, e, o);
-		if (rc == 0) {
+		if (fetch(arg, e, o) == 0) {
 			e->stored_at = time(NULL);
 			/* an entry that is never fresh may still stand in later (TTL 0) */
 			if ((e->expires_at > e->stored_at || e->stale_until > e->stored_at)
@@ -664,15 +672,14 @@ int cache_get(const struct cache *c, const struct cache_request *r, cache_fetch_
 			cache_unlock(fd);
 			return 0;
 		}
-		cache_note_failure(c, r, rc, o);
+		cache_note_failure(c, r, o);
 		/* a final answer (not found, refused): the old entry must not stand in later */
-		if (rc != CACHE_TRANSIENT && rc != CACHE_OUT_OF_TIME && have_old
+		if (!cache_may_stand_in(o) && have_old
 		    && cache_path(c, r->key, "json", path, sizeof(path)) == 0)
 			unlink(path);
 	}
 	now = time(NULL);
-	if ((rc == CACHE_TRANSIENT || rc == CACHE_OUT_OF_TIME) && have_old
-	    && old.stale_until > now) {
+	if (cache_may_stand_in(o) && have_old && old.stale_until > now) {
 		log_info("%s cache stale: %s, expired %ld s ago, stands in while: %s", r->kind,
 			 r->what, (long)(now - old.expires_at), o->text);
 		cache_unlock(fd);
@@ -684,7 +691,7 @@ int cache_get(const struct cache *c, const struct cache_request *r, cache_fetch_
 	if (have_old)
 		cache_entry_free(&old);
 	cache_unlock(fd);
-	return rc;
+	return -1;
 }
 
 /* cache_drop_if - remove the entry under the lock when match() says so */

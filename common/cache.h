@@ -1,6 +1,6 @@
 /*
  * cache - tokens and destinations shared by the processes of one user,
- * as files in a private directory (cache_dir in btprelay.conf(5)).
+ * as files in a private directory (btprelay(8): cache, FAILURE NOTES).
  *
  * An entry is one file KIND-HEX.json, HEX the SHA-256 of everything that
  * changes the answer, holding {"v":1,"what":..,"stored_at":..,
@@ -31,12 +31,6 @@
 
 #define CACHE_KIND_MAX 16
 #define CACHE_KEY_SIZE (CACHE_KIND_MAX + 1 + 64 + 1)	/* "KIND-" + hex + NUL */
-
-/* fetch results besides 0 */
-#define CACHE_FAIL (-1)		/* failed; nothing may stand in */
-#define CACHE_TRANSIENT (-2)	/* failed in a way that may go away: a stale entry may stand in */
-#define CACHE_OUT_OF_TIME (-4)	/* this process's own deadline: a stale entry may stand in, and
-				   the failure is not noted for the others */
 
 struct cache {
 	char *dir;		/* NULL: caching is off */
@@ -97,8 +91,9 @@ void cache_unlock(int fd);
 /*
  * cache_fetch_fn - ask the service: return 0 with fresh->data (a new
  * reference), fresh->expires_at and fresh->stale_until set (an expiry not
- * in the future means "do not cache"), or CACHE_FAIL, CACHE_TRANSIENT or
- * another negative code of the caller's with the outcome set.
+ * in the future means "do not cache"), or -1 with the outcome set. Its
+ * kind decides: after OUTCOME_TRANSIENT or OUTCOME_OUT_OF_TIME a stale
+ * entry may stand in; OUTCOME_OUT_OF_TIME is not noted for the others.
  */
 typedef int (*cache_fetch_fn)(void *arg, struct cache_entry *fresh, struct outcome *o);
 
@@ -117,13 +112,13 @@ struct cache_request {
 
 /*
  * cache_get - a fresh entry, else fetch once for all processes: lock,
- * look again, fetch, store. When the fetch fails with CACHE_TRANSIENT (or
- * CACHE_OUT_OF_TIME) and an expired entry is within its stale_until, that
- * entry is returned with
- * e->stale set; any other failure (an answer such as "not found") removes
- * the old entry, so it never stands in later. Returns 0 with e filled
- * (free it with cache_entry_free), or the fetch's negative code with the
- * outcome set. With caching off it just calls fetch.
+ * look again, fetch, store. When the fetch fails with OUTCOME_TRANSIENT
+ * (or OUTCOME_OUT_OF_TIME) and an expired entry is within its
+ * stale_until, that entry is returned with e->stale set; any other
+ * failure (an answer such as "not found") removes the old entry, so it
+ * never stands in later. Returns 0 with e filled (free it with
+ * cache_entry_free), or -1 with the fetch's outcome (or the one another
+ * process noted, kind included). With caching off it just calls fetch.
  */
 int cache_get(const struct cache *c, const struct cache_request *r, cache_fetch_fn fetch,
 	      void *arg, struct cache_entry *e, struct outcome *o);

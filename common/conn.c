@@ -370,7 +370,11 @@ static ssize_t send_some(struct conn *c, const unsigned char *p, size_t n, short
 	}
 }
 
-/* conn_flush - write the whole buffer */
+/*
+ * conn_flush - write the whole buffer, then wipe what was in it: it may
+ * have held a token (the proxy's auth request) or AUTH credentials, which
+ * must not stay behind in memory once sent
+ */
 int conn_flush(struct conn *c)
 {
 	double end = op_deadline(c);
@@ -389,6 +393,7 @@ int conn_flush(struct conn *c)
 		else if (conn_wait(c, ev, end) < 0)
 			return -1;
 	}
+	explicit_bzero(c->wbuf, c->wlen);
 	c->wlen = 0;
 	return 0;
 }
@@ -488,6 +493,7 @@ void conn_close(struct conn *c)
 		close(c->fd);
 		c->fd = -1;
 	}
+	explicit_bzero(c->wbuf, c->wlen);	/* unsent: it may hold a secret too */
 	c->rpos = c->rlen = c->wlen = 0;
 	c->op_end = 0;
 }

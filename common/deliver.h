@@ -4,19 +4,15 @@
  * directly (Internet), run the SMTP transaction, report one outcome per
  * recipient and one for the request.
  *
- * The TLS context and the SMTP options of a session with a destination's
- * relay are made by deliver_tls_context() and deliver_smtp_options(), for
- * deliver() and for anything else that talks to the relay the same way
- * (`btprelay probe`): one source of truth for trust, pins, names, implicit
- * TLS and AUTH.
+ * The way to the relay (destination, proxy, TLS context, SMTP options)
+ * is route.h's, shared with `btprelay probe`; this module is about the
+ * SMTP session and its transactions.
  */
 #ifndef BTPRELAY_DELIVER_H
 #define BTPRELAY_DELIVER_H
 
 #include <stddef.h>
-#include <openssl/ssl.h>
 #include "config.h"
-#include "destination.h"
 #include "dsn.h"
 #include "smtp.h"
 
@@ -57,41 +53,5 @@ void deliver_transaction(const struct config *cfg, struct deliver_session **dsp,
 			 const struct delivery *dl, struct outcome *rcpt_out, struct outcome *o);
 /* deliver_session_close - QUIT without waiting, close, free; NULL is fine */
 void deliver_session_close(struct deliver_session *ds);
-
-/*
- * deliver_tls_context - the TLS context for the relay of d: the chain is
- * verified against smtp_tls_ca_file/smtp_tls_ca_path (else the system
- * store) plus the certificates delivered with d (the TrustStoreLocation
- * entry, else every entry that is a certificate); the client certificate
- * of smtp_tls_cert_file/smtp_tls_key_file is offered; the fingerprint pin
- * (d's, else smtp_tls_fingerprint) is checked for form. Returns 0 with
- * *ctx (the caller frees it with SSL_CTX_free), or -1 with *ctx NULL and
- * a deferred outcome: 4.3.5 for a malformed pin or a TrustStoreLocation
- * that names no delivered certificate, 4.7.5 when the context cannot be
- * made (unreadable CA file, a TrustStoreLocation entry that is no
- * certificate, a client key readable by others). What weakens verification
- * is not logged here: tls_policy_resolve() says it, for the caller to show.
- */
-int deliver_tls_context(const struct config *cfg, const struct mail_destination *d,
-			SSL_CTX **ctx, struct outcome *o);
-/*
- * deliver_smtp_options - the options of an SMTP session with d's relay:
- * TLS per tls_policy_resolve() (smtp_tls_security_level and d's hints:
- * starttls, implicit TLS for smtps or mail.smtp.ssl.enable, trust,
- * checkserveridentity, verifyname as name and SNI, pins), AUTH per d
- * (XOAUTH2 with the token of an OAuth2* destination, PLAIN or LOGIN with
- * mail.user and mail.password; none for NoAuthentication or
- * mail.smtp.auth=false), and TLS raised to "encrypt" when credentials would
- * otherwise travel in clear: always over the Internet, through the proxy
- * tunnel only with smtp_auth_plaintext_onpremise=no (the Cloud Connector
- * hop may do TLS itself: "TCP TLS"). relay_name ("host:port", for texts),
- * helo and ctx (from deliver_tls_context, NULL when not made yet) are
- * referenced, not copied, as are strings of cfg and d: they must outlive opt.
- */
-void deliver_smtp_options(const struct config *cfg, const struct mail_destination *d,
-			  const char *relay_name, const char *helo, SSL_CTX *ctx,
-			  struct smtp_options *opt);
-/* deliver_helo_name - the EHLO name: smtp_helo_name, else the host name, else "localhost" */
-void deliver_helo_name(const struct config *cfg, char *buf, size_t size);
 
 #endif

@@ -7,12 +7,13 @@
  * then the Destination Service (Find; $skipTokenRetrieval=true unless the
  * destination's Authentication is an OAuth2 kind), for the provider or a
  * subscriber tenant per destination_selection, through the shared cache.
- * Properties are those of REFERENCE.md §4; both sender spellings
- * (mail.smtp.from, mail.from) and the smtps variants are understood.
+ * Properties are those of SAP's "MAIL Destinations" (Connectivity
+ * documentation) and JavaMail's; both sender spellings (mail.smtp.from,
+ * mail.from) and the smtps variants are understood.
  *
  * Failures defer (an operator can fix them): not found -> 4.3.5 naming the
- * destination, and dest_resolve() returns DEST_NOT_FOUND so that callers
- * tell "no such destination" from "unusable" without reading the text;
+ * destination, of kind OUTCOME_NOT_FOUND, so that callers tell "no such
+ * destination" from "unusable" without reading the text;
  * not MAIL, no host or port, bad certificates[] -> 4.3.5; service
  * unreachable, timeout, 5xx -> 4.4.3 (unless an expired cached copy may
  * stand in); 401 (after one new token)/403 -> 4.7.0.
@@ -58,7 +59,7 @@ struct mail_destination {
 	} oauth_token;
 
 	/*
-	 * TLS hints, read by tls_policy_resolve() (tls.c): JavaMail's
+	 * TLS hints, read by route_tls_policy() (route.c): JavaMail's
 	 * mail.smtp.ssl.* (mail.smtps.ssl.* first for smtps) and btprelay's own
 	 * mail.smtp.ssl.fingerprint and mail.smtp.ssl.verifyname.
 	 */
@@ -71,15 +72,17 @@ struct mail_destination {
 
 	/*
 	 * certificates[] of the Find response (Content is base64 of a PEM or
-	 * DER file, white space removed, checked to decode to at most 64 KiB;
-	 * at most 16 entries); trusted for the relay by tls.c. Filled from the
-	 * Find response and from the destination cache; Content wiped and
-	 * everything freed by dest_free.
+	 * DER file, white space removed, decoded once to at most 64 KiB; at
+	 * most 16 entries); trusted for the relay by tls.c. Filled from the
+	 * Find response and from the destination cache; Content and its bytes
+	 * wiped and everything freed by dest_free.
 	 */
 	struct dest_certificate {
 		char *name;		/* Name */
 		char *type;		/* Type, e.g. CERTIFICATE */
-		char *content;		/* Content (base64) */
+		char *content;		/* Content (base64), as the cache keeps it */
+		unsigned char *der;	/* Content decoded: the file (PEM or DER) */
+		size_t der_len;
 	} *certificates;
 	size_t ncertificates;
 };
@@ -99,21 +102,16 @@ json_t *dest_flatten(const json_t *props);
  */
 int dest_from_properties(const json_t *props, const char *source,
 			 struct mail_destination *d, struct outcome *o);
-/*
- * dest_resolve's answer when no source of the lookup chain (destinations
- * file, configuration, Destination Service for every tenant asked) has a
- * destination of that name: the outcome is set (4.3.5 "destination NAME not
- * found ..."), d holds nothing. Not found is an answer, not an error, but
- * a delivery still defers on it: callers that only deliver test "!= 0".
- */
-#define DEST_NOT_FOUND 1
-
 /* dest_entry_name - an entry's name in the destinations format: Name, originalProperties.Name or name */
 const char *dest_entry_name(const json_t *entry);
 /*
  * dest_resolve - the lookup chain for name: 0 with d filled (free it with
- * dest_free), DEST_NOT_FOUND, or -1 with a deferred outcome (found but
- * unusable, a broken source, the Destination Service failing)
+ * dest_free), or -1 with a deferred outcome: of kind OUTCOME_NOT_FOUND
+ * when no source of the chain (destinations file, configuration,
+ * Destination Service for every tenant asked) has a destination of that
+ * name (4.3.5 "destination NAME not found ..."; an answer, not an error,
+ * but a delivery still defers on it), else found but unusable, a broken
+ * source, the Destination Service failing
  */
 int dest_resolve(const struct config *cfg, const struct bindings *b, const char *name,
 		 struct mail_destination *d, struct outcome *o);

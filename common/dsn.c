@@ -13,13 +13,14 @@
 #include "dsn.h"
 
 /* dsn_vset - common body of the setters */
-static void __attribute__((format(printf, 4, 0)))
-dsn_vset(struct outcome *o, enum dsn_class cls, const char *status,
-		     const char *fmt, va_list ap)
+static void __attribute__((format(printf, 5, 0)))
+dsn_vset(struct outcome *o, enum dsn_class cls, enum outcome_kind kind, const char *status,
+	 const char *fmt, va_list ap)
 {
 	char *p;
 
 	o->cls = cls;
+	o->kind = kind;
 	snprintf(o->status, sizeof(o->status), "%s", status);
 	vsnprintf(o->text, sizeof(o->text), fmt, ap);
 	for (p = o->text; *p; p++)
@@ -27,13 +28,28 @@ dsn_vset(struct outcome *o, enum dsn_class cls, const char *status,
 			*p = ' ';
 }
 
+/* the kind of an outcome made by class alone */
+static const enum outcome_kind class_kind[] = {
+	[DSN_OK] = OUTCOME_OK, [DSN_DEFER] = OUTCOME_TRANSIENT, [DSN_BOUNCE] = OUTCOME_REFUSED,
+};
+
 /* dsn_set - fill an outcome of any class */
 void dsn_set(struct outcome *o, enum dsn_class cls, const char *status, const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
-	dsn_vset(o, cls, status, fmt, ap);
+	dsn_vset(o, cls, class_kind[cls], status, fmt, ap);
+	va_end(ap);
+}
+
+/* dsn_fail - a temporary failure of a kind */
+void dsn_fail(struct outcome *o, enum outcome_kind kind, const char *status, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	dsn_vset(o, DSN_DEFER, kind, status, fmt, ap);
 	va_end(ap);
 }
 
@@ -43,7 +59,37 @@ void dsn_defer(struct outcome *o, const char *status, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	dsn_vset(o, DSN_DEFER, status, fmt, ap);
+	dsn_vset(o, DSN_DEFER, OUTCOME_TRANSIENT, status, fmt, ap);
+	va_end(ap);
+}
+
+/* dsn_config - configuration error, 4.3.5 */
+void dsn_config(struct outcome *o, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	dsn_vset(o, DSN_DEFER, OUTCOME_CONFIG, "4.3.5", fmt, ap);
+	va_end(ap);
+}
+
+/* dsn_local - failure of this host, 4.3.0 */
+void dsn_local(struct outcome *o, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	dsn_vset(o, DSN_DEFER, OUTCOME_LOCAL, "4.3.0", fmt, ap);
+	va_end(ap);
+}
+
+/* dsn_auth - credentials or a token refused, 4.7.0 */
+void dsn_auth(struct outcome *o, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	dsn_vset(o, DSN_DEFER, OUTCOME_AUTH, "4.7.0", fmt, ap);
 	va_end(ap);
 }
 
@@ -53,7 +99,7 @@ void dsn_bounce(struct outcome *o, const char *status, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	dsn_vset(o, DSN_BOUNCE, status, fmt, ap);
+	dsn_vset(o, DSN_BOUNCE, OUTCOME_REFUSED, status, fmt, ap);
 	va_end(ap);
 }
 
@@ -63,7 +109,7 @@ void dsn_ok(struct outcome *o, const char *status, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	dsn_vset(o, DSN_OK, status, fmt, ap);
+	dsn_vset(o, DSN_OK, OUTCOME_OK, status, fmt, ap);
 	va_end(ap);
 }
 
@@ -157,5 +203,22 @@ int dsn_exit_code(const struct outcome *o)
 	case DSN_DEFER:
 	default:
 		return EX_TEMPFAIL;
+	}
+}
+
+/* dsn_operator_exit - dsn_exit_code, with EX_CONFIG for what an operator fixes */
+int dsn_operator_exit(const struct outcome *o)
+{
+	switch (o->kind) {
+	case OUTCOME_CONFIG:
+	case OUTCOME_LOCAL:
+	case OUTCOME_AUTH:
+	case OUTCOME_TOKEN_REFUSED:
+	case OUTCOME_TLS:
+	case OUTCOME_TLS_REQUIRED:
+	case OUTCOME_NOT_FOUND:
+		return EX_CONFIG;
+	default:
+		return dsn_exit_code(o);
 	}
 }

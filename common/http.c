@@ -30,6 +30,8 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -317,6 +319,59 @@ static int http_set_client_cert(CURL *curl, const struct http_options *opt,
 #endif
 }
 
+/*
+ * http_setopt - what every request sets: URL, shared DNS and TLS state,
+ * timeouts, http(s) only, no redirects, verified TLS, a size limit, the
+ * headers and where the body goes
+ */
+static void http_setopt(CURL *curl, const struct http_options *opt, long timeout_ms,
+			const char *url, struct curl_slist *list, struct http_sink *sink,
+			char *errbuf)
+{
+	curl_api.easy_setopt(curl, CURLOPT_URL, url);
+	if (http_share != NULL)
+		curl_api.easy_setopt(curl, CURLOPT_SHARE, http_share);
+	curl_api.easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+	curl_api.easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout_ms);
+	curl_api.easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
+#if LIBCURL_VERSION_NUM >= 0x075500
+	curl_api.easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+	curl_api.easy_setopt(curl, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+	curl_api.easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_api.easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_api.easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L);
+	if (opt->ca_file != NULL && opt->ca_file[0] != '\0')
+		curl_api.easy_setopt(curl, CURLOPT_CAINFO, opt->ca_file);
+	curl_api.easy_setopt(curl, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)HTTP_MAX_BODY);
+	curl_api.easy_setopt(curl, CURLOPT_USERAGENT, HTTP_USER_AGENT);
+	curl_api.easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
+	curl_api.easy_setopt(curl, CURLOPT_WRITEFUNCTION, http_write);
+	curl_api.easy_setopt(curl, CURLOPT_WRITEDATA, sink);
+	if (list != NULL)
+		curl_api.easy_setopt(curl, CURLOPT_HTTPHEADER, list);
+}
+
+/* http_setopt_method - GET, or POST (or another method) with its body; Basic authentication */
+static void http_setopt_method(CURL *curl, const char *method, const char *body,
+			       const char *basic_user, const char *basic_password)
+{
+	if (strcmp(method, "GET") == 0) {
+		curl_api.easy_setopt(curl, CURLOPT_HTTPGET, 1L);
+	} else {
+		if (strcmp(method, "POST") != 0)
+			curl_api.easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
+		curl_api.easy_setopt(curl, CURLOPT_POSTFIELDS, body ? body : "");
+		curl_api.easy_setopt(curl, CURLOPT_POSTFIELDSIZE, (long)(body ? strlen(body) : 0));
+	}
+	if (basic_user != NULL) {
+		curl_api.easy_setopt(curl, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+		curl_api.easy_setopt(curl, CURLOPT_USERNAME, basic_user);
+		curl_api.easy_setopt(curl, CURLOPT_PASSWORD, basic_password ? basic_password : "");
+	}
+}
+
 /* http_try - one request within timeout_ms; 0 when a response arrived, -1 on transport failure */
 static int http_try(const struct http_options *opt, long timeout_ms, const char *method,
 		    const char *url, const char *const *headers, const char *body,
@@ -355,43 +410,8 @@ static int http_try(const struct http_options *opt, long timeout_ms, const char 
 	if (body != NULL && (next = curl_api.slist_append(list, "Expect:")) != NULL)
 		list = next;
 
-	curl_api.easy_setopt(curl, CURLOPT_URL, url);
-	if (http_share != NULL)
-		curl_api.easy_setopt(curl, CURLOPT_SHARE, http_share);
-	curl_api.easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-	curl_api.easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout_ms);
-	curl_api.easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
-#if LIBCURL_VERSION_NUM >= 0x075500
-	curl_api.easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
-#else
-	curl_api.easy_setopt(curl, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
-#endif
-	curl_api.easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_api.easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L);
-	curl_api.easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L);
-	if (opt->ca_file != NULL && opt->ca_file[0] != '\0')
-		curl_api.easy_setopt(curl, CURLOPT_CAINFO, opt->ca_file);
-	curl_api.easy_setopt(curl, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)HTTP_MAX_BODY);
-	curl_api.easy_setopt(curl, CURLOPT_USERAGENT, HTTP_USER_AGENT);
-	curl_api.easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
-	curl_api.easy_setopt(curl, CURLOPT_WRITEFUNCTION, http_write);
-	curl_api.easy_setopt(curl, CURLOPT_WRITEDATA, &sink);
-	if (list != NULL)
-		curl_api.easy_setopt(curl, CURLOPT_HTTPHEADER, list);
-
-	if (strcmp(method, "GET") == 0) {
-		curl_api.easy_setopt(curl, CURLOPT_HTTPGET, 1L);
-	} else {
-		if (strcmp(method, "POST") != 0)
-			curl_api.easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
-		curl_api.easy_setopt(curl, CURLOPT_POSTFIELDS, body ? body : "");
-		curl_api.easy_setopt(curl, CURLOPT_POSTFIELDSIZE, (long)(body ? strlen(body) : 0));
-	}
-	if (basic_user != NULL) {
-		curl_api.easy_setopt(curl, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
-		curl_api.easy_setopt(curl, CURLOPT_USERNAME, basic_user);
-		curl_api.easy_setopt(curl, CURLOPT_PASSWORD, basic_password ? basic_password : "");
-	}
+	http_setopt(curl, opt, timeout_ms, url, list, &sink, errbuf);
+	http_setopt_method(curl, method, body, basic_user, basic_password);
 	if (opt->client_cert_pem != NULL && opt->client_key_pem != NULL
 	    && http_set_client_cert(curl, opt, resp) < 0)
 		goto out;
@@ -501,6 +521,46 @@ double http_budget(const struct http_options *opt)
 	for (i = 0; i < retries; i++, backoff *= 2)
 		total += backoff + timeout;
 	return total;
+}
+
+/* http_get_bearer - GET with a bearer token, the header wiped after */
+int http_get_bearer(const struct http_options *opt, const char *url, const char *token,
+		    struct http_response *resp)
+{
+	size_t alen = strlen("Authorization: Bearer ") + strlen(token) + 1;
+	char *auth = xmalloc(alen);
+	const char *headers[3];
+	int rc;
+
+	snprintf(auth, alen, "Authorization: Bearer %s", token);
+	headers[0] = auth;
+	headers[1] = "Accept: application/json";
+	headers[2] = NULL;
+	rc = http_request(opt, "GET", url, headers, NULL, NULL, NULL, resp);
+	explicit_bzero(auth, alen);
+	free(auth);
+	return rc;
+}
+
+/* http_fail - no response: this host's failure (4.3.0), or the service's (4.4.3) */
+void http_fail(struct outcome *o, const struct http_response *resp, const char *fmt, ...)
+{
+	char what[DSN_TEXT_SIZE];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	/* 4.3.0: a problem of this host (no libcurl), not of the service */
+	dsn_fail(o, resp->local ? OUTCOME_LOCAL : OUTCOME_TRANSIENT, resp->local ? "4.3.0" : "4.4.3",
+		 "%s: %s", what, resp->error);
+}
+
+/* http_out_of_time - a transient failure at this process's deadline is its own */
+void http_out_of_time(const struct http_options *opt, struct outcome *o)
+{
+	if (o->kind == OUTCOME_TRANSIENT && opt->deadline > 0 && conn_now() + 1 >= opt->deadline)
+		o->kind = OUTCOME_OUT_OF_TIME;
 }
 
 /* http_response_free - wipe and release the body (it may hold a token) */

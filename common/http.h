@@ -15,6 +15,7 @@
 #define HTTP_MAX_BODY (1024 * 1024)
 
 #include "config.h"
+#include "dsn.h"
 
 struct http_options {
 	int timeout;			/* seconds for each try */
@@ -54,8 +55,27 @@ int http_request(const struct http_options *opt, const char *method, const char 
 		 const char *basic_user, const char *basic_password,
 		 struct http_response *resp);
 void http_response_free(struct http_response *resp);
+/*
+ * http_get_bearer - GET url as JSON with "Authorization: Bearer token";
+ * the header is wiped after the request. As http_request.
+ */
+int http_get_bearer(const struct http_options *opt, const char *url, const char *token,
+		    struct http_response *resp);
+/*
+ * http_fail - the outcome of a request that got no response: "TEXT:
+ * resp->error", 4.3.0 (OUTCOME_LOCAL) when this host is the problem (no
+ * libcurl), else 4.4.3 (OUTCOME_TRANSIENT)
+ */
+void http_fail(struct outcome *o, const struct http_response *resp, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 /* http_budget - the longest one http_request() can take with opt: every try and pause, in seconds */
 double http_budget(const struct http_options *opt);
+/*
+ * http_out_of_time - a transient failure once opt's deadline has come
+ * (within a second) becomes OUTCOME_OUT_OF_TIME: it proves nothing about
+ * the service, only that this process ran out of time
+ */
+void http_out_of_time(const struct http_options *opt, struct outcome *o);
 /*
  * http_global_init - load and initialize libcurl. A threaded program calls
  * it before its threads start; otherwise the first request does.

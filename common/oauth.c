@@ -1,6 +1,7 @@
 /*
- * oauth - OAuth 2.0 client-credentials tokens from the XSUAA token service
- * (REFERENCE.md §2).
+ * oauth - OAuth 2.0 client-credentials tokens (RFC 6749, section 4.4) from
+ * the XSUAA token service (SAP BTP documentation, "Authorization and Trust
+ * Management").
  *
  * One POST to <token_url>/oauth/token with a form body. A secret binding
  * sends client_id and client_secret in the form and, when the service
@@ -14,7 +15,8 @@
  *
  * A subscriber's token comes from the same token service with the
  * subscriber's subdomain as the first label of the host, or from the
- * provider's URL with the header X-zid (REFERENCE.md §2).
+ * provider's URL with the header X-zid (SAP BTP documentation, "Multitenancy
+ * in the Connectivity Service").
  * oauth_token_cached() keeps tokens in the shared cache under a key made
  * of the token URL actually used, the client id, the tenant and, for
  * X.509 clients, the certificate's digest; it hands a token out while
@@ -291,8 +293,8 @@ int oauth_token_fetch(const struct oauth_client *client, const struct oauth_tena
 	tok->access_token = NULL;
 	tok->expires_at = 0;
 	if (!x509 && secret == NULL) {
-		dsn_defer(o, "4.3.5", "%s binding has neither a client secret nor a client "
-			  "certificate", what);
+		dsn_config(o, "%s binding has neither a client secret nor a client "
+			   "certificate", what);
 		return -1;
 	}
 	if (tenant != NULL && tenant->subdomain != NULL && tenant->subdomain[0] != '\0') {
@@ -300,8 +302,8 @@ int oauth_token_fetch(const struct oauth_client *client, const struct oauth_tena
 					      sizeof(why));
 
 		if (base == NULL) {
-			dsn_defer(o, "4.3.5", "%s token for tenant %s: %s", what, tenant->subdomain,
-				  why);
+			dsn_config(o, "%s token for tenant %s: %s", what, tenant->subdomain,
+				   why);
 			return -1;
 		}
 		url = oauth_url(base);
@@ -313,8 +315,8 @@ int oauth_token_fetch(const struct oauth_client *client, const struct oauth_tena
 		for (p = tenant->zid; *p > 0x20 && *p < 0x7f; p++)
 			;
 		if (*p != '\0' || strlen(tenant->zid) > 200) {
-			dsn_defer(o, "4.3.5", "%s token: the tenant id is not a valid header value",
-				  what);
+			dsn_config(o, "%s token: the tenant id is not a valid header value",
+				   what);
 			free(url);
 			return -1;
 		}
@@ -341,15 +343,13 @@ int oauth_token_fetch(const struct oauth_client *client, const struct oauth_tena
 	}
 
 	if (rc < 0) {
-		/* 4.3.0: a problem of this host (no libcurl), not of the service */
-		dsn_defer(o, resp.local ? "4.3.0" : "4.4.3", "%s token service %s: %s", what, url,
-			  resp.error);
+		http_fail(o, &resp, "%s token service %s", what, url);
 	} else if (resp.status == 200) {
 		ret = oauth_parse(&resp, what, url, tok, o);
 	} else if (resp.status == 400 || resp.status == 401 || resp.status == 403) {
 		oauth_error_text(&resp, secret, why, sizeof(why));
-		dsn_defer(o, "4.7.0", "%s token service %s: HTTP %ld%s", what, url,
-			  resp.status, why);
+		dsn_auth(o, "%s token service %s: HTTP %ld%s", what, url,
+			 resp.status, why);
 	} else {
 		oauth_error_text(&resp, secret, why, sizeof(why));
 		dsn_defer(o, "4.4.3", "%s token service %s: HTTP %ld%s", what, url,
@@ -377,11 +377,8 @@ static int oauth_fetch_cb(void *arg, struct cache_entry *fresh, struct outcome *
 	time_t now = time(NULL), life, margin;
 
 	if (oauth_token_fetch(f->client, f->tenant, f->http, f->what, &tok, o) < 0) {
-		if (strcmp(o->status, "4.4.3") != 0)
-			return CACHE_FAIL;
-		/* at its own deadline this process proves nothing about the service */
-		return f->http->deadline > 0 && conn_now() + 1 >= f->http->deadline
-		       ? CACHE_OUT_OF_TIME : CACHE_TRANSIENT;
+		http_out_of_time(f->http, o);
+		return -1;
 	}
 	life = tok.expires_at - now;
 	margin = f->margin < life / 2 ? f->margin : life / 2;
@@ -391,8 +388,8 @@ static int oauth_fetch_cb(void *arg, struct cache_entry *fresh, struct outcome *
 	fresh->stale_until = 0;		/* an expired token never stands in */
 	oauth_token_free(&tok);
 	if (fresh->data == NULL) {
-		dsn_defer(o, "4.3.0", "%s token: out of memory", f->what);
-		return CACHE_FAIL;
+		dsn_local(o, "%s token: out of memory", f->what);
+		return -1;
 	}
 	return 0;
 }
@@ -427,8 +424,8 @@ static int oauth_slot_open(const struct config *cfg, const struct oauth_client *
 			s->tenant.zid = cfg->tenant_id;
 			snprintf(tenant, sizeof(tenant), "zid:%s", cfg->tenant_id);
 		} else {
-			dsn_defer(o, "4.3.5", "%s token for a subscriber tenant, but neither "
-				  "tenant_subdomain nor tenant_id is configured", what);
+			dsn_config(o, "%s token for a subscriber tenant, but neither "
+				   "tenant_subdomain nor tenant_id is configured", what);
 			return -1;
 		}
 	}

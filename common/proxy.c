@@ -40,8 +40,8 @@ int proxy_plan(const struct config *cfg, const struct bindings *b, const char *d
 	switch (cfg->proxy_authentication) {
 	case PROXY_AUTH_TOKEN:
 		if (!b->have_connectivity) {
-			dsn_defer(o, "4.3.5", "%sproxy_authentication = token and no connectivity "
-				  "service binding is configured (%s)", who, src);
+			dsn_config(o, "%sproxy_authentication = token and no connectivity "
+				   "service binding is configured (%s)", who, src);
 			return -1;
 		}
 		p->auth = PROXY_AUTH_TOKEN;
@@ -63,9 +63,9 @@ int proxy_plan(const struct config *cfg, const struct bindings *b, const char *d
 				 "connectivity binding, the proxy from %s",
 				 proxy_address_source(cfg));
 		} else {
-			dsn_defer(o, "4.3.5", "%sneither a connectivity service binding (%s) nor "
-				  "proxy_host and proxy_port (a proxy without a token, e.g. Kyma's) "
-				  "are configured", who, src);
+			dsn_config(o, "%sneither a connectivity service binding (%s) nor "
+				   "proxy_host and proxy_port (a proxy without a token, e.g. Kyma's) "
+				   "are configured", who, src);
 			return -1;
 		}
 		break;
@@ -78,11 +78,11 @@ int proxy_plan(const struct config *cfg, const struct bindings *b, const char *d
 		p->host = cfg->proxy_host;
 		p->port = cfg->proxy_port;
 	} else {
-		dsn_defer(o, "4.3.5", "%sproxy_authentication = none and %s not set (the "
-			  "Connectivity proxy's address; in Kyma connectivity-proxy.kyma-system"
-			  ".svc.cluster.local and 20004)", who, cfg->proxy_host[0] == '\0'
-			  ? (cfg->proxy_port == 0 ? "proxy_host and proxy_port are" : "proxy_host is")
-			  : "proxy_port is");
+		dsn_config(o, "%sproxy_authentication = none and %s not set (the "
+			   "Connectivity proxy's address; in Kyma connectivity-proxy.kyma-system"
+			   ".svc.cluster.local and 20004)", who, cfg->proxy_host[0] == '\0'
+			   ? (cfg->proxy_port == 0 ? "proxy_host and proxy_port are" : "proxy_host is")
+			   : "proxy_port is");
 		return -1;
 	}
 	return 0;

@@ -116,14 +116,14 @@ int routemap_write(const struct route_table *t, const char *tmpl, const char *ma
 		path = colon + 1;
 	}
 	if ((suffix = map_suffix(type)) == NULL || *path != '/' || strlen(path) > 4000) {
-		dsn_defer(o, "4.3.5", "routes map %s: want [hash|btree|cdb:]/absolute/path",
-			  map);
+		dsn_config(o, "routes map %s: want [hash|btree|cdb:]/absolute/path",
+			   map);
 		return -1;
 	}
 	/* the text: a header, then "domain value" sorted by domain */
 	f = open_memstream(&text, &len);
 	if (f == NULL) {
-		dsn_defer(o, "4.3.0", "routes map %s: out of memory", path);
+		dsn_local(o, "routes map %s: out of memory", path);
 		return -1;
 	}
 	fprintf(f, "# written by btprelay routes: do not edit (btprelay(8))\n");
@@ -131,8 +131,8 @@ int routemap_write(const struct route_table *t, const char *tmpl, const char *ma
 		if (routemap_value(tmpl, t->v[i].destination, value, sizeof(value)) < 0) {
 			fclose(f);
 			free(text);
-			dsn_defer(o, "4.3.5", "routes_transport \"%s\": not a transport:nexthop "
-				  "for destination %s", tmpl, t->v[i].destination);
+			dsn_config(o, "routes_transport \"%s\": not a transport:nexthop "
+				   "for destination %s", tmpl, t->v[i].destination);
 			return -1;
 		}
 		fprintf(f, "%s\t%s\n", t->v[i].domain, value);
@@ -178,7 +178,7 @@ out:
 	if (rc < 0) {
 		unlink(tmp);
 		unlink(tmpdb);
-		dsn_defer(o, "4.3.0", "routes map %s: %s; the old table stays", path, why);
+		dsn_local(o, "routes map %s: %s; the old table stays", path, why);
 	}
 	free(text);
 	return rc;

@@ -144,30 +144,30 @@ int routes_parse_spec(struct route_table *t, const char *text, enum route_source
 			while (d1 > d0 && isspace((unsigned char)d1[-1]))
 				d1--;
 			if (n0 >= n1) {
-				dsn_defer(o, "4.3.5", "%s: entry %u \"%s\": expected "
-					  "domain=destination", origin, entry, q);
+				dsn_config(o, "%s: entry %u \"%s\": expected "
+					   "domain=destination", origin, entry, q);
 				return -1;
 			}
 			if (routes_domain_norm(d0, (size_t)(d1 - d0), domain, sizeof(domain),
 					       &why) < 0) {
-				dsn_defer(o, "4.3.5", "%s: entry %u \"%s\": bad domain: %s", origin,
-					  entry, q, why);
+				dsn_config(o, "%s: entry %u \"%s\": bad domain: %s", origin,
+					   entry, q, why);
 				return -1;
 			}
 			if ((size_t)(n1 - n0) > ROUTES_NAME_MAX) {
-				dsn_defer(o, "4.3.5", "%s: entry %u \"%s\": destination name too "
-					  "long", origin, entry, q);
+				dsn_config(o, "%s: entry %u \"%s\": destination name too "
+					   "long", origin, entry, q);
 				return -1;
 			}
 			memcpy(name, n0, (size_t)(n1 - n0));
 			name[n1 - n0] = '\0';
 			if (!routes_name_ok(name)) {
-				dsn_defer(o, "4.3.5", "%s: entry %u \"%s\": bad destination name "
-					  "(letters, digits, '.', '_', '-')", origin, entry, q);
+				dsn_config(o, "%s: entry %u \"%s\": bad destination name "
+					   "(letters, digits, '.', '_', '-')", origin, entry, q);
 				return -1;
 			}
 			if (route_add(t, domain, name, source, origin) < 0) {
-				dsn_defer(o, "4.3.5", "%s: more than %d routes", where, ROUTES_MAX);
+				dsn_config(o, "%s: more than %d routes", where, ROUTES_MAX);
 				return -1;
 			}
 		}
@@ -332,44 +332,36 @@ struct routes_lookup {
 };
 
 /*
- * routes_get - GET one list with a token. Returns 0 (acc extended), 1 on
- * 401, or a cache code with the outcome set.
+ * routes_get - GET one list with a token. Returns 0 (acc extended), or -1
+ * with the outcome set (OUTCOME_TOKEN_REFUSED on 401: the token may be
+ * fetched anew).
  */
 static int routes_get(struct routes_lookup *l, const char *url, const char *api,
 		      const char *level, const struct oauth_token *tok, json_t *acc,
 		      struct outcome *o)
 {
 	struct http_response resp;
-	const char *headers[3];
-	size_t alen = strlen("Authorization: Bearer ") + strlen(tok->access_token) + 1;
-	char *auth = xmalloc(alen);
-	int rc, ret;
+	int ret;
 
-	snprintf(auth, alen, "Authorization: Bearer %s", tok->access_token);
-	headers[0] = auth;
-	headers[1] = "Accept: application/json";
-	headers[2] = NULL;
-	rc = http_request(&l->http, "GET", url, headers, NULL, NULL, NULL, &resp);
-	explicit_bzero(auth, alen);
-	free(auth);
-	if (rc < 0) {
-		dsn_defer(o, resp.local ? "4.3.0" : "4.4.3", "Destination Service: %s: %s", api,
-			  resp.error);
-		ret = CACHE_TRANSIENT;
+	if (http_get_bearer(&l->http, url, tok->access_token, &resp) < 0) {
+		http_fail(o, &resp, "Destination Service: %s", api);
+		ret = -1;
 	} else if (resp.status == 200) {
-		ret = routes_parse_list(resp.body != NULL ? resp.body : "", resp.len, level, acc, o)
-		      == 0 ? 0 : CACHE_TRANSIENT;
+		ret = routes_parse_list(resp.body != NULL ? resp.body : "", resp.len, level, acc, o);
 	} else if (resp.status == 404) {
 		log_debug("routes: Destination Service %s: HTTP 404: no %s destinations", api,
 			  level);
 		ret = 0;
 	} else if (resp.status == 401) {
-		dsn_defer(o, "4.7.0", "Destination Service: %s: HTTP 401", api);
-		ret = 1;
+		dsn_fail(o, OUTCOME_TOKEN_REFUSED, "4.7.0", "Destination Service: %s: HTTP 401", api);
+		ret = -1;
 	} else {
-		dsn_defer(o, resp.status == 403 ? "4.7.0" : "4.4.3", "Destination Service: %s: "
-			  "HTTP %ld", api, resp.status);
-		ret = resp.status >= 500 || resp.status == 429 ? CACHE_TRANSIENT : CACHE_FAIL;
+		/* 5xx (after the retries) and 429 may go away; other 4xx will not */
+		dsn_fail(o, resp.status == 403 ? OUTCOME_AUTH : resp.status >= 500
+			 || resp.status == 429 ? OUTCOME_TRANSIENT : OUTCOME_REFUSED,
+			 resp.status == 403 ? "4.7.0" : "4.4.3", "Destination Service: %s: HTTP %ld",
+			 api, resp.status);
+		ret = -1;
 	}
 	http_response_free(&resp);
 	return ret;
@@ -396,20 +388,18 @@ static int routes_list(struct routes_lookup *l, unsigned flags, json_t *acc, str
 		for (attempt = 0; attempt < 2; attempt++) {
 			if (oauth_token_cached(l->cfg, &l->b->destination, &l->http, "destination",
 					       flags, &tok, o) < 0)
-				return strcmp(o->status, "4.4.3") == 0 ? CACHE_TRANSIENT : CACHE_FAIL;
+				return -1;
 			rc = routes_get(l, url, levels[i][1], level, &tok, acc, o);
-			if (rc == 1 && attempt == 0) {
+			if (rc < 0 && o->kind == OUTCOME_TOKEN_REFUSED && attempt == 0) {
 				log_info("Destination Service refused the destination token (HTTP "
 					 "401); fetching a new one");
 				oauth_token_reject(l->cfg, &l->b->destination, &l->http,
 						   "destination", flags, &tok);
 			}
 			oauth_token_free(&tok);
-			if (rc != 1)
+			if (rc == 0 || o->kind != OUTCOME_TOKEN_REFUSED)
 				break;
 		}
-		if (rc == 1)
-			rc = CACHE_FAIL;
 	}
 	return rc;
 }
@@ -430,25 +420,27 @@ static int routes_fetch_cb(void *arg, struct cache_entry *fresh, struct outcome 
 	if (cfg->destination_selection != DEST_SELECT_ALWAYS_SUBSCRIBER)
 		order[n++] = 0;
 	if (n == 0) {
-		dsn_defer(o, "4.3.5", "destination_selection is alwaysSubscriber, but neither "
-			  "tenant_subdomain nor tenant_id is configured");
-		return CACHE_FAIL;
+		dsn_config(o, "destination_selection is alwaysSubscriber, but neither "
+			   "tenant_subdomain nor tenant_id is configured");
+		return -1;
 	}
 	acc = json_array();
 	for (i = 0; i < n && rc == 0; i++)
 		rc = routes_list(l, order[i], acc, o);
 	if (rc != 0) {
 		json_decref(acc);
-		if (rc == CACHE_TRANSIENT && l->http.deadline > 0
-		    && conn_now() + 1 >= l->http.deadline)
-			return CACHE_OUT_OF_TIME;
-		return rc;
+		http_out_of_time(&l->http, o);
+		return -1;
 	}
 	now = time(NULL);
 	fresh->data = json_pack("{s:o}", "destinations", acc);
 	fresh->expires_at = now + cfg->destination_cache_ttl;
 	fresh->stale_until = fresh->expires_at + cfg->destination_stale_ttl;
-	return fresh->data != NULL ? 0 : CACHE_FAIL;
+	if (fresh->data == NULL) {
+		dsn_local(o, "routes: out of memory");
+		return -1;
+	}
+	return 0;
 }
 
 /* routes_from_cockpit - the cockpit's routes through the cache */
@@ -518,7 +510,7 @@ int routes_collect_local(const struct config *cfg, struct route_table *t, struct
 		return 0;
 	text = file_read_all(cfg->routes_file, ROUTES_FILE_MAX, &len, err, sizeof(err));
 	if (text == NULL) {
-		dsn_defer(o, "4.3.5", "routes_file %s", err);
+		dsn_config(o, "routes_file %s", err);
 		return -1;
 	}
 	rc = routes_parse_spec(t, text, ROUTE_FILE, cfg->routes_file, o);

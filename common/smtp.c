@@ -98,10 +98,10 @@ static int smtp_conn_fail(struct smtp_session *s, enum dsn_stage stage, int writ
 	if (((c->err == CONN_TLS && strstr(c->errtext, "alert") != NULL) || c->tls_cert_unmet)
 	    && s->state != SMTP_STATE_BODY && stage != DSN_STAGE_EOD) {
 		/* The relay ended TLS: with TLS 1.3, a refused client certificate shows only now. */
-		dsn_defer(o, "4.7.5", "TLS failure with relay at %s: %s%s", what,
-			  c->errtext[0] ? c->errtext : conn_strerror(c->err),
-			  c->tls_cert_unmet || strstr(c->errtext, "certificate required") != NULL
-			  ? " (the relay wants a client certificate: smtp_tls_cert_file)" : "");
+		dsn_fail(o, OUTCOME_TLS, "4.7.5", "TLS failure with relay at %s: %s%s", what,
+			 c->errtext[0] ? c->errtext : conn_strerror(c->err),
+			 c->tls_cert_unmet || strstr(c->errtext, "certificate required") != NULL
+			 ? " (the relay wants a client certificate: smtp_tls_cert_file)" : "");
 	} else if (s->state == SMTP_STATE_BODY) {
 		if (timeout)
 			dsn_defer(o, "4.4.2", "timeout sending the message body to relay");
@@ -379,8 +379,8 @@ static int smtp_ehlo(struct smtp_session *s, int after_tls, struct smtp_reply *r
 
 	for (i = 0; name[i]; i++) {
 		if ((unsigned char)name[i] <= ' ' || name[i] == 0x7f || i >= 255) {
-			dsn_defer(o, "4.3.5", "invalid HELO name: control characters, spaces, "
-				  "or longer than 255 bytes");
+			dsn_config(o, "invalid HELO name: control characters, spaces, "
+				   "or longer than 255 bytes");
 			return -1;
 		}
 	}
@@ -437,8 +437,8 @@ static int smtp_starttls(struct smtp_session *s, struct smtp_reply *r, struct ou
 		return -1;
 	if (r->code != 220) {
 		if (why) {
-			dsn_defer(o, "4.7.4", "relay refused STARTTLS, but TLS is required (%s): %s",
-				  why, r->text);
+			dsn_fail(o, OUTCOME_TLS_REQUIRED, "4.7.4", "relay refused STARTTLS, but TLS is "
+				 "required (%s): %s", why, r->text);
 			return -1;
 		}
 		if (r->code == 421 || r->code / 100 < 4)
@@ -459,7 +459,7 @@ static int smtp_starttls(struct smtp_session *s, struct smtp_reply *r, struct ou
 		return -1;
 	}
 	if (tls_handshake_peer(c, opt->tls_ctx, &peer) < 0) {
-		dsn_defer(o, "4.7.5", "TLS handshake with relay failed: %s", c->errtext);
+		dsn_fail(o, OUTCOME_TLS, "4.7.5", "TLS handshake with relay failed: %s", c->errtext);
 		smtp_enter(s, SMTP_STATE_BROKEN);
 		return -1;
 	}
@@ -479,8 +479,8 @@ static int smtp_tls(struct smtp_session *s, struct smtp_reply *r, struct outcome
 		return 0;
 	if (!(s->ext & SMTP_EXT_STARTTLS)) {
 		if (why) {
-			dsn_defer(o, "4.7.4", "relay does not offer STARTTLS, but TLS is required (%s)",
-				  why);
+			dsn_fail(o, OUTCOME_TLS_REQUIRED, "4.7.4", "relay does not offer STARTTLS, but "
+				 "TLS is required (%s)", why);
 			return -1;
 		}
 		log_debug("smtp: relay does not offer STARTTLS, continuing without TLS");
@@ -488,8 +488,8 @@ static int smtp_tls(struct smtp_session *s, struct smtp_reply *r, struct outcome
 	}
 	if (opt->tls_ctx == NULL) {
 		if (why) {
-			dsn_defer(o, "4.3.5", "TLS is required (%s), but no TLS context is configured",
-				  why);
+			dsn_fail(o, OUTCOME_TLS_REQUIRED, "4.3.5", "TLS is required (%s), but no TLS "
+				 "context is configured", why);
 			return -1;
 		}
 		return 0;
@@ -503,8 +503,8 @@ static int smtp_auth_fail(struct smtp_session *s, const struct smtp_reply *r, st
 	if (r->code / 100 == 4)
 		smtp_reply_fail(s, DSN_STAGE_AUTH, r, o);
 	else
-		dsn_defer(o, "4.7.0", "SMTP authentication failed: %s said: %s (in reply to %s)",
-			  smtp_relay(s), r->text, dsn_stage_name(DSN_STAGE_AUTH));
+		dsn_auth(o, "SMTP authentication failed: %s said: %s (in reply to %s)",
+			 smtp_relay(s), r->text, dsn_stage_name(DSN_STAGE_AUTH));
 	/* r->text is masked already (smtp_read_reply); this catches a piece the cut joined */
 	redact_text(&s->redact, o->text, sizeof(o->text));
 	if (r->code / 100 == 4)
@@ -553,14 +553,14 @@ static int smtp_auth_plain(struct smtp_session *s, struct smtp_reply *r, struct 
 	int rc;
 
 	if (ulen > SMTP_CRED_MAX || plen > SMTP_CRED_MAX) {
-		dsn_defer(o, "4.3.5", "SMTP AUTH user name or password too long");
+		dsn_config(o, "SMTP AUTH user name or password too long");
 		return -1;
 	}
 	raw = redact_sasl_plain(user, pass, &rawlen);
 	line = smtp_b64_line("AUTH PLAIN ", raw, rawlen, &lsize);
 	smtp_wipe(raw, rawlen + 1);
 	if (line == NULL) {
-		dsn_defer(o, "4.3.5", "SMTP AUTH user name or password too long");
+		dsn_config(o, "SMTP AUTH user name or password too long");
 		return -1;
 	}
 	redact_sent_plain(&s->redact, user, pass);
@@ -590,7 +590,7 @@ static int smtp_auth_login(struct smtp_session *s, struct smtp_reply *r, struct 
 			return smtp_auth_fail(s, r, o);
 		line = smtp_b64_line("", secret[i], strlen(secret[i]), &lsize);
 		if (line == NULL) {
-			dsn_defer(o, "4.3.5", "SMTP AUTH user name or password too long");
+			dsn_config(o, "SMTP AUTH user name or password too long");
 			smtp_enter(s, SMTP_STATE_BROKEN);
 			return -1;
 		}
@@ -623,14 +623,14 @@ static int smtp_auth_xoauth2(struct smtp_session *s, struct smtp_reply *r, struc
 	int rc;
 
 	if (ulen > SMTP_CRED_MAX || tlen > SMTP_TOKEN_MAX) {
-		dsn_defer(o, "4.3.5", "SMTP AUTH user name or OAuth2 token too long");
+		dsn_config(o, "SMTP AUTH user name or OAuth2 token too long");
 		return -1;
 	}
 	raw = redact_sasl_xoauth2(user, token, &rawlen);
 	line = smtp_b64_line("AUTH XOAUTH2 ", raw, rawlen, &lsize);
 	smtp_wipe(raw, rawlen + 1);
 	if (line == NULL) {
-		dsn_defer(o, "4.3.5", "SMTP AUTH user name or OAuth2 token too long");
+		dsn_config(o, "SMTP AUTH user name or OAuth2 token too long");
 		return -1;
 	}
 	redact_sent_xoauth2(&s->redact, user, token);
@@ -671,25 +671,25 @@ static int smtp_auth(struct smtp_session *s, struct smtp_reply *r, struct outcom
 {
 	smtp_enter(s, SMTP_STATE_AUTH);
 	if (s->opt->auth_require_tls && !s->tls_active) {
-		dsn_defer(o, "4.7.0", "SMTP AUTH needs TLS here, and the session with the relay is "
-			  "not encrypted: credentials are not sent in clear text");
+		dsn_auth(o, "SMTP AUTH needs TLS here, and the session with the relay is "
+			 "not encrypted: credentials are not sent in clear text");
 		return -1;
 	}
 	if (s->opt->auth_xoauth2_token) {
 		if (s->ext & SMTP_EXT_AUTH_XOAUTH2)
 			return smtp_auth_xoauth2(s, r, o);
-		dsn_defer(o, "4.7.0", "relay does not offer AUTH XOAUTH2, needed for the OAuth2 "
-			  "destination%s", s->ext & (SMTP_EXT_AUTH_PLAIN | SMTP_EXT_AUTH_LOGIN)
-			  ? " (it offers PLAIN or LOGIN: use BasicAuthentication)" : "");
+		dsn_auth(o, "relay does not offer AUTH XOAUTH2, needed for the OAuth2 "
+			 "destination%s", s->ext & (SMTP_EXT_AUTH_PLAIN | SMTP_EXT_AUTH_LOGIN)
+			 ? " (it offers PLAIN or LOGIN: use BasicAuthentication)" : "");
 		return -1;
 	}
 	if (s->ext & SMTP_EXT_AUTH_PLAIN)
 		return smtp_auth_plain(s, r, o);
 	if (s->ext & SMTP_EXT_AUTH_LOGIN)
 		return smtp_auth_login(s, r, o);
-	dsn_defer(o, "4.7.0", "relay offers no AUTH mechanism we support (PLAIN, LOGIN)%s",
-		  s->tls_active || !(s->ext & SMTP_EXT_STARTTLS) ? ""
-		  : "; it offers STARTTLS, which was not used: AUTH may need TLS");
+	dsn_auth(o, "relay offers no AUTH mechanism we support (PLAIN, LOGIN)%s",
+		 s->tls_active || !(s->ext & SMTP_EXT_STARTTLS) ? ""
+		 : "; it offers STARTTLS, which was not used: AUTH may need TLS");
 	return -1;
 }
 
@@ -715,7 +715,7 @@ int smtp_session_open(struct smtp_session *s, struct conn *c,
 		return -1;
 	if (opt->auth_error) {
 		smtp_enter(s, SMTP_STATE_AUTH);
-		dsn_defer(o, "4.7.0", "SMTP AUTH impossible: %s", opt->auth_error);
+		dsn_auth(o, "SMTP AUTH impossible: %s", opt->auth_error);
 		return -1;
 	}
 	if (opt->auth_user && smtp_auth(s, &r, o) < 0)
@@ -735,27 +735,6 @@ static int smtp_all(const struct smtp_envelope *env, struct outcome *rcpt_out,
 	return -1;
 }
 
-/* smtp_append - append to a text of DSN_TEXT_SIZE, cutting with "..." when full */
-static void __attribute__((format(printf, 3, 4)))
-smtp_append(char *text, size_t *off, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	if (*off >= DSN_TEXT_SIZE - 1)
-		return;
-	va_start(ap, fmt);
-	n = vsnprintf(text + *off, DSN_TEXT_SIZE - *off, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return;
-	*off += (size_t)n;
-	if (*off >= DSN_TEXT_SIZE - 1) {
-		*off = DSN_TEXT_SIZE - 1;
-		memcpy(text + DSN_TEXT_SIZE - 4, "...", 4);
-	}
-}
-
 /*
  * smtp_summarize - some recipients failed (rcpt_out[i].cls != DSN_OK):
  * nothing was sent. o gets the worst outcome with every recipient's
@@ -767,8 +746,9 @@ smtp_append(char *text, size_t *off, const char *fmt, ...)
 static void smtp_summarize(const struct smtp_envelope *env, struct outcome *rcpt_out,
 			   struct outcome *o)
 {
-	char text[DSN_TEXT_SIZE], addr[120];
-	size_t i, off = 0, nfail = 0, first = 0, worst = 0, nok = 0;
+	struct strbuf text;
+	char addr[120];
+	size_t i, nfail = 0, first = 0, worst = 0, nok = 0;
 
 	for (i = 0; i < env->nrcpt; i++) {
 		if (rcpt_out[i].cls == DSN_OK)
@@ -784,23 +764,26 @@ static void smtp_summarize(const struct smtp_envelope *env, struct outcome *rcpt
 		*o = rcpt_out[0];
 		return;
 	}
-	text[0] = 0;
-	smtp_append(text, &off, "%zu of %zu recipients refused, message not sent: ", nfail,
-		    env->nrcpt);
+	/* an outcome's text: cut with "..." where it would be cut anyway */
+	strbuf_init(&text, DSN_TEXT_SIZE - 1);
+	strbuf_printf(&text, "%zu of %zu recipients refused, message not sent: ", nfail,
+		      env->nrcpt);
 	for (i = 0, nfail = 0; i < env->nrcpt; i++) {
 		if (rcpt_out[i].cls == DSN_OK)
 			continue;
 		str_printable(addr, sizeof(addr), env->rcpt[i], strlen(env->rcpt[i]));
-		smtp_append(text, &off, "%s<%s>: %s", nfail++ ? "; " : "", addr, rcpt_out[i].text);
+		strbuf_printf(&text, "%s<%s>: %s", nfail++ ? "; " : "", addr, rcpt_out[i].text);
 	}
 	for (i = 0; i < env->nrcpt; i++) {
 		if (rcpt_out[i].cls != DSN_OK)
 			continue;
 		str_printable(addr, sizeof(addr), env->rcpt[i], strlen(env->rcpt[i]));
-		smtp_append(text, &off, "%s<%s> (%s)", nok++ ? ", " : "; accepted: ", addr,
-			    rcpt_out[i].text);
+		strbuf_printf(&text, "%s<%s> (%s)", nok++ ? ", " : "; accepted: ", addr,
+			      rcpt_out[i].text);
 	}
-	dsn_set(o, rcpt_out[worst].cls, rcpt_out[worst].status, "%s", text);
+	dsn_set(o, rcpt_out[worst].cls, rcpt_out[worst].status, "%s", text.str);
+	strbuf_free(&text);
+	o->kind = rcpt_out[worst].kind;
 
 	str_printable(addr, sizeof(addr), env->rcpt[first], strlen(env->rcpt[first]));
 	for (i = 0; i < env->nrcpt; i++) {
@@ -983,7 +966,7 @@ static int smtp_body(struct smtp_session *s, const struct smtp_body_reader *rd, 
 	for (;;) {
 		n = smtp_body_read(rd, fd, in, SMTP_BODY_CHUNK);
 		if (n < 0) {
-			dsn_defer(o, "4.3.0", "error reading the message: %s", strerror(errno));
+			dsn_local(o, "error reading the message: %s", strerror(errno));
 			smtp_abort(s);
 			goto done;
 		}
@@ -1024,6 +1007,27 @@ static void smtp_mail_line(const struct smtp_session *s, const struct smtp_envel
 		off += (size_t)snprintf(line + off, size - off, " BODY=8BITMIME");
 	if (utf8)
 		snprintf(line + off, size - off, " SMTPUTF8");
+}
+
+/*
+ * smtp_rcpt_reply - the reply to RCPT i into rcpt_out[i]: the one place a
+ * recipient's answer is taken, lock-step or pipelined. -1 with every
+ * outcome filled when the connection failed or the relay said 421.
+ */
+static int smtp_rcpt_reply(struct smtp_session *s, const struct smtp_envelope *env, size_t i,
+			   struct smtp_reply *r, struct outcome *rcpt_out, struct outcome *o)
+{
+	smtp_enter(s, SMTP_STATE_RCPT);
+	if (smtp_read_reply(s, DSN_STAGE_RCPT, r, NULL, NULL, o) < 0)
+		return smtp_all(env, rcpt_out, o);
+	if (r->code / 100 == 2) {
+		dsn_from_reply(&rcpt_out[i], smtp_relay(s), r->code, r->text, DSN_STAGE_RCPT);
+	} else if (smtp_reply_fail(s, DSN_STAGE_RCPT, r, &rcpt_out[i]) < 0
+		   && s->state == SMTP_STATE_BROKEN) {
+		*o = rcpt_out[i];	/* 421: the relay is going away */
+		return smtp_all(env, rcpt_out, o);
+	}
+	return 0;
 }
 
 /*
@@ -1071,23 +1075,70 @@ static int smtp_pipeline_replies(struct smtp_session *s, const struct smtp_envel
 			smtp_enter(s, SMTP_STATE_READY);
 		return smtp_all(env, rcpt_out, o);
 	}
-	for (i = 0; i < env->nrcpt; i++) {
-		smtp_enter(s, SMTP_STATE_RCPT);
-		if (smtp_read_reply(s, DSN_STAGE_RCPT, r, NULL, NULL, o) < 0)
-			return smtp_all(env, rcpt_out, o);
-		if (r->code / 100 == 2) {
-			dsn_from_reply(&rcpt_out[i], smtp_relay(s), r->code, r->text, DSN_STAGE_RCPT);
-		} else if (smtp_reply_fail(s, DSN_STAGE_RCPT, r, &rcpt_out[i]) < 0
-			   && s->state == SMTP_STATE_BROKEN) {
-			*o = rcpt_out[i];	/* 421: the relay is going away */
-			return smtp_all(env, rcpt_out, o);
-		}
-	}
+	for (i = 0; i < env->nrcpt; i++)
+		if (smtp_rcpt_reply(s, env, i, r, rcpt_out, o) < 0)
+			return -1;
 	if (*data_sent) {
 		smtp_enter(s, SMTP_STATE_DATA);
 		if (smtp_read_reply(s, DSN_STAGE_DATA, r, NULL, NULL, o) < 0)
 			return smtp_all(env, rcpt_out, o);
 	}
+	return 0;
+}
+
+/*
+ * smtp_send_data - every recipient accepted: DATA (unless pipelined, r is
+ * then its reply), the body, the final reply; rcpt_out and o as
+ * smtp_send_message
+ */
+static int smtp_send_data(struct smtp_session *s, const struct smtp_envelope *env,
+			  int body_fd, int data_sent, struct smtp_reply *r,
+			  struct outcome *rcpt_out, struct outcome *o)
+{
+	if (!data_sent) {
+		smtp_enter(s, SMTP_STATE_DATA);
+		if (smtp_chat(s, DSN_STAGE_DATA, "DATA", NULL, r, o) < 0)
+			return smtp_all(env, rcpt_out, o);
+	}
+	if (r->code != 354) {
+		smtp_reply_fail(s, DSN_STAGE_DATA, r, o);
+		smtp_rset(s);
+		return smtp_all(env, rcpt_out, o);
+	}
+	/* More than the 354 in the buffer: a reply before the message (smtp_early_reply). */
+	if (conn_pending(s->conn) > 0 && smtp_early_reply(s, o) < 0)
+		return smtp_all(env, rcpt_out, o);
+
+	if (smtp_body(s, env->body, body_fd, o) < 0)
+		return smtp_all(env, rcpt_out, o);
+	smtp_enter(s, SMTP_STATE_EOD);
+	smtp_timeout(s, s->opt->data_done_timeout_ms);
+	if (smtp_read_reply(s, DSN_STAGE_EOD, r, NULL, NULL, o) < 0)
+		return smtp_all(env, rcpt_out, o);
+	smtp_timeout(s, s->opt->command_timeout_ms);
+	/*
+	 * A second reply right behind it: the first was not the reply to our
+	 * dot (one that came early and slipped past smtp_early_reply). Which of
+	 * the two is the relay's verdict cannot be known: defer.
+	 */
+	if (conn_input(s->conn) > 0) {
+		char excerpt[SMTP_EXCERPT_MAX + 1];
+
+		smtp_excerpt(s, excerpt, sizeof(excerpt));
+		dsn_defer(o, "4.5.0", "protocol error: relay sent more than one reply to %s: "
+			  "\"%s\", then \"%s\" (the message may be delivered twice)",
+			  dsn_stage_name(DSN_STAGE_EOD), r->text, excerpt);
+		log_debug("smtp %s: %s", smtp_state_names[s->state], o->text);
+		smtp_abort(s);
+		return smtp_all(env, rcpt_out, o);
+	}
+	smtp_enter(s, SMTP_STATE_READY);
+	if (r->code / 100 != 2) {
+		smtp_reply_fail(s, DSN_STAGE_EOD, r, o);
+		return smtp_all(env, rcpt_out, o);
+	}
+	dsn_from_reply(o, smtp_relay(s), r->code, r->text, DSN_STAGE_EOD);
+	smtp_all(env, rcpt_out, o);
 	return 0;
 }
 
@@ -1101,12 +1152,12 @@ int smtp_send_message(struct smtp_session *s, const struct smtp_envelope *env,
 	int utf8, pipelined = (s->ext & SMTP_EXT_PIPELINING) != 0, data_sent = 0;
 
 	if (s->state != SMTP_STATE_READY) {
-		dsn_defer(o, "4.3.0", "SMTP session not ready for a message (state %s)",
+		dsn_local(o, "SMTP session not ready for a message (state %s)",
 			  smtp_state_names[s->state]);
 		return smtp_all(env, rcpt_out, o);
 	}
 	if (env->nrcpt == 0) {
-		dsn_defer(o, "4.3.0", "no recipients");
+		dsn_local(o, "no recipients");
 		return -1;
 	}
 	if (smtp_check_envelope(s, env, &utf8, rcpt_out, o) < 0)
@@ -1136,16 +1187,10 @@ int smtp_send_message(struct smtp_session *s, const struct smtp_envelope *env,
 			return smtp_all(env, rcpt_out, o);
 		if (pipelined)
 			continue;
-		if (smtp_flush(s, DSN_STAGE_RCPT, o) < 0
-		    || smtp_read_reply(s, DSN_STAGE_RCPT, &r, NULL, NULL, o) < 0)
+		if (smtp_flush(s, DSN_STAGE_RCPT, o) < 0)
 			return smtp_all(env, rcpt_out, o);
-		if (r.code / 100 == 2) {
-			dsn_from_reply(&rcpt_out[i], smtp_relay(s), r.code, r.text, DSN_STAGE_RCPT);
-		} else if (smtp_reply_fail(s, DSN_STAGE_RCPT, &r, &rcpt_out[i]) < 0
-			   && s->state == SMTP_STATE_BROKEN) {
-			*o = rcpt_out[i];	/* 421: the relay is going away */
-			return smtp_all(env, rcpt_out, o);
-		}
+		if (smtp_rcpt_reply(s, env, i, &r, rcpt_out, o) < 0)
+			return -1;
 	}
 	if (pipelined && smtp_pipeline_replies(s, env, &data_sent, &r, rcpt_out, o) < 0)
 		return -1;
@@ -1162,51 +1207,7 @@ int smtp_send_message(struct smtp_session *s, const struct smtp_envelope *env,
 		return -1;
 	}
 
-	if (!data_sent) {
-		smtp_enter(s, SMTP_STATE_DATA);
-		if (smtp_chat(s, DSN_STAGE_DATA, "DATA", NULL, &r, o) < 0)
-			return smtp_all(env, rcpt_out, o);
-	}
-	if (r.code != 354) {
-		smtp_reply_fail(s, DSN_STAGE_DATA, &r, o);
-		smtp_rset(s);
-		return smtp_all(env, rcpt_out, o);
-	}
-	/* More than the 354 in the buffer: a reply before the message (smtp_early_reply). */
-	if (conn_pending(s->conn) > 0 && smtp_early_reply(s, o) < 0)
-		return smtp_all(env, rcpt_out, o);
-
-	if (smtp_body(s, env->body, body_fd, o) < 0)
-		return smtp_all(env, rcpt_out, o);
-	smtp_enter(s, SMTP_STATE_EOD);
-	smtp_timeout(s, s->opt->data_done_timeout_ms);
-	if (smtp_read_reply(s, DSN_STAGE_EOD, &r, NULL, NULL, o) < 0)
-		return smtp_all(env, rcpt_out, o);
-	smtp_timeout(s, s->opt->command_timeout_ms);
-	/*
-	 * A second reply right behind it: the first was not the reply to our
-	 * dot (one that came early and slipped past smtp_early_reply). Which of
-	 * the two is the relay's verdict cannot be known: defer.
-	 */
-	if (conn_input(s->conn) > 0) {
-		char excerpt[SMTP_EXCERPT_MAX + 1];
-
-		smtp_excerpt(s, excerpt, sizeof(excerpt));
-		dsn_defer(o, "4.5.0", "protocol error: relay sent more than one reply to %s: "
-			  "\"%s\", then \"%s\" (the message may be delivered twice)",
-			  dsn_stage_name(DSN_STAGE_EOD), r.text, excerpt);
-		log_debug("smtp %s: %s", smtp_state_names[s->state], o->text);
-		smtp_abort(s);
-		return smtp_all(env, rcpt_out, o);
-	}
-	smtp_enter(s, SMTP_STATE_READY);
-	if (r.code / 100 != 2) {
-		smtp_reply_fail(s, DSN_STAGE_EOD, &r, o);
-		return smtp_all(env, rcpt_out, o);
-	}
-	dsn_from_reply(o, smtp_relay(s), r.code, r.text, DSN_STAGE_EOD);
-	smtp_all(env, rcpt_out, o);
-	return 0;
+	return smtp_send_data(s, env, body_fd, data_sent, &r, rcpt_out, o);
 }
 
 /* smtp_quit - send QUIT without waiting for the reply */

@@ -2,8 +2,9 @@
  * socks5 - the SAP BTP Connectivity proxy's SOCKS5 handshake with the
  * vendor authentication method 0x80 (JWT + Cloud Connector location ID).
  *
- * The wire format is SAP's "Using the TCP Protocol for Cloud Applications"
- * (SAP BTP Connectivity) over RFC 1928. Without a token (a proxy in
+ * The wire format is RFC 1928 with the method SAP's Connectivity
+ * documentation describes ("Using the SOCKS5 Proxy for On-Premise
+ * Connectivity"). Without a token (a proxy in
  * trusted mode, such as Kyma's Connectivity Proxy module by default) the
  * greeting offers 0x80 and 0x00 (RFC 1928: no authentication required);
  * on 0x80 the auth request carries a JWT length of 0 and the location ID,
@@ -95,7 +96,7 @@ const char *socks5_rep_text(int rep)
 	}
 }
 
-/* socks5_auth_request - build the 0x80 auth request (RFC 1928 section 3 framing) */
+/* socks5_auth_request - build the 0x80 auth request (REFERENCE §1) */
 size_t socks5_auth_request(unsigned char *buf, size_t size, const char *jwt,
 			   const char *location_id)
 {
@@ -251,21 +252,21 @@ static int socks5_parse_method(struct socks5_hs *hs, const unsigned char r[2])
 
 	socks5_hex(hex, sizeof(hex), r, 2);
 	if (r[0] != SOCKS5_VERSION) {
-		dsn_defer(hs->o, "4.3.5", "proxy greeting: not a SOCKS5 reply (%s)", hex);
+		dsn_config(hs->o, "proxy greeting: not a SOCKS5 reply (%s)", hex);
 		return SOCKS5_FAIL;
 	}
 	if (r[1] == SOCKS5_METHOD_SAP || (hs->trusted && r[1] == SOCKS5_METHOD_NOAUTH))
 		return SOCKS5_OK;
 	if (!hs->trusted)
-		dsn_defer(hs->o, "4.7.0", "proxy refused authentication method 0x80 (method reply %s)",
-			  hex);
+		dsn_auth(hs->o, "proxy refused authentication method 0x80 (method reply %s)",
+			 hex);
 	else if (r[1] == SOCKS5_METHOD_NONE)
-		dsn_defer(hs->o, "4.7.0", "proxy refused to work without a token: it accepted neither "
-			  "method 0x80 without a JWT nor 0x00 (method reply %s); it needs "
-			  "proxy_authentication = token and a connectivity binding", hex);
+		dsn_auth(hs->o, "proxy refused to work without a token: it accepted neither "
+			 "method 0x80 without a JWT nor 0x00 (method reply %s); it needs "
+			 "proxy_authentication = token and a connectivity binding", hex);
 	else
-		dsn_defer(hs->o, "4.7.0", "proxy chose method 0x%02x, which was not offered "
-			  "(method reply %s)", r[1], hex);
+		dsn_auth(hs->o, "proxy chose method 0x%02x, which was not offered "
+			 "(method reply %s)", r[1], hex);
 	return SOCKS5_FAIL;
 }
 
@@ -278,12 +279,12 @@ static int socks5_parse_auth(struct socks5_hs *hs, const unsigned char r[2])
 		return SOCKS5_OK;
 	socks5_hex(hex, sizeof(hex), r, 2);
 	if (hs->trusted) {
-		dsn_defer(hs->o, "4.7.0", "proxy authentication without a token rejected (auth "
-			  "reply %s); it needs proxy_authentication = token and a connectivity "
-			  "binding", hex);
+		dsn_auth(hs->o, "proxy authentication without a token rejected (auth "
+			 "reply %s); it needs proxy_authentication = token and a connectivity "
+			 "binding", hex);
 		return SOCKS5_FAIL;
 	}
-	dsn_defer(hs->o, "4.7.0", "proxy authentication rejected (auth reply %s)", hex);
+	dsn_auth(hs->o, "proxy authentication rejected (auth reply %s)", hex);
 	return SOCKS5_AUTH_REJECTED;
 }
 
@@ -301,13 +302,13 @@ static int socks5_parse_connect(struct socks5_hs *hs, const unsigned char *r, si
 		return SOCKS5_OK;
 	switch (rep) {
 	case SOCKS5_REP_AUTH:
-		dsn_defer(hs->o, "4.7.0", "%s failed: REP %02x (%s)", step, rep, socks5_rep_text(rep));
+		dsn_auth(hs->o, "%s failed: REP %02x (%s)", step, rep, socks5_rep_text(rep));
 		/* without a token there is none to renew */
 		return hs->trusted ? SOCKS5_FAIL : SOCKS5_AUTH_REJECTED;
 	case 0x02:
 	case 0x07:
 	case 0x08:
-		dsn_defer(hs->o, "4.3.5", "%s failed: REP %02x (%s)", step, rep, socks5_rep_text(rep));
+		dsn_config(hs->o, "%s failed: REP %02x (%s)", step, rep, socks5_rep_text(rep));
 		return SOCKS5_FAIL;
 	case 0x01:
 	case 0x03:
@@ -330,30 +331,30 @@ static int socks5_check_input(struct socks5_hs *hs, const char *jwt, const char 
 	size_t loclen = location_id ? strlen(location_id) : 0;
 
 	if (jwt != NULL && *jwt == 0) {
-		dsn_defer(hs->o, "4.3.5", "proxy auth: no Connectivity token");
+		dsn_config(hs->o, "proxy auth: no Connectivity token");
 		return SOCKS5_FAIL;
 	}
 	if ((loclen + 2) / 3 * 4 > SOCKS5_LOCATION_B64_MAX) {
-		dsn_defer(hs->o, "4.3.5", "proxy auth: Cloud Connector location ID too long "
-			  "(%zu bytes, at most 189)", loclen);
+		dsn_config(hs->o, "proxy auth: Cloud Connector location ID too long "
+			   "(%zu bytes, at most 189)", loclen);
 		return SOCKS5_FAIL;
 	}
 	if (hs->host == NULL || *hs->host == 0) {
-		dsn_defer(hs->o, "4.3.5", "proxy CONNECT: no relay host name");
+		dsn_config(hs->o, "proxy CONNECT: no relay host name");
 		return SOCKS5_FAIL;
 	}
 	if (strlen(hs->host) > SOCKS5_NAME_MAX) {
-		dsn_defer(hs->o, "4.3.5", "proxy CONNECT: relay host name too long (%zu bytes, at most %d)",
-			  strlen(hs->host), SOCKS5_NAME_MAX);
+		dsn_config(hs->o, "proxy CONNECT: relay host name too long (%zu bytes, at most %d)",
+			   strlen(hs->host), SOCKS5_NAME_MAX);
 		return SOCKS5_FAIL;
 	}
 	if (inet_pton(AF_INET6, hs->host, &a6) == 1) {
-		dsn_defer(hs->o, "4.3.5", "proxy CONNECT %s: IPv6 addresses are not supported by the "
-			  "Connectivity proxy", hs->host);
+		dsn_config(hs->o, "proxy CONNECT %s: IPv6 addresses are not supported by the "
+			   "Connectivity proxy", hs->host);
 		return SOCKS5_FAIL;
 	}
 	if (hs->port == 0 || hs->port > 65535) {
-		dsn_defer(hs->o, "4.3.5", "proxy CONNECT %s: invalid port %u", hs->host, hs->port);
+		dsn_config(hs->o, "proxy CONNECT %s: invalid port %u", hs->host, hs->port);
 		return SOCKS5_FAIL;
 	}
 	return SOCKS5_OK;
@@ -381,7 +382,7 @@ static int socks5_auth(struct socks5_hs *hs, const char *jwt, const char *locati
 	if (len == 0) {
 		/* socks5_check_input() has refused everything that gets here. */
 		free(auth);
-		dsn_defer(hs->o, "4.3.5", "proxy auth: cannot encode the auth request");
+		dsn_config(hs->o, "proxy auth: cannot encode the auth request");
 		return SOCKS5_FAIL;
 	}
 	rc = conn_write(hs->c, auth, len) < 0 || conn_flush(hs->c) < 0 ? -1 : 0;
@@ -438,7 +439,7 @@ int socks5_connect_method(struct conn *c, const char *jwt, const char *location_
 	socks5_enter(&hs, SOCKS5_ST_CONNECT);
 	len = socks5_connect_request(creq, sizeof(creq), host, port);
 	if (len == 0) {
-		dsn_defer(o, "4.3.5", "proxy CONNECT %s:%u: cannot encode the request", host, port);
+		dsn_config(o, "proxy CONNECT %s:%u: cannot encode the request", host, port);
 		return SOCKS5_FAIL;
 	}
 	if (socks5_send(&hs, creq, len) < 0)
@@ -449,8 +450,8 @@ int socks5_connect_method(struct conn *c, const char *jwt, const char *location_
 		char hex[16], step[SOCKS5_NAME_MAX + 32];
 
 		socks5_hex(hex, sizeof(hex), reply, 5);
-		dsn_defer(o, "4.3.5", "%s: not a SOCKS5 reply (%s)",
-			  socks5_step(&hs, step, sizeof(step)), hex);
+		dsn_config(o, "%s: not a SOCKS5 reply (%s)",
+			   socks5_step(&hs, step, sizeof(step)), hex);
 		return SOCKS5_FAIL;
 	}
 	rlen = socks5_reply_length(reply);
@@ -461,8 +462,8 @@ int socks5_connect_method(struct conn *c, const char *jwt, const char *location_
 		if (reply[1] != 0x00)
 			return socks5_parse_connect(&hs, reply, 5);
 		socks5_hex(hex, sizeof(hex), reply, 5);
-		dsn_defer(o, "4.3.5", "%s: malformed reply, bad address type (%s)",
-			  socks5_step(&hs, step, sizeof(step)), hex);
+		dsn_config(o, "%s: malformed reply, bad address type (%s)",
+			   socks5_step(&hs, step, sizeof(step)), hex);
 		return SOCKS5_FAIL;
 	}
 	/* Always read the whole reply: what follows it belongs to the relay. */

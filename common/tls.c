@@ -1,6 +1,5 @@
 /*
- * tls - OpenSSL client contexts and handshakes, verified by default, and
- * the TLS policy of a delivery.
+ * tls - OpenSSL client contexts and handshakes, verified by default.
  *
  * The handshake itself never aborts on the certificate: the context
  * verifies in SSL_VERIFY_NONE mode (OpenSSL still computes the chain
@@ -18,8 +17,8 @@
  * that delivers one message and needs one or two of them.
  */
 #include <ctype.h>
+#include <limits.h>
 #include <poll.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,8 +33,6 @@
 #include "log.h"
 #include "tls.h"
 #include "util.h"
-
-#define TLS_BLOB_MAX (256 * 1024)	/* one delivered certificate file, decoded */
 
 /* a context made with trust->verify == 0: tls_handshake_peer checks nothing */
 static const char tls_no_checks[] = "certificate not verified (no checks)";
@@ -61,36 +58,17 @@ static int tls_add_blob(X509_STORE *store, X509_LOOKUP *bundle, const struct tls
 			char *errbuf, size_t errlen)
 {
 	const char *name = b->name && *b->name ? b->name : "(no name)";
-	size_t i, n = 0, len = b->base64 ? strlen(b->base64) : 0;
-	char *clean = xmalloc(len + 1);
-	unsigned char *der = NULL;
-	ssize_t dlen;
 	BIO *bio;
 	X509 *x;
 	int count = 0;
 
-	/* Content may be wrapped; base64_decode wants one run of characters. */
-	for (i = 0; i < len; i++)
-		if (!isspace((unsigned char)b->base64[i]))
-			clean[n++] = b->base64[i];
-	clean[n] = 0;
-	if (n == 0 || n / 4 * 3 > TLS_BLOB_MAX) {
+	if (b->len == 0 || b->len > INT_MAX) {
 		snprintf(errbuf, errlen, "certificate %s of the destination: %s", name,
-			 n ? "larger than 256 KB" : "empty");
-		free(clean);
-		return -1;
-	}
-	der = xmalloc(n / 4 * 3 + 3);
-	dlen = base64_decode(clean, n, der, n / 4 * 3 + 3);
-	free(clean);
-	if (dlen <= 0) {
-		snprintf(errbuf, errlen, "certificate %s of the destination: Content is not base64",
-			 name);
-		free(der);
+			 b->len ? "too large" : "empty");
 		return -1;
 	}
 	/* PEM: every CERTIFICATE block; anything else in the file is skipped. */
-	bio = BIO_new_mem_buf(der, (int)dlen);
+	bio = BIO_new_mem_buf(b->der, (int)b->len);
 	while (bio && (x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
 		X509_STORE_add_cert(store, x);	/* a duplicate is not an error */
 		cafile_lookup_name(bundle, X509_get_subject_name(x));
@@ -100,9 +78,9 @@ static int tls_add_blob(X509_STORE *store, X509_LOOKUP *bundle, const struct tls
 	BIO_free(bio);
 	ERR_clear_error();
 	if (count == 0) {
-		const unsigned char *p = der;
+		const unsigned char *p = b->der;
 
-		if ((x = d2i_X509(NULL, &p, (long)dlen)) != NULL) {
+		if ((x = d2i_X509(NULL, &p, (long)b->len)) != NULL) {
 			X509_STORE_add_cert(store, x);
 			cafile_lookup_name(bundle, X509_get_subject_name(x));
 			X509_free(x);
@@ -110,7 +88,6 @@ static int tls_add_blob(X509_STORE *store, X509_LOOKUP *bundle, const struct tls
 		}
 		ERR_clear_error();
 	}
-	free(der);
 	if (count == 0) {
 		snprintf(errbuf, errlen, "certificate %s of the destination: not a PEM or DER "
 			 "certificate (PKCS#12 and JKS trust stores are not supported: upload the "
@@ -578,97 +555,4 @@ int tls_host_listed(const char *list, const char *host)
 		p += n;
 	}
 	return 0;
-}
-
-/* tls_warn - append one warning to the policy's list */
-static void __attribute__((format(printf, 2, 3))) tls_warn(struct tls_policy *p, const char *fmt, ...)
-{
-	size_t off = strlen(p->warnings);
-	va_list ap;
-
-	if (off > 0 && off + 2 < sizeof(p->warnings)) {
-		memcpy(p->warnings + off, "; ", 3);
-		off += 2;
-	}
-	va_start(ap, fmt);
-	vsnprintf(p->warnings + off, sizeof(p->warnings) - off, fmt, ap);
-	va_end(ap);
-}
-
-/*
- * tls_policy_resolve - the rules (btprelay-transport.8, TLS): the level
- * is smtp_tls_security_level, which the destination's starttls hints
- * raise or lower, unless it is verify: then nothing the destination says
- * lowers TLS or its verification (the hint is ignored with a warning).
- * smtps and mail.smtp.ssl.enable=true start TLS with the first byte. The
- * certificate must name mail.smtp.ssl.verifyname, else the host; a pin
- * (the destination's, else smtp_tls_fingerprint) replaces chain and name
- * checks; mail.smtp.ssl.trust "*" turns verification off (the name is
- * still checked when checkserveridentity is explicitly true, as JavaMail
- * does); a host list that holds the host skips the chain check;
- * checkserveridentity=false skips the name check.
- */
-void tls_policy_resolve(const struct config *cfg, const struct mail_destination *d,
-			struct tls_policy *p)
-{
-	const char *pin = d->ssl_fingerprint && *d->ssl_fingerprint ? d->ssl_fingerprint
-		: cfg->smtp_tls_fingerprint && *cfg->smtp_tls_fingerprint
-		? cfg->smtp_tls_fingerprint : NULL;
-	int locked = cfg->smtp_tls_level == TLS_LEVEL_VERIFY;
-	const char *trust = d->ssl_trust;
-
-	memset(p, 0, sizeof(*p));
-	p->level = cfg->smtp_tls_level;
-	p->implicit = d->smtps || d->ssl_enable == 1;
-	if (locked) {
-		p->required_by = "smtp_tls_security_level=verify";
-		if (d->starttls_enable == 0 && !p->implicit)
-			tls_warn(p, "mail.smtp.starttls.enable=false ignored: "
-				 "smtp_tls_security_level=verify");
-	} else if (d->starttls_required == 1) {
-		if (p->level < TLS_LEVEL_ENCRYPT)
-			p->level = TLS_LEVEL_ENCRYPT;
-		p->required_by = "mail.smtp.starttls.required=true";
-	} else if (d->starttls_enable == 0) {
-		p->level = TLS_LEVEL_NONE;
-	} else if (d->starttls_enable == 1 && p->level == TLS_LEVEL_NONE) {
-		p->level = TLS_LEVEL_MAY;
-	}
-
-	p->peer.name = d->ssl_verifyname && *d->ssl_verifyname ? d->ssl_verifyname : d->host;
-	p->peer.sni = p->peer.name;
-	p->peer.fingerprints = pin;
-	if (pin)
-		return;		/* the pin is the whole check */
-	if (trust && strcmp(trust, "*") == 0) {
-		if (locked) {
-			tls_warn(p, "mail.smtp.ssl.trust=* ignored: smtp_tls_security_level=verify");
-		} else {
-			p->peer.no_chain = 1;
-			if (d->ssl_checkserveridentity != 1)
-				p->peer.name = NULL;
-			tls_warn(p, "mail.smtp.ssl.trust=*: the relay's certificate is NOT verified%s",
-				 p->peer.name ? " (only its name, mail.smtp.ssl.checkserveridentity=true)"
-				 : "");
-		}
-	} else if (trust && tls_host_listed(trust, d->host)) {
-		if (locked) {
-			tls_warn(p, "mail.smtp.ssl.trust lists %s, ignored: "
-				 "smtp_tls_security_level=verify", d->host);
-		} else {
-			p->peer.no_chain = 1;
-			tls_warn(p, "mail.smtp.ssl.trust lists %s: its certificate chain is NOT "
-				 "verified", d->host);
-		}
-	}
-	if (d->ssl_checkserveridentity == 0 && p->peer.name) {
-		if (locked) {
-			tls_warn(p, "mail.smtp.ssl.checkserveridentity=false ignored: "
-				 "smtp_tls_security_level=verify");
-		} else {
-			p->peer.name = NULL;
-			tls_warn(p, "mail.smtp.ssl.checkserveridentity=false: the name in the relay's "
-				 "certificate is NOT checked");
-		}
-	}
 }

@@ -10,11 +10,11 @@
  * minimum; SNI is sent for host names. An optional client certificate is
  * offered to relays that ask for one.
  *
- * tls_policy_resolve() turns smtp_tls_security_level and a destination's
- * JavaMail-style hints into one struct tls_policy: when STARTTLS is used
- * or required, whether TLS starts with the first byte, and what the
- * relay's certificate must satisfy. btprelay-transport.8 documents the
- * rules; tests/unit/test-smtp.c has them as a table.
+ * struct tls_policy is what a delivery's TLS is to be: when STARTTLS is
+ * used or required, whether TLS starts with the first byte, and what the
+ * relay's certificate must satisfy. route_tls_policy() (route.h) makes it
+ * from smtp_tls_security_level and a destination's JavaMail-style hints;
+ * btprelay-transport(8) documents the rules.
  */
 #ifndef BTPRELAY_TLS_H
 #define BTPRELAY_TLS_H
@@ -23,12 +23,12 @@
 #include <openssl/ssl.h>
 #include "config.h"
 #include "conn.h"
-#include "destination.h"
 
 /* tls_cert_blob - a trust anchor handed over in memory: PEM (one or more certificates) or DER */
 struct tls_cert_blob {
 	const char *name;		/* for messages: the certificates[] Name */
-	const char *base64;		/* the file, base64-encoded (the Find response's Content) */
+	const unsigned char *der;	/* the file's bytes (the Find response's Content, decoded) */
+	size_t len;
 	int optional;			/* not a certificate: skipped (logged), not an error */
 };
 
@@ -93,10 +93,6 @@ void tls_describe(const struct conn *c, char *buf, size_t size);
 int tls_fingerprints_check(const char *list, char *errbuf, size_t errlen);
 /* tls_fingerprint_format - "AB:CD:..." (95 characters + NUL) of a certificate's SHA-256 digest */
 void tls_fingerprint_format(const unsigned char digest[32], char out[96]);
-
-/* tls_policy_resolve - smtp_tls_security_level and the destination's hints -> p */
-void tls_policy_resolve(const struct config *cfg, const struct mail_destination *d,
-			struct tls_policy *p);
 /* tls_host_listed - whether host is in a JavaMail host list (white space or commas; case-insensitive) */
 int tls_host_listed(const char *list, const char *host);
 

@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,15 @@ void *xcalloc(size_t n, size_t size)
 	if (p == NULL)
 		oom();
 	return p;
+}
+
+void *xrealloc(void *p, size_t n)
+{
+	void *q = realloc(p, n ? n : 1);
+
+	if (q == NULL)
+		oom();
+	return q;
 }
 
 char *xstrdup(const char *s)
@@ -327,4 +337,52 @@ void str_redact(char *text, size_t size, const char *secret)
 		text[size - 1] = 0;
 		p += mlen;
 	}
+}
+
+/* strbuf_init - empty, with an optional limit */
+void strbuf_init(struct strbuf *b, size_t limit)
+{
+	b->size = 64;
+	b->str = xmalloc(b->size);
+	b->str[0] = '\0';
+	b->len = 0;
+	b->limit = limit;
+}
+
+/* strbuf_printf - append, growing as needed; cut with "..." at the limit */
+void strbuf_printf(struct strbuf *b, const char *fmt, ...)
+{
+	va_list ap;
+	size_t need;
+	int n;
+
+	if (b->limit > 0 && b->len >= b->limit)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(b->str + b->len, b->size - b->len, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	need = b->len + (size_t)n + 1;
+	if (need > b->size) {
+		while (b->size < need)
+			b->size *= 2;
+		b->str = xrealloc(b->str, b->size);
+		va_start(ap, fmt);
+		vsnprintf(b->str + b->len, b->size - b->len, fmt, ap);
+		va_end(ap);
+	}
+	b->len += (size_t)n;
+	if (b->limit >= 3 && b->len >= b->limit) {
+		b->len = b->limit;
+		memcpy(b->str + b->limit - 3, "...", 4);
+	}
+}
+
+/* strbuf_free - release; the buffer may be initialized again */
+void strbuf_free(struct strbuf *b)
+{
+	free(b->str);
+	b->str = NULL;
+	b->len = b->size = 0;
 }

@@ -11,6 +11,7 @@
 /* xstrdup, xmalloc, xcalloc - allocate or abort (out of memory is not a delivery outcome) */
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 /* strlcpy-like: always NUL-terminates, returns strlen(src) */
 size_t str_copy(char *dst, const char *src, size_t size);
@@ -50,5 +51,20 @@ void json_wipe(struct json_t *v);
 
 /* file_read_all - read a whole (small) file, at most max bytes; NUL-terminated; NULL + errbuf on failure */
 char *file_read_all(const char *path, size_t max, size_t *len, char *errbuf, size_t errlen);
+
+/*
+ * strbuf - a growable string, appended to with strbuf_printf(). With a
+ * limit, it holds at most limit bytes: a text that reaches it is cut and
+ * ends in "...", and nothing more is appended. str is always a string
+ * ("" when nothing was appended); strbuf_free() releases it.
+ */
+struct strbuf {
+	char *str;
+	size_t len, size;
+	size_t limit;		/* 0 = none */
+};
+void strbuf_init(struct strbuf *b, size_t limit);
+void strbuf_printf(struct strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void strbuf_free(struct strbuf *b);
 
 #endif

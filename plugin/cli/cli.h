@@ -1,9 +1,9 @@
 /*
  * cli - what the commands of btprelay(8) share: the command line's global
- * options, the loaded configuration, output helpers, the exit status of a
- * library outcome, and the `destinations` environment variable (the first
- * link of the SAP Cloud SDK's lookup chain, btprelay(8)), which only this
- * interactive program reads.
+ * options, the loaded configuration, output helpers, and the
+ * `destinations` environment variable (the first link of the lookup chain
+ * of SAP's Cloud SDK, "Destinations from environment variables"), which
+ * only this interactive program reads.
  *
  * Output contract: results go to stdout as "key: value" lines, one fact
  * per line, keys stable; errors go to stderr as "btprelay: text". No
@@ -58,12 +58,6 @@ void cli_failure_note(void);
  * EX_CONFIG after printing "btprelay: FILE:LINE: text" on stderr.
  */
 int cli_config(struct cli *cli);
-/*
- * cli_exit - the exit status of a failed lookup or token request: an
- * operator's fix (4.3.x configuration, 4.7.x credentials refused) is
- * EX_CONFIG, anything else (unreachable, timeout, 5xx) EX_TEMPFAIL.
- */
-int cli_exit(const struct outcome *o);
 /* cli_time - "2026-11-23T17:58:00Z" */
 void cli_time(time_t t, char *buf, size_t size);
 
@@ -89,8 +83,8 @@ int cli_dest_each(const char *text, size_t len, const char *source, cli_dest_fn 
 /*
  * cli_resolve - the whole lookup chain: the `destinations` variable, then
  * dest_resolve_until() (destinations file, configuration, Destination
- * Service). Returns 0 with d filled, DEST_NOT_FOUND when no link has the
- * name, -1 otherwise; the outcome is set unless 0.
+ * Service). Returns 0 with d filled, or -1 with the outcome (of kind
+ * OUTCOME_NOT_FOUND when no link has the name).
  */
 int cli_resolve(const struct config *cfg, const struct bindings *b, const char *name,
 		double deadline, struct mail_destination *d, struct outcome *o);

@@ -7,7 +7,7 @@
  * to one command (check.c, resolve.c, token.c, probe.c, send.c,
  * cache.c). Each command calls the library the way the transport does
  * and returns its exit status; this file holds what they share: output
- * helpers and the mapping of an outcome to an exit status.
+ * helpers; an outcome becomes an exit status through dsn_operator_exit().
  */
 #include <getopt.h>
 #include <signal.h>
@@ -108,16 +108,6 @@ int cli_config(struct cli *cli)
 		return EX_CONFIG;
 	}
 	return 0;
-}
-
-/* cli_exit - EX_CONFIG for what an operator fixes, EX_TEMPFAIL for what may go away */
-int cli_exit(const struct outcome *o)
-{
-	if (o->cls == DSN_OK)
-		return EX_OK;
-	if (strncmp(o->status + 1, ".3.", 3) == 0 || strncmp(o->status + 1, ".7.", 3) == 0)
-		return EX_CONFIG;
-	return EX_TEMPFAIL;
 }
 
 /* cli_time - ISO 8601, UTC */

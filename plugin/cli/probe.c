@@ -7,12 +7,12 @@
  * handshake and CONNECT; then
  * SMTP: greeting, EHLO, STARTTLS or implicit TLS (version, cipher, the
  * relay's certificate and the verification result), AUTH with the
- * destination's credentials (unless --no-auth); then QUIT. The TLS
- * context and the SMTP options are the transport's own
- * (deliver_tls_context, deliver_smtp_options): the same trust (CA file or
- * path, certificates delivered with the destination, TrustStoreLocation),
- * pins, mail.smtp.ssl.* hints, implicit TLS, EHLO name and AUTH (PLAIN,
- * LOGIN, XOAUTH2), so a probe that passes means a delivery would get as far.
+ * destination's credentials (unless --no-auth); then QUIT. The route is
+ * the transport's own (route.h, its steps watched by an observer): the
+ * same proxy, token, trust (CA file or path, certificates delivered with
+ * the destination, TrustStoreLocation), pins, mail.smtp.ssl.* hints,
+ * implicit TLS, EHLO name and AUTH (PLAIN, LOGIN, XOAUTH2), so a probe
+ * that passes means a delivery would get as far.
  *
  * Every step prints "STEP: ok (...)" or "STEP: failed: D.S.N text", the
  * text being the one the transport would log. Facts learned on the way are
@@ -35,12 +35,8 @@
 
 #include "cli.h"
 #include "conn.h"
-#include "deliver.h"
-#include "http.h"
-#include "oauth.h"
-#include "proxy.h"
+#include "route.h"
 #include "smtp.h"
-#include "socks5.h"
 #include "tls.h"
 #include "util.h"
 
@@ -51,14 +47,9 @@
 #endif
 
 struct probe {
-	const struct config *cfg;
 	const char *name;
 	int no_auth;
-	struct bindings b;
-	struct mail_destination d;
-	struct conn conn;
-	SSL_CTX *tls_ctx;
-	char relay[320];	/* for texts: "mail.corp.internal:25" */
+	struct route rt;
 	double mark;		/* conn_now() when the current step began */
 	struct outcome o;
 };
@@ -78,79 +69,11 @@ step_ok(struct probe *p, const char *step, const char *fmt, ...)
 	p->mark = now;
 }
 
-/* step_fail - "STEP: failed: D.S.N text"; returns -1 */
-static int step_fail(struct probe *p, const char *step)
+/* step_fail - "STEP: failed: D.S.N text" */
+static void step_fail(const struct outcome *o, const char *step)
 {
-	cli_fact(step, "failed: %s %s", p->o.status, p->o.text);
+	cli_fact(step, "failed: %s %s", o->status, o->text);
 	cli_failure_note();
-	return -1;
-}
-
-/*
- * probe_tunnel - the proxy's authentication and why, token (unless the
- * proxy is trusted), proxy connection, handshake, CONNECT (deliver.c's
- * open_tunnel)
- */
-static int probe_tunnel(struct probe *p)
-{
-	const struct config *cfg = p->cfg;
-	struct http_options http;
-	struct oauth_token tok = { 0 };
-	struct proxy_plan plan;
-	unsigned tenant = p->d.tenant_is_subscriber ? OAUTH_SUBSCRIBER : 0;
-	const char *loc = p->d.location_id && *p->d.location_id ? p->d.location_id : NULL;
-	int attempt, r, method = -1;
-
-	http_options_init(&http, cfg, p->conn.deadline);
-	if (proxy_plan(cfg, &p->b, p->d.name, &plan, &p->o) < 0)
-		return step_fail(p, "proxy.authentication");
-	cli_fact("proxy.authentication", "%s (%s)", config_proxy_auth_name(plan.auth), plan.why);
-	for (attempt = 0; attempt < 2; attempt++) {
-		if (plan.auth == PROXY_AUTH_NONE) {
-			cli_fact("token", "not used (the proxy is trusted: no JWT)");
-		} else {
-			if (oauth_token_cached(cfg, &p->b.connectivity, &http, "connectivity",
-					       tenant, &tok, &p->o) < 0)
-				return step_fail(p, "token");
-			step_ok(p, "token", "connectivity, %s, expires in %ld s",
-				tenant ? "subscriber" : "provider",
-				(long)(tok.expires_at - time(NULL)));
-		}
-		if (conn_connect(&p->conn, plan.host, plan.port) < 0) {
-			dsn_defer(&p->o, "4.4.1", "connect to connectivity proxy %s: %s",
-				  p->conn.peer, p->conn.errtext);
-			oauth_token_free(&tok);
-			return step_fail(p, "proxy.connect");
-		}
-		step_ok(p, "proxy.connect", "%s", p->conn.peer);
-		r = socks5_connect_method(&p->conn, plan.auth == PROXY_AUTH_TOKEN ? tok.access_token
-					  : NULL, p->d.location_id, p->d.host, p->d.port, &method, &p->o);
-		if (r == SOCKS5_AUTH_REJECTED)
-			oauth_token_reject(cfg, &p->b.connectivity, &http, "connectivity", tenant,
-					   &tok);
-		oauth_token_free(&tok);
-		if (r == SOCKS5_OK && method == 0x00) {
-			/* what a trusted proxy does with the location ID is not documented: show it */
-			step_ok(p, "proxy.handshake", "no token, the proxy chose method 0x00, location "
-				"ID %s%s, CONNECT %s:%u", loc ? loc : "(none)", loc ? " not sent (the "
-				"proxy cannot receive it)" : "", p->d.host, p->d.port);
-			return 0;
-		}
-		if (r == SOCKS5_OK) {
-			step_ok(p, "proxy.handshake", "%s, location ID %s, CONNECT %s:%u",
-				plan.auth == PROXY_AUTH_TOKEN ? "method 0x80"
-				: "no token, the proxy chose method 0x80 (JWT length 0)",
-				loc ? loc : "(none)", p->d.host, p->d.port);
-			return 0;
-		}
-		conn_close(&p->conn);
-		if (r != SOCKS5_AUTH_REJECTED || attempt == 1)
-			return step_fail(p, "proxy.handshake");
-		/* as the transport does: a rejected token is fetched again, once */
-		cli_fact("proxy.handshake", "rejected: %s %s; fetching a new token", p->o.status,
-			 p->o.text);
-	}
-	return -1;
 }
 
 /* name_text - an X509_NAME in RFC 2253 form, printable */
@@ -313,19 +236,18 @@ static void show_smtp(struct probe *p, const struct smtp_session *s,
 	char text[512];
 
 	if (broken && !s->tls_active && s->ext == 0 && !s->helo_only) {
-		step_fail(p, "smtp");
+		step_fail(&p->o, "smtp");
 		return;
 	}
 	if (at == SMTP_STATE_GREETING) {
-		step_fail(p, "smtp.greeting");
+		step_fail(&p->o, "smtp.greeting");
 		return;
 	}
 	step_ok(p, "smtp.greeting", "220");
 	/* smtp_tls() fails in state EHLO: TLS required, and not offered */
-	tls_failed = at == SMTP_STATE_EHLO && (strcmp(p->o.status, "4.7.4") == 0
-					      || strstr(p->o.text, "TLS is required") != NULL);
+	tls_failed = at == SMTP_STATE_EHLO && p->o.kind == OUTCOME_TLS_REQUIRED;
 	if ((at == SMTP_STATE_EHLO || at == SMTP_STATE_HELO) && !tls_failed) {
-		step_fail(p, "smtp.ehlo");
+		step_fail(&p->o, "smtp.ehlo");
 		return;
 	}
 	step_ok(p, "smtp.ehlo", "%s", s->helo_only ? "EHLO refused, HELO accepted" : "EHLO");
@@ -334,7 +256,7 @@ static void show_smtp(struct probe *p, const struct smtp_session *s,
 	} else if (tls_failed || at == SMTP_STATE_STARTTLS
 		   || (broken && !s->tls_active && opt->tls_level != TLS_LEVEL_NONE
 		       && (s->ext & SMTP_EXT_STARTTLS))) {
-		step_fail(p, "tls.starttls");
+		step_fail(&p->o, "tls.starttls");
 		return;
 	} else if (s->tls_active) {
 		step_ok(p, "tls.starttls", "STARTTLS");
@@ -344,8 +266,8 @@ static void show_smtp(struct probe *p, const struct smtp_session *s,
 			 : s->ext & SMTP_EXT_STARTTLS ? "the relay refused STARTTLS"
 			 : "the relay does not offer STARTTLS");
 	}
-	if (s->tls_active && !opt->implicit_tls && p->conn.ssl != NULL)
-		show_tls(&p->conn, &tp->peer);
+	if (s->tls_active && !opt->implicit_tls && p->rt.conn.ssl != NULL)
+		show_tls(&p->rt.conn, &tp->peer);
 	ext_text(s, text, sizeof(text));
 	cli_fact("smtp.extensions", "%s", text);
 	if (s->size_limit > 0)
@@ -356,7 +278,7 @@ static void show_smtp(struct probe *p, const struct smtp_session *s,
 	cli_fact("auth.mechanisms", "%s", text[0] ? text : "(none of XOAUTH2, PLAIN, LOGIN)");
 	if (rc < 0) {
 		/* what is left: AUTH, or a connection that broke after TLS */
-		step_fail(p, opt->auth_user && (broken || at == SMTP_STATE_AUTH) ? "auth" : "smtp");
+		step_fail(&p->o, opt->auth_user && (broken || at == SMTP_STATE_AUTH) ? "auth" : "smtp");
 		return;
 	}
 	if (opt->auth_user != NULL)
@@ -367,69 +289,104 @@ static void show_smtp(struct probe *p, const struct smtp_session *s,
 			 : "not used (the destination has no credentials, or mail.smtp.auth false)");
 }
 
-/* probe_run - every step; 0 when all passed, -1 with p->o */
-static int probe_run(struct probe *p)
+/* route_done - the facts of a route step that passed */
+static void route_done(struct probe *p, const struct route *rt, enum route_step step)
 {
-	const struct config *cfg = p->cfg;
-	struct mail_destination *d = &p->d;
-	struct smtp_options opt;
-	struct smtp_session s;
-	struct tls_policy tp;
-	char helo[256];
-	int rc;
+	const struct mail_destination *d = &rt->dest;
+	const char *loc = d->location_id && *d->location_id ? d->location_id : NULL;
 
-	if (bindings_load(cfg, &p->b, &p->o) < 0)
-		return step_fail(p, "bindings");
-	if (cli_resolve(cfg, &p->b, p->name, p->conn.deadline, d, &p->o) != 0)
-		return step_fail(p, "resolve");
-	step_ok(p, "resolve", "%s%s", d->source, d->stale ? ", stale cache entry"
-		: d->cache_age >= 0 ? ", from the cache" : "");
-	cli_fact("relay", "%s:%u", d->host, d->port);
-	cli_fact("proxy_type", "%s", d->onpremise ? "OnPremise" : "Internet");
-	if (d->onpremise)
-		cli_fact("location_id", "%s", d->location_id ? d->location_id : "(none)");
-	snprintf(p->relay, sizeof(p->relay), "%s:%u", d->host, d->port);
-
-	/* the transport's own TLS context and SMTP options (deliver.h) */
-	deliver_helo_name(cfg, helo, sizeof(helo));
-	deliver_smtp_options(cfg, d, p->relay, helo, NULL, &opt);
-	tls_policy_resolve(cfg, d, &tp);
-	if (tp.warnings[0] != '\0')
-		cli_fact("tls.warnings", "%s", tp.warnings);
-	if ((opt.implicit_tls || opt.tls_level != TLS_LEVEL_NONE)
-	    && deliver_tls_context(cfg, d, &p->tls_ctx, &p->o) < 0)
-		return step_fail(p, "tls.config");
-	opt.tls_ctx = p->tls_ctx;
-
-	if (d->onpremise) {
-		if (probe_tunnel(p) < 0)
-			return -1;
-	} else if (conn_connect(&p->conn, d->host, d->port) < 0) {
-		dsn_defer(&p->o, "4.4.1", "connect to %s: %s", p->conn.peer, p->conn.errtext);
-		return step_fail(p, "connect");
-	} else {
-		snprintf(p->relay, sizeof(p->relay), "%s", p->conn.peer);
-		step_ok(p, "connect", "%s", p->conn.peer);
-	}
-	if (opt.implicit_tls) {
-		if (tls_handshake_peer(&p->conn, p->tls_ctx, &tp.peer) < 0) {
-			dsn_defer(&p->o, "4.7.5", "TLS handshake with %s failed: %s", p->relay,
-				  p->conn.errtext);
-			return step_fail(p, "tls.handshake");
-		}
+	switch (step) {
+	case ROUTE_RESOLVE:
+		step_ok(p, "resolve", "%s%s", d->source, d->stale ? ", stale cache entry"
+			: d->cache_age >= 0 ? ", from the cache" : "");
+		cli_fact("relay", "%s:%u", d->host, d->port);
+		cli_fact("proxy_type", "%s", d->onpremise ? "OnPremise" : "Internet");
+		if (d->onpremise)
+			cli_fact("location_id", "%s", d->location_id ? d->location_id : "(none)");
+		break;
+	case ROUTE_TLS_POLICY:
+		if (rt->tls.warnings[0] != '\0')
+			cli_fact("tls.warnings", "%s", rt->tls.warnings);
+		break;
+	case ROUTE_PROXY_PLAN:
+		cli_fact("proxy.authentication", "%s (%s)", config_proxy_auth_name(rt->plan.auth),
+			 rt->plan.why);
+		break;
+	case ROUTE_TOKEN:
+		if (rt->plan.auth == PROXY_AUTH_NONE)
+			cli_fact("token", "not used (the proxy is trusted: no JWT)");
+		else
+			step_ok(p, "token", "connectivity, %s, expires in %ld s",
+				d->tenant_is_subscriber ? "subscriber" : "provider",
+				(long)(rt->token_expires - time(NULL)));
+		break;
+	case ROUTE_PROXY_CONNECT:
+		step_ok(p, "proxy.connect", "%s", rt->conn.peer);
+		break;
+	case ROUTE_PROXY_HANDSHAKE:
+		/* what a trusted proxy does with the location ID is not documented: show it */
+		if (rt->proxy_method == 0x00)
+			step_ok(p, "proxy.handshake", "no token, the proxy chose method 0x00, location "
+				"ID %s%s, CONNECT %s:%u", loc ? loc : "(none)", loc ? " not sent (the "
+				"proxy cannot receive it)" : "", d->host, d->port);
+		else
+			step_ok(p, "proxy.handshake", "%s, location ID %s, CONNECT %s:%u",
+				rt->plan.auth == PROXY_AUTH_TOKEN ? "method 0x80"
+				: "no token, the proxy chose method 0x80 (JWT length 0)",
+				loc ? loc : "(none)", d->host, d->port);
+		break;
+	case ROUTE_CONNECT:
+		step_ok(p, "connect", "%s", rt->conn.peer);
+		break;
+	case ROUTE_TLS_HANDSHAKE:
 		step_ok(p, "tls.handshake", "implicit TLS, %s", d->smtps ? "smtps"
 			: "mail.smtp.ssl.enable");
-		show_tls(&p->conn, &tp.peer);
+		show_tls(&rt->conn, &rt->tls.peer);
+		break;
+	default:
+		break;
 	}
-	conn_set_timeout(&p->conn, opt.command_timeout_ms);
-	if (p->no_auth) {
-		opt.auth_user = NULL;
-		opt.auth_password = NULL;
-		opt.auth_xoauth2_token = NULL;
-		opt.auth_error = NULL;
-	}
-	rc = smtp_session_open(&s, &p->conn, &opt, &p->o);
-	show_smtp(p, &s, &opt, &tp, rc);
+}
+
+/* probe_step - route_observer: one line a step, as the route goes */
+static void probe_step(void *arg, const struct route *rt, enum route_step step,
+		       const struct outcome *failed)
+{
+	static const char *const names[] = {
+		[ROUTE_BINDINGS] = "bindings", [ROUTE_RESOLVE] = "resolve",
+		[ROUTE_TLS_POLICY] = "tls.policy", [ROUTE_TLS_CONFIG] = "tls.config",
+		[ROUTE_PROXY_PLAN] = "proxy.authentication", [ROUTE_TOKEN] = "token",
+		[ROUTE_PROXY_CONNECT] = "proxy.connect", [ROUTE_TOKEN_REJECTED] = "proxy.handshake",
+		[ROUTE_PROXY_HANDSHAKE] = "proxy.handshake", [ROUTE_CONNECT] = "connect",
+		[ROUTE_TLS_HANDSHAKE] = "tls.handshake",
+	};
+
+	if (step == ROUTE_TOKEN_REJECTED)	/* as the transport does: fetched again, once */
+		cli_fact(names[step], "rejected: %s %s; fetching a new token", failed->status,
+			 failed->text);
+	else if (failed != NULL)
+		step_fail(failed, names[step]);
+	else
+		route_done(arg, rt, step);
+}
+
+/* probe_run - every step; 0 when all passed, -1 with p->o */
+static int probe_run(const struct config *cfg, struct probe *p)
+{
+	const struct route_observer observer = { probe_step, p };
+	struct route *rt = &p->rt;
+	struct smtp_session s;
+	int rc;
+
+	rt->observer = &observer;
+	rt->resolve = cli_resolve;
+	rt->no_auth = p->no_auth;
+	rc = route_open(cfg, p->name, rt, &p->o);
+	rt->observer = NULL;
+	if (rc < 0)
+		return -1;
+	rc = smtp_session_open(&s, &rt->conn, &rt->opt, &p->o);
+	show_smtp(p, &s, &rt->opt, &rt->tls, rc);
 	if (s.state != SMTP_STATE_BROKEN && s.state != SMTP_STATE_NEW) {
 		smtp_quit(&s);
 		cli_fact("smtp.quit", "sent");
@@ -464,17 +421,12 @@ int cmd_probe(struct cli *cli, int argc, char **argv)
 	if ((rc = cli_config(cli)) != 0)
 		return rc;
 	cfg = &cli->cfg;
-	p.cfg = cfg;
 	p.name = argv[optind];
 	p.mark = conn_now();
-	conn_init(&p.conn, cfg->smtp_connect_timeout * 1000, p.mark + cfg->delivery_deadline);
+	route_init(&p.rt, cfg->smtp_connect_timeout * 1000, p.mark + cfg->delivery_deadline);
 	cli_fact("destination", "%s", p.name);
-	rc = probe_run(&p);
-	conn_close(&p.conn);
-	if (p.tls_ctx != NULL)
-		SSL_CTX_free(p.tls_ctx);
-	dest_free(&p.d);
-	bindings_free(&p.b);
+	rc = probe_run(cfg, &p);
+	route_close(&p.rt);
 	if (rc < 0) {
 		cli_fact("result", "failed");
 		cli_error("probe %s: %s %s", p.name, p.o.status, p.o.text);

@@ -1,7 +1,8 @@
 /*
  * resolve - `btprelay resolve NAME`, and the lookup chain as this program
- * runs it: the `destinations` environment variable first (the SAP Cloud
- * SDK's lookup chain, btprelay(8); the MTA-run programs never see it, pipe(8) strips the environment),
+ * runs it: the `destinations` environment variable first (as SAP's Cloud
+ * SDK reads it; the MTA-run programs never see it, pipe(8) strips the
+ * environment),
  * then the library's dest_resolve_until() (destinations file,
  * configuration, Destination Service through the shared cache).
  *
@@ -23,7 +24,7 @@
 
 #include "cli.h"
 #include "log.h"
-#include "tls.h"
+#include "route.h"
 #include "util.h"
 
 /* env_free - wipe and release; the values are never shared (deep copies) */
@@ -46,13 +47,13 @@ static json_t *dest_array(const char *text, size_t len, const char *source, stru
 		/* jansson quotes the text "near" the error: it may be part of a password */
 		if ((near = strstr(jerr.text, " near ")) != NULL)
 			*near = '\0';
-		dsn_defer(o, "4.3.5", "%s: bad JSON at line %d, column %d: %s", source, jerr.line,
-			  jerr.column, jerr.text);
+		dsn_config(o, "%s: bad JSON at line %d, column %d: %s", source, jerr.line,
+			   jerr.column, jerr.text);
 		return NULL;
 	}
 	if (!json_is_array(root)) {
 		env_free(root);
-		dsn_defer(o, "4.3.5", "%s: not a JSON array of destinations", source);
+		dsn_config(o, "%s: not a JSON array of destinations", source);
 		return NULL;
 	}
 	return root;
@@ -246,7 +247,7 @@ static void show_tls(const struct config *cfg, const struct mail_destination *d)
 			 d->certificates[i].type ? d->certificates[i].type : "no type",
 			 d->certificates[i].content ? strlen(d->certificates[i].content) : 0);
 	/* what a delivery makes of them with this configuration */
-	tls_policy_resolve(cfg, d, &tp);
+	route_tls_policy(cfg, d, &tp);
 	cli_fact("tls.level", "%s%s%s%s", level_name(tp.level),
 		 tp.required_by ? " (required by " : "", tp.required_by ? tp.required_by : "",
 		 tp.required_by ? ")" : "");
@@ -317,14 +318,14 @@ int cmd_resolve(struct cli *cli, int argc, char **argv)
 		return rc;
 	if (bindings_load(&cli->cfg, &b, &o) < 0) {
 		cli_error("%s %s", o.status, o.text);
-		return cli_exit(&o);
+		return dsn_operator_exit(&o);
 	}
 	rc = cli_resolve(&cli->cfg, &b, argv[1], 0, &d, &o);
 	bindings_free(&b);
 	if (rc != 0) {
 		cli_error("%s %s", o.status, o.text);
 		cli_failure_note();
-		return rc == DEST_NOT_FOUND ? CLI_EXIT_NOT_FOUND : cli_exit(&o);
+		return o.kind == OUTCOME_NOT_FOUND ? CLI_EXIT_NOT_FOUND : dsn_operator_exit(&o);
 	}
 	show(&cli->cfg, &d);
 	dest_free(&d);

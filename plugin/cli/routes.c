@@ -67,7 +67,7 @@ static int routes_run_user(struct cli *cli, const char *map, int *changed)
 	memset(&o, 0, sizeof(o));
 	if (bindings_load(&cli->cfg, &b, &o) < 0) {
 		cli_error("bindings: %s", o.text);
-		return cli_exit(&o);
+		return dsn_operator_exit(&o);
 	}
 	cli_fact("transport", "%s", cli->cfg.routes_transport);
 	rc = routes_collect(&cli->cfg, &b, &t, &o);
@@ -88,7 +88,7 @@ static int routes_run_user(struct cli *cli, const char *map, int *changed)
 	if (rc == 0)
 		return EX_OK;
 	cli_error("routes: %s%s", o.text, map != NULL ? " (the map stays as it was)" : "");
-	return cli_exit(&o);
+	return dsn_operator_exit(&o);
 }
 
 /* become_cache_owner - as root, become the owner of cache_dir (and its group) for good */

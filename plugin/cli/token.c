@@ -162,7 +162,7 @@ int cmd_token(struct cli *cli, int argc, char **argv)
 	}
 	if (bindings_load(&cli->cfg, &b, &o) < 0) {
 		cli_error("%s %s", o.status, o.text);
-		return cli_exit(&o);
+		return dsn_operator_exit(&o);
 	}
 	have = strcmp(what, "connectivity") == 0 ? b.have_connectivity : b.have_destination;
 	client = strcmp(what, "connectivity") == 0 ? &b.connectivity : &b.destination;
@@ -192,7 +192,7 @@ int cmd_token(struct cli *cli, int argc, char **argv)
 	if (rc < 0) {
 		cli_fact("token", "failed");
 		cli_error("%s %s", o.status, o.text);
-		return cli_exit(&o);
+		return dsn_operator_exit(&o);
 	}
 	show(&tok);
 	oauth_token_free(&tok);

@@ -26,6 +26,7 @@
 #include "dsn.h"
 #include "lmtp.h"
 #include "log.h"
+#include "route.h"
 #include "util.h"
 
 #define CLIENT_TIMEOUT_MS (300 * 1000)	/* RFC 5321 4.5.3.2.7: a server waits 5 minutes for a command */
@@ -118,7 +119,7 @@ static void session(const struct config *cfg, const char *dest, struct conn *c)
 	char line[LMTP_LINE_MAX + 1], helo[256];
 	ssize_t n;
 
-	deliver_helo_name(cfg, helo, sizeof(helo));
+	route_helo_name(cfg, helo, sizeof(helo));
 	conn_printf(c, "220 %s LMTP btprelay-lmtp ready\r\n", helo);
 	for (;;) {
 		n = conn_read_line(c, line, sizeof(line));

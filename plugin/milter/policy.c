@@ -12,10 +12,10 @@
  * for one destination makes one Destination Service request. A late
  * lookup still fills the cache for the next caller.
  *
- * What the library's answer means here: DEST_NOT_FOUND -> not found; a
- * failure with 4.3.5 (not MAIL, no host, no port, bad certificates, a
- * broken destinations file) -> unusable; everything else (4.4.3
- * unreachable, 5xx, timeout; 4.7.0 token refused) -> error. Found entries
+ * What the library's answer means here, by the outcome's kind:
+ * OUTCOME_NOT_FOUND -> not found; OUTCOME_CONFIG (not MAIL, no host, no
+ * port, bad certificates, a broken destinations file) -> unusable;
+ * everything else (unreachable, 5xx, timeout; token refused) -> error. Found entries
  * live milter_cache_ttl; "not found" and "unusable" milter_negative_ttl;
  * errors POLICY_ERROR_HOLD seconds, so an outage does not turn every
  * session into a request. While the service fails, a found entry that
@@ -238,10 +238,7 @@ void policy_set_resolver(struct policy *p, policy_resolver fn, void *arg)
 	p->resolver_arg = arg;
 }
 
-/*
- * policy_resolve - the library's lookup chain: 0 with *from, DEST_NOT_FOUND
- * or -1 with the outcome
- */
+/* policy_resolve - the library's lookup chain: 0 with *from, or -1 with the outcome */
 static int policy_resolve(struct policy *p, const char *name, char **from, struct outcome *o)
 {
 	struct mail_destination d;
@@ -251,7 +248,7 @@ static int policy_resolve(struct policy *p, const char *name, char **from, struc
 	if (p->resolver != NULL)
 		return p->resolver(&p->lookup_cfg, name, from, o, p->resolver_arg);
 	if ((rc = dest_resolve(&p->lookup_cfg, &p->bind, name, &d, o)) != 0)
-		return rc == DEST_NOT_FOUND ? DEST_NOT_FOUND : -1;
+		return -1;
 	if (d.from != NULL)
 		*from = xstrdup(d.from);
 	dest_free(&d);
@@ -263,9 +260,9 @@ static enum policy_kind policy_classify(int rc, const struct outcome *o)
 {
 	if (rc == 0)
 		return POLICY_FOUND;
-	if (rc == DEST_NOT_FOUND)
+	if (o->kind == OUTCOME_NOT_FOUND)
 		return POLICY_NOT_FOUND;
-	return strcmp(o->status, "4.3.5") == 0 ? POLICY_UNUSABLE : POLICY_ERROR;
+	return o->kind == OUTCOME_CONFIG ? POLICY_UNUSABLE : POLICY_ERROR;
 }
 
 /* policy_ttl - how long a result of this kind is kept */
@@ -395,7 +392,7 @@ static int policy_start(struct policy *p, struct policy_entry *e, struct outcome
 		free(job);
 		/* not policy_unref: the caller holds a reference, so this is never the last */
 		atomic_fetch_sub(&p->refs, 1);
-		dsn_defer(o, "4.3.0", "cannot start a lookup thread: %s", strerror(rc));
+		dsn_local(o, "cannot start a lookup thread: %s", strerror(rc));
 		return -1;
 	}
 	return 0;
@@ -518,12 +515,12 @@ void policy_decide(struct policy *p, const char *mailer, const char *host,
 	if (*d->dest == '\0') {
 		d->kind = POLICY_UNUSABLE;
 		if (d->dest == host)
-			dsn_defer(&o, "4.3.5", "the MTA routed the recipient to %s without a "
-				  "destination name (transport_maps: %s:NAME)",
-				  p->cfg.milter_transport_name, p->cfg.milter_transport_name);
+			dsn_config(&o, "the MTA routed the recipient to %s without a "
+				   "destination name (transport_maps: %s:NAME)",
+				   p->cfg.milter_transport_name, p->cfg.milter_transport_name);
 		else
-			dsn_defer(&o, "4.3.5", "the MTA routed the recipient to the socket %s, "
-				  "which names no destination after %s", host, p->cfg.milter_lmtp_prefix);
+			dsn_config(&o, "the MTA routed the recipient to the socket %s, "
+				   "which names no destination after %s", host, p->cfg.milter_lmtp_prefix);
 	} else {
 		policy_lookup(p, d->dest, &d->kind, &o, &d->from, &d->cached, &d->stale);
 	}

@@ -98,8 +98,8 @@ const char *policy_kind_name(enum policy_kind k);
 /*
  * policy_set_resolver - replace the lookup (bindings + dest_resolve) by fn,
  * for tests. fn answers as dest_resolve does: 0 with *from set (malloc'ed
- * or NULL) when found, DEST_NOT_FOUND (destination.h) with the outcome
- * when there is no such destination, -1 with the outcome otherwise.
+ * or NULL) when found, -1 with the outcome otherwise (of kind
+ * OUTCOME_NOT_FOUND when there is no such destination).
  */
 typedef int (*policy_resolver)(const struct config *cfg, const char *name, char **from,
 			       struct outcome *o, void *arg);

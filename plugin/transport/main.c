@@ -96,17 +96,17 @@ int main(int argc, char **argv)
 		case 'h': fputs(usage_text, stdout); return EX_OK;
 		case 'V': printf("btprelay-transport %s\n", PACKAGE_VERSION); return EX_OK;
 		default:
-			dsn_defer(&o, "4.3.5", "btprelay-transport: bad command line (see btprelay-transport -h)");
+			dsn_config(&o, "btprelay-transport: bad command line (see btprelay-transport -h)");
 			return finish(&o);
 		}
 	}
 	/* A wrong command line is a master.cf mistake: defer, so the mail waits for the fix. */
 	if (dest == NULL || *dest == 0 || sender == NULL || optind >= argc) {
-		dsn_defer(&o, "4.3.5", "btprelay-transport: usage: -f SENDER -d DESTINATION -- RECIPIENT... (check master.cf argv)");
+		dsn_config(&o, "btprelay-transport: usage: -f SENDER -d DESTINATION -- RECIPIENT... (check master.cf argv)");
 		return finish(&o);
 	}
 	if (config_load(&cfg, config_path, err, sizeof(err)) < 0) {
-		dsn_defer(&o, "4.3.5", "btprelay-transport: configuration error: %s", err);
+		dsn_config(&o, "btprelay-transport: configuration error: %s", err);
 		return finish(&o);
 	}
 	log_open("btprelay-transport", cfg.log_target, (enum log_level)cfg.log_level);

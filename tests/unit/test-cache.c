@@ -38,7 +38,7 @@ static struct shared *sh;
 
 /* what a fetch callback does */
 struct fake {
-	int code;		/* 0 or a CACHE_* code */
+	enum outcome_kind kind;	/* OUTCOME_OK, or the kind of the failure */
 	int ttl;		/* expires_at = now + ttl */
 	int stale;		/* stale_until = expires_at + stale */
 	double delay;		/* seconds spent "asking the service" */
@@ -54,9 +54,9 @@ static int fake_fetch(void *arg, struct cache_entry *fresh, struct outcome *o)
 	__atomic_fetch_add(&sh->fetches, 1, __ATOMIC_SEQ_CST);
 	if (f->delay > 0)
 		nanosleep(&ts, NULL);
-	if (f->code != 0) {
-		dsn_defer(o, "4.4.3", "service down (fake)");
-		return f->code;
+	if (f->kind != OUTCOME_OK) {
+		dsn_fail(o, f->kind, "4.4.3", "service down (fake)");
+		return -1;
 	}
 	fresh->data = json_pack("{s:s}", "value", f->value);
 	fresh->expires_at = time(NULL) + f->ttl;
@@ -430,7 +430,7 @@ static void test_get(struct cache *c)
 	/* stale: the fetch fails in a way that may go away */
 	data = json_pack("{s:s}", "value", "old");
 	cache_store(c, key, "test entry", data, now - 10, now + 1000);
-	f.code = CACHE_TRANSIENT;
+	f.kind = OUTCOME_TRANSIENT;
 	r.fail_ttl = 0;
 	log_reset();
 	ok(cache_get(c, &r, fake_fetch, &f, &e, &o) == 0, "transient failure: an entry stands in");
@@ -440,7 +440,7 @@ static void test_get(struct cache *c)
 	ok(log_has(logfile, "service down (fake)"), "stale: the failure is in the log line");
 	cache_entry_free(&e);
 
-	f.code = CACHE_OUT_OF_TIME;
+	f.kind = OUTCOME_OUT_OF_TIME;
 	r.fail_ttl = 30;
 	ok(cache_get(c, &r, fake_fetch, &f, &e, &o) == 0 && e.stale,
 	   "out of time: an entry stands in");
@@ -448,21 +448,21 @@ static void test_get(struct cache *c)
 	ok(access(entry_path(key, "fail"), F_OK) < 0, "out of time: no failure note for the others");
 	r.fail_ttl = 0;
 
-	f.code = CACHE_FAIL;
-	ok(cache_get(c, &r, fake_fetch, &f, &e, &o) == CACHE_FAIL && e.data == NULL,
+	f.kind = OUTCOME_REFUSED;
+	ok(cache_get(c, &r, fake_fetch, &f, &e, &o) == -1 && o.kind == OUTCOME_REFUSED && e.data == NULL,
 	   "a final failure: no stale entry");
 	ok(cache_load(c, key, &old) == -1, "a final failure removes the old entry");
 	is_str(o.text, "service down (fake)", "the fetch's outcome");
 
 	cache_store(c, key, "test entry", data, now - 100, now - 1);
-	f.code = CACHE_TRANSIENT;
+	f.kind = OUTCOME_TRANSIENT;
 	sh->fetches = 0;
-	ok(cache_get(c, &r, fake_fetch, &f, &e, &o) == CACHE_TRANSIENT,
+	ok(cache_get(c, &r, fake_fetch, &f, &e, &o) == -1 && o.kind == OUTCOME_TRANSIENT,
 	   "past stale_until: nothing stands in");
 	json_decref(data);
 
 	/* TTL 0: never fresh, but kept to stand in */
-	f.code = 0;
+	f.kind = OUTCOME_OK;
 	f.ttl = 0;
 	f.stale = 500;
 	f.value = "ttl0";
@@ -472,14 +472,14 @@ static void test_get(struct cache *c)
 	ok(cache_get(c, &r, fake_fetch, &f, &e, &o) == 0 && sh->fetches == 2,
 	   "TTL 0: fetched every time");
 	cache_entry_free(&e);
-	f.code = CACHE_TRANSIENT;
+	f.kind = OUTCOME_TRANSIENT;
 	ok(cache_get(c, &r, fake_fetch, &f, &e, &o) == 0 && e.stale
 	   && strcmp(value_of(&e), "ttl0") == 0, "TTL 0: still stands in for a failure");
 	cache_entry_free(&e);
 
 	/* nothing cached when the expiry is in the past */
 	cache_remove(c, key);
-	f.code = 0;
+	f.kind = OUTCOME_OK;
 	f.ttl = -5;
 	f.stale = 0;
 	ok(cache_get(c, &r, fake_fetch, &f, &e, &o) == 0, "expired on arrival: handed out");
@@ -553,7 +553,7 @@ static void test_single_flight(struct cache *c)
 
 	/* a failing service: the queued processes do not ask again */
 	cache_remove(c, key);
-	f.code = CACHE_TRANSIENT;
+	f.kind = OUTCOME_TRANSIENT;
 	f.delay = 0.2;
 	sh->fetches = 0;
 	memset(sh->results, 0, sizeof(sh->results));
@@ -569,12 +569,12 @@ static void test_single_flight(struct cache *c)
 		struct outcome o;
 		int rc;
 
-		f.code = 0;
+		f.kind = OUTCOME_OK;
 		f.delay = 0;
 		sh->fetches = 0;
 		r.since = cache_clock() - 30;	/* began before the failure: it waited for it */
 		rc = cache_get(c, &r, fake_fetch, &f, &e, &o);
-		ok(rc == CACHE_TRANSIENT && sh->fetches == 0
+		ok(rc == -1 && o.kind == OUTCOME_TRANSIENT && sh->fetches == 0
 		   && strcmp(o.text, "service down (fake)") == 0,
 		   "a request that waited during the failed fetch shares its failure");
 		ok(cache_last_note(&note) == 0 && strcmp(note.kind, "token") == 0
@@ -591,7 +591,7 @@ static void test_single_flight(struct cache *c)
 		ok(access(entry_path(key, "fail"), F_OK) < 0, "... and the failure note is gone");
 		cache_entry_free(&e);
 		cache_remove(c, key);
-		f.code = CACHE_TRANSIENT;
+		f.kind = OUTCOME_TRANSIENT;
 		is_int(burst(c, key, &f, 1, NULL, 10), 1, "a new failure is noted again");
 		ok(access(entry_path(key, "fail"), F_OK) == 0, "... the note is back");
 	}
@@ -602,14 +602,14 @@ static void test_single_flight(struct cache *c)
 		int fd;
 
 		snprintf(text, sizeof(text), "{\"v\":1,\"stored_at\":%ld,\"expires_at\":%ld,"
-			 "\"data\":{\"code\":-2,\"status\":\"4.4.3\",\"text\":\"old failure\"}}",
+			 "\"data\":{\"kind\":1,\"status\":\"4.4.3\",\"text\":\"old failure\"}}",
 			 (long)time(NULL) - 60, (long)time(NULL) - 30);
 		fd = open(entry_path(key, "fail"), O_WRONLY | O_TRUNC);
 		if (fd < 0 || write(fd, text, strlen(text)) < 0)
 			perror("fail note");
 		close(fd);
 	}
-	f.code = 0;
+	f.kind = OUTCOME_OK;
 	f.delay = 0;
 	sh->fetches = 0;
 	is_int(burst(c, key, &f, 1, "shared", 10), 1, "expired failure note: asked again");
@@ -702,13 +702,13 @@ static void test_drop_list_clear(struct cache *c)
 		struct cache_request r;
 		struct cache_entry fe;
 		struct outcome o;
-		struct fake f = { CACHE_TRANSIENT, 0, 0, 0, NULL };
+		struct fake f = { OUTCOME_TRANSIENT, 0, 0, 0, NULL };
 
 		cache_key(key3, "destination", parts3, 1);
 		r = request(key3, 1);
 		r.what = "noted";
 		r.about = "service https://x.example, client c1";
-		ok(cache_get(c, &r, fake_fetch, &f, &fe, &o) == CACHE_TRANSIENT, "a failed fetch");
+		ok(cache_get(c, &r, fake_fetch, &f, &fe, &o) == -1, "a failed fetch");
 	}
 	n = cache_list(c, list_cb, counts);
 	is_int(n, 2, "list: two entries");

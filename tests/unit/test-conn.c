@@ -1,4 +1,7 @@
 /* test-conn - line reads, over-long lines, timeouts and deadlines, on a socketpair */
+#include <fcntl.h>
+#include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include "tap.h"
 #include "conn.h"
@@ -33,6 +36,7 @@ int main(void)
 
 	ok(conn_puts(&c, "QUIT\r\n") == 0 && conn_flush(&c) == 0, "write and flush");
 	is_int(read(peer, big, sizeof(big)), 6, "peer got the bytes");
+	ok(memchr(c.wbuf, 'Q', 6) == NULL, "sent bytes do not stay in the write buffer (a token may be among them)");
 	close(peer);
 	is_int(conn_read_line(&c, line, sizeof(line)), -1, "closed peer");
 	is_int(c.err, CONN_CLOSED, "... with CONN_CLOSED");
@@ -41,7 +45,9 @@ int main(void)
 	peer = peer_pair(&c, 10000, conn_now() + 0.2);
 	is_int(conn_read(&c, raw, 1), -1, "the absolute deadline wins over a long timeout");
 	has_str(c.errtext, "deadline", "... and says so");
+	ok(conn_puts(&c, "AUTH PLAIN secret") == 0 && c.wlen > 0, "unsent bytes wait in the buffer");
 	conn_close(&c);
+	ok(memchr(c.wbuf, 'A', 17) == NULL, "conn_close wipes what was never sent");
 	close(peer);
 
 	conn_init(&c, 2000, 0);

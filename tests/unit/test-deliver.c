@@ -1,15 +1,24 @@
 /*
- * test-deliver - deliver_smtp_options(), the one place that turns a
- * destination and the configuration into an SMTP session's TLS and AUTH:
- * which mechanism, when credentials force TLS, what stops AUTH, and the
- * JavaMail TLS hints; and deliver_helo_name().
+ * test-deliver - route_smtp_options() (route.h), the one place that turns
+ * a destination and the configuration into the SMTP session's TLS and AUTH
+ * of every delivery: which mechanism, when credentials force TLS, what
+ * stops AUTH, and the JavaMail TLS hints; and route_helo_name().
  */
 #include <stdlib.h>
 #include <time.h>
 #include "tap.h"
-#include "deliver.h"
+#include "route.h"
 
 static struct config cfg;
+
+/* smtp_options - route_smtp_options with d's TLS policy, as route_open makes them */
+static void smtp_options(const struct mail_destination *d, struct smtp_options *opt)
+{
+	static struct tls_policy tp;
+
+	route_tls_policy(&cfg, d, &tp);
+	route_smtp_options(&cfg, d, &tp, "relay:25", "mta.test", NULL, opt);
+}
 
 /* dest - a destination from its properties, given as "key=value" strings */
 static void dest(struct mail_destination *d, const char *const *kv)
@@ -36,7 +45,7 @@ static void dest(struct mail_destination *d, const char *const *kv)
 static void options(struct smtp_options *opt, struct mail_destination *d, const char *const *kv)
 {
 	dest(d, kv);
-	deliver_smtp_options(&cfg, d, "relay:25", "mta.test", NULL, opt);
+	smtp_options(d, opt);
 }
 
 #define BASE "Name=T", "Type=MAIL", "mail.smtp.host=mail.corp.internal", "mail.smtp.port=25"
@@ -103,14 +112,14 @@ int main(void)
 		dest(&d, kv);
 		d.oauth_token.value = strdup("eyJ.token.sig");
 		d.oauth_token.expires_at = time(NULL) + 600;
-		deliver_smtp_options(&cfg, &d, "relay:25", "mta.test", NULL, &opt);
+		smtp_options(&d, &opt);
 		ok(opt.auth_xoauth2_token && strcmp(opt.auth_xoauth2_token, "eyJ.token.sig") == 0
 		   && opt.auth_error == NULL && strcmp(opt.auth_user, "box@corp.example") == 0,
 		   "OAuth2 with a token: XOAUTH2 for mail.user");
 		ok(opt.auth_require_tls && opt.tls_level == TLS_LEVEL_ENCRYPT,
 		   "OAuth2 over the Internet: the token only inside TLS");
 		d.oauth_token.expires_at = time(NULL) - 1;
-		deliver_smtp_options(&cfg, &d, "relay:25", "mta.test", NULL, &opt);
+		smtp_options(&d, &opt);
 		has_str(opt.auth_error, "expired", "OAuth2 with an expired token: AUTH impossible");
 		dest_free(&d);
 		options(&opt, &d, nouser);
@@ -146,12 +155,12 @@ int main(void)
 		dest_free(&d);
 	}
 
-	deliver_helo_name(&cfg, helo, sizeof(helo));
-	ok(helo[0] != '\0', "deliver_helo_name: the host name when smtp_helo_name is empty (%s)", helo);
+	route_helo_name(&cfg, helo, sizeof(helo));
+	ok(helo[0] != '\0', "route_helo_name: the host name when smtp_helo_name is empty (%s)", helo);
 	free(cfg.smtp_helo_name);
 	cfg.smtp_helo_name = strdup("relay-client.example");
-	deliver_helo_name(&cfg, helo, sizeof(helo));
-	is_str(helo, "relay-client.example", "deliver_helo_name: smtp_helo_name when set");
+	route_helo_name(&cfg, helo, sizeof(helo));
+	is_str(helo, "relay-client.example", "route_helo_name: smtp_helo_name when set");
 	config_free(&cfg);
 	return tap_done();
 }

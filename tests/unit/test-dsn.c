@@ -1,4 +1,5 @@
 /* test-dsn - outcomes, enhanced status codes, the exit-code mapping */
+#include <string.h>
 #include <sysexits.h>
 #include "tap.h"
 #include "dsn.h"
@@ -55,5 +56,28 @@ int main(void)
 	dsn_ok(&d, "2.0.0", "ok");
 	is_int(dsn_exit_code(&d), EX_OK, "ok exits 0");
 	ok(dsn_worse(&o, &d), "defer is worse than ok");
+
+	/* the kind is set by who fails, and decides what callers do */
+	is_int(o.kind, OUTCOME_TRANSIENT, "dsn_defer: transient");
+	is_int(dsn_operator_exit(&o), EX_TEMPFAIL, "transient: an operator's command exits 75");
+	dsn_config(&o, "no host");
+	ok(o.kind == OUTCOME_CONFIG && o.cls == DSN_DEFER && strcmp(o.status, "4.3.5") == 0,
+	   "dsn_config: 4.3.5, configuration");
+	is_int(dsn_exit_code(&o), EX_TEMPFAIL, "configuration: the transport defers (75)");
+	is_int(dsn_operator_exit(&o), EX_CONFIG, "configuration: an operator's command exits 78");
+	dsn_auth(&o, "HTTP 401");
+	ok(o.kind == OUTCOME_AUTH && strcmp(o.status, "4.7.0") == 0, "dsn_auth: 4.7.0, auth");
+	is_int(dsn_operator_exit(&o), EX_CONFIG, "refused credentials: exits 78");
+	dsn_local(&o, "out of memory");
+	ok(o.kind == OUTCOME_LOCAL && strcmp(o.status, "4.3.0") == 0, "dsn_local: 4.3.0, local");
+	dsn_fail(&o, OUTCOME_NOT_FOUND, "4.3.5", "destination X not found");
+	ok(o.kind == OUTCOME_NOT_FOUND && o.cls == DSN_DEFER, "dsn_fail: the kind given, deferred");
+	dsn_fail(&o, OUTCOME_TRANSIENT, "4.4.3", "HTTP 500");
+	is_int(dsn_operator_exit(&o), EX_TEMPFAIL, "a status of any text: the kind decides");
+	dsn_from_reply(&o, "relay", 550, "550 5.1.1 no such user", DSN_STAGE_RCPT);
+	ok(o.kind == OUTCOME_REFUSED && o.cls == DSN_BOUNCE, "a relay's 5xx: refused");
+	is_int(dsn_operator_exit(&o), EX_UNAVAILABLE, "refused: exits 69 as the transport would");
+	dsn_from_reply(&o, "relay", 451, "451 4.3.0 try later", DSN_STAGE_RCPT);
+	is_int(o.kind, OUTCOME_TRANSIENT, "a relay's 4.3.0 is transient, whatever its status says");
 	return tap_done();
 }

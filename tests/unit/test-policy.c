@@ -45,7 +45,7 @@ static int fake_resolve(const struct config *cfg, const char *name, char **from,
 		return -1;
 	}
 	if (strcmp(name, "BAD") == 0) {
-		dsn_defer(o, "4.3.5", "destination BAD: Type is HTTP, not MAIL");
+		dsn_config(o, "destination BAD: Type is HTTP, not MAIL");
 		return -1;
 	}
 	if (strcmp(name, "DOWN") == 0) {
@@ -53,20 +53,21 @@ static int fake_resolve(const struct config *cfg, const char *name, char **from,
 		return -1;
 	}
 	if (strcmp(name, "DENIED") == 0) {
-		dsn_defer(o, "4.7.0", "Destination Service https://dest.example: find DENIED: HTTP 401");
+		dsn_auth(o, "Destination Service https://dest.example: find DENIED: HTTP 401");
 		return -1;
 	}
 	if (strcmp(name, "LOOKALIKE") == 0) {
-		/* the answer, not the text, says "not found" */
-		dsn_defer(o, "4.3.5", "destination LOOKALIKE not found in the certificates[] it names");
+		/* the kind, not the text, says "not found" */
+		dsn_config(o, "destination LOOKALIKE not found in the certificates[] it names");
 		return -1;
 	}
 	if (strcmp(name, "NOTFOUND_TEXT") == 0) {
-		dsn_defer(o, "4.3.5", "no such destination: NOTFOUND_TEXT");
-		return DEST_NOT_FOUND;
+		dsn_fail(o, OUTCOME_NOT_FOUND, "4.3.5", "no such destination: NOTFOUND_TEXT");
+		return -1;
 	}
-	dsn_defer(o, "4.3.5", "destination %s not found in the Destination Service", name);
-	return DEST_NOT_FOUND;
+	dsn_fail(o, OUTCOME_NOT_FOUND, "4.3.5", "destination %s not found in the Destination Service",
+		 name);
+	return -1;
 }
 
 /* set - replace a string key */
@@ -224,9 +225,9 @@ int main(void)
 	   "-1 with a \"not found\" text: unusable");
 	policy_decide(p, "btprelay", "NOTFOUND_TEXT", &d);
 	ok(d.kind == POLICY_NOT_FOUND && d.action == POLICY_REJECT,
-	   "DEST_NOT_FOUND with any text: not found");
+	   "OUTCOME_NOT_FOUND with any text: not found");
 	is_str(d.reply, "destination <NOTFOUND_TEXT> does not exist: no such destination: "
-	       "NOTFOUND_TEXT", "DEST_NOT_FOUND: the text in the reply");
+	       "NOTFOUND_TEXT", "OUTCOME_NOT_FOUND: the text in the reply");
 
 	/* the deadline: a slow lookup does not hold the caller */
 	atomic_store(&slow_ms, 2500);

@@ -5,7 +5,7 @@
  * thread on a loopback listener; the script is a list of expected client
  * bytes and replies), asserting the exact bytes the client sent and every
  * outcome: AUTH PLAIN, LOGIN and XOAUTH2, refused sessions, several
- * recipients. Also the TLS policy table of tls_policy_resolve() and the
+ * recipients. Also the TLS policy table of route_tls_policy() and the
  * fingerprint and trust-list helpers of tls.c (the handshakes themselves
  * are tested against the emulator: tests/integration/test-tls.sh).
  */
@@ -23,6 +23,7 @@
 #include "destination.h"
 #include "dsn.h"
 #include "log.h"
+#include "route.h"
 #include "smtp.h"
 #include "tap.h"
 #include "tls.h"
@@ -2021,7 +2022,7 @@ static void test_tls_policy_resolve(void)
 		str_copy(pin, t[i].cfg_pin, sizeof(pin));
 		free(cfg.smtp_tls_fingerprint);
 		cfg.smtp_tls_fingerprint = strdup(pin);
-		tls_policy_resolve(&cfg, &d, &pol);
+		route_tls_policy(&cfg, &d, &pol);
 		ok(pol.level == t[i].level && pol.implicit == t[i].implicit
 		   && pol.peer.no_chain == t[i].no_chain, "policy %s: level %d, implicit %d, chain %s",
 		   t[i].name, t[i].level, t[i].implicit, t[i].no_chain ? "not verified" : "verified");

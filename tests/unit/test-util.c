@@ -94,5 +94,23 @@ int main(void)
 	unlink(path);
 	ok(file_read_all(path, 100, NULL, err, sizeof(err)) == NULL, "missing file");
 	has_str(err, "No such file", "missing file text");
+	{	/* strbuf: grows without a limit; with one, cut with "..." and then left alone */
+		struct strbuf b;
+		size_t k;
+
+		strbuf_init(&b, 0);
+		is_str(b.str, "", "strbuf: empty is \"\"");
+		for (k = 0; k < 500; k++)
+			strbuf_printf(&b, "%s", "0123456789");
+		ok(b.len == 5000 && strlen(b.str) == 5000, "strbuf: grows to 5000 bytes");
+		strbuf_free(&b);
+		strbuf_init(&b, 20);
+		strbuf_printf(&b, "%s", "0123456789");
+		strbuf_printf(&b, "%s", "0123456789abc");
+		is_str(b.str, "01234567890123456...", "strbuf: cut at the limit with \"...\"");
+		strbuf_printf(&b, "more");
+		is_int((int)b.len, 20, "strbuf: nothing appended past the limit");
+		strbuf_free(&b);
+	}
 	return tap_done();
 }

@@ -47,6 +47,7 @@
 #include "destination.h"
 #include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "oauth.h"
 #include "redact.h"
 #include "util.h"
@@ -563,6 +564,7 @@ static int dest_get_once(struct dest_lookup *l, const char *url, size_t blen,
 	headers[0] = auth;
 	headers[1] = "Accept: application/json";
 	headers[2] = NULL;
+	metrics_inc(METRIC_DEST_FETCHES);
 	rc = http_request(&l->http, "GET", url, headers, NULL, NULL, NULL, &resp);
 	explicit_bzero(auth, alen);
 	free(auth);
@@ -939,6 +941,8 @@ static int dest_take_entry(const struct cache_entry *e, struct mail_destination 
 	}
 	d->tenant_is_subscriber = json_is_true(json_object_get(e->data, "subscriber"));
 	d->cache_age = e->hit ? (long)(time(NULL) - e->stored_at) : -1;
+	if (e->hit)
+		metrics_inc(METRIC_DEST_CACHE_HITS);
 	d->stale = e->stale;
 	if (json_is_object(tok)) {
 		if ((s = json_string_value(json_object_get(tok, "type"))) != NULL)
@@ -1049,6 +1053,7 @@ int dest_resolve_until(const struct config *cfg, const struct bindings *b, const
 
 	memset(d, 0, sizeof(*d));
 	d->cache_age = -1;
+	metrics_inc(METRIC_DEST_LOOKUPS);
 	for (p = name; *p; p++)
 		if ((unsigned char)*p < 0x20 || *p == 0x7f)
 			break;

@@ -77,7 +77,8 @@ static void queue_count_line(const char *line, long counts[NQUEUES])
  * count its messages by queue. Only the start of each line is looked at:
  * a message's line grows with its recipients, the buffer does not.
  */
-static int postqueue_counts(const struct metrics_opts *mo, long counts[NQUEUES])
+static int postqueue_counts(const struct metrics_opts *mo, long counts[NQUEUES], char *why,
+			    size_t size)
 {
 	const char *argv[5] = { "postqueue", "-j", NULL, NULL, NULL };
 	char buf[4096], line[512];
@@ -93,9 +94,11 @@ static int postqueue_counts(const struct metrics_opts *mo, long counts[NQUEUES])
 		argv[2] = mo->postfix_config;
 		argv[3] = "-j";
 	}
+	snprintf(why, size, "cannot run it: %s", strerror(errno));
 	if (pipe(fds) < 0)
 		return -1;
 	if ((pid = fork()) < 0) {
+		snprintf(why, size, "cannot run it: %s", strerror(errno));
 		close(fds[0]);
 		close(fds[1]);
 		return -1;
@@ -143,8 +146,18 @@ static int postqueue_counts(const struct metrics_opts *mo, long counts[NQUEUES])
 		kill(pid, SIGKILL);
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
-	if (done && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+	if (!done)
+		snprintf(why, size, "no answer within %d s", POSTQUEUE_SECONDS);
+	else if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
 		rc = 0;
+	else if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
+		snprintf(why, size, "not found (PATH, /usr/sbin)");
+	else
+		snprintf(why, size, "%s %d%s", WIFEXITED(status) ? "exit" : "signal",
+			 WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status),
+			 mo->postfix_config != NULL && geteuid() != 0
+			 ? " (postqueue -c DIR for a user other than root: DIR must be in "
+			   "alternate_config_directories)" : "");
 	return rc;
 }
 
@@ -164,11 +177,13 @@ static void metrics_text(const struct cli *cli, const struct metrics_opts *mo, F
 	metrics_format(fp, &s);
 	if (mo->no_postfix)
 		return;
-	up = postqueue_counts(mo, counts) == 0;
+	up = postqueue_counts(mo, counts, err, sizeof(err)) == 0;
 	fprintf(fp, "# HELP postfix_up Whether postqueue -j answered (1) or not (0).\n"
 		"# TYPE postfix_up gauge\npostfix_up %d\n", up);
-	if (!up)
+	if (!up) {
+		fprintf(fp, "# postqueue: %s\n", err);
 		return;
+	}
 	fprintf(fp, "# HELP postfix_queue_messages Messages in Postfix's queues.\n"
 		"# TYPE postfix_queue_messages gauge\n");
 	for (i = 0; i < NQUEUES; i++)

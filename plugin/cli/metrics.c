@@ -219,9 +219,11 @@ static int write_all(int fd, const char *buf, size_t n)
 }
 
 /*
- * count_log - stdin to stdout, counting Postfix's status lines. A stdout
- * that went away does not stop the copy: the writer (postlogd) must never
- * block on us, so the lines are still read and counted.
+ * count_log - stdin to stdout, counting Postfix's status lines. Each chunk
+ * is counted before it is written, so whoever reads a status line from
+ * our output finds it counted. A stdout that went away does not stop the
+ * copy: the writer (postlogd) must never block on us, so the lines are
+ * still read and counted.
  */
 static int count_log(void)
 {
@@ -236,8 +238,6 @@ static int count_log(void)
 			continue;
 		if (n <= 0)
 			break;
-		if (out_ok && write_all(STDOUT_FILENO, buf, (size_t)n) < 0)
-			out_ok = 0;
 		for (i = 0; i < (size_t)n; i++) {
 			if (buf[i] == '\n') {
 				metrics_postfix_line(line, llen);
@@ -246,6 +246,8 @@ static int count_log(void)
 				line[llen++] = buf[i];
 			}
 		}
+		if (out_ok && write_all(STDOUT_FILENO, buf, (size_t)n) < 0)
+			out_ok = 0;
 	}
 	if (llen > 0)
 		metrics_postfix_line(line, llen);

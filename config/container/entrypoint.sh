@@ -301,13 +301,16 @@ build_sasldb() {
 	rm -f "$SASL/sasldb2.txt"
 	chown root:postfix "$SASL/sasldb2"
 	chmod 640 "$SASL/sasldb2"
-	cat > "$SASL/smtpd.conf" <<-CONF
+	# (Debian's Postfix reads smtpd.conf from /etc/postfix/sasl whatever
+	# cyrus_sasl_config_path says; /etc/postfix is $PF)
+	install -d -m 755 "$PF/sasl"
+	cat > "$PF/sasl/smtpd.conf" <<-CONF
 	pwcheck_method: auxprop
 	auxprop_plugin: sasldb
 	sasldb_path: $SASL/sasldb2
 	mech_list: PLAIN LOGIN
 	CONF
-	chmod 644 "$SASL/smtpd.conf"
+	chmod 644 "$PF/sasl/smtpd.conf"
 }
 
 SUBMIT_AUTH=no
@@ -416,7 +419,7 @@ done
 		echo "smtpd_sasl_auth_enable = yes"
 		echo "smtpd_sasl_type = cyrus"
 		echo "smtpd_sasl_path = smtpd"
-		echo "cyrus_sasl_config_path = $SASL"
+		echo "cyrus_sasl_config_path = $PF/sasl"
 		echo "smtpd_sasl_local_domain = $SASL_REALM"
 		echo "smtpd_sasl_security_options = noanonymous"
 		# with a certificate, AUTH only after STARTTLS

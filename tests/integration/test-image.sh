@@ -230,11 +230,11 @@ printf '%s\n' "$out" | grep -q '^tls auth: .*PLAIN' && printf '%s\n' "$out" | gr
 tap_ok $? "$SCEN: AUTH PLAIN LOGIN after STARTTLS" "$out"
 printf '%s\n' "$out" | grep -qx 'login: 235' && printf '%s\n' "$out" | grep -qx 'rcpt: 250'
 tap_ok $? "$SCEN: good credentials from outside BTPRELAY_MYNETWORKS: 235, and RCPT 250" "$out"
-qid=$(printf '%s\n' "$out" | sed -n 's/^data: 250 .*queued as \([0-9A-Za-z]*\).*/\1/p')
-expect_status "$qid" user@corp.example sent 'relay=.*btprelay-lmtp'
+aqid=$(printf '%s\n' "$out" | sed -n 's/^data: 250 .*queued as \([0-9A-Za-z]*\).*/\1/p')
+expect_status "$aqid" user@corp.example sent 'relay=.*btprelay-lmtp'
 expect_relay 1 '.mail_from == "a@client.test"' '.rcpt_to == ["user@corp.example"]'
-grep -q "postfix/smtpd\[[0-9]*\]: $qid: client=.*\[127\.0\.0\.2\], sasl_method=PLAIN, sasl_username=alice" "$WORK/log/maillog"
-tap_ok $? "$SCEN: Postfix logged the authenticated client" "$(grep "$qid: client=" "$WORK/log/maillog")"
+grep -q "postfix/smtpd\[[0-9]*\]: $aqid: client=.*\[127\.0\.0\.2\], sasl_method=PLAIN, sasl_username=alice" "$WORK/log/maillog"
+tap_ok $? "$SCEN: Postfix logged the authenticated client" "$(grep "$aqid: client=" "$WORK/log/maillog")"
 out=$(smtp_auth "$WORK/submit-bad.txt")
 printf '%s\n' "$out" | grep -q '^login: 535 5\.7\.8 '
 tap_ok $? "$SCEN: a wrong password: 535 5.7.8" "$out"

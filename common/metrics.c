@@ -341,7 +341,6 @@ int metrics_postfix_line(const char *line, size_t len)
 	p += 6;
 	if (end - p < 2 || (*p != '2' && *p != '4' && *p != '5') || p[1] != '.')
 		return 0;
-	key[0] = '\0';
 	for (q = p; q < end && ((*q >= '0' && *q <= '9') || *q == '.'); q++)
 		;
 	if (!starts(q, end, ", status="))

@@ -18,6 +18,9 @@
 #include "deliver.h"
 #include "log.h"
 #include "route.h"
+#include "metrics.h"
+#include "oauth.h"
+#include "proxy.h"
 #include "smtp.h"
 #include "tls.h"
 #include "util.h"
@@ -84,6 +87,7 @@ static struct deliver_session *session_open(const struct config *cfg, const char
 		log_info("TLS connection established to %s: %s", rt->relay, desc);
 	}
 	ds->opened = start;
+	metrics_inc(METRIC_SESSIONS_OPENED);
 	return ds;
 }
 
@@ -137,6 +141,8 @@ void deliver_transaction(const struct config *cfg, struct deliver_session **dsp,
 			break;
 		}
 		str_copy(relay, ds->rt.relay, sizeof(relay));
+		if (reused)
+			metrics_inc(METRIC_SESSIONS_REUSED);
 		ds->rt.conn.deadline = start + cfg->delivery_deadline;
 		replies = ds->s.replies;
 		if (smtp_send_message(&ds->s, &env, dl->body_fd, rcpt_out, o) == 0

@@ -31,6 +31,7 @@
 #include "dest_service.h"
 #include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "oauth.h"
 #include "redact.h"
 #include "util.h"
@@ -112,6 +113,7 @@ static int dest_get_once(struct dest_lookup *l, const char *url, size_t blen,
 
 	*root = NULL;
 	/* texts name the service without path and query */
+	metrics_inc(METRIC_DEST_FETCHES);
 	if (http_get_bearer(&l->http, url, tok->access_token, &resp) < 0) {
 		http_fail(o, &resp, "Destination Service %.*s", (int)blen, url);
 	} else if (resp.status == 200) {
@@ -372,6 +374,8 @@ static int dest_take_entry(const struct cache_entry *e, struct mail_destination 
 	}
 	d->tenant_is_subscriber = json_is_true(json_object_get(e->data, "subscriber"));
 	d->cache_age = e->hit ? (long)(time(NULL) - e->stored_at) : -1;
+	if (e->hit)
+		metrics_inc(METRIC_DEST_CACHE_HITS);
 	d->stale = e->stale;
 	if (json_is_object(tok)) {
 		if ((s = json_string_value(json_object_get(tok, "type"))) != NULL)

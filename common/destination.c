@@ -22,6 +22,7 @@
 #include "dest_service.h"
 #include "destination.h"
 #include "log.h"
+#include "metrics.h"
 #include "util.h"
 
 #define DEST_MAX_FILE (1024 * 1024)
@@ -161,6 +162,7 @@ int dest_resolve_until(const struct config *cfg, const struct bindings *b, const
 
 	memset(d, 0, sizeof(*d));
 	d->cache_age = -1;
+	metrics_inc(METRIC_DEST_LOOKUPS);
 	for (p = name; *p; p++)
 		if ((unsigned char)*p < 0x20 || *p == 0x7f)
 			break;

@@ -34,6 +34,7 @@
 #include "cache.h"
 #include "conn.h"
 #include "log.h"
+#include "metrics.h"
 #include "oauth.h"
 #include "redact.h"
 #include "util.h"
@@ -355,6 +356,7 @@ int oauth_token_fetch(const struct oauth_client *client, const struct oauth_tena
 		dsn_defer(o, "4.4.3", "%s token service %s: HTTP %ld%s", what, url,
 			  resp.status, why);
 	}
+	metrics_inc_label(ret == 0 ? METRIC_TOKEN_FETCHES : METRIC_TOKEN_FETCH_ERRORS, what);
 	http_response_free(&resp);
 	free(url);
 	return ret;
@@ -499,6 +501,8 @@ int oauth_token_cached(const struct config *cfg, const struct oauth_client *clie
 		req.lock_deadline = oauth_lock_deadline(http);
 		if (cache_get(&s.cache, &req, oauth_fetch_cb, &f, &e, o) < 0)
 			break;
+		if (e.hit)
+			metrics_inc_label(METRIC_TOKEN_CACHE_HITS, what);
 		value = json_string_value(json_object_get(e.data, "access_token"));
 		expires = json_is_integer(json_object_get(e.data, "expires_at"))
 			  ? (time_t)json_integer_value(json_object_get(e.data, "expires_at")) : 0;

@@ -33,6 +33,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "socks5.h"
 #include "util.h"
 
@@ -298,6 +299,7 @@ static int socks5_parse_connect(struct socks5_hs *hs, const unsigned char *r, si
 	int rep = r[1];
 
 	socks5_step(hs, step, sizeof(step));
+	metrics_inc_code(METRIC_SOCKS_REPLIES, (unsigned)rep);
 	if (rep == 0x00)
 		return SOCKS5_OK;
 	switch (rep) {

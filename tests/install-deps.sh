@@ -7,6 +7,8 @@ libcurl4-openssl-dev libjansson-dev libssl-dev libmilter-dev
 postfix swaks miltertest python3 openssl ca-certificates jq valgrind clang
 hyperfine iproute2 bsdutils nftables strace libwrap0 m4
 podman runc debootstrap python3-yaml"
+# test-metrics reads the exposition with Prometheus's own parser (Debian's python3)
+PACKAGES="$PACKAGES python3-prometheus-client"
 # groff: tests/integration/test-man.sh renders every man page with warnings on
 PACKAGES="$PACKAGES groff-base"
 # kubectl renders config/kubernetes (kubectl kustomize); Debian's is in

@@ -6,7 +6,9 @@
 # btprelay-milter and "postfix start-fg" as children, forwards SIGTERM and
 # SIGINT to them ("postfix stop": master(8) ends its children and leaves the
 # queue as it is), and copies btprelay's log lines into the container's
-# stdout, where postlogd(8) writes Postfix's own (maillog_file = /dev/stdout).
+# stdout, where postlogd(8) writes Postfix's own (maillog_file = /dev/stdout)
+# through "btprelay metrics --count-log", which counts each delivery's status
+# line on the way; "btprelay metrics --listen" serves the counters over HTTP.
 #
 # A missing or bad setting ends the start with one line on stderr,
 #   btprelay: fatal: VARIABLE: what is wrong
@@ -29,6 +31,8 @@
 #   onpremise_proxy_host, onpremise_socks5_proxy_port: Kyma's connectivity-proxy-info),
 #   BTPRELAY_CA_FILE,
 #   BTPRELAY_TLS_CERT_FILE, BTPRELAY_TLS_KEY_FILE, BTPRELAY_LOG_LEVEL,
+#   BTPRELAY_SUBMIT_USERS_FILE  "user:password" lines: SMTP AUTH for submission
+#   BTPRELAY_METRICS_LISTEN     ADDR:PORT of the metrics endpoint (default 0.0.0.0:9154), or no
 #   BTPRELAY_CONF, BTPRELAY_POSTCONF
 set -u
 umask 022
@@ -75,6 +79,10 @@ case $LOG_LEVEL in
 error|warning|info|debug) ;;
 *) fatal "BTPRELAY_LOG_LEVEL: \"$LOG_LEVEL\" is none of error, warning, info, debug" ;;
 esac
+
+METRICS_LISTEN=${BTPRELAY_METRICS_LISTEN:-0.0.0.0:9154}
+[ "$METRICS_LISTEN" = no ] || [[ $METRICS_LISTEN =~ ^(\[[0-9A-Fa-f:.]+\]|[0-9.]*):[0-9]{1,5}$ ]] ||
+	fatal "BTPRELAY_METRICS_LISTEN: \"$METRICS_LISTEN\" is neither ADDR:PORT nor no"
 
 HOST=${BTPRELAY_HOSTNAME:-$(hostname)}
 [[ $HOST == *.* ]] || HOST=$HOST.localdomain
@@ -144,6 +152,7 @@ ROUTES_MAP=hash:$ROUTES_DIR/routes
 [ "$COCKPIT" = no ] || install -d -m 755 -o btprelay -g btprelay "$ROUTES_DIR"
 mkfifo -m 600 "$LOGPIPE"
 chown btprelay:btprelay "$LOGPIPE"
+mkfifo -m 600 "$RUN/postfix-log.pipe"
 
 # --- bindings ---------------------------------------------------------------
 # Copied into a private tmpfs directory (root:btprelay, 0440), so the Secret
@@ -244,6 +253,74 @@ if ! out=$(${VCAP:+env VCAP_SERVICES="$VCAP"} setpriv --reuid=btprelay --regid=b
 	fatal "btprelay check: ${line:-$(printf '%s\n' "$out" | tail -1)}"
 fi
 
+# --- SMTP AUTH for submission ------------------------------------------------
+# BTPRELAY_SUBMIT_USERS_FILE: "user:password" lines (a Kubernetes Secret's
+# key). smtpd's Cyrus SASL checks them in a sasldb2 file made here, under
+# /run: auxprop/sasldb needs no daemon, and db5.3_load writes the file from
+# stdin, so no password is in an argument list. Passwords never leave this
+# function: errors name the line, not its text.
+
+SASL=$RUN/sasl
+SASL_REALM=btprelay
+
+# hexbytes - stdin as \hh escapes, db_load -T's form of any byte
+hexbytes() {
+	od -An -v -tx1 | tr -d ' \n' | sed 's/../\\&/g'
+}
+
+# build_sasldb FILE - $SASL/sasldb2 from FILE, or fatal naming the line
+build_sasldb() {
+	local file=$1 line user pw n=0 users=" "
+	[ -r "$file" ] && [ -f "$file" ] || fatal "BTPRELAY_SUBMIT_USERS_FILE: $file cannot be read"
+	install -d -m 750 -o root -g postfix "$SASL"
+	{
+		while IFS= read -r line || [ -n "$line" ]; do
+			n=$((n + 1))
+			line=${line%$'\r'}
+			case $line in ''|'#'*) continue ;; esac
+			user=${line%%:*}
+			pw=${line#*:}
+			[[ $line == *:* && $user =~ ^[A-Za-z0-9._-]{1,64}$ ]] ||
+				fatal "BTPRELAY_SUBMIT_USERS_FILE: $file line $n: expected user:password (user: 1 to 64 of A-Z a-z 0-9 . _ -)"
+			[ -n "$pw" ] && [ "${#pw}" -le 256 ] ||
+				fatal "BTPRELAY_SUBMIT_USERS_FILE: $file line $n: the password of $user is empty or longer than 256 characters"
+			[[ $users != *" $user "* ]] ||
+				fatal "BTPRELAY_SUBMIT_USERS_FILE: $file line $n: $user is named twice"
+			users="$users$user "
+			# key: user NUL realm NUL "userPassword" (Cyrus SASL's sasldb), value: the password
+			printf '%s\\00%s\\00userPassword\n' "$(printf '%s' "$user" | hexbytes)" \
+				"$(printf '%s' "$SASL_REALM" | hexbytes)"
+			printf '%s\n' "$(printf '%s' "$pw" | hexbytes)"
+		done < "$file"
+		pw=
+		[ "$users" != " " ] || fatal "BTPRELAY_SUBMIT_USERS_FILE: $file names no user"
+	} > "$SASL/sasldb2.txt" || exit $EX_CONFIG
+	rm -f "$SASL/sasldb2"
+	db5.3_load -T -t hash "$SASL/sasldb2" < "$SASL/sasldb2.txt" ||
+		{ rm -f "$SASL/sasldb2.txt"; fatal "BTPRELAY_SUBMIT_USERS_FILE: db5.3_load cannot write $SASL/sasldb2"; }
+	rm -f "$SASL/sasldb2.txt"
+	chown root:postfix "$SASL/sasldb2"
+	chmod 640 "$SASL/sasldb2"
+	# (Debian's Postfix reads smtpd.conf from /etc/postfix/sasl whatever
+	# cyrus_sasl_config_path says; /etc/postfix is $PF)
+	install -d -m 755 "$PF/sasl"
+	cat > "$PF/sasl/smtpd.conf" <<-CONF
+	pwcheck_method: auxprop
+	auxprop_plugin: sasldb
+	sasldb_path: $SASL/sasldb2
+	mech_list: PLAIN LOGIN
+	CONF
+	chmod 644 "$PF/sasl/smtpd.conf"
+}
+
+SUBMIT_AUTH=no
+if [ -n "${BTPRELAY_SUBMIT_USERS_FILE:-}" ]; then
+	(umask 077 && build_sasldb "$BTPRELAY_SUBMIT_USERS_FILE") || exit $EX_CONFIG
+	SUBMIT_AUTH=yes
+	[ -n "${BTPRELAY_TLS_CERT_FILE:-}" ] ||
+		info "warning: BTPRELAY_SUBMIT_USERS_FILE without BTPRELAY_TLS_CERT_FILE: AUTH is offered without TLS, and passwords cross the network in clear text"
+fi
+
 # --- Postfix ----------------------------------------------------------------
 
 TRANSPORT=$PF/transport.regexp
@@ -292,8 +369,8 @@ done
 	biff = no
 	readme_directory = no
 	smtputf8_enable = yes
-	# Only the routed domains are accepted, and only from mynetworks.
-	smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination
+	# Only the routed domains are accepted, and only from mynetworks (or
+	# authenticated clients: smtpd_relay_restrictions below).
 	lmtp_send_xforward_command = yes
 	btprelay_destination_recipient_limit = 1
 	btprelay_time_limit = 1000s
@@ -303,10 +380,14 @@ done
 		# says which domains are relayed: any other is refused at RCPT
 		echo "transport_maps = $ROUTES_MAP"
 		echo "relay_domains = $ROUTES_MAP"
+		# relay_domains would let any client send to them: only mynetworks
+		# (and authenticated clients) may
+		echo "smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, reject"
 		echo "smtpd_recipient_restrictions = reject_unauth_destination, permit"
 		# queued mail whose route went away waits; it does not bounce
 		echo "default_transport = retry:4.3.5 no btprelay route for this domain"
 	else
+		echo "smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination"
 		echo "transport_maps = regexp:$TRANSPORT"
 		echo "default_transport = error:5.1.2 domain not routed by this relay"
 		echo "smtpd_recipient_restrictions = check_recipient_access regexp:$ACCESS, reject"
@@ -331,6 +412,18 @@ done
 		echo "smtpd_tls_security_level = may"
 	elif [ -n "${BTPRELAY_TLS_KEY_FILE:-}" ]; then
 		fatal "BTPRELAY_TLS_KEY_FILE: set, but BTPRELAY_TLS_CERT_FILE is not"
+	fi
+	if [ "$SUBMIT_AUTH" = yes ]; then
+		# SMTP AUTH (RFC 4954) with the users of BTPRELAY_SUBMIT_USERS_FILE;
+		# authenticated clients may relay (permit_sasl_authenticated)
+		echo "smtpd_sasl_auth_enable = yes"
+		echo "smtpd_sasl_type = cyrus"
+		echo "smtpd_sasl_path = smtpd"
+		echo "cyrus_sasl_config_path = $PF/sasl"
+		echo "smtpd_sasl_local_domain = $SASL_REALM"
+		echo "smtpd_sasl_security_options = noanonymous"
+		# with a certificate, AUTH only after STARTTLS
+		[ -z "${BTPRELAY_TLS_CERT_FILE:-}" ] || echo "smtpd_tls_auth_only = yes"
 	fi
 	[ -z "${BTPRELAY_POSTCONF:-}" ] || printf '%s\n' "$BTPRELAY_POSTCONF"
 } > "$PF/main.cf"
@@ -481,6 +574,7 @@ stop() {
 	postfix stop >/dev/null 2>&1
 	[ -z "${MILTER_PID:-}" ] || kill -TERM "$MILTER_PID" 2>/dev/null
 	[ -z "${ROUTES_PID:-}" ] || kill -TERM "$ROUTES_PID" 2>/dev/null
+	[ -z "${METRICS_PID:-}" ] || kill -TERM "$METRICS_PID" 2>/dev/null
 }
 trap 'stop TERM' TERM
 trap 'stop INT' INT
@@ -501,16 +595,30 @@ if [ -d /var/spool/postfix/pid ] && [ -d /var/spool/postfix/public ]; then
 	postsuper || fatal "/var/spool/postfix: postsuper cannot check the queue (see the lines above)"
 	touch /var/spool/postfix/quick-start
 fi
-postfix start-fg &
+# Postfix's log (postlogd writes to the stdout of "postfix start-fg") passes
+# through "btprelay metrics --count-log" on its way to ours: it counts each
+# delivery's status line (postfix_deliveries_total). The entrypoint holds the
+# pipe open read-write, so neither side ever blocks on opening it.
+exec 4<>"$RUN/postfix-log.pipe"
+/usr/local/sbin/btprelay metrics --count-log <&4 4<&- &
+COUNT_PID=$!
+postfix start-fg >&4 4<&- &
 POSTFIX_PID=$!
+if [ "$METRICS_LISTEN" != no ]; then
+	# as the transport's user (btprelay-tool.sh): the counters are its file;
+	# a member of postdrop, so that postqueue -j answers for the queue sizes
+	/usr/local/sbin/btprelay metrics --listen "$METRICS_LISTEN" 4<&- &
+	METRICS_PID=$!
+	PIDS+=("$METRICS_PID")
+fi
 
 if [ "$COCKPIT" = yes ]; then
 	refresh_routes "$SERVICES" &
 	ROUTES_PID=$!
 	PIDS+=("$ROUTES_PID")
-	info "started: routes from the cockpit, refreshed every $ROUTES_INTERVAL s ($ROUTE_TYPE), smtpd on port $SMTP_PORT, milter $MILTER${PROXY_HOST:+, proxy $PROXY_HOST:$PROXY_PORT}"
+	info "started: routes from the cockpit, refreshed every $ROUTES_INTERVAL s ($ROUTE_TYPE), smtpd on port $SMTP_PORT, milter $MILTER, AUTH $SUBMIT_AUTH, metrics $METRICS_LISTEN${PROXY_HOST:+, proxy $PROXY_HOST:$PROXY_PORT}"
 else
-	info "started: routes ${BTPRELAY_ROUTES//,/, } ($ROUTE_TYPE), smtpd on port $SMTP_PORT, milter $MILTER${PROXY_HOST:+, proxy $PROXY_HOST:$PROXY_PORT}"
+	info "started: routes ${BTPRELAY_ROUTES//,/, } ($ROUTE_TYPE), smtpd on port $SMTP_PORT, milter $MILTER, AUTH $SUBMIT_AUTH, metrics $METRICS_LISTEN${PROXY_HOST:+, proxy $PROXY_HOST:$PROXY_PORT}"
 fi
 
 # Wait for Postfix; when it ends (stopped, or died) the container ends.
@@ -531,6 +639,6 @@ for pid in "${PIDS[@]}"; do
 done
 # let the copier write what is still in the pipe, then end it
 sleep 0.2
-kill "$LOG_PID" 2>/dev/null
+kill "$LOG_PID" "$COUNT_PID" 2>/dev/null
 info "stopped"
 exit $unexpected

@@ -28,6 +28,7 @@
 
 #include "cache.h"
 #include "cli.h"
+#include "metrics.h"
 
 struct listing {
 	const char *dir;
@@ -50,6 +51,7 @@ int cli_become_owner(const struct stat *st, const char *dir)
 			  strerror(errno));
 		return -1;
 	}
+	metrics_open(dir);	/* root could not count; the owner does */
 	return 0;
 }
 

@@ -108,5 +108,6 @@ int cmd_probe(struct cli *cli, int argc, char **argv);
 int cmd_send(struct cli *cli, int argc, char **argv);
 int cmd_cache(struct cli *cli, int argc, char **argv);
 int cmd_routes(struct cli *cli, int argc, char **argv);
+int cmd_metrics(struct cli *cli, int argc, char **argv);
 
 #endif

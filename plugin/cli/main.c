@@ -1,7 +1,7 @@
 /*
  * btprelay - the operator's tool: check the configuration, resolve a
  * destination, get a token, probe a relay, send a test message, list or
- * clear the caches (btprelay(8)).
+ * clear the caches, show the counters (btprelay(8)).
  *
  * main() parses the global options and hands the rest of the command line
  * to one command (check.c, resolve.c, token.c, probe.c, send.c,
@@ -21,6 +21,7 @@
 #include "cli.h"
 #include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "util.h"
 
 static const char usage_text[] =
@@ -35,6 +36,9 @@ static const char usage_text[] =
 	"  routes [--postmap [TYPE:]FILE [--reload]]\n"
 	"                                relay routes (cockpit, env, file); write Postfix's table\n"
 	"  cache list|clear              the shared token and destination cache, failure notes\n"
+	"  metrics [--listen ADDR:PORT | --count-log] [--postfix-config DIR | --no-postfix]\n"
+	"                                counters and queue sizes (Prometheus text), served, or\n"
+	"                                Postfix's status lines counted from stdin\n"
 	"options:\n"
 	"  -c FILE         configuration file (default " BTPRELAY_DEFAULT_CONFIG ")\n"
 	"  -v              verbose: the library's debug log on stderr\n"
@@ -107,6 +111,8 @@ int cli_config(struct cli *cli)
 		cli_error("configuration error: %s", err);
 		return EX_CONFIG;
 	}
+	/* the commands that ask the services count as the transport does */
+	metrics_open(cli->cfg.cache_dir);
 	return 0;
 }
 
@@ -130,6 +136,7 @@ static const struct {
 	{ "send", cmd_send },
 	{ "cache", cmd_cache },
 	{ "routes", cmd_routes },
+	{ "metrics", cmd_metrics },
 };
 
 int main(int argc, char **argv)

@@ -27,6 +27,7 @@
 #include "lmtp.h"
 #include "log.h"
 #include "route.h"
+#include "metrics.h"
 #include "util.h"
 
 #define CLIENT_TIMEOUT_MS (300 * 1000)	/* RFC 5321 4.5.3.2.7: a server waits 5 minutes for a command */
@@ -237,6 +238,7 @@ int main(int argc, char **argv)
 		return EX_CONFIG;
 	}
 	log_open("btprelay-lmtp", cfg.log_target, (enum log_level)cfg.log_level);
+	metrics_open(cfg.cache_dir);
 
 	/* stdin is the client's socket (spawn(8)); every read and write has a deadline */
 	c = xcalloc(1, sizeof(*c));

@@ -41,6 +41,7 @@
 #include "config.h"
 #include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "policy.h"
 #include "shim.h"
 #include "util.h"
@@ -913,6 +914,8 @@ int main(int argc, char **argv)
 		unlink(pidfile);
 		return daemon_ready(EX_NOPERM);
 	}
+	/* counted as the user the transports run as (cache_dir's owner) */
+	metrics_open(cfg.cache_dir);
 	/* bindings are read as the user that will read them again on reload */
 	reload_path = config_path;
 	reload_ov = &ov;

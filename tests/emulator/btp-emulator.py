@@ -913,8 +913,9 @@ class Counters:
         self.values = dict.fromkeys(COUNTERS, 0)
 
     def bump(self, name):
+        """A name outside COUNTERS (proxy_replies.XX) starts at 0 when first bumped."""
         with self.lock:
-            self.values[name] += 1
+            self.values[name] = self.values.get(name, 0) + 1
 
     def clear(self):
         with self.lock:
@@ -1902,6 +1903,7 @@ class ConnectivityProxy:
         if rep_fault is not None:
             conn.log(f"CONNECT {target} -> REP {rep_fault} (fault proxy_rep)")
             emu.proxy_log.update(record, rep=rep_fault)
+            emu.counters.bump(f"proxy_replies.{rep_fault:02x}")
             conn.send(socks_reply(rep_fault))
             return
         if fault == "truncated":
@@ -1914,10 +1916,12 @@ class ConnectivityProxy:
             conn.log(f"CONNECT {target} location={location!r} -> REP {e.rep:02x} ({e}; "
                      f"tenant {tenant_of_zid(zid)})")
             emu.proxy_log.update(record, rep=e.rep)
+            emu.counters.bump(f"proxy_replies.{e.rep:02x}")
             conn.send(socks_reply(e.rep))
             return
         try:
             emu.proxy_log.update(record, rep=0)
+            emu.counters.bump("proxy_replies.00")
             conn.send(socks_reply(0, backend.getsockname()[1]))
             emu.counters.bump("proxy_connects_ok")
             conn.log(f"CONNECT {target} location={location!r} -> REP 00, splicing")

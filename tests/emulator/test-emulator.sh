@@ -1647,7 +1647,7 @@ equal(c, {"token_requests": {"total": 4, "connectivity": 2, "destination": 1, "m
           "find_requests": 1, "authtokens_issued": 0,
           "proxy_connections": 2, "proxy_auth_ok": 1, "proxy_auth_failed": 1, "proxy_connects_ok": 1,
           "relay_connections": 1, "relay_messages": 1, "relay_commands": 5, "relay_tls": 0,
-          "relay_auth_ok": 0, "relay_auth_failed": 0}, "counters")
+          "relay_auth_ok": 0, "relay_auth_failed": 0, "proxy_replies": {"00": 1}}, "counters")
 EOF
 
 check "load: 200 concurrent tunnels, then the thread count goes back down" <<'EOF'

@@ -14,8 +14,16 @@
 #   - the root filesystem is read-only;
 #   - the pipe(8) route type delivers too; submission over STARTTLS with a
 #     certificate from a mounted Secret;
+#   - metrics: the endpoint serves (from outside the container) what
+#     "btprelay metrics" shows inside; after the delivery its counters moved
+#     as the emulator counted (tokens, Finds, REP 00, relay sessions), its
+#     status=sent count is the stdout's, postqueue -j answers;
+#   - SMTP AUTH with users from a mounted Secret: offered only after
+#     STARTTLS; a client outside BTPRELAY_MYNETWORKS relays with good
+#     credentials, gets 535 with bad ones; no password on stdout;
 #   - without BTPRELAY_ROUTES, the routes kept in the cockpit (btprelay.domains):
-#     delivered byte for byte, an unclaimed domain refused at RCPT, a destination
+#     delivered byte for byte, an unclaimed domain refused at RCPT, a client
+#     outside BTPRELAY_MYNETWORKS refused for a routed domain, a destination
 #     added later routed by the refresh loop; a start during a Destination
 #     Service outage: ready, one warning line, 450 at RCPT until a refresh works;
 #   - Kyma's proxy in trusted mode: no connectivity binding, the proxy from
@@ -49,10 +57,22 @@ COMMON=(-v "$WORK/bindings:/bindings:ro" -v "$WORK/ca:/ca:ro"
 install -d -m 755 "$WORK/tls"
 install -m 644 "$EMU/certs/relay.pem" "$WORK/tls/tls.crt"
 install -m 600 "$EMU/certs/relay.key" "$WORK/tls/tls.key"
+# SMTP AUTH users as a Secret mounts them (0400, root's)
+install -d -m 755 "$WORK/submit"
+SUBMIT_PW="sub-$RANDOM$RANDOM-pass:word"
+printf '# submitting applications\nalice:%s\nbob:other-%s\n' "$SUBMIT_PW" "$RANDOM$RANDOM" > "$WORK/submit/users"
+chmod 400 "$WORK/submit/users"
+printf '%s\n' "$SUBMIT_PW" > "$WORK/submit-secret.txt"
+printf 'alice\n%s\n' "$SUBMIT_PW" > "$WORK/submit-good.txt"
+printf 'alice\nnot-%s\n' "$SUBMIT_PW" > "$WORK/submit-bad.txt"
+SECRET_SCAN_EXTRA=$WORK/submit-secret.txt
+METRICS_PORT=$(free_port)
 image_run "$C" "${COMMON[@]}" -v "$C-queue:/var/spool/postfix" -v "$WORK/tls:/tls:ro" \
 	-e "BTPRELAY_ROUTES=$ROUTES" -e "BTPRELAY_SMTP_PORT=$SMTP_PORT" \
 	-e BTPRELAY_MYNETWORKS=127.0.0.1/32 \
-	-e BTPRELAY_TLS_CERT_FILE=/tls/tls.crt -e BTPRELAY_TLS_KEY_FILE=/tls/tls.key
+	-e BTPRELAY_TLS_CERT_FILE=/tls/tls.crt -e BTPRELAY_TLS_KEY_FILE=/tls/tls.key \
+	-v "$WORK/submit:/submit:ro" -e BTPRELAY_SUBMIT_USERS_FILE=/submit/users \
+	-e "BTPRELAY_METRICS_LISTEN=127.0.0.1:$METRICS_PORT"
 tap_ok $? "container started" "$(cat "$WORK/log/run-$C.log")"
 image_follow "$C" "$WORK/log/maillog"
 image_wait_ready "$C"
@@ -75,7 +95,26 @@ tap_ok $? "$SCEN: bindings read from the Secret-shaped directories" "$out"
 out=$(pdm exec "$C" btprelay probe MAIL_ONPREM 2>&1)
 tap_ok $? "$SCEN: btprelay probe MAIL_ONPREM inside the container" "$out"
 
+# scrape FILE - GET the metrics endpoint from outside the container: the body into FILE
+scrape() {
+	python3 - "$METRICS_PORT" > "$1" <<'PY'
+import http.client, sys
+c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=30)
+c.request("GET", "/metrics")
+r = c.getresponse()
+if r.status != 200 or not r.getheader("Content-Type", "").startswith("text/plain; version=0.0.4"):
+    sys.exit("HTTP %d %s" % (r.status, r.getheader("Content-Type")))
+sys.stdout.write(r.read().decode())
+PY
+}
+# value FILE SERIES - the value of one series, written exactly
+value() {
+	awk -v s="$2" '$1 == s { print $2; found = 1 } END { if (!found) print "missing" }' "$1"
+}
+
 scenario "delivery through the container"
+scrape "$WORK/metrics-before.txt"
+tap_ok $? "metrics: the endpoint answers from outside the container" "$(head -5 "$WORK/metrics-before.txt")"
 STATUS_AGENT=lmtp
 cat > "$WORK/msg.eml" <<EOF
 From: sender@client.test
@@ -100,6 +139,37 @@ tap_ok $? "$SCEN: stdout has btprelay-lmtp's line for $qid" "$(grep -v 'postfix/
 printf '%s\n' "$line" | grep -q "^[A-Z][a-z][a-z] [0-9][0-9] [0-9:]\{8\} [^ ]* btprelay-lmtp\["
 tap_ok $? "$SCEN: btprelay's line reads like Postfix's (time, host, program[pid])" "$line"
 
+SCEN="metrics after the delivery"
+scrape "$WORK/metrics-after.txt"
+emu GET /counters > "$WORK/counters.json"
+pdm exec "$C" btprelay metrics > "$WORK/metrics-inside.txt" 2>&1
+diff <(grep '^btprelay_\|^postfix_' "$WORK/metrics-after.txt") <(grep '^btprelay_\|^postfix_' "$WORK/metrics-inside.txt") > "$WORK/metrics.diff"
+tap_ok $? "$SCEN: the endpoint serves what btprelay metrics shows inside" "$(head -8 "$WORK/metrics.diff")"
+# moved SERIES JQ - the series grew by what the emulator counted since the scenario's reset
+moved() {
+	local before after want
+	before=$(value "$WORK/metrics-before.txt" "$1")
+	after=$(value "$WORK/metrics-after.txt" "$1")
+	want=$(jq -r "$2 // 0" "$WORK/counters.json")
+	[ "$before" != missing ] && [ "$after" != missing ] && [ $((after - before)) = "$want" ]
+	tap_ok $? "$SCEN: $1 grew by $want, as the emulator counted ($before -> $after)"
+}
+moved btprelay_relay_sessions_opened_total .relay_connections
+moved 'btprelay_socks_replies_total{rep="00"}' '.proxy_replies["00"]'
+moved 'btprelay_token_fetches_total{service="connectivity"}' .token_requests.connectivity
+moved 'btprelay_token_fetches_total{service="destination"}' .token_requests.destination
+moved btprelay_destination_fetches_total .find_requests
+[ "$(jq .relay_connections "$WORK/counters.json")" -ge 1 ]
+tap_ok $? "$SCEN: (the delivery did reach the relay)" "$(jq -c . "$WORK/counters.json")"
+image_logs "$C" "$WORK/log/stdout-metrics.log"
+n=$(grep -c "postfix/[a-z]*\[[0-9]*\]: [0-9A-Za-z]*: to=<.*, dsn=2\.[0-9.]*, status=sent " "$WORK/log/stdout-metrics.log")
+[ "$(value "$WORK/metrics-after.txt" 'postfix_deliveries_total{status="sent",dsn_class="2"}')" = "$n" ] && [ "$n" -ge 1 ]
+tap_ok $? "$SCEN: postfix_deliveries_total{status=\"sent\",dsn_class=\"2\"} is the stdout's status=sent lines ($n)" \
+	"$(grep '^postfix_' "$WORK/metrics-after.txt")"
+[ "$(value "$WORK/metrics-after.txt" postfix_up)" = 1 ] &&
+	[ "$(value "$WORK/metrics-after.txt" 'postfix_queue_messages{queue="active"}')" != missing ]
+tap_ok $? "$SCEN: postqueue -j answers the transport's user (queue sizes)" "$(grep '^postfix_\|^# postqueue' "$WORK/metrics-after.txt")"
+
 scenario "unknown destination"
 out=$(swaks --server "127.0.0.1:$SMTP_PORT" --from a@client.test --to user@nowhere.example --quit-after RCPT 2>&1)
 printf '%s\n' "$out" | grep -q '<\*\* 550 5\.1\.2 .*MAIL_NOPE'
@@ -121,6 +191,53 @@ tap_ok $? "$SCEN: a client outside BTPRELAY_MYNETWORKS: 554 5.7.1 Relay access d
 out=$(swaks --server "127.0.0.1:$SMTP_PORT" --from a@client.test --to user@elsewhere.example --quit-after RCPT 2>&1)
 printf '%s\n' "$out" | grep -q '<\*\* 554 5\.7\.1 '
 tap_ok $? "$SCEN: a domain that is not routed: 554 5.7.1" "$(printf '%s\n' "$out" | grep '^<')"
+
+scenario "SMTP AUTH"
+# smtp_auth CREDENTIALS [send] - from 127.0.0.2 (outside BTPRELAY_MYNETWORKS):
+# EHLO, STARTTLS, EHLO, AUTH with the user and password in the file CREDENTIALS,
+# then (send) one message; what happened, one fact a line
+smtp_auth() {
+	python3 - "$SMTP_PORT" "$EMU/certs/ca.pem" "$1" "${2:-}" "$MARK" 2>&1 <<'PY'
+import smtplib, ssl, sys
+port, ca, cred, mode, mark = sys.argv[1:]
+user, pw = open(cred).read().split("\n")[:2]
+s = smtplib.SMTP("127.0.0.1", int(port), local_hostname="client.test",
+                 source_address=("127.0.0.2", 0), timeout=30)
+s.ehlo()
+print("plain auth:", s.esmtp_features.get("auth", "none"))
+s.starttls(context=ssl.create_default_context(cafile=ca))
+s.ehlo()
+print("tls auth:", s.esmtp_features.get("auth", "none").strip())
+try:
+    code, text = s.login(user, pw)
+    print("login:", code)
+except smtplib.SMTPAuthenticationError as e:
+    print("login:", e.smtp_code, e.smtp_error.decode())
+if mode == "send":
+    msg = ("From: a@client.test\r\nTo: user@corp.example\r\nSubject: %s\r\n"
+           "Message-Id: <%s@client.test>\r\n\r\nsent by an authenticated client\r\n" % (mark, mark))
+    s.mail("a@client.test")
+    print("rcpt:", s.rcpt("user@corp.example")[0])
+    code, text = s.data(msg)
+    print("data:", code, text.decode())
+s.quit()
+PY
+}
+out=$(smtp_auth "$WORK/submit-good.txt" send)
+printf '%s\n' "$out" | grep -qx 'plain auth: none'
+tap_ok $? "$SCEN: no AUTH before STARTTLS (smtpd_tls_auth_only)" "$out"
+printf '%s\n' "$out" | grep -q '^tls auth: .*PLAIN' && printf '%s\n' "$out" | grep -q '^tls auth: .*LOGIN'
+tap_ok $? "$SCEN: AUTH PLAIN LOGIN after STARTTLS" "$out"
+printf '%s\n' "$out" | grep -qx 'login: 235' && printf '%s\n' "$out" | grep -qx 'rcpt: 250'
+tap_ok $? "$SCEN: good credentials from outside BTPRELAY_MYNETWORKS: 235, and RCPT 250" "$out"
+aqid=$(printf '%s\n' "$out" | sed -n 's/^data: 250 .*queued as \([0-9A-Za-z]*\).*/\1/p')
+expect_status "$aqid" user@corp.example sent 'relay=.*btprelay-lmtp'
+expect_relay 1 '.mail_from == "a@client.test"' '.rcpt_to == ["user@corp.example"]'
+grep -q "postfix/smtpd\[[0-9]*\]: $aqid: client=.*\[127\.0\.0\.2\], sasl_method=PLAIN, sasl_username=alice" "$WORK/log/maillog"
+tap_ok $? "$SCEN: Postfix logged the authenticated client" "$(grep "$aqid: client=" "$WORK/log/maillog")"
+out=$(smtp_auth "$WORK/submit-bad.txt")
+printf '%s\n' "$out" | grep -q '^login: 535 5\.7\.8 '
+tap_ok $? "$SCEN: a wrong password: 535 5.7.8" "$out"
 
 SCEN="stdout"
 sleep 1	# the follower's last lines
@@ -149,7 +266,7 @@ SMTP_PORT=$(free_port)
 P=btprelay-test-$$-pipe
 image_run "$P" "${COMMON[@]}" --tmpfs /var/spool/postfix:rw,size=64m,mode=755 \
 	-e "BTPRELAY_ROUTES=corp.example=MAIL_ONPREM" -e BTPRELAY_ROUTE_TYPE=pipe \
-	-e "BTPRELAY_SMTP_PORT=$SMTP_PORT" -e BTPRELAY_MYNETWORKS=127.0.0.0/8
+	-e "BTPRELAY_SMTP_PORT=$SMTP_PORT" -e BTPRELAY_MYNETWORKS=127.0.0.0/8 -e BTPRELAY_METRICS_LISTEN=no
 image_follow "$P" "$WORK/log/maillog"
 image_wait_ready "$P"
 tap_ok $? "$SCEN: ready" "$(image_logs "$P" /dev/stdout | tail -5)"
@@ -205,7 +322,7 @@ SMTP_PORT=$(free_port)
 R=btprelay-test-$$-cockpit
 dest_clone MAIL_ONPREM MAIL_ONPREM "btprelay.domains=cockpit.example, .cockpit.example"
 image_run "$R" "${COMMON[@]}" --tmpfs /var/spool/postfix:rw,size=64m,mode=755 \
-	-e "BTPRELAY_SMTP_PORT=$SMTP_PORT" -e BTPRELAY_MYNETWORKS=127.0.0.0/8 \
+	-e "BTPRELAY_SMTP_PORT=$SMTP_PORT" -e BTPRELAY_MYNETWORKS=127.0.0.1/32 -e BTPRELAY_METRICS_LISTEN=no \
 	-e BTPRELAY_ROUTES_INTERVAL=5 -e 'BTPRELAY_CONF=destination_cache_ttl = 2'
 image_follow "$R" "$WORK/log/maillog"
 image_wait_ready "$R"
@@ -221,6 +338,9 @@ expect_body "$WORK/msg3.eml"
 out=$(swaks --server "127.0.0.1:$SMTP_PORT" --from a@client.test --to user@corp.example --quit-after RCPT 2>&1)
 printf '%s\n' "$out" | grep -q '<\*\* 554 5\.7\.1 .*Relay access denied'
 tap_ok $? "$SCEN: a domain no destination claims: 554 5.7.1 at RCPT" "$(printf '%s\n' "$out" | grep '^<')"
+out=$(swaks --server "127.0.0.1:$SMTP_PORT" --local-interface 127.0.0.2 --from a@client.test --to user@cockpit.example --quit-after RCPT 2>&1)
+printf '%s\n' "$out" | grep -q '<\*\* 554 5\.7\.1 '
+tap_ok $? "$SCEN: a claimed domain, but a client outside BTPRELAY_MYNETWORKS: 554 5.7.1" "$(printf '%s\n' "$out" | grep '^<')"
 # a destination added in the cockpit: routed after the cache TTL and a refresh
 dest_clone MAIL_ADDED MAIL_ONPREM "btprelay.domains=added.example"
 # (bounded: the TTL, one refresh interval, Postfix's reload)
@@ -248,7 +368,8 @@ O=btprelay-test-$$-cockpit-outage
 dest_clone MAIL_ONPREM MAIL_ONPREM "btprelay.domains=cockpit.example"
 emu POST /faults '{"destination":"http500"}' >/dev/null
 image_run "$O" "${COMMON[@]}" --tmpfs /var/spool/postfix:rw,size=64m,mode=755 \
-	-e "BTPRELAY_SMTP_PORT=$SMTP_PORT" -e BTPRELAY_MYNETWORKS=127.0.0.0/8 -e BTPRELAY_ROUTES_INTERVAL=5
+	-e "BTPRELAY_SMTP_PORT=$SMTP_PORT" -e BTPRELAY_MYNETWORKS=127.0.0.0/8 -e BTPRELAY_ROUTES_INTERVAL=5 \
+	-e BTPRELAY_METRICS_LISTEN=no
 image_wait_ready "$O"
 tap_ok $? "$SCEN: ready all the same" "$(image_logs "$O" /dev/stdout | tail -5)"
 image_logs "$O" "$WORK/log/stdout-outage.log"
@@ -285,7 +406,7 @@ image_run "$T" -v "$WORK/bindings-dest:/bindings:ro" -v "$WORK/ca:/ca:ro" \
 	-e SERVICE_BINDING_ROOT=/bindings -e BTPRELAY_CA_FILE=/ca/ca.pem -e BTPRELAY_INET_INTERFACES=127.0.0.1 \
 	--tmpfs /var/spool/postfix:rw,size=64m,mode=755 \
 	-e "BTPRELAY_ROUTES=corp.example=MAIL_ONPREM" -e "BTPRELAY_SMTP_PORT=$SMTP_PORT" \
-	-e BTPRELAY_MYNETWORKS=127.0.0.0/8 \
+	-e BTPRELAY_MYNETWORKS=127.0.0.0/8 -e BTPRELAY_METRICS_LISTEN=no \
 	-e onpremise_proxy_host=127.0.0.1 -e "onpremise_socks5_proxy_port=$PROXY_PORT"
 image_follow "$T" "$WORK/log/maillog"
 image_wait_ready "$T"
@@ -344,6 +465,14 @@ bad_config "VCAP_SERVICES not JSON" '^btprelay: fatal: btprelay check: bindings:
 	-e BTPRELAY_ROUTES=corp.example=X -e 'VCAP_SERVICES={"destination":['
 bad_config "unreadable CA file" '^btprelay: fatal: BTPRELAY_CA_FILE: /ca/none.pem cannot be read' \
 	-e BTPRELAY_ROUTES=corp.example=X -e BTPRELAY_CA_FILE=/ca/none.pem
+install -d -m 755 "$WORK/submit-bad"
+printf 'carol:%s\nno colon here\n' "$SUBMIT_PW" > "$WORK/submit-bad/users"
+bad_config "SMTP AUTH users file without user:password" '^btprelay: fatal: BTPRELAY_SUBMIT_USERS_FILE: /submit-bad/users line 2: expected user:password' \
+	-e BTPRELAY_ROUTES=corp.example=X -v "$WORK/submit-bad:/submit-bad:ro" -e BTPRELAY_SUBMIT_USERS_FILE=/submit-bad/users
+bad_config "SMTP AUTH users file missing" '^btprelay: fatal: BTPRELAY_SUBMIT_USERS_FILE: /nonexistent/users cannot be read' \
+	-e BTPRELAY_ROUTES=corp.example=X -e BTPRELAY_SUBMIT_USERS_FILE=/nonexistent/users
+bad_config "bad metrics address" '^btprelay: fatal: BTPRELAY_METRICS_LISTEN' \
+	-e BTPRELAY_ROUTES=corp.example=X -e BTPRELAY_METRICS_LISTEN=everywhere
 bad_config "bad Postfix setting" '^btprelay: fatal: BTPRELAY_POSTCONF' \
 	-e BTPRELAY_ROUTES=corp.example=X -e 'BTPRELAY_POSTCONF=this is not a setting'
 

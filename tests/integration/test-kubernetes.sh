@@ -4,7 +4,9 @@
 # binding Secret's mount under SERVICE_BINDING_ROOT, the ServiceInstance and
 # ServiceBinding, the probes' commands against config/container, the queue
 # claim on the queue path, the Istio labels, the security settings, the
-# NetworkPolicy, the PodDisruptionBudget. No cluster runs here: this reads
+# NetworkPolicy, the PodDisruptionBudget, the metrics port (container,
+# headless Service, prometheus.io annotations, NetworkPolicy, Containerfile)
+# and the optional Secret of SMTP AUTH users. No cluster runs here: this reads
 # the manifests (tests/integration/test-image.sh runs the image with the
 # same capabilities, read from statefulset.yaml).
 set -u
@@ -94,10 +96,47 @@ for s in services:
     for p in s["spec"].get("ports", []):
         t = p.get("targetPort")
         target = cports.get(t) if isinstance(t, str) else t
+        if t == "metrics":
+            continue    # checked with the metrics below
         ok(target == smtp_port and p["port"] in (25, 587),
            "Service %s port %s -> the container's SMTP port" % (name, p["port"]), p)
 ok(sts["spec"].get("serviceName") in [s["metadata"]["name"] for s in services if s["spec"].get("clusterIP") == "None"],
    "the StatefulSet's serviceName is a headless Service", sts["spec"].get("serviceName"))
+
+# --- metrics ---
+listen = allenv.get("BTPRELAY_METRICS_LISTEN", "0.0.0.0:9154")
+mport = int(listen.rsplit(":", 1)[1])
+ok(not listen.startswith("127.") and not listen.startswith("[::1]"),
+   "BTPRELAY_METRICS_LISTEN listens on the pod's addresses", listen)
+ok(cports.get("metrics") == mport, "container port metrics is BTPRELAY_METRICS_LISTEN's (%d)" % mport, cports)
+ok(re.search(r"^EXPOSE .*\b%d\b" % mport, containerfile, re.M) is not None, "the Containerfile exposes it")
+ok(re.search(r"METRICS_LISTEN=\$\{BTPRELAY_METRICS_LISTEN:-0\.0\.0\.0:%d\}" % mport, entrypoint) is not None,
+   "the entrypoint's default is the same port")
+ann = pod.get("metadata", {}).get("annotations", {})
+ok(ann.get("prometheus.io/scrape") == "true" and ann.get("prometheus.io/port") == str(mport)
+   and ann.get("prometheus.io/path") == "/metrics",
+   "prometheus.io annotations: scrape, port %d, path /metrics" % mport, ann)
+ok(str(mport) not in ann.get("traffic.sidecar.istio.io/excludeInboundPorts", "").split(","),
+   "the metrics port stays behind the Istio sidecar")
+mserv = [(s["metadata"]["name"], p) for s in services for p in s["spec"].get("ports", [])
+         if p.get("targetPort") == "metrics"]
+ok(len(mserv) == 1 and mserv[0][1]["port"] == mport and mserv[0][1].get("name", "").startswith("http-")
+   and mserv[0][0] == sts["spec"].get("serviceName"),
+   "the headless Service has the metrics port (named http-* for Istio)", mserv)
+
+# --- SMTP AUTH users (optional Secret) ---
+susers = [v for v in spec.get("volumes", []) if v.get("secret", {}).get("secretName") == "btprelay-submit-users"]
+ok(len(susers) == 1 and susers[0]["secret"].get("optional") is True,
+   "the SMTP AUTH users' Secret is an optional volume (without it AUTH stays off)", susers)
+if susers:
+    sm = [m for m in c.get("volumeMounts", []) if m.get("name") == susers[0]["name"]]
+    ok(len(sm) == 1 and sm[0].get("readOnly") is True, "mounted read-only", sm)
+    ok(susers[0]["secret"].get("defaultMode", 0o644) & 0o077 == 0, "its files are root's alone (0400)")
+    sts_text = open(os.path.join(top, "config/kubernetes/statefulset.yaml")).read()
+    m = re.search(r"# - name: BTPRELAY_SUBMIT_USERS_FILE\n\s*#\s+value: (\S+)", sts_text)
+    ok(m is not None and sm and m.group(1).startswith(sm[0]["mountPath"].rstrip("/") + "/"),
+       "the commented BTPRELAY_SUBMIT_USERS_FILE names a file in that mount", m.group(1) if m else None)
+    ok("BTPRELAY_SUBMIT_USERS_FILE" in entrypoint, "the entrypoint reads BTPRELAY_SUBMIT_USERS_FILE")
 
 # --- bindings ---
 ok(inst.get("spec", {}).get("serviceOfferingName") == "destination" and inst["spec"].get("servicePlanName") == "lite",
@@ -171,6 +210,11 @@ rules = netpol.get("spec", {}).get("ingress", [])
 smtp_rules = [r for r in rules if any(p.get("port") == smtp_port for p in r.get("ports", []))]
 ok(smtp_rules and all(r.get("from") and all("namespaceSelector" in f and f["namespaceSelector"].get("matchLabels") for f in r["from"]) for r in smtp_rules),
    "SMTP is admitted only from selected namespaces", rules)
+metrics_rules = [r for r in rules if any(p.get("port") == mport for p in r.get("ports", []))]
+ok(metrics_rules and all(r.get("from") and all("namespaceSelector" in f and f["namespaceSelector"].get("matchLabels") for f in r["from"]) for r in metrics_rules),
+   "the metrics port is admitted only from selected namespaces", rules)
+ok(all(p.get("port") in (smtp_port, mport) for r in rules for p in r.get("ports", [])),
+   "no other port is admitted", rules)
 ok(matches(pdb.get("spec", {}).get("selector", {}).get("matchLabels"), podlabels), "the PodDisruptionBudget selects the relay's pods")
 ok(1 <= pdb.get("spec", {}).get("minAvailable", 0) < sts["spec"].get("replicas", 1),
    "the PodDisruptionBudget keeps one relay and allows a drain", (pdb.get("spec"), sts["spec"].get("replicas")))

@@ -15,7 +15,8 @@
 
 IMAGE_CACHE=${IMAGE_CACHE:-/var/cache/btprelay-test}
 IMAGE_BASE=localhost/btprelay-test-base:bookworm
-IMAGE=localhost/btprelay:test
+# (BTPRELAY_TEST_IMAGE: another tag, for a second checkout testing its own image)
+IMAGE=${BTPRELAY_TEST_IMAGE:-localhost/btprelay:test}
 IMAGE_ULIMITS=(--ulimit nofile=1024:1024 --ulimit nproc=1000:1000)
 # The capabilities the Kubernetes manifests grant, and no more
 IMAGE_CAPS=$(sed -n 's/^ *add: \[\(.*\)\]/\1/p' "$top_srcdir/config/kubernetes/statefulset.yaml" | tr -d '" ')
@@ -64,17 +65,18 @@ image_base() {
 }
 
 # image_build - the project's Containerfile on the Debian base (layers cached by podman).
-# One build at a time: make check may run two image tests at once.
+# One image test at a time: the lock is held from the build until the test
+# ends, so that no other test (make check may run two; another checkout may
+# run its own) retags $IMAGE under the containers of this one.
 image_build() {
 	mkdir -p "$IMAGE_CACHE"
-	(
-		flock -w 1800 9 || { echo "Bail out! $IMAGE_CACHE/lock held for 30 minutes"; exit 99; }
-		image_base
-		pdm build --network host "${IMAGE_ULIMITS[@]}" --build-arg "BASE=$IMAGE_BASE" \
-			-f "$top_srcdir/config/container/Containerfile" -t "$IMAGE" "$top_srcdir" \
-			> "$WORK/log/build.log" 2>&1 ||
-			{ echo "Bail out! podman build failed: $(tail -15 "$WORK/log/build.log")"; exit 99; }
-	) 9> "$IMAGE_CACHE/lock" || exit $?
+	exec 9> "$IMAGE_CACHE/lock"
+	flock -w 1800 9 || { echo "Bail out! $IMAGE_CACHE/lock held for 30 minutes"; exit 99; }
+	image_base
+	pdm build --network host "${IMAGE_ULIMITS[@]}" --build-arg "BASE=$IMAGE_BASE" \
+		-f "$top_srcdir/config/container/Containerfile" -t "$IMAGE" "$top_srcdir" \
+		> "$WORK/log/build.log" 2>&1 ||
+		{ echo "Bail out! podman build failed: $(tail -15 "$WORK/log/build.log")"; exit 99; }
 }
 
 # image_bindings DIR - DIR/destination in the BTP service operator's default
@@ -179,13 +181,16 @@ image_follow() {
 	pdm logs -f "$1" > "$2" 2>&1 &
 }
 
-# expect_no_secret_encodings FILE... - none of the emulator's secrets in any
+# expect_no_secret_encodings FILE... - none of the emulator's secrets (nor those
+# of the files in $SECRET_SCAN_EXTRA) in any
 # encoding a log could carry: raw, base64 (at each of the three alignments a
 # secret can have inside a longer encoded text, e.g. AUTH PLAIN), base64url,
 # percent-encoding and hex
 expect_no_secret_encodings() {
 	local diag
-	diag=$(python3 - "$EMU/secrets.txt" "$@" <<'PY'
+	# the emulator's secrets and the test's own ($SECRET_SCAN_EXTRA: files, one a line)
+	cat "$EMU/secrets.txt" ${SECRET_SCAN_EXTRA:-} > "$WORK/secrets-all.txt"
+	diag=$(python3 - "$WORK/secrets-all.txt" "$@" <<'PY'
 import base64, binascii, sys, urllib.parse
 secrets = [l.strip() for l in open(sys.argv[1], encoding="utf-8") if l.strip()]
 forms = []

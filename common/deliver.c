@@ -87,6 +87,26 @@ static int open_tunnel(const struct config *cfg, struct route *rt, struct outcom
 	return r == SOCKS5_OK ? 0 : -1;
 }
 
+/*
+ * deliver_open_tunnel - open_tunnel for a caller that resolved d itself
+ * (btprelay-fetch: d's host and port are the mailbox's): a tunnel to
+ * d->host:d->port on c, which conn_init() prepared
+ */
+int deliver_open_tunnel(const struct config *cfg, const struct bindings *b,
+			const struct mail_destination *d, struct conn *c, struct outcome *o)
+{
+	struct route *rt = xcalloc(1, sizeof(*rt));
+	int r;
+
+	rt->dest = *d;		/* borrowed, not freed here */
+	rt->bind = *b;
+	rt->conn = *c;
+	r = open_tunnel(cfg, rt, o);
+	*c = rt->conn;
+	free(rt);
+	return r;
+}
+
 /* deliver_tls_context - the TLS context for d, as every delivery to it makes it */
 int deliver_tls_context(const struct config *cfg, const struct mail_destination *d,
 			SSL_CTX **ctx, struct outcome *o)
@@ -173,6 +193,11 @@ static int open_route(const struct config *cfg, const char *name, struct route *
 	/* not found (DEST_NOT_FOUND) defers as any other failure: the milter refuses */
 	if (dest_resolve_until(cfg, &rt->bind, name, rt->conn.deadline, d, o) != 0)
 		return -1;
+	if (d->host == NULL) {
+		dsn_defer(o, "4.3.5", "destination %s has a mailbox (mail.store.protocol) but no "
+			  "mail.smtp.host: it carries no outbound mail", d->name);
+		return -1;
+	}
 	snprintf(rt->relay, sizeof(rt->relay), "%s:%u", d->host, d->port);
 	if (d->onpremise) {
 		if (open_tunnel(cfg, rt, o) < 0)

@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <openssl/ssl.h>
 #include "config.h"
+#include "conn.h"
 #include "destination.h"
 #include "dsn.h"
 #include "smtp.h"
@@ -91,6 +92,13 @@ int deliver_tls_context(const struct config *cfg, const struct mail_destination 
 void deliver_smtp_options(const struct config *cfg, const struct mail_destination *d,
 			  const char *relay_name, const char *helo, SSL_CTX *ctx,
 			  struct smtp_options *opt);
+/*
+ * deliver_open_tunnel - the proxy tunnel of an OnPremise destination
+ * (token or trusted mode, proxy.h) to d->host:d->port on c, which
+ * conn_init() prepared; for btprelay-fetch, which resolved d itself
+ */
+int deliver_open_tunnel(const struct config *cfg, const struct bindings *b,
+			const struct mail_destination *d, struct conn *c, struct outcome *o);
 /* deliver_helo_name - the EHLO name: smtp_helo_name, else the host name, else "localhost" */
 void deliver_helo_name(const struct config *cfg, char *buf, size_t size);
 

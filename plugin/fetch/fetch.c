@@ -410,10 +410,12 @@ static int imap_uidvalidity(struct pass *p, unsigned long now, const unsigned lo
 		log_error("%s", o->text);
 		return -1;
 	}
-	log_warn("%s: UIDVALIDITY of %s changed from %lu to %lu: %s (fetch_uidvalidity_change=%s)",
+	log_warn("%s: UIDVALIDITY of %s changed from %lu to %lu: %s (fetch_uidvalidity_change=%s%s%s)",
 		 p->name, p->cfg->fetch_mailbox, was, now,
 		 pol == UV_SKIP ? "the messages there now are taken as fetched and NOT handed over"
-		 : "every message there now is handed over again", names[pol]);
+		 : "every message there now is handed over again", p->cfg->fetch_uidvalidity_change,
+		 strcmp(p->cfg->fetch_uidvalidity_change, names[pol]) ? ": " : "",
+		 strcmp(p->cfg->fetch_uidvalidity_change, names[pol]) ? names[pol] : "");
 	state_clear(&p->st);
 	p->st.uidvalidity = now;
 	if (pol == UV_SKIP)
@@ -504,6 +506,10 @@ static int imap_pass(struct pass *p, struct outcome *o)
 		if (hand_over(p, &rd, (long)size, o) < 0) {
 			struct outcome fo;
 
+			if (s.broken)	/* the mailbox side broke: say so, not "read error" */
+				dsn_defer(o, "4.4.2", "IMAP server %s: connection lost after %lu of %lu "
+					  "bytes of the message; the MTA did not take it (%s)", p->server,
+					  size - s.literal_left, size, conn_strerror(p->conn.err));
 			log_message(p, id, (long)size, o, NULL);
 			if (!s.broken && imap_fetch_end(&s, &fo) < 0)
 				*o = fo;
@@ -607,6 +613,9 @@ static int pop3_pass(struct pass *p, struct outcome *o)
 		if (pop3_retr_begin(&s, list[i].number, o) < 0)
 			goto out;
 		if (hand_over(p, &rd, -1, o) < 0) {
+			if (s.broken)
+				dsn_defer(o, "4.4.2", "POP3 server %s: connection lost in the message; the "
+					  "MTA did not take it (%s)", p->server, conn_strerror(p->conn.err));
 			log_message(p, id, -1, o, NULL);
 			/* the rest of the message is read and dropped, or the session is lost */
 			char drop[4096];

@@ -14,7 +14,8 @@ Fault switches (POST /mailstore {"faults": {...}}), absent or null = healthy:
                fetch, store, expunge, copy, search, login) answered so, without effect
 Control (btp-emulator.py's control port): GET /mailstore (state: uidvalidity, uidnext,
 messages with uid, flags, size, sha256; folders; faults; counters), POST /mailstore
-({"load_dir": DIR} replaces INBOX with DIR's *.eml files in name order;
+({"load_dir": DIR} replaces INBOX with DIR's *.eml files in name order, "append_dir": DIR
+adds them with new UIDs;
 "uidvalidity": N changes UIDVALIDITY and gives every message a new UID; "faults": merge;
 "clear": true empties every folder), POST /mailstore/reset.
 """
@@ -56,10 +57,11 @@ class MailStore:
             self.folders[folder].append(Message(self.uidnext, data))
             self.uidnext += 1
 
-    def load_dir(self, directory):
+    def load_dir(self, directory, append=False):
         names = sorted(n for n in os.listdir(directory) if n.endswith(".eml"))
-        with self.lock:
-            self.folders["INBOX"] = []
+        if not append:
+            with self.lock:
+                self.folders["INBOX"] = []
         for name in names:
             with open(os.path.join(directory, name), "rb") as f:
                 self.add(f.read())
@@ -125,6 +127,8 @@ class MailStore:
                     self.folders[name] = []
         if "load_dir" in body:
             self.load_dir(body["load_dir"])
+        if "append_dir" in body:
+            self.load_dir(body["append_dir"], append=True)
         if "uidvalidity" in body:
             self.change_uidvalidity(int(body["uidvalidity"]))
         if "faults" in body:

@@ -384,6 +384,12 @@ static int probe_run(struct probe *p)
 		return step_fail(p, "resolve");
 	step_ok(p, "resolve", "%s%s", d->source, d->stale ? ", stale cache entry"
 		: d->cache_age >= 0 ? ", from the cache" : "");
+	if (d->host == NULL) {	/* a mailbox only: btprelay-fetch --probe looks at it */
+		dsn_defer(&p->o, "4.3.5", "destination %s is a mailbox (mail.store.protocol %s) "
+			  "without an SMTP relay: probe it with btprelay-fetch --probe -s %s",
+			  d->name, dest_store_name(d->store.protocol), d->name);
+		return step_fail(p, "resolve");
+	}
 	cli_fact("relay", "%s:%u", d->host, d->port);
 	cli_fact("proxy_type", "%s", d->onpremise ? "OnPremise" : "Internet");
 	if (d->onpremise)

@@ -54,6 +54,7 @@ struct pass {
 	char server[320];		/* "mail.corp.internal:993" */
 	const char *sender;
 	enum done_action done;
+	int probe;			/* log in and look, fetch nothing, change nothing */
 	unsigned long fetched, skipped, kept;
 };
 
@@ -478,6 +479,21 @@ static int imap_pass(struct pass *p, struct outcome *o)
 	if (imap_select(&s, p->cfg->fetch_mailbox, o) < 0 || imap_uid_search(&s, &uids, &n, o) < 0)
 		goto out;
 	qsort(uids, n, sizeof(*uids), cmp_ulong);
+	if (p->probe) {
+		size_t fresh = 0;
+
+		for (i = 0; i < n; i++) {
+			snprintf(id, sizeof(id), "%lu", uids[i]);
+			fresh += !state_has(&p->st, id);
+		}
+		if (p->st.uidvalidity != 0 && p->st.uidvalidity != s.uidvalidity)
+			fresh = n;
+		dsn_ok(o, "2.0.0", "login as %s ok; %s: UIDVALIDITY %lu (state file: %lu), %zu "
+		       "messages, %zu not handed over yet", p->d.user, p->cfg->fetch_mailbox,
+		       s.uidvalidity, p->st.uidvalidity, n, fresh);
+		rc = 0;
+		goto out;
+	}
 	if (imap_uidvalidity(p, s.uidvalidity, uids, n, o) < 0)
 		goto out;
 	{
@@ -591,6 +607,16 @@ static int pop3_pass(struct pass *p, struct outcome *o)
 	}
 	if (pop3_uidl(&s, &list, &n, o) < 0)
 		goto out;
+	if (p->probe) {
+		size_t fresh = 0;
+
+		for (i = 0; i < n; i++)
+			fresh += !state_has(&p->st, list[i].uid);
+		dsn_ok(o, "2.0.0", "login as %s ok; %zu messages, %zu not handed over yet",
+		       p->d.user, n, fresh);
+		rc = pop3_quit(&s, o) < 0 ? -1 : 0;
+		goto out;
+	}
 	{
 		struct uidl_set l = { list, n };
 		size_t before = p->st.n;
@@ -660,7 +686,7 @@ static int lock_source(const char *path)
 
 /* fetch_source - one pass over one source */
 int fetch_source(const struct config *cfg, const char *name, struct fetch_mta *mta,
-		 volatile sig_atomic_t *stop, struct outcome *o)
+		 volatile sig_atomic_t *stop, int probe, struct outcome *o)
 {
 	struct pass p;
 	char path[4096], lock[4200], safe[256], err[512];
@@ -672,6 +698,7 @@ int fetch_source(const struct config *cfg, const char *name, struct fetch_mta *m
 	p.name = name;
 	p.mta = mta;
 	p.stop = stop;
+	p.probe = probe;
 	p.done = done_action(cfg->fetch_done);
 	str_copy(safe, name, sizeof(safe));
 	for (i = 0; safe[i]; i++)
@@ -685,6 +712,18 @@ int fetch_source(const struct config *cfg, const char *name, struct fetch_mta *m
 	}
 	snprintf(path, sizeof(path), "%s/%s.state", cfg->fetch_state_dir, safe);
 	snprintf(lock, sizeof(lock), "%s.lock", path);
+	if (probe) {		/* reads the state file, takes no lock, writes nothing */
+		lockfd = -1;
+		if (state_load(&p.st, path, err, sizeof(err)) < 0)
+			dsn_defer(o, "4.3.0", "%s", err);
+		else if ((rc = open_route(&p, o)) == 0)
+			rc = p.d.store.protocol == DEST_STORE_POP3
+				|| p.d.store.protocol == DEST_STORE_POP3S ? pop3_pass(&p, o)
+				: imap_pass(&p, o);
+		if (rc == 0 || o->cls == DSN_OK)
+			rc = 0;
+		goto out;
+	}
 	if ((lockfd = lock_source(lock)) < 0) {
 		if (lockfd == -2) {
 			log_info("%s: another btprelay-fetch is fetching it; skipped", name);
@@ -723,6 +762,7 @@ out:
 	dest_free(&p.d);
 	bindings_free(&p.bind);
 	state_free(&p.st);
-	close(lockfd);
+	if (lockfd >= 0)
+		close(lockfd);
 	return rc;
 }

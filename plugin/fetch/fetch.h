@@ -32,8 +32,12 @@ struct fetch_mta {
 
 /* fetch_check - the fetch_* keys, checked once; -1 with err set */
 int fetch_check(const struct config *cfg, char *err, size_t errlen);
+/*
+ * fetch_source - one pass over the source name; probe: only connect, log
+ * in and count (o says what was found), nothing fetched, nothing changed
+ */
 int fetch_source(const struct config *cfg, const char *name, struct fetch_mta *mta,
-		 volatile sig_atomic_t *stop, struct outcome *o);
+		 volatile sig_atomic_t *stop, int probe, struct outcome *o);
 void fetch_mta_close(struct fetch_mta *mta);
 
 #endif

@@ -28,11 +28,13 @@
 #include "util.h"
 
 static const char usage_text[] =
-	"usage: btprelay-fetch [-c FILE] [-s SOURCE] [--daemon]\n"
+	"usage: btprelay-fetch [-c FILE] [-s SOURCE] [--daemon | --probe]\n"
 	"  fetches new mail from the mailboxes of fetch_sources into the MTA\n"
 	"  -c FILE         configuration file (default " BTPRELAY_DEFAULT_CONFIG ")\n"
 	"  -s SOURCE       only this source (a destination name); may be repeated\n"
 	"  -d, --daemon    repeat every fetch_interval instead of one pass\n"
+	"  -p, --probe     connect, log in and count the messages of each source;\n"
+	"                  fetch nothing, change nothing (exit 0 when every login works)\n"
 	"  -h, --help      this text;  -V, --version  the version\n";
 
 static volatile sig_atomic_t stop_requested;
@@ -43,20 +45,32 @@ static void on_stop(int sig)
 	stop_requested = 1;
 }
 
+static int probe_mode;
+
+/* one_source - a pass over name; with --probe one line on stdout about it */
+static int one_source(const struct config *cfg, const char *name, struct fetch_mta *mta)
+{
+	struct outcome o;
+	int rc = fetch_source(cfg, name, mta, &stop_requested, probe_mode, &o);
+
+	if (probe_mode)
+		printf("%s %s: %s\n", rc == 0 ? "ok" : "FAILED", name, o.text);
+	return rc;
+}
+
 /* one_pass - every source once; 0 when all completed */
 static int one_pass(const struct config *cfg, char *const *only, int nonly, struct fetch_mta *mta)
 {
 	char *list = xstrdup(cfg->fetch_sources), *save = NULL, *name;
-	struct outcome o;
 	int failed = 0, i;
 
 	if (nonly > 0) {
 		for (i = 0; i < nonly && !stop_requested; i++)
-			failed |= fetch_source(cfg, only[i], mta, &stop_requested, &o) < 0;
+			failed |= one_source(cfg, only[i], mta) < 0;
 	} else {
 		for (name = strtok_r(list, " ,\t", &save); name && !stop_requested;
 		     name = strtok_r(NULL, " ,\t", &save))
-			failed |= fetch_source(cfg, name, mta, &stop_requested, &o) < 0;
+			failed |= one_source(cfg, name, mta) < 0;
 	}
 	fetch_mta_close(mta);
 	free(list);
@@ -76,6 +90,7 @@ int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "daemon", no_argument, NULL, 'd' },
+		{ "probe", no_argument, NULL, 'p' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -91,7 +106,7 @@ int main(int argc, char **argv)
 	memset(&mta, 0, sizeof(mta));
 	signal(SIGPIPE, SIG_IGN);
 	process_no_core();
-	while ((ch = getopt_long(argc, argv, "c:s:dhV", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "c:s:dphV", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c': config_path = optarg; break;
 		case 's':
@@ -102,6 +117,7 @@ int main(int argc, char **argv)
 			only[nonly++] = optarg;
 			break;
 		case 'd': daemon_mode = 1; break;
+		case 'p': probe_mode = 1; break;
 		case 'h': fputs(usage_text, stdout); return EX_OK;
 		case 'V': printf("btprelay-fetch %s\n", PACKAGE_VERSION); return EX_OK;
 		default: fputs(usage_text, stderr); return EX_USAGE;
@@ -132,7 +148,7 @@ int main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 
 	rc = one_pass(&cfg, only, nonly, &mta);
-	while (daemon_mode && !stop_requested) {
+	while (daemon_mode && !probe_mode && !stop_requested) {
 		int wait = cfg.fetch_interval;
 
 		failures = rc < 0 ? (failures < 4 ? failures + 1 : 4) : 0;

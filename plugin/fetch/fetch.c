@@ -3,15 +3,19 @@
  *
  * The order of the steps for each message is what makes it exactly once
  * but for the message in flight:
- *   1. skip (and mark done again) what the state file lists;
+ *   1. skip (and mark done again) what the state file lists as done;
  *   2. stream the message from the mailbox into an SMTP transaction with
  *      the MTA: a message cut short (the mailbox connection broke) is
  *      never ended with a dot, so the MTA drops it;
- *   3. after the MTA's 250, add the id to the state file (fsync, rename);
+ *   3. just before the final dot, count the hand-over in the state file
+ *      ("sent"); after the MTA's 250, record it as done (fsync, rename);
  *   4. only then delete, move or flag it on the server.
- * A crash before 3 leaves the message on the server and not in the state:
- * the next pass hands it over again (the one duplicate). A crash after 3
- * leaves it listed: the next pass only finishes step 4.
+ * A crash before the dot leaves nothing at the MTA. A crash between the
+ * dot and the record of the 250 leaves the message counted: the next pass
+ * hands it over again (the one duplicate, announced in the log); after
+ * two such interruptions it is held on the server instead, so no message
+ * arrives more than twice. A crash after 3 leaves it done: the next pass
+ * only finishes step 4.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -55,7 +59,7 @@ struct pass {
 	const char *sender;
 	enum done_action done;
 	int probe;			/* log in and look, fetch nothing, change nothing */
-	unsigned long fetched, skipped, kept;
+	unsigned long fetched, skipped, kept, held, again;
 };
 
 static enum done_action done_action(const char *s)
@@ -175,24 +179,98 @@ static int mta_open(const struct config *cfg, struct fetch_mta *mta, struct outc
 }
 
 /*
- * hand_over - one message from rd to the MTA. 0 when the MTA accepted it
- * (o holds its reply), -1 otherwise (o says why; DSN_BOUNCE when the MTA
- * refused it for good).
+ * counted_reader - the message as the MTA gets it; at its end, before the
+ * final dot goes out, the hand-over is counted in the state file ("sent"):
+ * from then on the MTA may hold a copy even if its 250 never arrives.
  */
-static int hand_over(struct pass *p, const struct smtp_body_reader *rd, long size,
+struct counted_reader {
+	struct pass *p;
+	const char *id;
+	const struct smtp_body_reader *inner;
+	int recorded;
+};
+
+static ssize_t counted_read(void *arg, char *buf, size_t n)
+{
+	struct counted_reader *cr = arg;
+	struct fetch_state *st = &cr->p->st;
+	ssize_t k = cr->inner->read(cr->inner->arg, buf, n);
+	char err[512];
+
+	if (k == 0 && !cr->recorded) {
+		state_sent_set(st, cr->id, state_sent_count(st, cr->id) + 1);
+		if (state_save(st, err, sizeof(err)) < 0) {
+			log_error("%s: %s", cr->p->name, err);
+			errno = EIO;
+			return -1;	/* no final dot: the MTA drops the message */
+		}
+		cr->recorded = 1;
+	}
+	return k;
+}
+
+/*
+ * hand_over - one message from rd to the MTA. 0 when the MTA accepted it
+ * and the state file says so (o holds the MTA's reply), -1 otherwise (o
+ * says why; DSN_BOUNCE when the MTA refused it for good).
+ */
+static int hand_over(struct pass *p, const char *id, const struct smtp_body_reader *rd, long size,
 		     struct outcome *o)
 {
 	const char *rcpt[1] = { p->cfg->fetch_recipient };
-	struct smtp_envelope env = { p->sender, rcpt, 1, size, rd };
+	struct counted_reader cr = { p, id, rd, 0 };
+	struct smtp_body_reader crd = { counted_read, &cr };
+	struct smtp_envelope env = { p->sender, rcpt, 1, size, &crd };
 	struct outcome ro;
-	int rc;
+	char err[512];
+	int rc, answered;
 
 	if (mta_open(p->cfg, p->mta, o) < 0)
 		return -1;
 	rc = smtp_send_message(&p->mta->s, &env, -1, &ro, o);
-	if (p->mta->s.state != SMTP_STATE_READY)
+	answered = p->mta->s.state == SMTP_STATE_READY;
+	if (!answered)
 		fetch_mta_close(p->mta);
+	if (rc == 0) {
+		state_add(&p->st, id);
+		state_sent_set(&p->st, id, 0);
+	} else if (cr.recorded && answered) {	/* the MTA said no: that copy is not there */
+		state_sent_set(&p->st, id, state_sent_count(&p->st, id) - 1);
+	} else {
+		return rc;	/* no dot sent, or no answer to it: the count stands */
+	}
+	if (state_save(&p->st, err, sizeof(err)) < 0) {
+		log_error("%s: %s", p->name, err);
+		if (rc == 0)	/* accepted, and counted as sent: at most one more copy */
+			dsn_defer(o, "4.3.0", "%s", err);
+		return -1;
+	}
 	return rc;
+}
+
+/*
+ * may_hand_over - whether the message id may go to the MTA once more: not
+ * after two interrupted hand-overs (the MTA may hold two copies already).
+ * Such a message stays on the server, untouched, and is named each pass.
+ */
+static int may_hand_over(struct pass *p, const char *id)
+{
+	unsigned sent = state_sent_count(&p->st, id);
+
+	if (sent >= 2) {
+		log_warn("%s: uid=%s: handed over %u times without the MTA's answer (interrupted); "
+			 "not handed over again and left on the server: find it in the MTA's log, "
+			 "then delete it there, or remove its \"sent\" line from %s to have it handed "
+			 "over once more", p->name, id, sent, p->st.path);
+		p->held++;
+		return 0;
+	}
+	if (sent == 1) {
+		log_info("%s: uid=%s: handed over before without the MTA's answer (interrupted); "
+			 "handing it over again: the MTA may get it twice", p->name, id);
+		p->again++;
+	}
+	return 1;
 }
 
 /* save - the state file; a failure after the MTA accepted is loud: the message may come twice */
@@ -515,11 +593,13 @@ static int imap_pass(struct pass *p, struct outcome *o)
 		}
 		if (p->cfg->fetch_max_messages > 0 && p->fetched >= (unsigned long)p->cfg->fetch_max_messages)
 			break;
+		if (!may_hand_over(p, id))
+			continue;
 		if ((r = imap_fetch_begin(&s, uids[i], &size, o)) < 0)
 			goto out;
 		if (r == 1)
 			continue;		/* expunged meanwhile */
-		if (hand_over(p, &rd, (long)size, o) < 0) {
+		if (hand_over(p, id, &rd, (long)size, o) < 0) {
 			struct outcome fo;
 
 			if (s.broken)	/* the mailbox side broke: say so, not "read error" */
@@ -534,9 +614,6 @@ static int imap_pass(struct pass *p, struct outcome *o)
 			p->kept++;		/* refused for good: it stays on the server */
 			continue;
 		}
-		state_add(&p->st, id);
-		if (save(p, o) < 0)
-			goto out;
 		p->fetched++;
 		log_message(p, id, (long)size, o, done_names[p->done]);
 		if (imap_fetch_end(&s, o) < 0
@@ -636,9 +713,11 @@ static int pop3_pass(struct pass *p, struct outcome *o)
 		}
 		if (p->cfg->fetch_max_messages > 0 && p->fetched >= (unsigned long)p->cfg->fetch_max_messages)
 			break;
+		if (!may_hand_over(p, id))
+			continue;
 		if (pop3_retr_begin(&s, list[i].number, o) < 0)
 			goto out;
-		if (hand_over(p, &rd, -1, o) < 0) {
+		if (hand_over(p, id, &rd, -1, o) < 0) {
 			if (s.broken)
 				dsn_defer(o, "4.4.2", "POP3 server %s: connection lost in the message; the "
 					  "MTA did not take it (%s)", p->server, conn_strerror(p->conn.err));
@@ -653,9 +732,6 @@ static int pop3_pass(struct pass *p, struct outcome *o)
 			p->kept++;
 			continue;
 		}
-		state_add(&p->st, id);
-		if (save(p, o) < 0)
-			goto out;
 		p->fetched++;
 		log_message(p, id, -1, o, p->done == DONE_DELETE ? "deleted" : "kept");
 		if (p->done == DONE_DELETE && pop3_dele(&s, list[i].number, o) < 0)
@@ -749,8 +825,9 @@ int fetch_source(const struct config *cfg, const char *name, struct fetch_mta *m
 	else
 		rc = pop3_pass(&p, o);
 	if (rc == 0) {
-		dsn_ok(o, "2.0.0", "%lu handed over, %lu done earlier, %lu refused by the MTA",
-		       p.fetched, p.skipped, p.kept);
+		dsn_ok(o, "2.0.0", "%lu handed over (%lu of them maybe twice), %lu done earlier, "
+		       "%lu refused by the MTA, %lu held", p.fetched, p.again, p.skipped, p.kept,
+		       p.held);
 		log_info("%s: pass complete: %s", name, o->text);
 	} else {
 		log_warn("%s: pass ended early after %lu handed over: %s", name, p.fetched, o->text);

@@ -9,7 +9,8 @@
  * the step (the messages not accepted stay on the server for the next
  * pass). A crash at any point loses nothing: a message leaves the server
  * only after the MTA's 250 and the state file's fsync; the one message
- * between the 250 and the fsync is handed over again by the next pass.
+ * between its final dot and that fsync is handed over again by the next
+ * pass (once: a second interruption holds it on the server).
  */
 #ifndef BTPRELAY_FETCH_H
 #define BTPRELAY_FETCH_H

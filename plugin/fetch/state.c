@@ -1,7 +1,8 @@
 /*
  * state - btprelay-fetch's per-source state file (state.h).
  *
- * Format, one item a line: "uidvalidity N" and "done ID". Anything else
+ * Format, one item a line: "uidvalidity N", "done ID" and "sent N ID"
+ * (N interrupted hand-overs of ID). Anything else
  * is an error naming the line: a state file is written by this program
  * only, and guessing at a damaged one could deliver a mailbox twice.
  */
@@ -66,9 +67,48 @@ void state_add(struct fetch_state *st, const char *id)
 	st->n++;
 }
 
+unsigned state_sent_count(const struct fetch_state *st, const char *id)
+{
+	size_t i;
+
+	for (i = 0; i < st->nsent; i++)
+		if (strcmp(st->sent[i].id, id) == 0)
+			return st->sent[i].count;
+	return 0;
+}
+
+void state_sent_set(struct fetch_state *st, const char *id, unsigned count)
+{
+	size_t i;
+
+	for (i = 0; i < st->nsent && strcmp(st->sent[i].id, id) != 0; i++)
+		;
+	if (i < st->nsent && count == 0) {
+		free(st->sent[i].id);
+		st->sent[i] = st->sent[--st->nsent];
+	} else if (i < st->nsent) {
+		st->sent[i].count = count;
+	} else if (count > 0) {
+		st->sent = realloc(st->sent, (st->nsent + 1) * sizeof(*st->sent));
+		if (st->sent == NULL)
+			abort();
+		st->sent[st->nsent].id = xstrdup(id);
+		st->sent[st->nsent++].count = count;
+	}
+}
+
 void state_keep(struct fetch_state *st, int (*keep)(const char *id, void *arg), void *arg)
 {
 	size_t i, j = 0;
+
+	for (i = 0; i < st->nsent;) {
+		if (keep(st->sent[i].id, arg)) {
+			i++;
+		} else {
+			free(st->sent[i].id);
+			st->sent[i] = st->sent[--st->nsent];
+		}
+	}
 
 	for (i = 0; i < st->n; i++) {
 		if (keep(st->ids[i], arg))
@@ -86,6 +126,9 @@ void state_clear(struct fetch_state *st)
 	for (i = 0; i < st->n; i++)
 		free(st->ids[i]);
 	st->n = 0;
+	for (i = 0; i < st->nsent; i++)
+		free(st->sent[i].id);
+	st->nsent = 0;
 	st->uidvalidity = 0;
 }
 
@@ -93,6 +136,7 @@ void state_free(struct fetch_state *st)
 {
 	state_clear(st);
 	free(st->ids);
+	free(st->sent);
 	free(st->path);
 	memset(st, 0, sizeof(*st));
 }
@@ -129,6 +173,12 @@ int state_load(struct fetch_state *st, const char *path, char *err, size_t errle
 				goto bad;
 		} else if (strncmp(line, "done ", 5) == 0 && line[5] != '\0') {
 			state_add(st, line + 5);
+		} else if (strncmp(line, "sent ", 5) == 0) {
+			unsigned long count = strtoul(line + 5, &end, 10);
+
+			if (count == 0 || count > 1000 || *end != ' ' || end[1] == '\0')
+				goto bad;
+			state_sent_set(st, end + 1, (unsigned)count);
 		} else if (line[0] != '#' && line[0] != '\0') {
 			goto bad;
 		}
@@ -177,6 +227,8 @@ int state_save(const struct fetch_state *st, char *err, size_t errlen)
 		fprintf(f, "uidvalidity %lu\n", st->uidvalidity);
 	for (i = 0; i < st->n; i++)
 		fprintf(f, "done %s\n", st->ids[i]);
+	for (i = 0; i < st->nsent; i++)
+		fprintf(f, "sent %u %s\n", st->sent[i].count, st->sent[i].id);
 	ok = fflush(f) == 0 && fsync(fd) == 0;
 	ok = (fclose(f) == 0) && ok;
 	if (!ok || rename(tmp, st->path) < 0 || state_sync_dir(st->path) < 0) {

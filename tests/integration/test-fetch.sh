@@ -189,7 +189,7 @@ grep -q 'through the proxy, implicit TLS' "$FETCH_LOG" &&
 tap_ok $? "IMAPS went through the 0x80 proxy tunnel with implicit TLS"
 run_fetch
 tap_ok "$RC" "a second pass exits 0" "exit $RC"
-grep -q 'pass complete: 0 handed over, 0 done earlier' "$FETCH_LOG"
+grep -q 'pass complete: 0 handed over (0 of them maybe twice), 0 done earlier' "$FETCH_LOG"
 tap_ok $? "a second pass hands over nothing" "$(grep 'pass complete' "$FETCH_LOG" | tail -1)"
 forget_arrivals
 
@@ -198,6 +198,7 @@ make_messages "$WORK/m2" p2 200
 emu POST /mailstore "{\"clear\":true,\"load_dir\":\"$WORK/m2\"}" >/dev/null
 RANDOM=16
 kills=0
+again0=$(grep -c 'handing it over again' "$FETCH_LOG")
 for i in $(seq 10); do
 	"$WORK/bin/btprelay-fetch" -c "$CONF" >> "$WORK/log/fetch.out" 2>&1 &
 	pid=$!
@@ -211,14 +212,18 @@ tap_ok "$RC" "after 10 SIGKILLs a complete pass exits 0" "exit $RC"
 settle "$WORK/m2" p2
 a=$(arrivals "$WORK/m2" p2)
 dups=$(jq .duplicates <<< "$a")
-echo "# kill test: $kills of 10 kills hit a running fetch, $left messages were left before the final pass; duplicates: $dups"
+again=$(( $(grep -c 'handing it over again' "$FETCH_LOG") - again0 ))
+held=$(grep -c 'not handed over again and left on the server' "$FETCH_LOG")
+echo "# kill test: $kills of 10 kills hit a running fetch, $left messages were not done before the final pass; duplicates at the sink: $dups; reported by btprelay-fetch as maybe twice: $again; held: $held"
 jq -e '.lost == 0 and .delivered == 200 and .max_copies <= 2 and .mismatched == 0' <<< "$a" >/dev/null
 tap_ok $? "killed 10 times: every message arrived at least once and at most twice, 0 lost" "$a"
-tap_ok "$([ "$dups" -le "$kills" ]; echo $?)" "at most one duplicate per kill ($dups duplicates, $kills kills)" "$a"
+tap_ok "$([ "$dups" -le "$again" ] && [ "$dups" -le "$kills" ]; echo $?)" \
+	"every duplicate was reported (\"handing it over again\": $again), at most one per kill ($dups duplicates, $kills kills)" "$a"
 tap_ok "$([ "$kills" -ge 5 ] && [ "$left" -lt 200 ]; echo $?)" \
 	"the kills hit fetches in progress ($kills kills, $left of 200 not done before the final pass)"
 n=$(mailbox '.messages | length')
-tap_ok "$([ "$n" = 0 ]; echo $?)" "after the kills the mailbox is empty" "$n left"
+tap_ok "$([ "$n" = "$held" ]; echo $?)" \
+	"after the kills the mailbox is empty but for messages held after two interrupted hand-overs ($held)" "$n left"
 forget_arrivals
 
 # --- 3. the connection dropped in the middle of a message ----------------------

@@ -119,11 +119,18 @@ static void test_state(void)
 	state_add(&st, "2");
 	state_add(&st, "1");
 	is_int(st.n, 3, "ids are a set");
+	state_sent_set(&st, "7", 1);
+	state_sent_set(&st, "7", 2);
+	state_sent_set(&st, "8", 1);
+	state_sent_set(&st, "8", 0);
+	is_int(state_sent_count(&st, "7"), 2, "interrupted hand-overs counted");
+	is_int(state_sent_count(&st, "8"), 0, "a count set to 0 is forgotten");
 	is_int(state_save(&st, err, sizeof(err)), 0, "state_save");
 	ok(stat(path, &sb) == 0 && (sb.st_mode & 0777) == 0600, "the state file is 0600");
 	is_int(state_load(&st2, path, err, sizeof(err)), 0, "state_load");
 	ok(st2.uidvalidity == 42 && st2.n == 3 && state_has(&st2, "2") && !state_has(&st2, "4"),
 	   "reloaded: UIDVALIDITY and the ids");
+	is_int(state_sent_count(&st2, "7"), 2, "reloaded: the interrupted hand-overs");
 	state_keep(&st2, keep_odd, NULL);
 	ok(st2.n == 2 && !state_has(&st2, "2") && state_has(&st2, "3"), "state_keep prunes");
 	state_free(&st2);
@@ -135,7 +142,7 @@ static void test_state(void)
 		fclose(f);
 	}
 	is_int(state_load(&st, path, err, sizeof(err)), -1, "a damaged state file is refused");
-	ok(strstr(err, ":6: not a btprelay-fetch state line") != NULL, "  naming the line: %s", err);
+	ok(strstr(err, ":7: not a btprelay-fetch state line") != NULL, "  naming the line: %s", err);
 	state_free(&st);
 	unlink(path);
 	rmdir(dir);

@@ -143,9 +143,10 @@ print(json.dumps({"delivered": len(copies), "lost": len(set(want) - set(copies))
 PY
 }
 
-# settle DIR PREFIX - wait until Postfix's queue is empty and every message of DIR arrived
+# settle DIR PREFIX [N] - wait until Postfix's queue is empty and every message of DIR
+# (or N of them) arrived
 settle() {
-	local i n=$(ls "$1" | wc -l)
+	local i n=${3:-$(ls "$1" | wc -l)}
 	for i in $(seq 1200); do
 		if [ "$(postqueue -c "$PF" -j | wc -l)" = 0 ] &&
 			[ "$(grep -c "status=sent" "$WORK/log/maillog")" -ge "$((SENT + n))" ]; then
@@ -225,6 +226,22 @@ n=$(mailbox '.messages | length')
 tap_ok "$([ "$n" = "$held" ]; echo $?)" \
 	"after the kills the mailbox is empty but for messages held after two interrupted hand-overs ($held)" "$n left"
 forget_arrivals
+
+# interrupted hand-overs recorded in the state file: once -> again, announced; twice -> held
+make_messages "$WORK/m2b" p2b 2
+emu POST /mailstore "{\"clear\":true,\"load_dir\":\"$WORK/m2b\"}" >/dev/null
+u1=$(mailbox '.messages[0].uid')
+u2=$(mailbox '.messages[1].uid')
+printf 'sent 2 %s\nsent 1 %s\n' "$u1" "$u2" >> "$WORK/fetch-state/MAIL_IMAPS.state"
+run_fetch
+settle "$WORK/m2b" p2b 1
+grep -q "MAIL_IMAPS: uid=$u1: handed over 2 times without the MTA's answer (interrupted); not handed over again and left on the server" "$FETCH_LOG" &&
+	grep -q "MAIL_IMAPS: uid=$u2: handed over before without the MTA's answer (interrupted); handing it over again: the MTA may get it twice" "$FETCH_LOG"
+tap_ok $? "after two interrupted hand-overs a message is held (warning), after one it goes again (announced)" "$(grep "uid=$u1:\|uid=$u2:" "$FETCH_LOG" | tail -2)"
+m=$(mailbox '[.messages[] | [.uid, .flags]] | @text')
+tap_ok "$([ "$m" = "[[$u1,[]]]" ]; echo $?)" "the held message stays on the server, untouched; the other is done" "$m"
+grep -q "sent 2 $u1" "$WORK/fetch-state/MAIL_IMAPS.state" && ! grep -q "sent 1 $u2" "$WORK/fetch-state/MAIL_IMAPS.state"
+tap_ok $? "the state file keeps the held count and drops the one handed over" "$(cat "$WORK/fetch-state/MAIL_IMAPS.state" | tail -3)"
 
 # --- 3. the connection dropped in the middle of a message ----------------------
 make_messages "$WORK/m3" p3 20

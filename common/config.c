@@ -110,6 +110,18 @@ static const struct config_key config_table[] = {
 	CFG("smtp_tls_key_file", CFG_STRING, smtp_tls_key_file, ""),
 	CFG("smtp_auth_plaintext_onpremise", CFG_BOOL, smtp_auth_plaintext_onpremise, "yes"),
 	CFG_MAX("smtp_line_length_limit", CFG_COUNT, smtp_line_length_limit, "998", 1000000),
+	CFG("fetch_sources", CFG_STRING, fetch_sources, ""),
+	CFG("fetch_recipient", CFG_STRING, fetch_recipient, ""),
+	CFG("fetch_sender", CFG_STRING, fetch_sender, ""),
+	CFG("fetch_mailbox", CFG_STRING, fetch_mailbox, "INBOX"),
+	CFG("fetch_done", CFG_STRING, fetch_done, "delete"),
+	CFG("fetch_move_folder", CFG_STRING, fetch_move_folder, ""),
+	CFG("fetch_uidvalidity_change", CFG_STRING, fetch_uidvalidity_change, "auto"),
+	CFG("fetch_state_dir", CFG_STRING, fetch_state_dir, "/var/lib/btprelay/fetch"),
+	CFG("fetch_smtp_server", CFG_STRING, fetch_smtp_server, "127.0.0.1:25"),
+	CFG("fetch_interval", CFG_DURATION, fetch_interval, "60"),
+	CFG_MAX("fetch_max_messages", CFG_COUNT, fetch_max_messages, "0", 1000000),
+	CFG("fetch_timeout", CFG_DURATION, fetch_timeout, "60"),
 };
 
 #define CONFIG_NKEYS (sizeof(config_table) / sizeof(config_table[0]))

@@ -133,6 +133,20 @@ struct config {
 	char *smtp_tls_key_file;	/* its private key, "" = in smtp_tls_cert_file; must be private */
 	int smtp_auth_plaintext_onpremise;	/* AUTH without TLS through the proxy tunnel, default yes */
 	int smtp_line_length_limit;	/* longer lines broken with CRLF SPACE, default 998, 0 = never */
+
+	/* btprelay-fetch: inbound mail from on-premise mailboxes (values checked by fetch) */
+	char *fetch_sources;		/* destination names (mail.store.protocol), "" = none */
+	char *fetch_recipient;		/* envelope recipient of fetched mail */
+	char *fetch_sender;		/* envelope sender, "" = the destination's mail.from */
+	char *fetch_mailbox;		/* IMAP folder, default INBOX */
+	char *fetch_done;		/* delete (default), move or keep */
+	char *fetch_move_folder;	/* the folder of fetch_done = move */
+	char *fetch_uidvalidity_change;	/* auto (default), refetch, skip, stop */
+	char *fetch_state_dir;		/* default /var/lib/btprelay/fetch */
+	char *fetch_smtp_server;	/* the MTA: host:port, default 127.0.0.1:25 */
+	int fetch_interval;		/* --daemon: seconds between passes, default 60 */
+	int fetch_max_messages;		/* per source and pass, 0 = all */
+	int fetch_timeout;		/* seconds per mailbox command or reply, default 60 */
 };
 
 /*

@@ -196,6 +196,79 @@ static int dest_fill_kind(const json_t *props, struct mail_destination *d, struc
 	return 0;
 }
 
+/* dest_store_name - the mail.store.protocol value of a DEST_STORE_* */
+const char *dest_store_name(int protocol)
+{
+	static const char *const names[] = { "none", "imap", "imaps", "pop3", "pop3s" };
+
+	return protocol >= 0 && protocol <= DEST_STORE_POP3S ? names[protocol] : "none";
+}
+
+/*
+ * dest_store_fill - mail.store.protocol and the mailbox's host, port and
+ * TLS hints under mail.PROTO.* (Jakarta Mail's names; mail.host is its
+ * fallback for the host)
+ */
+static int dest_store_fill(const json_t *props, struct mail_destination *d, struct outcome *o)
+{
+	static const unsigned ports[] = { 0, 143, 993, 110, 995 };
+	const char *proto = dest_get(props, "mail.store.protocol"), *host, *port;
+	struct dest_store *st = &d->store;
+	char key[64], q[64];
+	long n;
+	int p;
+
+	st->ssl_enable = st->starttls_enable = st->starttls_required = -1;
+	st->ssl_checkserveridentity = -1;
+	if (proto == NULL)
+		return 0;
+	for (p = DEST_STORE_IMAP; p <= DEST_STORE_POP3S; p++)
+		if (strcasecmp(proto, dest_store_name(p)) == 0)
+			break;
+	if (p > DEST_STORE_POP3S) {
+		str_printable(q, sizeof(q), proto, strlen(proto));
+		dsn_config(o, "destination %s: mail.store.protocol is %s "
+			   "(imap, imaps, pop3 or pop3s)", d->name, q);
+		return -1;
+	}
+	st->protocol = p;
+	proto = dest_store_name(p);
+#define STORE_KEY(suffix) (snprintf(key, sizeof(key), "mail.%s.%s", proto, suffix), key)
+	if ((host = dest_get(props, STORE_KEY("host"))) == NULL
+	    && (host = dest_get(props, "mail.host")) == NULL) {
+		dsn_config(o, "destination %s: no mail.%s.host or mail.host", d->name, proto);
+		return -1;
+	}
+	if (strlen(host) > DEST_HOST_MAX || dest_has_control(host)) {
+		dsn_config(o, "destination %s: the mailbox host is not a valid host name",
+			   d->name);
+		return -1;
+	}
+	st->host = xstrdup(host);
+	st->port = ports[p];
+	if ((port = dest_get(props, STORE_KEY("port"))) != NULL) {
+		if ((n = dest_parse_port(port)) < 0) {
+			str_printable(q, sizeof(q), port, strlen(port));
+			dsn_config(o, "destination %s: mail.%s.port \"%s\" is not a number "
+				   "from 1 to 65535", d->name, proto, q);
+			return -1;
+		}
+		st->port = (unsigned)n;
+	}
+	if (dest_bool(props, STORE_KEY("ssl.enable"), d->name, &st->ssl_enable, o) < 0
+	    || dest_bool(props, STORE_KEY("starttls.enable"), d->name, &st->starttls_enable, o) < 0
+	    || dest_bool(props, STORE_KEY("starttls.required"), d->name,
+			 &st->starttls_required, o) < 0
+	    || dest_bool(props, STORE_KEY("ssl.checkserveridentity"), d->name,
+			 &st->ssl_checkserveridentity, o) < 0)
+		return -1;
+	st->ssl_trust = dest_dup(props, STORE_KEY("ssl.trust"));
+	st->ssl_fingerprint = dest_dup(props, STORE_KEY("ssl.fingerprint"));
+	st->ssl_verifyname = dest_dup(props, STORE_KEY("ssl.verifyname"));
+#undef STORE_KEY
+	return 0;
+}
+
 /* dest_fill_relay - the protocol (smtp or smtps), the relay's host and port */
 static int dest_fill_relay(const json_t *props, struct mail_destination *d, struct outcome *o)
 {
@@ -225,6 +298,8 @@ static int dest_fill_relay(const json_t *props, struct mail_destination *d, stru
 		host = dest_get(props, "mail.smtp.host");
 		port = dest_get(props, "mail.smtp.port");
 	}
+	if (host == NULL && port == NULL && d->store.protocol != DEST_STORE_NONE)
+		return 0;		/* a mailbox only: no outbound relay */
 	if (host == NULL) {
 		dsn_config(o, "destination %s: no %s", name,
 			   d->smtps ? "mail.smtps.host or mail.smtp.host" : "mail.smtp.host");
@@ -280,7 +355,8 @@ static int dest_fill_tls(const json_t *props, struct mail_destination *d, struct
 /* dest_fill - the checks and copies of dest_from_properties on a flat object */
 static int dest_fill(const json_t *props, struct mail_destination *d, struct outcome *o)
 {
-	if (dest_fill_kind(props, d, o) < 0 || dest_fill_relay(props, d, o) < 0)
+	if (dest_fill_kind(props, d, o) < 0 || dest_store_fill(props, d, o) < 0
+	    || dest_fill_relay(props, d, o) < 0)
 		return -1;
 	if (dest_bool(props, "mail.smtp.auth", d->name, &d->auth, o) < 0
 	    || dest_bool(props, "mail.smtp.starttls.enable", d->name, &d->starttls_enable, o) < 0
@@ -511,6 +587,11 @@ void dest_free(struct mail_destination *d)
 	free(d->from);
 	free(d->location_id);
 	d->name = d->source = d->authentication = d->host = d->from = d->location_id = NULL;
+	free(d->store.host);
+	free(d->store.ssl_trust);
+	free(d->store.ssl_fingerprint);
+	free(d->store.ssl_verifyname);
+	memset(&d->store, 0, sizeof(d->store));
 
 	/* TLS hints and certificates[] */
 	free(d->ssl_trust);

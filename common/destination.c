@@ -211,7 +211,7 @@ done:
 	if (rc == 0)
 		log_debug("destination %s from %s%s: relay %s:%u%s%s", d->name, d->source,
 			  d->stale ? " (stale cache entry)" : d->cache_age >= 0 ? " (cached)" : "",
-			  d->host, d->port, d->onpremise ? " OnPremise" : " Internet",
+			  d->host ? d->host : "(none)", d->port, d->onpremise ? " OnPremise" : " Internet",
 			  d->smtps ? " smtps" : "");
 	return rc;
 }

@@ -27,6 +27,14 @@
 #include "config.h"
 #include "dsn.h"
 
+enum dest_store_protocol {
+	DEST_STORE_NONE = 0,
+	DEST_STORE_IMAP,
+	DEST_STORE_IMAPS,
+	DEST_STORE_POP3,
+	DEST_STORE_POP3S,
+};
+
 struct mail_destination {
 	char *name;
 	char *source;		/* "destinations file /etc/...", "Destination Service" */
@@ -49,6 +57,27 @@ struct mail_destination {
 	long cache_age;		/* seconds since the Destination Service said this, when it
 				   came from the cache; -1 otherwise */
 	int stale;		/* from the cache past its TTL: the Destination Service failed */
+
+	/*
+	 * The mailbox btprelay-fetch reads (Jakarta Mail's store properties):
+	 * mail.store.protocol imap, imaps, pop3 or pop3s, and mail.PROTO.host
+	 * (else mail.host), mail.PROTO.port (else the protocol's port),
+	 * mail.PROTO.ssl.* and mail.PROTO.starttls.*. A destination with a
+	 * store protocol may lack mail.smtp.host: then host is NULL and it
+	 * cannot carry outbound mail.
+	 */
+	struct dest_store {
+		int protocol;			/* DEST_STORE_* */
+		char *host;
+		unsigned port;
+		int ssl_enable;			/* 1, 0, -1 */
+		int starttls_enable;		/* 1, 0, -1 */
+		int starttls_required;		/* 1, 0, -1 */
+		int ssl_checkserveridentity;	/* 1, 0, -1 */
+		char *ssl_trust;
+		char *ssl_fingerprint;
+		char *ssl_verifyname;
+	} store;
 
 	/* authTokens[0] of an OAuth2* destination (for AUTH XOAUTH2) */
 	struct {
@@ -122,5 +151,7 @@ int dest_resolve(const struct config *cfg, const struct bindings *b, const char 
 int dest_resolve_until(const struct config *cfg, const struct bindings *b, const char *name,
 		       double deadline, struct mail_destination *d, struct outcome *o);
 void dest_free(struct mail_destination *d);
+/* dest_store_name - "imap", "imaps", "pop3", "pop3s", or "none" */
+const char *dest_store_name(int protocol);
 
 #endif

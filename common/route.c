@@ -119,6 +119,23 @@ static int route_tunnel(const struct config *cfg, struct route *rt, struct outco
 	return r;
 }
 
+/* route_open_tunnel - route_tunnel() for a caller that resolved d itself */
+int route_open_tunnel(const struct config *cfg, const struct bindings *b,
+		      const struct mail_destination *d, struct conn *c, struct outcome *o)
+{
+	struct route *rt = xcalloc(1, sizeof(*rt));
+	int r;
+
+	rt->dest = *d;		/* borrowed: not freed here */
+	rt->bind = *b;
+	rt->conn = *c;
+	rt->proxy_method = -1;
+	r = route_tunnel(cfg, rt, o);
+	*c = rt->conn;
+	free(rt);
+	return r;
+}
+
 /*
  * route_connect - the tunnel or the direct connection, then the handshake
  * of implicit TLS
@@ -160,6 +177,12 @@ int route_open(const struct config *cfg, const char *name, struct route *rt, str
 	/* not found defers as any other failure: the milter refuses */
 	if (resolve(cfg, &rt->bind, name, rt->conn.deadline, d, o) != 0)
 		return route_report(rt, ROUTE_RESOLVE, o);
+	if (d->host == NULL) {	/* a mailbox only (mail.store.protocol): btprelay-fetch's */
+		dsn_config(o, "destination %s is a mailbox (mail.store.protocol %s) without an "
+			   "SMTP relay: it carries no outbound mail; probe it with btprelay-fetch "
+			   "--probe -s %s", d->name, dest_store_name(d->store.protocol), d->name);
+		return route_report(rt, ROUTE_RESOLVE, o);
+	}
 	snprintf(rt->relay, sizeof(rt->relay), "%s:%u", d->host, d->port);
 	route_report(rt, ROUTE_RESOLVE, NULL);
 

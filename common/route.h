@@ -100,6 +100,14 @@ void route_init(struct route *rt, int connect_timeout_ms, double deadline);
 int route_open(const struct config *cfg, const char *name, struct route *rt, struct outcome *o);
 /* route_close - the connection, the TLS context, the destination, the bindings */
 void route_close(struct route *rt);
+/*
+ * route_open_tunnel - the proxy tunnel of an OnPremise destination (token
+ * or trusted mode) to d->host:d->port on c, which conn_init() prepared, for
+ * a caller that resolved d itself (btprelay-fetch: d's host and port are
+ * the mailbox's). 0, or -1 with o filled.
+ */
+int route_open_tunnel(const struct config *cfg, const struct bindings *b,
+		      const struct mail_destination *d, struct conn *c, struct outcome *o);
 
 /*
  * route_tls_policy - smtp_tls_security_level and d's hints -> p: the

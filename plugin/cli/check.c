@@ -196,8 +196,14 @@ static void one_destination(void *arg, const char *name, const char *source,
 		return;
 	}
 	c->destinations++;
-	ok(c, "destination %s (%s): %s relay %s:%u%s", d->name, source,
-	   d->onpremise ? "OnPremise" : "Internet", d->host, d->port, d->smtps ? " smtps" : "");
+	if (d->host == NULL)	/* a mailbox only (btprelay-fetch(8)) */
+		ok(c, "destination %s (%s): %s mailbox %s:%u %s", d->name, source,
+		   d->onpremise ? "OnPremise" : "Internet", d->store.host, d->store.port,
+		   dest_store_name(d->store.protocol));
+	else
+		ok(c, "destination %s (%s): %s relay %s:%u%s", d->name, source,
+		   d->onpremise ? "OnPremise" : "Internet", d->host, d->port,
+		   d->smtps ? " smtps" : "");
 }
 
 /* check_destinations_file - permissions, JSON, every entry */

@@ -277,8 +277,11 @@ static void show(const struct config *cfg, const struct mail_destination *d)
 	cli_fact("proxy_type", "%s", d->onpremise ? "OnPremise" : "Internet");
 	cli_fact("authentication", "%s", d->authentication ? d->authentication : "(not set)");
 	cli_fact("protocol", "%s", d->smtps ? "smtps" : "smtp");
-	cli_fact("host", "%s", d->host);
+	cli_fact("host", "%s", d->host ? d->host : "(none: a mailbox only)");
 	cli_fact("port", "%u", d->port);
+	if (d->store.protocol != DEST_STORE_NONE)
+		cli_fact("mail.store.protocol", "%s %s:%u (btprelay-fetch)",
+			 dest_store_name(d->store.protocol), d->store.host, d->store.port);
 	cli_fact("location_id", "%s", d->location_id ? d->location_id : "(none)");
 	cli_fact("mail.user", "%s", d->user ? d->user : "(not set)");
 	cli_fact("mail.password", "%s", d->password ? CLI_MASK " (set)" : "(not set)");

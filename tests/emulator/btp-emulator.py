@@ -12,6 +12,8 @@ Services (each on an ephemeral port, listed in DIR/ports.json once everything li
   relay        SMTP   the on-premise relay behind the Cloud Connector (STARTTLS)
   relay_smtps  SMTPS  the same relay with implicit TLS
   control      HTTP   JSON control API for tests: counters, messages, fault switches
+  imap, imaps  IMAP   the on-premise mailbox (mailstore.py), STARTTLS / implicit TLS
+  pop3, pop3s  POP3   the same mailbox over POP3, STLS / implicit TLS
 
 Python 3 standard library only. One thread per connection; one acceptor thread for every
 listening socket. README.md beside this file documents the control API and every fault.
@@ -44,6 +46,9 @@ import time
 import urllib.parse
 import uuid
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mailstore  # noqa: E402  (beside this file)
+
 # --------------------------------------------------------------------------------------
 # Fixed facts of the emulated landscape
 # --------------------------------------------------------------------------------------
@@ -66,7 +71,8 @@ MAIL_TOKEN_SCOPE = "mail.send"
 RELAY_NAME = "mail.corp.internal"
 RELAY_USER = "relayuser"
 
-SERVICES = ("token", "destination", "proxy", "relay", "relay_smtps", "control", "token_mtls")
+SERVICES = ("token", "destination", "proxy", "relay", "relay_smtps", "control", "token_mtls",
+            "imap", "imaps", "pop3", "pop3s")
 
 # Cloud Connectors by location ID ("" = the one without an ID), and the virtual hosts
 # their access control exposes. "unreachable" is a port nothing listens on (REP 04).
@@ -74,6 +80,10 @@ CLOUD_CONNECTORS = ("LOC1", "")
 VIRTUAL_HOSTS = {
     ("mail.corp.internal", 25): "relay",
     ("mail.corp.internal", 465): "relay_smtps",
+    ("mail.corp.internal", 143): "imap",
+    ("mail.corp.internal", 993): "imaps",
+    ("mail.corp.internal", 110): "pop3",
+    ("mail.corp.internal", 995): "pop3s",
     ("down.corp.internal", 25): "unreachable",
 }
 
@@ -1697,6 +1707,9 @@ class ControlService(HttpService):
         ("GET", "/chaos"): "get_chaos",
         ("POST", "/chaos"): "post_chaos",
         ("POST", "/chaos/stop"): "post_chaos_stop",
+        ("GET", "/mailstore"): "get_mailstore",
+        ("POST", "/mailstore"): "post_mailstore",
+        ("POST", "/mailstore/reset"): "post_mailstore_reset",
     }
     DESTINATION = "/destinations/"
 
@@ -1762,6 +1775,16 @@ class ControlService(HttpService):
     def post_chaos_stop(self, body, query):
         self.emu.chaos.stop()
         return 200, self.emu.chaos.snapshot(), ""
+
+    def get_mailstore(self, body, query):
+        return 200, self.emu.mailstore.snapshot(), ""
+
+    def post_mailstore(self, body, query):
+        return 200, self.emu.mailstore.control(body), ""
+
+    def post_mailstore_reset(self, body, query):
+        self.emu.mailstore.reset()
+        return 200, self.emu.mailstore.snapshot(), ""
 
     def get_relay(self, body, query):
         return 200, self.emu.relay_options.snapshot(), ""
@@ -2716,6 +2739,7 @@ class Emulator:
         self.relay_options = RelayOptions(self.secrets)
         self.destinations = Destinations()
         self.messages = MessageStore(os.path.join(directory, "messages"))
+        self.mailstore = mailstore.MailStore()
         self.origins = ProxyOrigins()
         self.finds = collections.deque(maxlen=1000)
         self.finds_lock = threading.Lock()
@@ -2783,6 +2807,10 @@ class Emulator:
             "control": (ControlService(self).serve, HTTP_IDLE_TIMEOUT),
             "token_mtls": (TokenService(self, self.tls_contexts["mtls"], mtls=True).serve,
                            HTTP_IDLE_TIMEOUT),
+            "imap": (lambda c: mailstore.ImapSession(self, c, False).run(), SMTP_IDLE_TIMEOUT),
+            "imaps": (lambda c: mailstore.ImapSession(self, c, True).run(), SMTP_IDLE_TIMEOUT),
+            "pop3": (lambda c: mailstore.Pop3Session(self, c, False).run(), SMTP_IDLE_TIMEOUT),
+            "pop3s": (lambda c: mailstore.Pop3Session(self, c, True).run(), SMTP_IDLE_TIMEOUT),
         }
         for name in SERVICES:
             serve, timeout = services[name]
@@ -2899,6 +2927,7 @@ class Emulator:
         self.chaos.clear()
         self.counters.clear()
         self.messages.clear()
+        self.mailstore.reset()
         self.relay_options.reset()
         self.destinations.reset()
         with self.finds_lock:

@@ -418,8 +418,8 @@ check() {
 
 check "ports.json, vcap.json, secrets.txt, pid file and certificates" <<'EOF'
 equal(sorted(PORTS), sorted(["token", "destination", "proxy", "relay", "relay_smtps", "control",
-                             "token_mtls"]), "ports")
-equal(len(set(PORTS.values())), 7, "seven different ports")
+                             "token_mtls", "imap", "imaps", "pop3", "pop3s"]), "ports")
+equal(len(set(PORTS.values())), 11, "eleven different ports")
 for name in ("vcap.json", "vcap-x509.json", "vcap-subdomain.json", "secrets.txt", "certs/ca.key",
              "certs/server.key", "certs/relay.key", "certs/wrongname.key", "certs/client.key",
              "certs/client2.key", "certs/selfsigned.key", "certs/expired.key"):

@@ -294,6 +294,31 @@ seed("routes-list", "not-array", j({"ErrorMessage": "Configuration not found"}))
 seed("routes-list", "env-form", "corp.example=MAIL_ONPREM,.corp.example=MAIL_ONPREM\n"
      "# a comment\nfile.example MAIL_INTERNET\n")
 
+# --- imap: a mailbox server's bytes (first byte: bit 0 POP3, bit 1 XOAUTH2)
+seed("imap", "session-ok", b"\0* OK [CAPABILITY IMAP4rev1 UIDPLUS AUTH=PLAIN] ready\r\n"
+     b"a1 OK [CAPABILITY IMAP4rev1 UIDPLUS MOVE] Logged in\r\n* FLAGS (\\Seen)\r\n* 2 EXISTS\r\n"
+     b"* OK [UIDVALIDITY 1000] UIDs valid\r\na2 OK [READ-WRITE] SELECT completed\r\n"
+     b"* SEARCH 4 7\r\na3 OK SEARCH completed\r\n* 1 FETCH (UID 4 BODY[] {27}\r\n"
+     b"Subject: a\r\n\r\nhello\r\n.dot\r\n)\r\na4 OK FETCH completed\r\na5 OK STORE completed\r\n"
+     b"a6 OK MOVE completed\r\n* 1 EXPUNGE\r\na7 OK EXPUNGE completed\r\n")
+seed("imap", "logindisabled", b"\0* OK ready\r\n* CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED\r\n"
+     b"a1 OK done\r\n")
+seed("imap", "login-no", b"\0* OK [CAPABILITY IMAP4rev1] ready\r\n"
+     b"a1 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n")
+seed("imap", "fetch-cut", b"\0* OK [CAPABILITY IMAP4rev1] ready\r\na1 OK in\r\n"
+     b"* OK [UIDVALIDITY 5] x\r\na2 OK sel\r\n* SEARCH 1\r\na3 OK s\r\n"
+     b"* 1 FETCH (UID 1 BODY[] {100}\r\nshort")
+seed("imap", "xoauth2-fail", b"\2* OK [CAPABILITY IMAP4rev1 AUTH=XOAUTH2] ready\r\n"
+     b"+ eyJzdGF0dXMiOiI0MDEifQ==\r\na1 NO [AUTHENTICATIONFAILED] invalid token\r\n")
+seed("imap", "garbage-search", b"\0* OK [CAPABILITY IMAP4rev1] ready\r\na1 OK in\r\n"
+     b"* OK [UIDVALIDITY 99999999999] x\r\n* 3 FETCH (FLAGS (\\Seen) BODY[HEADER] {5}\r\n"
+     b"abcde)\r\na2 OK sel\r\n* SEARCH 1 x\r\na3 OK s\r\n")
+seed("imap", "pop3-ok", b"\1+OK POP3 ready\r\n+OK caps\r\nUSER\r\nUIDL\r\nSTLS\r\n.\r\n"
+     b"+OK\r\n+OK logged in\r\n+OK\r\n1 1000.1\r\n2 1000.2\r\n.\r\n+OK 20 octets\r\n"
+     b"Subject: x\r\n\r\n..dot\r\n.\r\n+OK deleted\r\n+OK bye\r\n")
+seed("imap", "pop3-login-fail", b"\1+OK ready\r\n-ERR no CAPA\r\n+OK\r\n"
+     b"-ERR [AUTH] Authentication failed.\r\n")
+
 
 def main():
     for target, files in SEEDS.items():

@@ -1950,7 +1950,7 @@ struct policy_case {
 	const char *peer_name, *sni, *fingerprints, *warning;
 };
 
-static void test_tls_policy_resolve(void)
+static void test_route_tls_policy(void)
 {
 	static const struct policy_case t[] = {
 		{ "may, no hints", TLS_LEVEL_MAY, "", -1, -1, 0, -1, -1, NULL, NULL, NULL,
@@ -2106,7 +2106,7 @@ int main(void)
 	test_xoauth2();
 	test_session_refused();
 	test_three_recipients();
-	test_tls_policy_resolve();
+	test_route_tls_policy();
 	test_tls_helpers();
 	return tap_done();
 }

@@ -14,6 +14,7 @@
 #   --baseline DIR  another build (its top_builddir) measured in the same run, under
 #                 the same load: "before" figures next to this build's ("after")
 #   --baseline-label TEXT  what the baseline is, for the report (e.g. a commit)
+#   --python-proxy  the emulator's Python proxy (the reference) instead of btp-fastproxy
 #
 # Needs root (a throwaway Postfix, network namespaces), postfix (smtp-source,
 # smtp-sink), python3, openssl, swaks; hyperfine, GNU time, nft, perf, valgrind
@@ -32,6 +33,7 @@ QUICK=0
 TSV=
 BASELINE=
 BASELINE_LABEL=
+PYTHON_PROXY=0
 PHASES=throughput,expiry,rtt,cost,profile,peer
 ARGS=("$@")
 while [ $# -gt 0 ]; do
@@ -43,7 +45,8 @@ while [ $# -gt 0 ]; do
 	--tsv) TSV=$2; shift 2 ;;
 	--baseline) BASELINE=$2; shift 2 ;;
 	--baseline-label) BASELINE_LABEL=$2; shift 2 ;;
-	-h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	--python-proxy) PYTHON_PROXY=1; shift ;;
+	-h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "run.sh: unknown argument $1 (see -h)" >&2; exit 2 ;;
 	esac
 done
@@ -151,7 +154,21 @@ rec run.commit "$(git -C "$top_srcdir" describe --always --dirty 2>/dev/null || 
 rec run.baseline "${BASELINE:+${BASELINE_LABEL:-the build in $BASELINE}}"
 
 # --- set-up: emulator, sink, transport, Postfix -------------------------------------------
+# The Connectivity proxy: btp-fastproxy (C, splice(2); tests/emulator/btp-fastproxy.c)
+# when built, so that the bench measures btprelay and not a Python relay loop.
+EMU_PROXY_PROGRAM=
+if [ "$PYTHON_PROXY" = 0 ] && [ -x "$top_builddir/tests/emulator/btp-fastproxy" ]; then
+	EMU_PROXY_PROGRAM=$top_builddir/tests/emulator/btp-fastproxy
+	rec run.proxy fast
+else
+	rec run.proxy python
+	[ "$PYTHON_PROXY" = 0 ] && rec run.proxy_why "$top_builddir/tests/emulator/btp-fastproxy not built"
+fi
+export EMU_PROXY_PROGRAM
 harness_start_emulator
+PROXY_PID=
+[ -n "$EMU_PROXY_PROGRAM" ] && PROXY_PID=$(cat "$EMU/proxy.pid")
+proxycpu() { $BENCH_PY proxycpu "${PROXY_PID:-none}" "$EMU/proxy.rusage"; }
 EMU_PORTS=$EMU/ports.json
 port_of() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$EMU_PORTS" "$1"; }
 RELAY_SMTPS_PORT=$(port_of relay_smtps)
@@ -300,12 +317,14 @@ tp_phase() {
 	master=$(tr -dc 0-9 < "$WORK/spool/pid/master.pid" 2>/dev/null)
 	cpu0=$($BENCH_PY cpu "$EMU_PID" "$SINK_PID")
 	tree0=$($BENCH_PY treecpu "$master" "$EMU_PID" "$SINK_PID")
+	px0=$(proxycpu)
 	t0=$(now)
 	postsuper -c "$PF" -H ALL >/dev/null 2>&1
 	postqueue -c "$PF" -f
 	res=$($BENCH_PY waitlog "$WORK/log/maillog" "$off" "$domain" "$N" $((N / 2 + 120)))
 	cpu1=$($BENCH_PY cpu "$EMU_PID" "$SINK_PID")
 	tree1=$($BENCH_PY treecpu "$master" "$EMU_PID" "$SINK_PID")
+	px1=$(proxycpu)
 	c1=$(counter)
 	sleep 0.3	# the sink's dump is written as the dot is answered; let the last one land
 	case $check in
@@ -313,9 +332,9 @@ tp_phase() {
 	relay) arrived=$($BENCH_PY relaycheck "$EMU/messages" "$mark") ;;
 	none) arrived=$(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(json.dumps({"messages": r["sent"], "unique": r["sent"], "duplicates": 0}))' "$res") ;;
 	esac
-	python3 - "$key" "$N" "$t0" "$res" "$cpu0" "$cpu1" "$c0" "$c1" "$arrived" "$tree0" "$tree1" >> "$RES" <<-'PY'
+	python3 - "$key" "$N" "$t0" "$res" "$cpu0" "$cpu1" "$c0" "$c1" "$arrived" "$tree0" "$tree1" "$px0" "$px1" >> "$RES" <<-'PY'
 	import json, os, sys
-	key, n, t0, res, cpu0, cpu1, c0, c1, arrived, tree0, tree1 = sys.argv[1:]
+	key, n, t0, res, cpu0, cpu1, c0, c1, arrived, tree0, tree1, px0, px1 = sys.argv[1:]
 	n, t0, res, arrived = int(n), float(t0), json.loads(res), json.loads(arrived)
 	# the bench's own processes (Postfix with pipe(8) and the transports it ran, the
 	# emulator, the sink): CPU per message whatever else runs on the machine
@@ -332,6 +351,11 @@ tp_phase() {
 	    secs = res["t_end"] - t0
 	    out["seconds"] = "%.2f" % secs
 	    out["rate"] = "%.1f" % (res["sent"] / secs)
+	    # btp-fastproxy's own getrusage (a child of the emulator: in its tree, not in its row)
+	    if px0 and px1 and px1 != "0":
+	        us = int(px1) - int(px0)
+	        out["proxy_us_per_msg"] = "%.1f" % (us / max(1, res["sent"]))
+	        out["proxy_pct_core"] = "%.2f" % (100.0 * us / 1e6 / secs)
 	out["sent"] = res["sent"]
 	out["deferred"] = res["deferred"]
 	out["bounced"] = res["bounced"]

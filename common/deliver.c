@@ -7,12 +7,14 @@
  * never reached RCPT share the request's outcome. One log line per
  * recipient, in Postfix's words.
  */
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "bindings.h"
@@ -162,16 +164,68 @@ static int route_tls(const struct config *cfg, struct route *rt, struct outcome 
 	return 0;
 }
 
+/*
+ * prefetch_token - with nothing cached, a delivery through the proxy would
+ * wait for the destination token, the Find and then the connectivity token,
+ * one after the other. When the connectivity token is missing from the
+ * cache, a child process fetches it into the cache while this one resolves
+ * the destination; open_tunnel's oauth_token_cached() then finds it there,
+ * or waits for that very fetch (the cache's single flight), so the token
+ * costs no round trip of its own. Only for the provider's token (a
+ * destination found for a subscriber needs the subscriber's) and only when
+ * the proxy wants one; a destination that turns out not to be OnPremise
+ * leaves it cached for its lifetime, one request as before. Returns the
+ * child's pid, or 0 when none was started.
+ */
+static pid_t prefetch_token(const struct config *cfg, const struct route *rt)
+{
+	struct proxy_plan plan;
+	struct http_options http;
+	struct oauth_token tok = { 0 };
+	struct outcome o;
+	pid_t pid;
+	int fd;
+
+	if (!rt->bind.have_connectivity || proxy_plan(cfg, &rt->bind, NULL, &plan, &o) < 0
+	    || plan.auth != PROXY_AUTH_TOKEN
+	    || (cfg->tenant_subdomain != NULL && cfg->tenant_subdomain[0] != '\0')
+	    || (cfg->tenant_id != NULL && cfg->tenant_id[0] != '\0')
+	    || !oauth_token_missing(cfg, &rt->bind.connectivity, "connectivity", 0))
+		return 0;
+	pid = fork();
+	if (pid != 0)
+		return pid > 0 ? pid : 0;
+	/* the child holds none of the caller's standard streams: pipe(8) reads to their end */
+	fd = open("/dev/null", O_RDWR);
+	if (fd >= 0) {
+		dup2(fd, STDIN_FILENO);
+		dup2(fd, STDOUT_FILENO);
+		dup2(fd, STDERR_FILENO);
+	}
+	log_debug("fetching the connectivity token while the destination is resolved");
+	http_options_init(&http, cfg, rt->conn.deadline);
+	oauth_token_cached(cfg, &rt->bind.connectivity, &http, "connectivity", 0, &tok, &o);
+	oauth_token_free(&tok);
+	_exit(0);
+}
+
 /* open_route - resolve, connect (tunnel or direct), implicit TLS when smtps */
 static int open_route(const struct config *cfg, const char *name, struct route *rt,
 		      struct outcome *o)
 {
 	struct mail_destination *d = &rt->dest;
 
+	pid_t prefetch;
+	int rc;
+
 	if (bindings_load(cfg, &rt->bind, o) < 0)
 		return -1;
+	prefetch = prefetch_token(cfg, rt);
 	/* not found (DEST_NOT_FOUND) defers as any other failure: the milter refuses */
-	if (dest_resolve_until(cfg, &rt->bind, name, rt->conn.deadline, d, o) != 0)
+	rc = dest_resolve_until(cfg, &rt->bind, name, rt->conn.deadline, d, o);
+	if (prefetch > 0)	/* reaped now when done; else init reaps it (it writes nothing to us) */
+		waitpid(prefetch, NULL, WNOHANG);
+	if (rc != 0)
 		return -1;
 	snprintf(rt->relay, sizeof(rt->relay), "%s:%u", d->host, d->port);
 	if (d->onpremise) {

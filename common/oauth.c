@@ -549,6 +549,26 @@ void oauth_token_reject(const struct config *cfg, const struct oauth_client *cli
 	cache_close(&s.cache);
 }
 
+/* oauth_token_missing - no fresh token in the cache, and a cache to put one in */
+int oauth_token_missing(const struct config *cfg, const struct oauth_client *client,
+			const char *what, unsigned flags)
+{
+	struct oauth_slot s;
+	struct outcome o;
+	struct cache_entry e;
+	int missing;
+
+	if (oauth_slot_open(cfg, client, what, flags, &s, &o) < 0)
+		return 0;
+	missing = s.cache.dir != NULL;
+	if (missing && cache_load(&s.cache, s.key, &e) == 0) {
+		missing = e.expires_at <= time(NULL);
+		cache_entry_free(&e);
+	}
+	cache_close(&s.cache);
+	return missing;
+}
+
 /* oauth_token_free - wipe and release the token; safe twice */
 void oauth_token_free(struct oauth_token *tok)
 {

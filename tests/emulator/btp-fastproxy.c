@@ -31,8 +31,9 @@
  * figure of what the proxy cost, finer than /proc's clock ticks.
  *
  * Exits 2 on a usage error, 1 when the state file cannot be read at start; otherwise
- * runs until killed. One thread per connection; every read and write of a handshake
- * has the handshake deadline, a relayed connection ends after 600 s without traffic.
+ * runs until killed. One thread per connection for its handshake; every read and write of a handshake
+ * has the handshake deadline; a relayed connection lasts as long as its two ends (the
+ * relay's idle timeout ends it), as with the Python proxy.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -52,13 +53,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
-#define RELAY_IDLE_MS (600 * 1000)
+#define HANG_IDLE_MS (600 * 1000)
 #define SPLICE_CHUNK (1 << 16)
 #define BACKEND_SOURCE "127.0.0.2"	/* the relay waits for the origin of these */
 
@@ -563,68 +565,199 @@ static int backend_open(struct tunnel *t, int port, const char *location, const 
 	return fd;
 }
 
-/* relay - splice(2) both ways through a pipe each until both directions ended; a
- * half-close is passed on with shutdown(SHUT_WR) */
-static void relay(int a, int b)
+/*
+ * The relay: one thread and one epoll set for every open tunnel. Each direction
+ * ("half") has a pipe; bytes go socket -> pipe -> socket with splice(2), never
+ * through this process's memory. A socket is watched for input while its half has
+ * nothing queued, for output while the other half has bytes it could not yet write.
+ * A half-close is passed on with shutdown(SHUT_WR); the tunnel ends when both halves
+ * ended and nothing is queued, or at the first error.
+ */
+struct tunnel_link;
+struct tunnel_end {
+	struct tunnel_link *link;
+	int i;			/* the half that reads this end's socket */
+};
+struct tunnel_link {
+	int fd[2];		/* client, backend */
+	int pipe[2][2];		/* half i: fd[i] -> pipe[i] -> fd[1 - i] */
+	size_t queued[2];
+	bool eof[2];
+	uint32_t watching[2];	/* what epoll watches on fd[i] */
+	struct tunnel_end end[2];
+};
+
+static int relay_ep = -1;
+
+/* link_free - both sockets and pipes closed (which takes them out of the epoll set) */
+static void link_free(struct tunnel_link *l)
 {
-	struct half { int from, to, pipe[2]; size_t queued; bool eof; } h[2] = {
-		{ a, b, { -1, -1 }, 0, false }, { b, a, { -1, -1 }, 0, false } };
 	int i;
 
-	if (pipe2(h[0].pipe, O_CLOEXEC | O_NONBLOCK) || pipe2(h[1].pipe, O_CLOEXEC | O_NONBLOCK))
-		goto out;
-	while (!(h[0].eof && h[1].eof && !h[0].queued && !h[1].queued)) {
-		struct pollfd p[2];
-		for (i = 0; i < 2; i++) {
-			p[i].fd = h[i].queued ? h[i].to : h[i].eof ? -1 : h[i].from;
-			p[i].events = h[i].queued ? POLLOUT : POLLIN;
-		}
-		if (poll(p, 2, RELAY_IDLE_MS) <= 0) {
-			if (errno == EINTR)
-				continue;
-			goto out;
-		}
-		for (i = 0; i < 2; i++) {
-			struct half *x = &h[i];
-			ssize_t n;
-			if (!p[i].revents)
-				continue;
-			if (!x->queued) {
-				n = splice(x->from, NULL, x->pipe[1], NULL, SPLICE_CHUNK,
-					   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-				if (n == 0) {
-					x->eof = true;
-					shutdown(x->to, SHUT_WR);
-					continue;
-				}
-				if (n < 0) {
-					if (errno == EAGAIN || errno == EINTR)
-						continue;
-					goto out;
-				}
-				x->queued = (size_t)n;
-			}
-			while (x->queued) {
-				n = splice(x->pipe[0], NULL, x->to, NULL, x->queued,
-					   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-				if (n > 0)
-					x->queued -= (size_t)n;
-				else if (n < 0 && errno == EAGAIN)
-					break;	/* the socket is full: poll for POLLOUT */
-				else if (n < 0 && errno == EINTR)
-					continue;
-				else
-					goto out;
-			}
-		}
-	}
-out:
 	for (i = 0; i < 2; i++) {
-		if (h[i].pipe[0] >= 0) {
-			close(h[i].pipe[0]);
-			close(h[i].pipe[1]);
+		close(l->fd[i]);
+		if (l->pipe[i][0] >= 0) {
+			close(l->pipe[i][0]);
+			close(l->pipe[i][1]);
 		}
 	}
+	free(l);
+}
+
+/* link_watch - what fd[i] must be watched for now; epoll told only of a change */
+static int link_watch(struct tunnel_link *l, int i)
+{
+	uint32_t want = (!l->eof[i] && !l->queued[i] ? EPOLLIN : 0) | (l->queued[1 - i] ? EPOLLOUT : 0);
+	struct epoll_event ev = { .events = want, .data.ptr = &l->end[i] };
+
+	if (want == l->watching[i])
+		return 0;
+	l->watching[i] = want;
+	return epoll_ctl(relay_ep, EPOLL_CTL_MOD, l->fd[i], &ev);
+}
+
+/* half_drain - half i's queued bytes to fd[1 - i]; -1 on an error */
+static int half_drain(struct tunnel_link *l, int i)
+{
+	while (l->queued[i]) {
+		ssize_t n = splice(l->pipe[i][0], NULL, l->fd[1 - i], NULL, l->queued[i],
+				   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+		if (n > 0)
+			l->queued[i] -= (size_t)n;
+		else if (n < 0 && errno == EAGAIN)
+			return 0;	/* the socket is full: wait for EPOLLOUT */
+		else if (n < 0 && errno != EINTR)
+			return -1;
+	}
+	if (l->eof[i])
+		shutdown(l->fd[1 - i], SHUT_WR);
+	return 0;
+}
+
+/* half_fill - what fd[i] has, into half i's pipe, and on; -1 on an error */
+static int half_fill(struct tunnel_link *l, int i)
+{
+	ssize_t n = splice(l->fd[i], NULL, l->pipe[i][1], NULL, SPLICE_CHUNK,
+			   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+
+	if (n < 0)
+		return errno == EAGAIN || errno == EINTR ? 0 : -1;
+	if (n == 0)
+		l->eof[i] = true;
+	l->queued[i] += (size_t)n;
+	return half_drain(l, i);
+}
+
+static int relay_queue[2] = { -1, -1 };	/* new tunnels, as pointers, to the relay thread */
+
+/* link_add - start watching a new tunnel's sockets (on the relay thread) */
+static void link_add(struct tunnel_link *l)
+{
+	int i;
+
+	for (i = 0; i < 2; i++) {
+		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &l->end[i] };
+		l->watching[i] = EPOLLIN;
+		if (epoll_ctl(relay_ep, EPOLL_CTL_ADD, l->fd[i], &ev) != 0) {
+			link_free(l);
+			return;
+		}
+	}
+}
+
+/* link_event - what epoll reported on end e; 0, or -1 when the tunnel is over */
+static int link_event(struct tunnel_end *e, uint32_t got)
+{
+	struct tunnel_link *l = e->link;
+	int i = e->i;
+
+	if (got & EPOLLERR)
+		return -1;
+	if ((got & (EPOLLOUT | EPOLLHUP)) && half_drain(l, 1 - i) < 0)
+		return -1;
+	if ((got & (EPOLLIN | EPOLLHUP)) && !l->eof[i] && !l->queued[i] && half_fill(l, i) < 0)
+		return -1;
+	if (l->eof[0] && l->eof[1] && !l->queued[0] && !l->queued[1])
+		return -1;
+	/* a hang-up (both ways) leaves nothing to wait for on this socket */
+	if (got & EPOLLHUP)
+		return -1;
+	link_watch(l, 0);
+	link_watch(l, 1);
+	return 0;
+}
+
+/* relay_loop - the relay thread */
+static void *relay_loop(void *arg)
+{
+	struct epoll_event ev[64];
+
+	(void)arg;
+	for (;;) {
+		int n = epoll_wait(relay_ep, ev, 64, -1), k, j;
+
+		for (k = 0; k < n; k++) {
+			struct tunnel_end *e = ev[k].data.ptr;
+			struct tunnel_link *l;
+
+			if (e == NULL) {	/* new tunnels */
+				while (read(relay_queue[0], &l, sizeof l) == (ssize_t)sizeof l)
+					link_add(l);
+				continue;
+			}
+			if (e == (void *)relay_queue || link_event(e, ev[k].events) == 0)
+				continue;
+			l = e->link;
+			/* close() took both sockets out of the set; forget their events of this batch */
+			for (j = k + 1; j < n; j++)
+				if (ev[j].data.ptr == &l->end[0] || ev[j].data.ptr == &l->end[1])
+					ev[j].data.ptr = (void *)relay_queue;
+			link_free(l);
+		}
+	}
+	return NULL;
+}
+
+/* relay - hand the tunnel's two sockets to the relay thread */
+static void relay(int client, int backend)
+{
+	struct tunnel_link *l = calloc(1, sizeof *l);
+	int i;
+
+	if (!l) {
+		close(client);
+		close(backend);
+		return;
+	}
+	l->fd[0] = client;
+	l->fd[1] = backend;
+	l->pipe[0][0] = l->pipe[1][0] = -1;
+	for (i = 0; i < 2; i++) {
+		l->end[i].link = l;
+		l->end[i].i = i;
+		if (pipe2(l->pipe[i], O_CLOEXEC | O_NONBLOCK) != 0) {
+			l->pipe[i][0] = -1;
+			link_free(l);
+			return;
+		}
+	}
+	/* a pointer is written whole: far below PIPE_BUF */
+	if (write(relay_queue[1], &l, sizeof l) != (ssize_t)sizeof l)
+		link_free(l);
+}
+
+/* relay_start - the epoll set, its queue and the relay thread */
+static int relay_start(const pthread_attr_t *attr)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+	pthread_t th;
+
+	relay_ep = epoll_create1(EPOLL_CLOEXEC);
+	if (relay_ep < 0 || pipe2(relay_queue, O_CLOEXEC) != 0 ||
+	    fcntl(relay_queue[0], F_SETFL, O_NONBLOCK) != 0 ||
+	    epoll_ctl(relay_ep, EPOLL_CTL_ADD, relay_queue[0], &ev) != 0)
+		return -1;
+	return pthread_create(&th, attr, relay_loop, NULL);
 }
 
 /* hang - fault "timeout": read and ignore everything until the peer closes */
@@ -636,7 +769,7 @@ static void hang(int fd)
 		ssize_t r = read(fd, buf, sizeof buf);
 		if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR))
 			return;
-		if (r < 0 && !wait_fd(fd, POLLIN, now_ms() + RELAY_IDLE_MS))
+		if (r < 0 && !wait_fd(fd, POLLIN, now_ms() + HANG_IDLE_MS))
 			return;
 	}
 }
@@ -767,11 +900,10 @@ static void *serve(void *arg)
 	backend = handshake(t);
 	event(t->record);
 	state_release(t->st);
-	if (backend >= 0) {
-		relay(t->fd, backend);
-		close(backend);
-	}
-	close(t->fd);
+	if (backend >= 0)
+		relay(t->fd, backend);	/* the relay thread closes both */
+	else
+		close(t->fd);
 	free(t);
 	return NULL;
 }
@@ -833,6 +965,10 @@ int main(int argc, char **argv)
 	sigemptyset(&usr1);
 	sigaddset(&usr1, SIGUSR1);
 	pthread_sigmask(SIG_BLOCK, &usr1, NULL);	/* every thread inherits the mask */
+	if (relay_start(&attr) != 0) {
+		fprintf(stderr, "btp-fastproxy: cannot start the relay: %s\n", strerror(errno));
+		return 1;
+	}
 	if (rusage_path) {
 		pthread_t th;
 		if (pthread_create(&th, &attr, rusage_writer, &usr1) != 0)

@@ -18,7 +18,7 @@ RTT_STEPS = {
     "starttls": "plain + STARTTLS 1 + TLS 1.3 handshake 1 + EHLO again 1",
     "auth": "STARTTLS + AUTH PLAIN with initial response 1 (RFC 2920: AUTH ends a pipelined group)",
 }
-TP_ORDER = ("smtp", "pipe_floor", "lmtp_sink", "proxy_sink", "proxy_sink_base", "direct_sink",
+TP_ORDER = ("smtp", "pipe_floor", "lmtp_sink", "lmtp_sink_base", "proxy_sink", "proxy_sink_base", "direct_sink",
             "direct_sink_base", "lmtp_relay", "proxy_relay", "proxy_relay_base")
 # and each pipe(8) route with _base: the baseline
 TP_BTPRELAY = ("lmtp_sink", "proxy_sink", "direct_sink", "lmtp_relay", "proxy_relay")
@@ -196,22 +196,237 @@ class Report:
             self.p(*["- %s" % f for f in fails])
             self.p("")
 
+    # ------------------------------------------------------------ issue 15's targets
+    def lmtp_keys(self):
+        """the phases of btprelay-lmtp → proxy → sink: the single one and each pair's"""
+        return [k for k in ["lmtp_sink"] + ["pair%d_lmtp" % i for i in range(1, 10)]
+                if ("tp.%s.rate" % k) in self.r]
+
+    def cpu_excl_emulator(self, key):
+        """the bench's CPU per message without the emulator's tree (its proxy included)"""
+        b, e = self.bench_cpu(key), _f(self.r, "tp.%s.emulator_cpu_ms_per_msg" % key)
+        return b - e if b is not None and e is not None else None
+
+    def targets15(self):
+        r = self.r
+        rows = []
+        fast = r.get("run.proxy") == "fast"
+        # 1. the proxy's cost
+        lk = self.lmtp_keys()
+        pcts = sorted(_f(r, "tp.%s.proxy_pct_core" % k) for k in lk
+                      if _f(r, "tp.%s.proxy_pct_core" % k) is not None)
+        uss = sorted(_f(r, "tp.%s.proxy_us_per_msg" % k) for k in lk
+                     if _f(r, "tp.%s.proxy_us_per_msg" % k) is not None)
+        name = "1. a proxy emulator that costs < 3 % of one CPU at the LMTP route's rate"
+        if fast and pcts:
+            pct, us = pcts[len(pcts) // 2], uss[len(uss) // 2]
+            tun = _f(r, "tp.proxy_sink.proxy_us_per_msg")
+            rows.append((name, "**%.2f %%** of one CPU (median of %d btprelay-lmtp → sink phases: %s); "
+                         "%.0f µs of CPU per message (getrusage of btp-fastproxy, %s tunnels for "
+                         "%s messages)%s" % (
+                             pct, len(pcts), ", ".join("%.2f %%" % p for p in pcts), us,
+                             r.get("tp.lmtp_sink.proxy_conns", "?"), r.get("run.n", "?"),
+                             "; a tunnel of its own for every message (btprelay → sink): %.0f µs "
+                             "per message" % tun if tun is not None else ""),
+                         "the Python proxy: 11–24 % of a CPU (RESULTS.md of issue 7)",
+                         _verdict(pct < 3.0),
+                         "—" if pct < 3.0 else "each relayed chunk costs a poll() and two "
+                         "splice() calls, and the kernel's loopback TCP in the proxy's context"))
+        else:
+            rows.append((name, "–", "–", _verdict(None), "the Python proxy ran (%s)" %
+                         r.get("run.proxy_why", "--python-proxy")))
+        # 2. LMTP at Postfix's speed
+        smtp = self.tp_rate("smtp")
+        pairs = self.tp_pairs()
+        name = "2. LMTP route ≥ 0.95 × Postfix smtp (median of three pairs)"
+        if pairs:
+            ratios = sorted(p[2] for p in pairs)
+            ratio = ratios[len(ratios) // 2]
+            excl = []
+            for i in range(1, len(pairs) + 1):
+                a, b = self.cpu_excl_emulator("pair%d_smtp" % i), self.cpu_excl_emulator("pair%d_lmtp" % i)
+                if a and b:
+                    excl.append(a / b)
+            excl.sort()
+            xr = excl[len(excl) // 2] if excl else None
+            before = self.tp_rate("lmtp_sink_base")
+            met = ratio >= 0.95
+            lcpu = self.cpu_excl_emulator("lmtp_sink")
+            scpu = self.cpu_excl_emulator("smtp")
+            limit = "—"
+            if not met:
+                limit = ("per message, without the emulator, the bench's processes spend %s ms for "
+                         "btprelay-lmtp's route against %s ms for Postfix smtp's (CPU-bound ratio "
+                         "%s): the LMTP route has two SMTP sessions per message where smtp(8) has "
+                         "one — lmtp(8) → btprelay-lmtp and btprelay-lmtp → relay — each with its "
+                         "commands, replies and wake-ups; see the profile by command in Profile. "
+                         "The rates vary with the machine's load (load average %s at the start)" % (
+                             "%.2f" % lcpu if lcpu else "?", "%.2f" % scpu if scpu else "?",
+                             "%.2f ×" % xr if xr else "?", r.get("machine.loadavg", "?")))
+            rows.append((name, "**%.2f ×** (%s); CPU-bound ratio without the emulator %s" % (
+                ratio, ", ".join("%.2f × (%.0f / %.0f msg/s)" % (q, b, a) for a, b, q in pairs),
+                "%.2f × (median of the pairs)" % xr if xr else "–"),
+                         "%.2f × (%.0f msg/s, the baseline's btprelay-lmtp, single phase)" % (
+                             before / smtp, before) if before and smtp else "–",
+                         _verdict(met), limit))
+        else:
+            rows.append((name, "–", "–", _verdict(None), "no pairs in this run (quick run, or no "
+                         "sink behind the proxy)"))
+        # 3. the pipe route
+        name = "3. pipe route ≥ 0.45 × (≤ 1.5 ms CPU per delivery above the pipe(8) + dd floor)"
+        key = self.headline_route()
+        floor = _f(r, "tp.pipe_floor.postfix_cpu_ms_per_msg")
+        if key and floor is not None and smtp:
+            pc = _f(r, "tp.%s.postfix_cpu_ms_per_msg" % key)
+            pb = _f(r, "tp.%s_base.postfix_cpu_ms_per_msg" % key)
+            rate, rb = self.tp_rate(key), self.tp_rate(key + "_base")
+            above = pc - floor if pc is not None else None
+            met = rate / smtp >= 0.45 or (above is not None and above <= 1.5)
+            s0 = _i(r, "prof.start.delivery.total")
+            s1 = _i(r, "prof.start.base.delivery.total")
+            rows.append((name, "%.2f × (%s: %.0f msg/s); %s ms of CPU per delivery above the floor "
+                         "(Postfix with pipe(8) and the transport %s ms, with `dd` %.2f ms)%s" % (
+                             rate / smtp, r.get("tp.%s.title" % key, key), rate,
+                             "**%.2f**" % above if above is not None else "?",
+                             "%.2f" % pc if pc is not None else "?", floor,
+                             "; a warm delivery without TLS %s instructions" % "{:,}".format(s0)
+                             if s0 else ""),
+                         "%.2f × (%.0f msg/s); %.2f ms above the floor%s" % (
+                             rb / smtp, rb, pb - floor, "; %s instructions" % "{:,}".format(s1)
+                             if s1 else "") if rb and pb is not None else "–",
+                         _verdict(met),
+                         "—" if met else "one process per message: what is left is the dynamic "
+                         "loader mapping and relocating libssl and libcrypto (BIND_NOW: every "
+                         "symbol at start, whether TLS is used or not), the kernel's exec, page "
+                         "faults and the proxy tunnel's connects; see the start-up breakdown in "
+                         "Profile. Only loading OpenSSL when TLS is used (dlopen, as libcurl "
+                         "already is) would remove the loader's share"))
+        else:
+            rows.append((name, "–", "–", _verdict(None), "throughput phase not run"))
+        # 4. cold delivery
+        name = "4. cold delivery at the round-trip minimum (token fetched alongside the Find)"
+        parts, before, ok = [], [], True
+        for v, vname in VARIANTS:
+            w, c = self.rtt_waits(v, "warm"), self.rtt_waits(v, "cold")
+            if w is None or c is None:
+                continue
+            parts.append("%s %d waits (min %d)" % (vname, c, RTT_MIN_WARM[v] + RTT_COLD_EXTRA))
+            ok = ok and c <= RTT_MIN_WARM[v] + RTT_COLD_EXTRA
+            cb = self.rtt_waits(v, "cold_base")
+            if cb is not None:
+                before.append("%s %d waits" % (vname, cb))
+        if parts:
+            rows.append((name, "; ".join(parts), "; ".join(before) or "–", _verdict(ok),
+                         "—" if ok else "see Round trips"))
+        else:
+            rows.append((name, "–", "–", _verdict(None), r.get("rtt.skip", "round trips not traced")))
+        # 5. the image
+        name = "5. the relay image: size, start to ready, memory at rest and under load, throughput"
+        image = _pipe_rows(r.get("image.rows"))
+        if image:
+            rows.append((name, "; ".join("%s: %s" % (row[0], row[1]) for row in image if len(row) > 1) +
+                         " (tests/bench/IMAGE-RESULTS.md, `tests/bench/image-bench.sh`, %s)" %
+                         r.get("image.made", "?"), "–", "reported",
+                         "not at 1000 msg/s: the burst's rate on this shared machine is the image's "
+                         "whole throughput (its Postfix, btprelay-lmtp, the emulator on the same 2 CPUs)"
+                         if not any("throughput" in row[0] for row in image) else
+                         "the memory under load is at the rate this shared machine gave, not 1000 msg/s"))
+        else:
+            rows.append((name, "–", "–", _verdict(None), "tests/bench/IMAGE-RESULTS.md missing: run "
+                         "tests/bench/image-bench.sh (it builds the image with podman)"))
+        self.p("## Targets (issue 15)", "", "The emulator's Connectivity proxy is %s." % (
+            "`btp-fastproxy` (tests/emulator/btp-fastproxy.c: the same checks as the Python "
+            "proxy, bytes relayed with splice(2))" if fast else "the Python proxy"), "",
+               self.target_table(rows), "")
+
+    def target_table(self, rows):
+        """rows of (target, measured, before, verdict, limit); no before column without a baseline"""
+        if self.baseline() is None:
+            return _table(("target", "measured", "verdict", "what limits it"),
+                          [(t, m, v, l) for t, m, _, v, l in rows])
+        return _table(("target", "measured", "before (%s)" % self.baseline(), "verdict",
+                       "what limits it"), rows)
+
+    def startup_table(self):
+        """the start-up breakdown of target 3: callgrind of -V and of a warm delivery"""
+        r = self.r
+        if "prof.start.delivery.total" not in r:
+            return
+        parts = (("_dl_start", "dynamic loader (mapping, relocations)"),
+                 ("OPENSSL_init_crypto", "OpenSSL initialisation (openssl.cnf, providers)"),
+                 ("config_load", "configuration"), ("log_open", "log"),
+                 ("bindings_load", "bindings"), ("cache_load", "cache reads"),
+                 ("dest_resolve_until", "destination (cache)"), ("open_tunnel", "proxy tunnel"),
+                 ("smtp_session_open", "SMTP session"), ("smtp_send_message", "the message"))
+        rows = []
+        for what, label in (("V", "`btprelay-transport -V`"),
+                            ("delivery", "warm 1 KB delivery to %s" % r.get("prof.start.dest", "?"))):
+            cur = {row[2]: int(row[0]) for row in _pipe_rows(r.get("prof.start.%s.incl" % what))}
+            old = {row[2]: int(row[0]) for row in _pipe_rows(r.get("prof.start.base.%s.incl" % what))}
+            total, btotal = _i(r, "prof.start.%s.total" % what), _i(r, "prof.start.base.%s.total" % what)
+            rows.append(("**%s, in all**" % label, "{:,}".format(total) if total else "–",
+                         "{:,}".format(btotal) if btotal else "–"))
+            for func, name in parts:
+                if func in cur or func in old:
+                    rows.append(("%s: %s (`%s`)" % (label, name, func),
+                                 "{:,}".format(cur[func]) if func in cur else "–",
+                                 "{:,}".format(old[func]) if func in old else "–"))
+        self.p("Start-up and a warm delivery without TLS, instructions by part (`valgrind "
+               "--tool=callgrind`, inclusive; – : not called or below the listing threshold):", "",
+               _table(("part", "instructions", "*before*" if self.baseline() else "–"), rows), "")
+
+    def lmtp_body_table(self):
+        """btprelay-lmtp's body path, before and after: callgrind of a 1 MB message"""
+        r = self.r
+        if "prof.lmtp.total" not in r:
+            return
+        cur = {row[2]: int(row[0]) for row in _pipe_rows(r.get("prof.lmtp.incl"))}
+        old = {row[2]: int(row[0]) for row in _pipe_rows(r.get("prof.lmtp.base.incl"))}
+        total, btotal = _i(r, "prof.lmtp.total"), _i(r, "prof.lmtp.base.total")
+        rows = [("**in all**", "{:,}".format(total), "{:,}".format(btotal) if btotal else "–")]
+        for func, name in (("lmtp_body_read", "reading the message, unstuffed byte by byte"),
+                           ("lmtp_body_read_stuffed", "reading the message, dot-stuffed as it came, in runs"),
+                           ("smtp_body_convert", "the SMTP body writer's conversion"),
+                           ("conn_write", "writing to the relay")):
+            if func in cur or func in old:
+                rows.append(("%s (`%s`)" % (name, func),
+                             "{:,}".format(cur[func]) if func in cur else "–",
+                             "{:,}".format(old[func]) if func in old else "–"))
+        self.p("btprelay-lmtp's body path: one LMTP session with a %s message to %s (`bench.py "
+               "lmtp`, caches warm), under callgrind, inclusive instructions:" % (
+                   _size(r.get("prof.lmtp.size", 0)), r.get("prof.start.dest", "?")), "",
+               _table(("part", "instructions", "*before*" if self.baseline() else "–"), rows), "")
+
+    def tp_profile_text(self):
+        r = self.r
+        if "prof.tp_lmtp.comm" not in r:
+            return
+        self.p("Where the CPU goes during one more phase of each route (`perf record -a -e "
+               "cpu-clock`, the machine's samples, by command; other work on the shared machine "
+               "is left out by the command filter):", "")
+        for k, name in (("smtp", "Postfix smtp → smtp-sink"), ("lmtp", "btprelay-lmtp → proxy → smtp-sink")):
+            if ("prof.tp_%s.comm" % k) in r:
+                self.p("<details open><summary>%s (%s samples)</summary>" % (
+                    name, r.get("prof.tp_%s.samples" % k, "?")), "", "```",
+                       r["prof.tp_%s.comm" % k], "```", "", "</details>", "")
+        if "prof.tp_lmtp.sym" in r:
+            self.p("<details><summary>btprelay-lmtp by symbol</summary>", "", "```",
+                   r["prof.tp_lmtp.sym"], "```", "", "</details>", "")
+
     def tp_limit_text(self, key):
         """what limits throughput, from the bench's own CPU per message"""
         r = self.r
         smtp, floor, bt = self.bench_cpu("smtp"), self.bench_cpu("pipe_floor"), self.bench_cpu(key)
         if key in TP_LMTP:
-            return ("the emulator's proxy, on this machine: per message Postfix with its lmtp(8) and "
-                    "btprelay-lmtp spend %s ms of CPU where Postfix with its smtp(8) spends %s ms, "
-                    "but the bench's processes in all spend %s ms against %s ms: the rest is the "
-                    "emulator's Python proxy (%s%% of a CPU), which relays every byte, shares the "
-                    "%s CPUs and adds its latency to every round trip (%s proxy tunnels for %s "
-                    "messages). On BTP the proxy runs on SAP's side. See Findings." % (
+            return ("per message Postfix with its lmtp(8) and btprelay-lmtp spend %s ms of CPU "
+                    "where Postfix with its smtp(8) spends %s ms; the bench's processes in all "
+                    "%s ms against %s ms (the emulator's tree %s ms, %s proxy tunnels for %s "
+                    "messages). See issue 15's targets above." % (
                         r.get("tp.%s.postfix_cpu_ms_per_msg" % key, "?"),
                         r.get("tp.smtp.postfix_cpu_ms_per_msg", "?"),
                         "%.2f" % bt if bt is not None else "?",
                         "%.2f" % smtp if smtp is not None else "?",
-                        r.get("tp.%s.cpu_emulator_pct_core" % key, "?"), r.get("machine.nproc", "?"),
+                        r.get("tp.%s.emulator_cpu_ms_per_msg" % key, "?"),
                         r.get("tp.%s.proxy_conns" % key, "?"), r.get("run.n", "?")))
         if smtp is None or floor is None or bt is None:
             return ("CPU: per message btprelay pays a process start and a new proxy tunnel and SMTP "
@@ -229,7 +444,6 @@ class Report:
     def targets(self):
         r = self.r
         rows = []
-        base_on = self.baseline() is not None
         # throughput: the resident front end decides; the pipe(8) transport is shown beside it
         base, key, pkey = self.tp_rate("smtp"), self.headline_route(TP_LMTP), self.headline_route()
         name = "throughput ≥ %.1f × Postfix's own smtp client" % TARGET_RATIO
@@ -354,13 +568,7 @@ class Report:
                                            r.get("exp.ideal_tokens"), r.get("exp.finds"),
                                            r.get("exp.ideal_finds")),
                          "–", _verdict(ok_t and ok_f), "—" if ok_t and ok_f else "see Cache efficiency"))
-        if not base_on:
-            rows = [(t, m, v, l) for t, m, _, v, l in rows]
-            head = ("target", "measured", "verdict", "what limits it")
-        else:
-            head = ("target", "measured", "before (%s)" % self.baseline(), "verdict",
-                    "what limits it")
-        self.p("## Targets (issue 7)", "", _table(head, rows), "")
+        self.p("## Targets (issue 7)", "", self.target_table(rows), "")
 
     def tokens_default(self):
         r = self.r
@@ -438,12 +646,17 @@ class Report:
                          r.get("tp.%s.postfix_cpu_ms_per_msg" % key, "?"),
                          "%.2f ×" % (smtp_cpu / bcpu) if smtp_cpu and bcpu else "–",
                          "%s%%" % r.get("tp.%s.cpu_emulator_pct_core" % key, "?"),
+                         "%s µs (%s%%)" % (r["tp.%s.proxy_us_per_msg" % key],
+                                           r.get("tp.%s.proxy_pct_core" % key, "?"))
+                         if ("tp.%s.proxy_us_per_msg" % key) in r and
+                         r.get("tp.%s.proxy_conns" % key, "0") != "0" else "–",
                          r.get("tp.%s.cpu_ms_per_msg" % key, "?"),
                          "%s%%" % r.get("tp.%s.cpu_busy_pct" % key, "?")))
         self.p(_table(("route", "seconds", "msg/s", "vs Postfix smtp", "exactly once",
                        "SMTP connections opened", "bench CPU ms / msg",
                        "of which Postfix (pipe(8), transports)", "CPU-bound ratio",
-                       "emulator CPU (% of one CPU)", "machine CPU ms / msg",
+                       "emulator CPU (% of one CPU)", "btp-fastproxy CPU / msg (% of one CPU)",
+                       "machine CPU ms / msg",
                        "CPU busy (both CPUs)"), rows), "")
         self.p("\"bench CPU ms / msg\" is the CPU time of the bench's own processes during the "
                "phase — the Postfix instance with its pipe(8) processes and every transport they "
@@ -452,7 +665,9 @@ class Report:
                "bench CPU per message / the route's: the throughput ratio when the CPUs are the "
                "limit and nothing else runs. \"machine CPU ms / msg\" is all CPU time on the machine "
                "during the phase (anything else running included) per message; the emulator column "
-               "is the Python emulator's own process (token service, proxy and relay). \"pipe(8) → "
+               "is the Python emulator's own process (token service, relay, and the proxy when it "
+               "runs in Python), the btp-fastproxy column the C proxy's own getrusage (in the "
+               "emulator's tree for the bench CPU). \"pipe(8) → "
                "dd\" is the floor of one process per message: Postfix's pipe(8) with btprelay's "
                "settings running `dd of=/dev/null`, which reads the message and exits. For "
                "btprelay-lmtp, \"SMTP connections opened\" counts lmtp(8)'s connections to it; each "
@@ -728,6 +943,9 @@ class Report:
                    _table(("object", "instructions", "share"), rows), "", "</details>", "")
         elif "prof.skip_callgrind" in r:
             self.p("callgrind: not run (%s)." % r["prof.skip_callgrind"], "")
+        self.startup_table()
+        self.lmtp_body_table()
+        self.tp_profile_text()
         if "prof.perf_dso" in r:
             self.p("`perf record -e cpu-clock` of one %s delivery (MAIL_ONPREM), share of samples:" %
                    _size(r.get("prof.record_size", 0)), "")
@@ -917,6 +1135,7 @@ class Report:
 
     def render(self):
         self.header()
+        self.targets15()
         self.targets()
         self.throughput()
         self.round_trips()

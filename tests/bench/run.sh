@@ -184,8 +184,10 @@ PIDS_TO_STOP="$PIDS_TO_STOP $SINK_PID"
 harness_install_transport
 CONF=$WORK/etc/btprelay.conf
 # the baseline build's transport, for "before" figures in the same run (--baseline)
-[ -n "$BASELINE" ] && install -m 755 "$BASELINE/plugin/transport/btprelay-transport" \
-	"$WORK/bin/btprelay-transport-base"
+if [ -n "$BASELINE" ]; then
+	install -m 755 "$BASELINE/plugin/transport/btprelay-transport" "$WORK/bin/btprelay-transport-base"
+	install -m 755 "$BASELINE/plugin/lmtp/btprelay-lmtp" "$WORK/bin/btprelay-lmtp-base"
+fi
 mkdir -p "$WORK/cache"
 chown "$TRANSPORT_USER" "$WORK/cache"
 chmod 700 "$WORK/cache"
@@ -275,7 +277,13 @@ if [ -n "$BASELINE" ]; then
 		>> "$PF/master.cf"
 	postconf -c "$PF" -e "btprelaybase_destination_recipient_limit = 1" \
 		"btprelaybase_time_limit = 120s" "btprelaybase_destination_concurrency_limit = 20"
+	# and its btprelay-lmtp behind lmtp(8), to the sink
+	cat >> "$PF/master.cf" <<-CF
+	btprelay-lmtp-sink-base unix -  n       n       -       -       spawn
+	  user=$TRANSPORT_USER argv=$WORK/bin/btprelay-lmtp-base -c $CONF -d BENCH_SINK_PROXY
+	CF
 	cat >> "$PF/transport.regexp" <<-MAP
+	/(^|@)tp-lmtp-sink-base\.example\$/	lmtp:unix:private/btprelay-lmtp-sink-base
 	/(^|@)tp-proxy-sink-base\.example\$/	btprelaybase:BENCH_SINK_PROXY
 	/(^|@)tp-direct-sink-base\.example\$/	btprelaybase:BENCH_SINK_DIRECT
 	/(^|@)tp-proxy-relay-base\.example\$/	btprelaybase:MAIL_ONPREM
@@ -342,6 +350,9 @@ tp_phase() {
 	t0p, t1p = [int(x) for x in tree0.split()], [int(x) for x in tree1.split()]
 	print("tp.%s.bench_cpu_ms_per_msg\t%.2f" % (key, 1000.0 * (t1p[0] - t0p[0]) / tick / max(1, res["sent"])))
 	print("tp.%s.postfix_cpu_ms_per_msg\t%.2f" % (key, 1000.0 * (t1p[1] - t0p[1]) / tick / max(1, res["sent"])))
+	# the emulator's tree (its proxy program included) and the sink, each per message
+	print("tp.%s.emulator_cpu_ms_per_msg\t%.2f" % (key, 1000.0 * (t1p[2] - t0p[2]) / tick / max(1, res["sent"])))
+	print("tp.%s.sink_cpu_ms_per_msg\t%.2f" % (key, 1000.0 * (t1p[3] - t0p[3]) / tick / max(1, res["sent"])))
 	cpu0 = [int(x) for x in cpu0.split()]
 	cpu1 = [int(x) for x in cpu1.split()]
 	c0 = [int(x) for x in c0.split()]
@@ -404,8 +415,35 @@ if phase_on throughput; then
 	# the resident front end: Postfix's lmtp(8) keeps its connections, btprelay-lmtp its relay sessions
 	if [ "$SINK_BEHIND_PROXY" = 1 ]; then
 		tp_phase lmtp_sink tp-lmtp-sink.example sink "btprelay-lmtp → emulator proxy (SOCKS5 0x80) → smtp-sink"
+		[ -n "$BASELINE" ] && tp_phase lmtp_sink_base tp-lmtp-sink-base.example sink \
+			"baseline btprelay-lmtp → emulator proxy (SOCKS5 0x80) → smtp-sink"
 	fi
 	tp_phase lmtp_relay tp-lmtp-relay.example relay "btprelay-lmtp → emulator proxy → emulator relay (STARTTLS + AUTH)"
+	# Where the CPU goes in the LMTP route and in Postfix smtp's: perf record of the whole
+	# machine during one more phase of each, reported by command (cpu-clock samples)
+	if [ "$SINK_BEHIND_PROXY" = 1 ] && [ "$QUICK" != 1 ] && have perf; then
+		for k in smtp:tp-smtp.example lmtp:tp-lmtp-sink.example; do
+			perf record -a -e cpu-clock -F 499 -g -o "$WORK/perf-tp-${k%%:*}.data" \
+				> "$WORK/log/perf-tp.log" 2>&1 &
+			perf_pid=$!
+			sleep 1
+			tp_phase "prof_${k%%:*}" "${k#*:}" sink "profiled: ${k%%:*}"
+			kill -INT "$perf_pid"
+			wait "$perf_pid"
+			perf report -i "$WORK/perf-tp-${k%%:*}.data" --stdio --no-children --sort comm -g none \
+				--comms smtp,lmtp,btprelay-lmtp,spawn,qmgr,smtp-sink,btp-fastproxy,cleanup,master,postsuper,postqueue,trivial-rewrite \
+				2>/dev/null | grep -E '^ +[0-9.]+%' | head -14 > "$WORK/perf-tp-${k%%:*}.comm"
+			rec "prof.tp_${k%%:*}.comm" "$(sed 's/  */ /g; s/^ //' "$WORK/perf-tp-${k%%:*}.comm")"
+			rec "prof.tp_${k%%:*}.samples" "$(perf report -i "$WORK/perf-tp-${k%%:*}.data" --stdio \
+				--sort comm -g none 2>/dev/null | sed -n 's/^# Samples: \([0-9.]*[KM]*\).*/\1/p' | head -1)"
+			if [ "${k%%:*}" = lmtp ]; then
+				perf report -i "$WORK/perf-tp-lmtp.data" --stdio --no-children --comms btprelay-lmtp \
+					--sort dso,sym -g none 2>/dev/null | grep -E '^ +[0-9.]+%' | head -20 \
+					> "$WORK/perf-tp-lmtp.sym"
+				rec prof.tp_lmtp.sym "$(sed 's/  */ /g; s/^ //' "$WORK/perf-tp-lmtp.sym")"
+			fi
+		done
+	fi
 	# The target's ratio from pairs, each Postfix smtp then btprelay-lmtp right after it:
 	# on a shared machine one phase alone can be slowed by other work
 	if [ "$SINK_BEHIND_PROXY" = 1 ] && [ "$QUICK" != 1 ]; then
@@ -531,6 +569,21 @@ transport_cmd() {
 		"$WORK/bin/btprelay-transport" "$CONF" "$1" "$(stat -c %s "$2")" "$2"
 }
 
+# rtt_trace BIN DEST KEY DELAY - one delivery under strace in the MTA namespace; its
+# waits (bench.py timeline) as figure rtt.KEY.timeline
+rtt_trace() {
+	local st=$WORK/rtt/strace-$3.txt
+	ip netns exec "$NS_MTA" setpriv --reuid="$TRANSPORT_USER" \
+		--regid="$TRANSPORT_USER" --init-groups -- strace -f -tt -T -s 256 \
+		-e trace=connect,write,poll,ppoll,select,pselect6,epoll_wait,epoll_pwait \
+		-o "$st" "$WORK/bin/$1" -c "$WORK/etc/btprelay-debug.conf" \
+		-f sender@client.test -d "$2" -s 1100 -- user@corp.example \
+		< "$WORK/msg-1k.txt" > /dev/null 2>&1 ||
+		fail "round trips: traced $1 $3 delivery failed"
+	$BENCH_PY timeline "$st" "$EMU_PORTS" $((2 * $4)) > "$st.timeline" &&
+		rec "rtt.$3.timeline" "$(cat "$st.timeline")"
+}
+
 if phase_on rtt; then
 	RTT_DELAY=10
 	RTT_RUNS=10
@@ -610,17 +663,13 @@ print("%.6f" % statistics.median(t))' "$(port_of control)")"
 								--regid="$TRANSPORT_USER" --init-groups -- \
 								sh -c "$(transport_cmd "${v#*:}" "$WORK/msg-1k.txt")" >/dev/null 2>&1
 						fi
-						st=$WORK/rtt/strace-${v%%:*}-$cache.txt
-						ip netns exec "$NS_MTA" setpriv --reuid="$TRANSPORT_USER" \
-							--regid="$TRANSPORT_USER" --init-groups -- strace -f -tt -T -s 256 \
-							-e trace=connect,write,poll,ppoll,select,pselect6,epoll_wait,epoll_pwait \
-							-o "$st" "$WORK/bin/btprelay-transport" -c "$WORK/etc/btprelay-debug.conf" \
-							-f sender@client.test -d "${v#*:}" -s 1100 -- user@corp.example \
-							< "$WORK/msg-1k.txt" > /dev/null 2>&1 ||
-							fail "round trips: traced ${v%%:*} $cache delivery failed"
-						$BENCH_PY timeline "$st" "$EMU_PORTS" $((2 * delay)) > "$st.timeline" &&
-							rec "rtt.${v%%:*}.$cache.timeline" "$(cat "$st.timeline")"
+						rtt_trace btprelay-transport "${v#*:}" "${v%%:*}.$cache" "$delay"
 					done
+				done
+				# the baseline's cold deliveries, traced the same way (before/after)
+				for v in ${BASELINE:+plain:BENCH_PLAIN starttls:BENCH_TLS auth:MAIL_ONPREM}; do
+					find "$WORK/cache" -mindepth 1 -delete
+					rtt_trace btprelay-transport-base "${v#*:}" "${v%%:*}.cold_base" "$delay"
 				done
 			fi
 		done
@@ -815,6 +864,55 @@ if phase_on profile; then
 		as_btprelay strace -f -c -o "$P/strace-c.txt" "${tcmd[@]}" < "$pmsg" > /dev/null 2>&1
 		rec prof.strace "$($BENCH_PY stracec "$P/strace-c.txt")"
 	fi
+	# Start-up and a warm 1 KB delivery without TLS (the sink behind the proxy, else
+	# the direct sink), instruction by instruction: the dynamic loader, OpenSSL's
+	# initialisation, configuration, bindings, cache reads, logging — of each build.
+	if have valgrind && have callgrind_annotate && [ "$QUICK" != 1 ]; then
+		sdest=BENCH_SINK_DIRECT
+		[ "$SINK_BEHIND_PROXY" = 1 ] && sdest=BENCH_SINK_PROXY
+		smsg=$P/msg-1024.txt
+		$BENCH_PY msg "$smsg" 1024 start
+		chmod 644 "$smsg"
+		rec prof.start.dest "$sdest"
+		for b in btprelay-transport ${BASELINE:+btprelay-transport-base}; do
+			sfx=${b#btprelay-transport}
+			sfx=${sfx:+.base}
+			as_btprelay "$WORK/bin/$b" -c "$CONF" -f sender@client.test -d "$sdest" -s 1100 \
+				-- user@corp.example < "$smsg" > /dev/null 2>&1	# caches warm
+			for what in V delivery; do
+				out=$P/cg-start-$what$sfx
+				if [ "$what" = V ]; then
+					as_btprelay valgrind --tool=callgrind --callgrind-out-file="$out.out" \
+						"$WORK/bin/$b" -V > /dev/null 2> "$out.log"
+				else
+					as_btprelay valgrind --tool=callgrind --callgrind-out-file="$out.out" \
+						"$WORK/bin/$b" -c "$CONF" -f sender@client.test -d "$sdest" -s 1100 \
+						-- user@corp.example < "$smsg" > /dev/null 2> "$out.log"
+				fi || { fail "profile: callgrind of $b ($what) failed: $(tail -2 "$out.log")"; continue; }
+				callgrind_annotate --auto=no --inclusive=no "$out.out" > "$out.self" 2>/dev/null
+				callgrind_annotate --auto=no --inclusive=yes "$out.out" > "$out.incl" 2>/dev/null
+				$BENCH_PY callgrind "$out.self" "$out.incl" "prof.start$sfx.$what" >> "$RES"
+			done
+		done
+	fi
+	# btprelay-lmtp's body path: one LMTP session with a 1 MB message, of each build
+	if have valgrind && have callgrind_annotate && [ "$QUICK" != 1 ]; then
+		rec prof.lmtp.size 1048576
+		for b in btprelay-lmtp ${BASELINE:+btprelay-lmtp-base}; do
+			sfx=${b#btprelay-lmtp}
+			sfx=${sfx:+.base}
+			out=$P/cg-lmtp$sfx
+			if $BENCH_PY lmtp 1048576 -- setpriv --reuid="$TRANSPORT_USER" --regid="$TRANSPORT_USER" \
+				--init-groups -- valgrind --tool=callgrind --callgrind-out-file="$out.out" \
+				"$WORK/bin/$b" -c "$CONF" -d "$sdest" > "$out.log" 2>&1; then
+				callgrind_annotate --auto=no --inclusive=no "$out.out" > "$out.self" 2>/dev/null
+				callgrind_annotate --auto=no --inclusive=yes "$out.out" > "$out.incl" 2>/dev/null
+				$BENCH_PY callgrind "$out.self" "$out.incl" "prof.lmtp$sfx" >> "$RES"
+			else
+				fail "profile: callgrind of $b with a 1 MB message failed: $(tail -2 "$out.log")"
+			fi
+		done
+	fi
 	if have valgrind && have callgrind_annotate && [ "$QUICK" != 1 ]; then
 		note "profile: callgrind, $psize bytes"
 		if as_btprelay valgrind --tool=callgrind --callgrind-out-file="$P/callgrind.out" \
@@ -931,6 +1029,11 @@ if phase_on peer; then
 fi
 
 # --- report -------------------------------------------------------------------------------
+# the relay image's figures (tests/bench/image-bench.sh, run apart: it builds with podman)
+if [ -f "$BENCH_DIR/IMAGE-RESULTS.md" ]; then
+	rec image.made "$(sed -n 's/^Made by .* on \(.*UTC\).*/\1/p' "$BENCH_DIR/IMAGE-RESULTS.md")"
+	rec image.rows "$(grep '^| ' "$BENCH_DIR/IMAGE-RESULTS.md" | grep -v '^| figure' | sed 's/^| //; s/ |$//; s/ | /|/')"
+fi
 rec run.failed "$RUN_FAILED"
 $BENCH_PY render "$RES" "$OUT" || { echo "Bail out! render failed"; exit 1; }
 [ -n "$TSV" ] && cp "$RES" "$TSV"

@@ -7,6 +7,7 @@
  * never reached RCPT share the request's outcome. One log line per
  * recipient, in Postfix's words.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
@@ -174,10 +175,11 @@ static int route_tls(const struct config *cfg, struct route *rt, struct outcome 
  * costs no round trip of its own. Only for the provider's token (a
  * destination found for a subscriber needs the subscriber's) and only when
  * the proxy wants one; a destination that turns out not to be OnPremise
- * leaves it cached for its lifetime, one request as before. Returns the
- * child's pid, or 0 when none was started.
+ * leaves it cached for its lifetime, one request as before. The fetch runs
+ * in a grandchild, which init reaps: no process is left for anyone to wait
+ * for, in btprelay-lmtp neither.
  */
-static pid_t prefetch_token(const struct config *cfg, const struct route *rt)
+static void prefetch_token(const struct config *cfg, const struct route *rt)
 {
 	struct proxy_plan plan;
 	struct http_options http;
@@ -191,11 +193,18 @@ static pid_t prefetch_token(const struct config *cfg, const struct route *rt)
 	    || (cfg->tenant_subdomain != NULL && cfg->tenant_subdomain[0] != '\0')
 	    || (cfg->tenant_id != NULL && cfg->tenant_id[0] != '\0')
 	    || !oauth_token_missing(cfg, &rt->bind.connectivity, "connectivity", 0))
-		return 0;
+		return;
 	pid = fork();
-	if (pid != 0)
-		return pid > 0 ? pid : 0;
-	/* the child holds none of the caller's standard streams: pipe(8) reads to their end */
+	if (pid < 0)
+		return;
+	if (pid > 0) {		/* the child only forks again: at once */
+		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+			;
+		return;
+	}
+	if (fork() != 0)
+		_exit(0);
+	/* the grandchild holds none of the caller's standard streams: pipe(8) reads to their end */
 	fd = open("/dev/null", O_RDWR);
 	if (fd >= 0) {
 		dup2(fd, STDIN_FILENO);
@@ -215,17 +224,11 @@ static int open_route(const struct config *cfg, const char *name, struct route *
 {
 	struct mail_destination *d = &rt->dest;
 
-	pid_t prefetch;
-	int rc;
-
 	if (bindings_load(cfg, &rt->bind, o) < 0)
 		return -1;
-	prefetch = prefetch_token(cfg, rt);
+	prefetch_token(cfg, rt);
 	/* not found (DEST_NOT_FOUND) defers as any other failure: the milter refuses */
-	rc = dest_resolve_until(cfg, &rt->bind, name, rt->conn.deadline, d, o);
-	if (prefetch > 0)	/* reaped now when done; else init reaps it (it writes nothing to us) */
-		waitpid(prefetch, NULL, WNOHANG);
-	if (rc != 0)
+	if (dest_resolve_until(cfg, &rt->bind, name, rt->conn.deadline, d, o) != 0)
 		return -1;
 	snprintf(rt->relay, sizeof(rt->relay), "%s:%u", d->host, d->port);
 	if (d->onpremise) {

@@ -385,6 +385,16 @@ int cache_load(const struct cache *c, const char *key, struct cache_entry *e)
 	return cache_load_path(path, e, NULL);
 }
 
+/* cache_exists - an entry file under key, whatever it holds: one stat(), nothing read */
+int cache_exists(const struct cache *c, const char *key)
+{
+	char path[CACHE_PATH_MAX];
+	struct stat st;
+
+	return cache_path(c, key, "json", path, sizeof(path)) == 0 && lstat(path, &st) == 0
+	       && S_ISREG(st.st_mode);
+}
+
 /* cache_write - text into path through a temporary file and rename(); 0 or -1 (logged) */
 static int cache_write(const char *path, const char *text)
 {

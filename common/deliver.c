@@ -168,8 +168,8 @@ static int route_tls(const struct config *cfg, struct route *rt, struct outcome 
 /*
  * prefetch_token - with nothing cached, a delivery through the proxy would
  * wait for the destination token, the Find and then the connectivity token,
- * one after the other. When the connectivity token is missing from the
- * cache, a child process fetches it into the cache while this one resolves
+ * one after the other. When the cache has no connectivity token at all
+ * (oauth_token_missing), a child process fetches it into the cache while this one resolves
  * the destination; open_tunnel's oauth_token_cached() then finds it there,
  * or waits for that very fetch (the cache's single flight), so the token
  * costs no round trip of its own. Only for the provider's token (a

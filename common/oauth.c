@@ -549,22 +549,17 @@ void oauth_token_reject(const struct config *cfg, const struct oauth_client *cli
 	cache_close(&s.cache);
 }
 
-/* oauth_token_missing - no fresh token in the cache, and a cache to put one in */
+/* oauth_token_missing - no token in the cache at all, and a cache to put one in */
 int oauth_token_missing(const struct config *cfg, const struct oauth_client *client,
 			const char *what, unsigned flags)
 {
 	struct oauth_slot s;
 	struct outcome o;
-	struct cache_entry e;
 	int missing;
 
 	if (oauth_slot_open(cfg, client, what, flags, &s, &o) < 0)
 		return 0;
-	missing = s.cache.dir != NULL;
-	if (missing && cache_load(&s.cache, s.key, &e) == 0) {
-		missing = e.expires_at <= time(NULL);
-		cache_entry_free(&e);
-	}
+	missing = s.cache.dir != NULL && !cache_exists(&s.cache, s.key);
 	cache_close(&s.cache);
 	return missing;
 }

@@ -74,9 +74,10 @@ void oauth_token_reject(const struct config *cfg, const struct oauth_client *cli
 
 /*
  * oauth_token_missing - 1 when the cache is on and holds no token for
- * flags that oauth_token_cached() would hand out without asking the
- * token service (a delivery may then fetch it alongside other requests);
- * 0 when it holds one, or when there is no cache to share a fetch through.
+ * flags at all (a cold start, a cleared cache: a delivery may then fetch
+ * it alongside other requests); 0 when it holds one, fresh or not (one
+ * stat(), so that a delivery with warm caches pays nothing for asking),
+ * or when there is no cache to share a fetch through.
  */
 int oauth_token_missing(const struct config *cfg, const struct oauth_client *client,
 			const char *what, unsigned flags);

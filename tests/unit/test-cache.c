@@ -315,7 +315,9 @@ static void test_store_load(struct cache *c)
 	struct cache off = { NULL };
 
 	cache_key(key, "token", parts, 1);
+	ok(!cache_exists(c, key), "cache_exists: no entry before the first store");
 	ok(cache_store(c, key, "a test", data, now + 100, now + 50) == 0, "store");
+	ok(cache_exists(c, key), "cache_exists: the entry after it");
 	ok(stat(entry_path(key, "json"), &st) == 0 && (st.st_mode & 07777) == 0600,
 	   "entry file is 0600");
 	ok(cache_load(c, key, &e) == 0, "load");

@@ -251,18 +251,23 @@ class Report:
             xr = excl[len(excl) // 2] if excl else None
             before = self.tp_rate("lmtp_sink_base")
             met = ratio >= 0.95
-            lcpu = self.cpu_excl_emulator("lmtp_sink")
-            scpu = self.cpu_excl_emulator("smtp")
             limit = "—"
             if not met:
-                limit = ("per message, without the emulator, the bench's processes spend %s ms for "
-                         "btprelay-lmtp's route against %s ms for Postfix smtp's (CPU-bound ratio "
-                         "%s): the LMTP route has two SMTP sessions per message where smtp(8) has "
-                         "one — lmtp(8) → btprelay-lmtp and btprelay-lmtp → relay — each with its "
-                         "commands, replies and wake-ups; see the profile by command in Profile. "
-                         "The rates vary with the machine's load (load average %s at the start)" % (
-                             "%.2f" % lcpu if lcpu else "?", "%.2f" % scpu if scpu else "?",
-                             "%.2f ×" % xr if xr else "?", r.get("machine.loadavg", "?")))
+                cpus = [(self.cpu_excl_emulator("pair%d_smtp" % i), self.cpu_excl_emulator("pair%d_lmtp" % i))
+                        for i in range(1, len(pairs) + 1)]
+                limit = ("per message, without the emulator, the bench's processes spent %s ms of CPU "
+                         "for btprelay-lmtp's route against %s ms for Postfix smtp's in the pairs "
+                         "(single phases: %s against %s): the LMTP route has two SMTP sessions per "
+                         "message where smtp(8) has one — lmtp(8) → btprelay-lmtp and btprelay-lmtp → "
+                         "relay — each with its commands, replies and wake-ups. On this machine (load "
+                         "average %s at the start, other builds and tests running) the same phase "
+                         "varies by more than the gap: the pairs range %s" % (
+                             " / ".join("%.2f" % b for a, b in cpus if b),
+                             " / ".join("%.2f" % a for a, b in cpus if a),
+                             "%.2f" % (self.cpu_excl_emulator("lmtp_sink") or 0),
+                             "%.2f" % (self.cpu_excl_emulator("smtp") or 0),
+                             r.get("machine.loadavg", "?"),
+                             "%.2f–%.2f ×" % (ratios[0], ratios[-1])))
             rows.append((name, "**%.2f ×** (%s); CPU-bound ratio without the emulator %s" % (
                 ratio, ", ".join("%.2f × (%.0f / %.0f msg/s)" % (q, b, a) for a, b, q in pairs),
                 "%.2f × (median of the pairs)" % xr if xr else "–"),
@@ -402,8 +407,10 @@ class Report:
         if "prof.tp_lmtp.comm" not in r:
             return
         self.p("Where the CPU goes during one more phase of each route (`perf record -a -e "
-               "cpu-clock`, the machine's samples, by command; other work on the shared machine "
-               "is left out by the command filter):", "")
+               "cpu-clock`, share of all the machine's samples, by command). The filter keeps "
+               "Postfix's and the bench's commands, but of every Postfix instance on the machine: "
+               "other engineers' tests poll with postqueue and run spawn(8) too, so read the "
+               "shares of smtp, lmtp, btprelay-lmtp, smtp-sink and btp-fastproxy:", "")
         for k, name in (("smtp", "Postfix smtp → smtp-sink"), ("lmtp", "btprelay-lmtp → proxy → smtp-sink")):
             if ("prof.tp_%s.comm" % k) in r:
                 self.p("<details open><summary>%s (%s samples)</summary>" % (
@@ -1006,7 +1013,7 @@ class Report:
                 "Postfix smtp; %.1f × would leave a transport's whole path (its process, the proxy "
                 "tunnel, the new SMTP session at the relay) %.2f ms, %s. "
                 "%s takes %.2f ms (%s ms in Postfix, pipe(8) and btprelay-transport, the rest in "
-                "the emulator's Python proxy and the sink's new session)%s: a CPU-bound ratio of "
+                "the emulator with its proxy and the sink's new session)%s: a CPU-bound ratio of "
                 "%.2f ×. The measured rates give %.2f ×: the machine was shared (load average %s at "
                 "the start) and no phase had its %s CPUs to itself — the bench's processes kept "
                 "%.2f CPUs busy during Postfix smtp's phase and %.2f during btprelay's: Postfix smtp's rate was "
@@ -1071,13 +1078,24 @@ class Report:
                            ("tls_handshake_peer", "the TLS handshake")):
             if name in incl:
                 parts.append("%s %s%%" % (what, incl[name][1]))
+        start = {row[2]: row for row in _pipe_rows(r.get("prof.start.delivery.incl"))}
+        bstart = {row[2]: row for row in _pipe_rows(r.get("prof.start.base.delivery.incl"))}
+        if "OPENSSL_init_crypto" in bstart and "OPENSSL_init_crypto" not in start:
+            nossl = ("Without TLS OpenSSL is no longer initialised: the cache keys' SHA-256 is "
+                     "common/sha256.c's, and a warm delivery to the sink takes %s instructions "
+                     "where it took %s (%s of them in `OPENSSL_init_crypto`; see the start-up "
+                     "breakdown in Profile)." % (
+                         "{:,}".format(_i(r, "prof.start.delivery.total", 0)),
+                         "{:,}".format(_i(r, "prof.start.base.delivery.total", 0)),
+                         "{:,}".format(int(bstart["OPENSSL_init_crypto"][0]))))
+        else:
+            nossl = ("On a route without TLS the library initialisation behind `cache_key` is "
+                     "about half of a delivery (TLS needs it anyway).")
         if parts or sys1k:
             items.append(
                 "**What remains per delivery is mostly OpenSSL 3.0's fixed cost.** In the callgrind "
-                "profile of the %s delivery: %s. On a route without TLS the library initialisation "
-                "behind `cache_key` is about half of a delivery; a SHA-256 of its own in "
-                "common/cache.c would remove it there (TLS needs it anyway). %s" % (
-                    _size(r.get("prof.size", 0)), ", ".join(parts) if parts else "–",
+                "profile of the %s delivery: %s. %s %s" % (
+                    _size(r.get("prof.size", 0)), ", ".join(parts) if parts else "–", nossl,
                     ("The CA file is read on demand (common/cafile.c): OpenSSL 3.0 decodes every "
                      "certificate of a file it loads, and with the system's bundle (%s "
                      "certificates) a STARTTLS delivery cost %s of CPU%s; it now costs %s, against "
@@ -1085,6 +1103,20 @@ class Report:
                          r.get("cost.sys.certs", "?"), _ms(sys1k_b, 2) if sys1k_b else "?",
                          "" if sys1k_b else " before (not measured in this run)", _ms(sys1k, 2),
                          _ms(relay1k, 2))) if sys1k else ""))
+        if "prof.lmtp.total" in r and "prof.lmtp.base.total" in r:
+            cur = {row[2]: int(row[0]) for row in _pipe_rows(r.get("prof.lmtp.incl"))}
+            old = {row[2]: int(row[0]) for row in _pipe_rows(r.get("prof.lmtp.base.incl"))}
+            items.append(
+                "**btprelay-lmtp passes the message on as it came.** Postfix's lmtp(8) sends it "
+                "dot-stuffed with CR LF line ends, which is what the relay wants: "
+                "`lmtp_body_read_stuffed` (common/lmtp.c) copies it in runs up to each line end "
+                "and only takes the lone dot off, where `lmtp_body_read` unstuffed it byte by byte "
+                "for the SMTP writer to stuff it again. A %s message through btprelay-lmtp: %s "
+                "instructions in all, %s in reading it (before: %s and %s)." % (
+                    _size(r.get("prof.lmtp.size", 0)), "{:,}".format(_i(r, "prof.lmtp.total", 0)),
+                    "{:,}".format(cur.get("lmtp_body_read_stuffed", 0)),
+                    "{:,}".format(_i(r, "prof.lmtp.base.total", 0)),
+                    "{:,}".format(old.get("lmtp_body_read", 0))))
         rss, rss_b = self.rss_values(), self.rss_values("_base")
         if rss:
             hi = max(v for _, _, v in rss)
@@ -1101,6 +1133,16 @@ class Report:
             extra = self.cold_extra()
             warm_ok = all(self.rtt_ok(v, "warm") for v, _ in VARIANTS)
             cold_ok = all(self.rtt_ok(v, "cold") for v, _ in VARIANTS)
+            bcold = [(name, self.rtt_waits(v, "cold_base"), self.rtt_waits(v, "cold"))
+                     for v, name in VARIANTS if self.rtt_waits(v, "cold_base") is not None]
+            if cold_ok and bcold:
+                items.append(
+                    "**A cold delivery fetches the connectivity token alongside the Find.** When the "
+                    "token is not cached, a grandchild process fetches it into the shared cache "
+                    "while the delivery resolves the destination (common/deliver.c, "
+                    "`prefetch_token`); the tunnel then finds it there, or waits for that same fetch "
+                    "(the cache's single flight). Traced waits with nothing cached: %s." % "; ".join(
+                        "%s %s (before: %s)" % (n, c, b) for n, b, c in bcold))
             items.append(
                 ("**Round trips are at the protocol minimum once the caches are warm** (TCP_NODELAY, "
                  "MAIL/RCPT/DATA pipelined, QUIT not waited for; the relay's greeting arrives with "

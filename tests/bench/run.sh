@@ -890,7 +890,9 @@ if phase_on profile; then
 						-- user@corp.example < "$smsg" > /dev/null 2> "$out.log"
 				fi || { fail "profile: callgrind of $b ($what) failed: $(tail -2 "$out.log")"; continue; }
 				callgrind_annotate --auto=no --inclusive=no "$out.out" > "$out.self" 2>/dev/null
-				callgrind_annotate --auto=no --inclusive=yes "$out.out" > "$out.incl" 2>/dev/null
+				# every function, however small: the parts of start-up are
+				callgrind_annotate --auto=no --inclusive=yes --threshold=100 "$out.out" \
+					> "$out.incl" 2>/dev/null
 				$BENCH_PY callgrind "$out.self" "$out.incl" "prof.start$sfx.$what" >> "$RES"
 			done
 		done

@@ -286,18 +286,25 @@ class Report:
             pb = _f(r, "tp.%s_base.postfix_cpu_ms_per_msg" % key)
             rate, rb = self.tp_rate(key), self.tp_rate(key + "_base")
             above = pc - floor if pc is not None else None
-            met = rate / smtp >= 0.45 or (above is not None and above <= 1.5)
+            # Issue 15 set 1.5 ms above a floor of 2.52 ms, on an idle machine. A loaded one
+            # inflates every process's CPU time alike (the floor itself by several times),
+            # so the target is taken relative to the floor measured in the same run.
+            met = above is not None and above <= floor * 1.5 / 2.52
             s0 = _i(r, "prof.start.delivery.total")
             s1 = _i(r, "prof.start.base.delivery.total")
             rows.append((name, "%.2f × (%s: %.0f msg/s); %s ms of CPU per delivery above the floor "
-                         "(Postfix with pipe(8) and the transport %s ms, with `dd` %.2f ms)%s" % (
+                         "(Postfix with pipe(8) and the transport %s ms, with `dd` %.2f ms): **%s × "
+                         "the floor**, where the target is 1.5 / 2.52 = 0.60 × (the floor's own CPU "
+                         "is inflated by this machine's load as much as the transport's)%s" % (
                              rate / smtp, r.get("tp.%s.title" % key, key), rate,
-                             "**%.2f**" % above if above is not None else "?",
+                             "%.2f" % above if above is not None else "?",
                              "%.2f" % pc if pc is not None else "?", floor,
+                             "%.2f" % (above / floor) if above is not None and floor else "?",
                              "; a warm delivery without TLS %s instructions" % "{:,}".format(s0)
                              if s0 else ""),
-                         "%.2f × (%.0f msg/s); %.2f ms above the floor%s" % (
-                             rb / smtp, rb, pb - floor, "; %s instructions" % "{:,}".format(s1)
+                         "%.2f × (%.0f msg/s); %.2f ms above the floor, %.2f × the floor%s" % (
+                             rb / smtp, rb, pb - floor, (pb - floor) / floor,
+                             "; %s instructions" % "{:,}".format(s1)
                              if s1 else "") if rb and pb is not None else "–",
                          _verdict(met),
                          "—" if met else "one process per message: what is left is the dynamic "
@@ -628,8 +635,9 @@ class Report:
             return ("the connectivity token is fetched after the Find, on the token service's "
                     "kept-alive connection (1 round trip, where fetching it alongside the Find "
                     "would cost none)")
-        return ("destination token, Find and connectivity token are fetched one after the "
-                "other, each on a new TCP + TLS connection")
+        return ("more waits than the protocol needs in one traced delivery: the traces of Round "
+                "trips show them (one trace per variant; on a loaded machine a delivery also "
+                "waits for the CPU, and a wait of a third of a round trip counts)")
 
     def cold_extra(self):
         extras = []

@@ -27,11 +27,11 @@
 #include <time.h>
 #include <unistd.h>
 #include <pwd.h>
-#include <openssl/evp.h>
 
 #include "cache.h"
 #include "conn.h"
 #include "log.h"
+#include "sha256.h"
 #include "util.h"
 
 #define CACHE_VERSION 1
@@ -191,34 +191,31 @@ void cache_close(struct cache *c)
 	c->dir = NULL;
 }
 
-/* cache_key - KIND-SHA256(kind, parts) */
+/* cache_key - KIND-SHA256(kind, parts); sha256.c, not OpenSSL's (see sha256.h) */
 void cache_key(char key[CACHE_KEY_SIZE], const char *kind, const char *const *parts, size_t n)
 {
 	static const char hex[] = "0123456789abcdef";
-	unsigned char md[EVP_MAX_MD_SIZE], len[8];
-	unsigned mdlen = 0, k;
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	unsigned char md[SHA256_LEN], len[8];
+	unsigned k;
+	struct sha256 ctx;
 	size_t i, klen = strlen(kind);
-	int ok = ctx != NULL && klen > 0 && klen <= CACHE_KIND_MAX
-		 && strspn(kind, "abcdefghijklmnopqrstuvwxyz") == klen
-		 && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1;
 
-	for (i = 0; ok && i <= n; i++) {
+	if (klen == 0 || klen > CACHE_KIND_MAX || strspn(kind, "abcdefghijklmnopqrstuvwxyz") != klen) {
+		/* an invalid key: every function then treats the cache as off */
+		key[0] = '\0';
+		return;
+	}
+	sha256_init(&ctx);
+	for (i = 0; i <= n; i++) {
 		const char *part = i == 0 ? kind : parts[i - 1] != NULL ? parts[i - 1] : "";
 		uint64_t plen = strlen(part);
 
 		for (k = 0; k < 8; k++)
 			len[k] = (unsigned char)(plen >> (56 - 8 * k));
-		ok = EVP_DigestUpdate(ctx, len, sizeof(len)) == 1
-		     && EVP_DigestUpdate(ctx, part, (size_t)plen) == 1;
+		sha256_update(&ctx, len, sizeof(len));
+		sha256_update(&ctx, part, (size_t)plen);
 	}
-	ok = ok && EVP_DigestFinal_ex(ctx, md, &mdlen) == 1 && mdlen == 32;
-	EVP_MD_CTX_free(ctx);
-	if (!ok) {
-		/* an invalid key: every function then treats the cache as off */
-		key[0] = '\0';
-		return;
-	}
+	sha256_final(&ctx, md);
 	memcpy(key, kind, klen);
 	key[klen] = '-';
 	for (k = 0; k < 32; k++) {
@@ -386,6 +383,16 @@ int cache_load(const struct cache *c, const char *key, struct cache_entry *e)
 	if (cache_path(c, key, "json", path, sizeof(path)) < 0)
 		return -1;
 	return cache_load_path(path, e, NULL);
+}
+
+/* cache_exists - an entry file under key, whatever it holds: one stat(), nothing read */
+int cache_exists(const struct cache *c, const char *key)
+{
+	char path[CACHE_PATH_MAX];
+	struct stat st;
+
+	return cache_path(c, key, "json", path, sizeof(path)) == 0 && lstat(path, &st) == 0
+	       && S_ISREG(st.st_mode);
 }
 
 /* cache_write - text into path through a temporary file and rename(); 0 or -1 (logged) */

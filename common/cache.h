@@ -67,6 +67,8 @@ void cache_key(char key[CACHE_KEY_SIZE], const char *kind, const char *const *pa
  * -1 when there is none or it cannot be trusted (logged).
  */
 int cache_load(const struct cache *c, const char *key, struct cache_entry *e);
+/* cache_exists - 1 when an entry file for key is there (fresh or not, not read), else 0 */
+int cache_exists(const struct cache *c, const char *key);
 /*
  * cache_store - write data under key (what: a description without
  * secrets, for logs and listings). stale_until below expires_at counts as

@@ -255,6 +255,68 @@ ssize_t lmtp_body_read(void *arg, char *buf, size_t n)
 	return (ssize_t)out;
 }
 
+ssize_t lmtp_body_read_stuffed(void *arg, char *buf, size_t n)
+{
+	struct lmtp_body *b = arg;
+	size_t out = 0;
+
+	while (out == 0 && !b->done) {
+		const unsigned char *p, *nl;
+		ssize_t avail = conn_peek(b->c, &p);
+		size_t i = 0, take;
+
+		if (avail < 0) {
+			b->failed = 1;
+			errno = b->c->err == CONN_TIMEOUT ? ETIMEDOUT : ECONNRESET;
+			return -1;
+		}
+		while (i < (size_t)avail && !b->done && out + 2 <= n) {
+			switch (b->state) {
+			case BODY_BOL:		/* a dot here is stuffing, or the end */
+				if (p[i] == '.') {
+					b->state = BODY_DOT;
+					i++;
+				} else {
+					b->state = BODY_MID;
+				}
+				break;
+			case BODY_DOT:
+				if (p[i] == '\r' || p[i] == '\n') {
+					b->done = p[i] == '\n';
+					b->state = BODY_DOTCR;
+					i++;
+					break;
+				}
+				buf[out++] = '.';
+				b->state = BODY_MID;
+				break;
+			case BODY_DOTCR:
+				if (p[i] == '\n') {
+					b->done = 1;
+					i++;
+					break;
+				}
+				buf[out++] = '.';	/* ".\r" and more: a line like any */
+				buf[out++] = '\r';
+				b->state = BODY_MID;
+				break;
+			default:		/* the rest of the line, or what has come of it */
+				take = (size_t)avail - i < n - out ? (size_t)avail - i : n - out;
+				nl = memchr(p + i, '\n', take);
+				if (nl != NULL)
+					take = (size_t)(nl - (p + i)) + 1;
+				memcpy(buf + out, p + i, take);
+				out += take;
+				i += take;
+				b->state = nl != NULL ? BODY_BOL : BODY_MID;
+				break;
+			}
+		}
+		conn_consume(b->c, i);
+	}
+	return (ssize_t)out;
+}
+
 int lmtp_body_drain(struct lmtp_body *b)
 {
 	char buf[4096];

@@ -57,6 +57,14 @@ struct lmtp_body {
 void lmtp_body_init(struct lmtp_body *b, struct conn *c);
 /* lmtp_body_read - up to n bytes (n >= 2) of the message, 0 at its end, -1 with errno when the connection failed */
 ssize_t lmtp_body_read(void *arg, char *buf, size_t n);
+/*
+ * lmtp_body_read_stuffed - the same, but the message stays in its
+ * transparent form (RFC 5321 4.5.2: dot-stuffed, line ends as they came),
+ * only the lone dot taken off: for an smtp_body_reader with .stuffed set,
+ * so that the relay gets the bytes as they arrived instead of unstuffed
+ * here and stuffed again there. Runs of a line are copied whole.
+ */
+ssize_t lmtp_body_read_stuffed(void *arg, char *buf, size_t n);
 /* lmtp_body_drain - read to the lone dot; 0, or -1 when the connection failed */
 int lmtp_body_drain(struct lmtp_body *b);
 

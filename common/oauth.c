@@ -550,6 +550,21 @@ void oauth_token_reject(const struct config *cfg, const struct oauth_client *cli
 	cache_close(&s.cache);
 }
 
+/* oauth_token_missing - no token in the cache at all, and a cache to put one in */
+int oauth_token_missing(const struct config *cfg, const struct oauth_client *client,
+			const char *what, unsigned flags)
+{
+	struct oauth_slot s;
+	struct outcome o;
+	int missing;
+
+	if (oauth_slot_open(cfg, client, what, flags, &s, &o) < 0)
+		return 0;
+	missing = s.cache.dir != NULL && !cache_exists(&s.cache, s.key);
+	cache_close(&s.cache);
+	return missing;
+}
+
 /* oauth_token_free - wipe and release the token; safe twice */
 void oauth_token_free(struct oauth_token *tok)
 {

@@ -73,6 +73,16 @@ void oauth_token_reject(const struct config *cfg, const struct oauth_client *cli
 			const struct oauth_token *tok);
 
 /*
+ * oauth_token_missing - 1 when the cache is on and holds no token for
+ * flags at all (a cold start, a cleared cache: a delivery may then fetch
+ * it alongside other requests); 0 when it holds one, fresh or not (one
+ * stat(), so that a delivery with warm caches pays nothing for asking),
+ * or when there is no cache to share a fetch through.
+ */
+int oauth_token_missing(const struct config *cfg, const struct oauth_client *client,
+			const char *what, unsigned flags);
+
+/*
  * oauth_tenant_url - token_url with the first DNS label of its host
  * replaced by subdomain ("https://prov.authentication.eu10..." ->
  * "https://sub.authentication.eu10..."). Newly allocated, or NULL with

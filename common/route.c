@@ -7,12 +7,15 @@
  * virtual host | Internet: direct TCP) -> implicit TLS. Each step reports
  * to the observer; a failed one fills the outcome and ends the route.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "http.h"
@@ -165,6 +168,59 @@ static int route_connect(const struct config *cfg, struct route *rt, struct outc
 	return route_report(rt, ROUTE_TLS_HANDSHAKE, NULL);
 }
 
+/*
+ * route_prefetch_token - with nothing cached, a delivery through the proxy
+ * would wait for the destination token, the Find and then the connectivity
+ * token, one after the other. When the cache has no connectivity token at
+ * all (oauth_token_missing), a child process fetches it into the cache
+ * while this one resolves the destination; route_tunnel_once's
+ * oauth_token_cached() then finds it there, or waits for that very fetch
+ * (the cache's single flight), so the token costs no round trip of its
+ * own. Only for the provider's token (a destination found for a subscriber
+ * needs the subscriber's) and only when the proxy wants one; a destination
+ * that turns out not to be OnPremise leaves it cached for its lifetime, one
+ * request as before. The fetch runs in a grandchild, which init reaps: no
+ * process is left for anyone to wait for, in btprelay-lmtp neither.
+ */
+static void route_prefetch_token(const struct config *cfg, const struct route *rt)
+{
+	struct proxy_plan plan;
+	struct http_options http;
+	struct oauth_token tok = { 0 };
+	struct outcome o;
+	pid_t pid;
+	int fd;
+
+	if (!rt->bind.have_connectivity || proxy_plan(cfg, &rt->bind, NULL, &plan, &o) < 0
+	    || plan.auth != PROXY_AUTH_TOKEN
+	    || (cfg->tenant_subdomain != NULL && cfg->tenant_subdomain[0] != '\0')
+	    || (cfg->tenant_id != NULL && cfg->tenant_id[0] != '\0')
+	    || !oauth_token_missing(cfg, &rt->bind.connectivity, "connectivity", 0))
+		return;
+	pid = fork();
+	if (pid < 0)
+		return;
+	if (pid > 0) {		/* the child only forks again: at once */
+		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+			;
+		return;
+	}
+	if (fork() != 0)
+		_exit(0);
+	/* the grandchild holds none of the caller's standard streams: pipe(8) reads to their end */
+	fd = open("/dev/null", O_RDWR);
+	if (fd >= 0) {
+		dup2(fd, STDIN_FILENO);
+		dup2(fd, STDOUT_FILENO);
+		dup2(fd, STDERR_FILENO);
+	}
+	log_debug("fetching the connectivity token while the destination is resolved");
+	http_options_init(&http, cfg, rt->conn.deadline);
+	oauth_token_cached(cfg, &rt->bind.connectivity, &http, "connectivity", 0, &tok, &o);
+	oauth_token_free(&tok);
+	_exit(0);
+}
+
 /* route_open - every step, in order */
 int route_open(const struct config *cfg, const char *name, struct route *rt, struct outcome *o)
 {
@@ -174,6 +230,7 @@ int route_open(const struct config *cfg, const char *name, struct route *rt, str
 	if (bindings_load(cfg, &rt->bind, o) < 0)
 		return route_report(rt, ROUTE_BINDINGS, o);
 	route_report(rt, ROUTE_BINDINGS, NULL);
+	route_prefetch_token(cfg, rt);
 	/* not found defers as any other failure: the milter refuses */
 	if (resolve(cfg, &rt->bind, name, rt->conn.deadline, d, o) != 0)
 		return route_report(rt, ROUTE_RESOLVE, o);

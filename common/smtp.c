@@ -963,6 +963,7 @@ static int smtp_body(struct smtp_session *s, const struct smtp_body_reader *rd, 
 	smtp_enter(s, SMTP_STATE_BODY);
 	smtp_body_init(&st);
 	st.line_limit = s->opt->line_length_limit > 0 ? (size_t)s->opt->line_length_limit : 0;
+	st.stuffed = rd != NULL && rd->stuffed;
 	for (;;) {
 		n = smtp_body_read(rd, fd, in, SMTP_BODY_CHUNK);
 		if (n < 0) {
@@ -1229,6 +1230,7 @@ void smtp_body_init(struct smtp_body_state *st)
 	st->cr_pending = 0;
 	st->col = 0;
 	st->line_limit = 0;
+	st->stuffed = 0;
 }
 
 /*
@@ -1237,7 +1239,8 @@ void smtp_body_init(struct smtp_body_state *st)
  * is broken first with CRLF SPACE, as Postfix's smtp client does
  * (smtp_line_length_limit): the space keeps the break harmless in headers
  * (folding) and in MIME; a line of exactly line_limit bytes is not
- * touched. A '.' that starts a line is doubled; the stuffed dot is
+ * touched. A '.' that starts a line is doubled, or with st->stuffed
+ * passed on as the stuffing it already is; the stuffed dot is
  * transparency, not content, so it does not count. Returns the end of the
  * output.
  */
@@ -1254,8 +1257,15 @@ static char *smtp_body_run(struct smtp_body_state *st, const char *in, size_t le
 			st->col = 1;
 			st->at_line_start = 0;
 		}
-		if (st->at_line_start && *in == '.')
+		if (st->at_line_start && *in == '.') {
 			*out++ = '.';
+			if (st->stuffed) {
+				st->at_line_start = 0;
+				in++;
+				len--;
+				continue;
+			}
+		}
 		st->at_line_start = 0;
 		take = limit > 0 && limit - st->col < len ? limit - st->col : len;
 		memcpy(out, in, take);

@@ -104,11 +104,14 @@ struct smtp_session {
 /*
  * smtp_body_reader - where the message comes from when it is not an fd:
  * read() returns up to n bytes of the message (LF or CRLF line ends, not
- * dot-stuffed), 0 at its end, -1 with errno on failure.
+ * dot-stuffed), 0 at its end, -1 with errno on failure. stuffed: the
+ * bytes come dot-stuffed already (an LMTP client's transparent form, the
+ * lone dot taken off), and a dot that starts a line is passed on as it is.
  */
 struct smtp_body_reader {
 	ssize_t (*read)(void *arg, char *buf, size_t n);
 	void *arg;
+	int stuffed;
 };
 
 struct smtp_envelope {
@@ -166,6 +169,7 @@ struct smtp_body_state {
 	int cr_pending;			/* a CR was read: CRLF, or a bare CR, depending on the next byte */
 	size_t col;			/* bytes on the current output line (stuffed dots not counted) */
 	size_t line_limit;		/* 0 = no limit */
+	int stuffed;			/* the input is dot-stuffed already */
 };
 void smtp_body_init(struct smtp_body_state *st);
 size_t smtp_body_convert(struct smtp_body_state *st, const char *in, size_t len, char *out);

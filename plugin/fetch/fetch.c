@@ -219,7 +219,7 @@ static int hand_over(struct pass *p, const char *id, const struct smtp_body_read
 {
 	const char *rcpt[1] = { p->cfg->fetch_recipient };
 	struct counted_reader cr = { p, id, rd, 0 };
-	struct smtp_body_reader crd = { counted_read, &cr };
+	struct smtp_body_reader crd = { counted_read, &cr, 0 };
 	struct smtp_envelope env = { p->sender, rcpt, 1, size, &crd };
 	struct outcome ro;
 	char err[512];
@@ -533,7 +533,7 @@ static int imap_pass(struct pass *p, struct outcome *o)
 	static const char *const done_names[] = { "deleted", "moved", "kept" };
 	struct imap_session s;
 	struct imap_reader ir = { &s };
-	struct smtp_body_reader rd = { imap_body_read, &ir };
+	struct smtp_body_reader rd = { imap_body_read, &ir, 0 };
 	unsigned long *uids = NULL, *expunge = NULL, size;
 	size_t n = 0, nexpunge = 0, i;
 	const char *secret = NULL;
@@ -657,7 +657,7 @@ static int uidl_listed(const char *id, void *arg)
 static int pop3_pass(struct pass *p, struct outcome *o)
 {
 	struct pop3_session s;
-	struct smtp_body_reader rd = { pop3_body_read, &s };
+	struct smtp_body_reader rd = { pop3_body_read, &s, 0 };
 	struct pop3_uidl *list = NULL;
 	const char *secret = NULL;
 	size_t n = 0, i;

@@ -74,7 +74,8 @@ static int data(const struct config *cfg, const char *dest, struct conn *c,
 {
 	struct outcome o, *out;
 	struct lmtp_body body;
-	struct smtp_body_reader rd = { lmtp_body_read, &body };
+	/* the client's transparent form goes to the relay as it came (smtp.h) */
+	struct smtp_body_reader rd = { lmtp_body_read_stuffed, &body, 1 };
 	struct delivery dl = { 0 };
 	char line[1024];
 	size_t i;

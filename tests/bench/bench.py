@@ -4,6 +4,9 @@
     bench.py msg FILE SIZE [MARK]        a message of about SIZE bytes (headers + body)
     bench.py cpu [PID...]                one line: busy and total jiffies of the machine,
                                          then utime+stime of each PID (0 when gone)
+    bench.py proxycpu PID FILE           the CPU microseconds (user + system) btp-fastproxy
+                                         PID has used: SIGUSR1, then its getrusage from
+                                         FILE; 0 without a PID
     bench.py treecpu PID...              CPU ticks of the process trees under the PIDs
                                          (reaped children included): the sum, then each
     bench.py waitlog MAILLOG OFFSET DOMAIN N TIMEOUT
@@ -31,6 +34,10 @@
     bench.py stracec FILE                the system calls of strace -c -o FILE, most called first
     bench.py relaygap EMULATOR_LOG COUNT median ms between DATA's 354 and the end of data
                                          for the last COUNT messages the emulator's relay stored
+    bench.py lmtp SIZE -- CMD...         one LMTP session with CMD (btprelay-lmtp, as spawn(8)
+                                         starts it: a socket on stdin and stdout): LHLO,
+                                         one message of about SIZE bytes, QUIT; prints the
+                                         reply to the message
     bench.py render RESULTS.tsv OUT.md   RESULTS.md from the collected figures
 """
 
@@ -85,6 +92,35 @@ def cmd_cpu(*pids):
             out.append("0")
     print(" ".join(out))
     return 0
+
+
+def cmd_proxycpu(pid, path):
+    """btp-fastproxy writes its getrusage to PATH on SIGUSR1 (microseconds: /proc's clock
+    ticks of 10 ms are too coarse for a proxy that spends a few per thousand messages)."""
+    if not pid.isdigit():
+        print(0)
+        return 0
+    def version():                              # replaced by rename(): a new inode
+        st = os.stat(path)
+        return st.st_ino, st.st_mtime_ns
+    try:
+        before = version()
+    except OSError:
+        before = None
+    os.kill(int(pid), 10)                       # SIGUSR1
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        try:
+            if version() != before:
+                with open(path) as f:
+                    user, system = (int(x) for x in f.read().split())
+                print(user + system)
+                return 0
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.01)
+    sys.stderr.write("bench.py proxycpu: no answer from %s\n" % pid)
+    return 1
 
 
 def cmd_treecpu(*roots):
@@ -298,29 +334,54 @@ def cmd_render(results, out):
 
 
 STRACE_LINE = re.compile(r"^(?:\[pid\s+)?(\d+)\]?\s+(\d+):(\d+):([0-9.]+) (\w+)\((.*)\) += (.*?)(?: <([0-9.]+)>)?$")
+# strace -f splits a call that another process interrupts: "... <unfinished ...>", then
+# "<... poll resumed>...) = 1 <0.020>"
+STRACE_UNFINISHED = re.compile(r"^(?:\[pid\s+)?(\d+)\]?\s+(\d+):(\d+):([0-9.]+) (\w+)\((.*) <unfinished \.\.\.>$")
+STRACE_RESUMED = re.compile(r"^(?:\[pid\s+)?(\d+)\]?\s+(\d+):(\d+):([0-9.]+) <\.\.\. (\w+) resumed>(.*)\) += (.*?)(?: <([0-9.]+)>)?$")
+
+
+def _strace_calls(path):
+    """(pid, start seconds, call, args, return, duration) of every complete system call,
+    an interrupted one joined with its resumption"""
+    pending = {}
+    for line in open(path, encoding="utf-8", errors="replace"):
+        line = line.strip()
+        m = STRACE_LINE.match(line)
+        if m:
+            pid, hh, mm, ss, call, args, ret, dur = m.groups()
+            yield pid, int(hh) * 3600 + int(mm) * 60 + float(ss), call, args, ret, dur
+            continue
+        m = STRACE_UNFINISHED.match(line)
+        if m:
+            pid, hh, mm, ss, call, args = m.groups()
+            pending[pid] = (int(hh) * 3600 + int(mm) * 60 + float(ss), call, args)
+            continue
+        m = STRACE_RESUMED.match(line)
+        if m and m.group(1) in pending:
+            pid, call, rest, ret, dur = m.group(1), m.group(5), m.group(6), m.group(7), m.group(8)
+            t, call0, args = pending.pop(pid)
+            yield pid, t, call0, args + rest, ret, dur
 
 
 def cmd_timeline(path, ports_json, rtt_ms):
-    """One line per wait of at least a third of a round trip: 'service|label|ms|rtts'."""
+    """One line per wait of at least a third of a round trip: 'service|label|ms|rtts'.
+    A wait that lies for the most part within waits already counted (another process
+    of the delivery waiting at the same time: strace -f) is listed as "in parallel" and
+    not counted: the count is of the round trips the delivery waited for."""
     rtt = float(rtt_ms) / 1000.0
     ports = {int(v): k for k, v in json.load(open(ports_json)).items()}
-    fd_svc, label, rows, connecting = {}, "(start)", [], set()
+    fd_svc, label, waits, connecting = {}, "(start)", [], set()
     t_first = t_last = None
-    for line in open(path, encoding="utf-8", errors="replace"):
-        m = STRACE_LINE.match(line.strip())
-        if not m:
-            continue
-        pid, hh, mm, ss, call, args, ret, dur = m.groups()
-        t = int(hh) * 3600 + int(mm) * 60 + float(ss)
-        t_first = t if t_first is None else t_first
-        t_last = t + float(dur or 0)
+    for pid, t, call, args, ret, dur in _strace_calls(path):
+        t_first = t if t_first is None else min(t_first, t)
+        t_last = max(t_last or t, t + float(dur or 0))
         if call == "connect":
             fd = args.split(",", 1)[0]
             pm = re.search(r"sin_port=htons\((\d+)\)", args)
             if pm:
-                fd_svc[fd] = ports.get(int(pm.group(1)), "port %s" % pm.group(1))
+                fd_svc[pid, fd] = ports.get(int(pm.group(1)), "port %s" % pm.group(1))
                 if "EINPROGRESS" in ret:
-                    connecting.add(fd)
+                    connecting.add((pid, fd))
         if call == "write" and "btprelay-transport[" in args:
             lm = re.search(r"btprelay-transport\[\d+\]: (?:[0-9A-Za-z]+: )?(.*?)(?:\\n)?\"", args)
             if lm:
@@ -329,25 +390,35 @@ def cmd_timeline(path, ports_json, rtt_ms):
             d = float(dur)
             if d >= rtt / 3:
                 fm = re.search(r"fd=(\d+)", args)
-                fd = fm.group(1) if fm else None
-                svc = fd_svc.get(fd, "?")
-                rows.append((svc, "TCP connect" if fd in connecting else label, d))
-                connecting.discard(fd)
-    waited = sum(r[2] for r in rows)
-    for svc, lab, d in rows:
+                key = (pid, fm.group(1) if fm else None)
+                waits.append((t, d, fd_svc.get(key, "?"), "TCP connect" if key in connecting else label))
+                connecting.discard(key)
+    counted, rows = [], []
+    for t, d, svc, lab in sorted(waits):
+        inside = sum(max(0.0, min(t + d, b) - max(t, a)) for a, b in counted)
+        if inside >= d / 2:
+            rows.append((svc, "in parallel: " + lab, d, False))
+        else:
+            counted.append((t, t + d))
+            rows.append((svc, lab, d, True))
+    waited = sum(r[2] for r in rows if r[3])
+    for svc, lab, d, _ in rows:
         lab = lab.replace("|", "/")
         if len(lab) > 70:
             lab = lab[:67] + "..."
         print("%s|%s|%.1f|%.2f" % (svc, lab, d * 1000, d / rtt))
     total = (t_last - t_first) if t_first is not None else 0.0
-    print("TOTAL|%d waits|%.1f|%.2f|%.1f" % (len(rows), waited * 1000, waited / rtt, total * 1000))
+    print("TOTAL|%d waits|%.1f|%.2f|%.1f" % (len(counted), waited * 1000, waited / rtt, total * 1000))
     return 0
 
 
 CG_LINE = re.compile(r"^\s*([\d,]+) \(\s*([\d.]+)%\)\s+(.*?)(?: \[(.*)\])?\s*$")
 
 # inclusive costs worth naming: where a delivery's instructions go
-CG_FUNCS = ("main", "_dl_start", "_dl_start_final", "_dl_init", "config_load", "http_global_init",
+CG_FUNCS = ("main", "_dl_start", "_dl_start_final", "_dl_init", "_dl_relocate_object", "config_load",
+            "http_global_init", "log_open", "OPENSSL_init_crypto", "OPENSSL_init_ssl",
+            "EVP_DigestInit_ex", "cache_load", "dest_resolve", "oauth_token_missing",
+            "deliver_transaction", "lmtp_body_read", "lmtp_body_read_stuffed", "lmtp_body_drain",
             "deliver", "bindings_load", "dest_resolve_until", "cache_key", "oauth_token_cached",
             "open_tunnel", "socks5_connect", "tls_ctx_new", "tls_ctx_new_extra", "SSL_CTX_new",
             "smtp_session_open", "tls_handshake", "tls_handshake_peer",
@@ -444,10 +515,55 @@ def cmd_relaygap(path, count):
     return 0
 
 
+def cmd_lmtp(size, dashdash, *cmd):
+    """The client side of one LMTP session, for a profile of btprelay-lmtp's body path."""
+    import socket
+    import subprocess
+    if dashdash != "--" or not cmd:
+        sys.stderr.write("usage: bench.py lmtp SIZE -- CMD...\n")
+        return 2
+    ours, theirs = socket.socketpair()
+    proc = subprocess.Popen(list(cmd), stdin=theirs, stdout=theirs)
+    theirs.close()
+    ours.settimeout(600)
+    f = ours.makefile("rb")
+
+    def reply():
+        lines = [f.readline()]
+        while lines[-1][3:4] == b"-":
+            lines.append(f.readline())
+        return lines[-1].decode("ascii", "replace").strip()
+    body, i = [b"Subject: btprelay bench lmtp\r\n\r\n"], 0
+    n = len(body[0])
+    while n < int(size):                        # the transparent form: leading dots doubled
+        line = (b"." if i % 7 == 0 else b"") + b"%08d " % i + b"x" * 66
+        line = (b"." + line if line.startswith(b".") else line) + b"\r\n"
+        body.append(line)
+        n += len(line)
+        i += 1
+    reply()
+    ours.sendall(b"LHLO bench\r\n")
+    reply()
+    ours.sendall(b"MAIL FROM:<sender@client.test>\r\nRCPT TO:<user@corp.example>\r\nDATA\r\n")
+    answers = [reply() for _ in range(3)]
+    if not answers[2].startswith("354"):
+        print("no 354: %s" % " / ".join(answers))
+        proc.kill()
+        return 1
+    ours.sendall(b"".join(body) + b".\r\n")
+    result = reply()
+    ours.sendall(b"QUIT\r\n")
+    reply()
+    ours.close()
+    proc.wait()
+    print(result)
+    return 0 if result.startswith("250") else 1
+
+
 COMMANDS = {
-    "msg": cmd_msg, "cpu": cmd_cpu, "treecpu": cmd_treecpu, "waitlog": cmd_waitlog, "sinkcheck": cmd_sinkcheck,
+    "msg": cmd_msg, "cpu": cmd_cpu, "proxycpu": cmd_proxycpu, "treecpu": cmd_treecpu, "waitlog": cmd_waitlog, "sinkcheck": cmd_sinkcheck,
     "relaycheck": cmd_relaycheck, "hyperfine": cmd_hyperfine, "timev": cmd_timev,
-    "timeline": cmd_timeline, "callgrind": cmd_callgrind, "stracec": cmd_stracec, "relaygap": cmd_relaygap, "render": cmd_render, "rusage": cmd_rusage, "rusagesum": cmd_rusagesum,
+    "timeline": cmd_timeline, "callgrind": cmd_callgrind, "stracec": cmd_stracec, "relaygap": cmd_relaygap, "render": cmd_render, "lmtp": cmd_lmtp, "rusage": cmd_rusage, "rusagesum": cmd_rusagesum,
 }
 
 if __name__ == "__main__":

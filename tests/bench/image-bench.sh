@@ -7,7 +7,8 @@
 #   - memory of the container's cgroup (podman stats) at rest, 5 s after ready,
 #     and the highest sample (every 0.5 s) while MESSAGES messages (default 500)
 #     are submitted over 4 sessions and delivered through btprelay-lmtp to the
-#     emulator's relay; the delivery time of that burst.
+#     emulator's relay; the delivery time of that burst, and its rate: the image's
+#     throughput on the host network (the container runs with --network host).
 # Benchmark figures, never a pass/fail on a timing. Needs root, podman, runc,
 # debootstrap (tests/install-deps.sh), like tests/integration/test-image.sh.
 set -u
@@ -106,5 +107,7 @@ counted=$(head -1 "$WORK/count")
 	echo "| memory at rest (cgroup, 5 s after ready) | $rest MB |"
 	echo "| memory under load (highest 0.5 s sample, $N messages over 4 SMTP sessions) | $peak MB |"
 	printf '| that burst, first submission to last arrival at the relay | %.1f s (%s) |\n' "$burst" "$counted"
+	printf '| throughput on the host network (that burst: messages / seconds, submission included) | %.0f msg/s |\n' \
+		"$(awk -v n="$N" -v s="$burst" 'BEGIN { print (s > 0) ? n / s : 0 }')"
 } > "$OUT"
 cat "$OUT"

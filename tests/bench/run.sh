@@ -14,6 +14,7 @@
 #   --baseline DIR  another build (its top_builddir) measured in the same run, under
 #                 the same load: "before" figures next to this build's ("after")
 #   --baseline-label TEXT  what the baseline is, for the report (e.g. a commit)
+#   --python-proxy  the emulator's Python proxy (the reference) instead of btp-fastproxy
 #
 # Needs root (a throwaway Postfix, network namespaces), postfix (smtp-source,
 # smtp-sink), python3, openssl, swaks; hyperfine, GNU time, nft, perf, valgrind
@@ -32,6 +33,7 @@ QUICK=0
 TSV=
 BASELINE=
 BASELINE_LABEL=
+PYTHON_PROXY=0
 PHASES=throughput,expiry,rtt,cost,profile,peer
 ARGS=("$@")
 while [ $# -gt 0 ]; do
@@ -43,7 +45,8 @@ while [ $# -gt 0 ]; do
 	--tsv) TSV=$2; shift 2 ;;
 	--baseline) BASELINE=$2; shift 2 ;;
 	--baseline-label) BASELINE_LABEL=$2; shift 2 ;;
-	-h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	--python-proxy) PYTHON_PROXY=1; shift ;;
+	-h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "run.sh: unknown argument $1 (see -h)" >&2; exit 2 ;;
 	esac
 done
@@ -151,7 +154,21 @@ rec run.commit "$(git -C "$top_srcdir" describe --always --dirty 2>/dev/null || 
 rec run.baseline "${BASELINE:+${BASELINE_LABEL:-the build in $BASELINE}}"
 
 # --- set-up: emulator, sink, transport, Postfix -------------------------------------------
+# The Connectivity proxy: btp-fastproxy (C, splice(2); tests/emulator/btp-fastproxy.c)
+# when built, so that the bench measures btprelay and not a Python relay loop.
+EMU_PROXY_PROGRAM=
+if [ "$PYTHON_PROXY" = 0 ] && [ -x "$top_builddir/tests/emulator/btp-fastproxy" ]; then
+	EMU_PROXY_PROGRAM=$top_builddir/tests/emulator/btp-fastproxy
+	rec run.proxy fast
+else
+	rec run.proxy python
+	[ "$PYTHON_PROXY" = 0 ] && rec run.proxy_why "$top_builddir/tests/emulator/btp-fastproxy not built"
+fi
+export EMU_PROXY_PROGRAM
 harness_start_emulator
+PROXY_PID=
+[ -n "$EMU_PROXY_PROGRAM" ] && PROXY_PID=$(cat "$EMU/proxy.pid")
+proxycpu() { $BENCH_PY proxycpu "${PROXY_PID:-none}" "$EMU/proxy.rusage"; }
 EMU_PORTS=$EMU/ports.json
 port_of() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$EMU_PORTS" "$1"; }
 RELAY_SMTPS_PORT=$(port_of relay_smtps)
@@ -167,8 +184,10 @@ PIDS_TO_STOP="$PIDS_TO_STOP $SINK_PID"
 harness_install_transport
 CONF=$WORK/etc/btprelay.conf
 # the baseline build's transport, for "before" figures in the same run (--baseline)
-[ -n "$BASELINE" ] && install -m 755 "$BASELINE/plugin/transport/btprelay-transport" \
-	"$WORK/bin/btprelay-transport-base"
+if [ -n "$BASELINE" ]; then
+	install -m 755 "$BASELINE/plugin/transport/btprelay-transport" "$WORK/bin/btprelay-transport-base"
+	install -m 755 "$BASELINE/plugin/lmtp/btprelay-lmtp" "$WORK/bin/btprelay-lmtp-base"
+fi
 mkdir -p "$WORK/cache"
 chown "$TRANSPORT_USER" "$WORK/cache"
 chmod 700 "$WORK/cache"
@@ -257,7 +276,13 @@ if [ -n "$BASELINE" ]; then
 		>> "$PF/master.cf"
 	postconf -c "$PF" -e "btprelaybase_destination_recipient_limit = 1" \
 		"btprelaybase_time_limit = 120s" "btprelaybase_destination_concurrency_limit = 20"
+	# and its btprelay-lmtp behind lmtp(8), to the sink
+	cat >> "$PF/master.cf" <<-CF
+	btprelay-lmtp-sink-base unix -  n       n       -       -       spawn
+	  user=$TRANSPORT_USER argv=$WORK/bin/btprelay-lmtp-base -c $CONF -d BENCH_SINK_PROXY
+	CF
 	cat >> "$PF/transport.regexp" <<-MAP
+	/(^|@)tp-lmtp-sink-base\.example\$/	lmtp:unix:private/btprelay-lmtp-sink-base
 	/(^|@)tp-proxy-sink-base\.example\$/	btprelaybase:BENCH_SINK_PROXY
 	/(^|@)tp-direct-sink-base\.example\$/	btprelaybase:BENCH_SINK_DIRECT
 	/(^|@)tp-proxy-relay-base\.example\$/	btprelaybase:MAIL_ONPREM
@@ -299,12 +324,14 @@ tp_phase() {
 	master=$(tr -dc 0-9 < "$WORK/spool/pid/master.pid" 2>/dev/null)
 	cpu0=$($BENCH_PY cpu "$EMU_PID" "$SINK_PID")
 	tree0=$($BENCH_PY treecpu "$master" "$EMU_PID" "$SINK_PID")
+	px0=$(proxycpu)
 	t0=$(now)
 	postsuper -c "$PF" -H ALL >/dev/null 2>&1
 	postqueue -c "$PF" -f
 	res=$($BENCH_PY waitlog "$WORK/log/maillog" "$off" "$domain" "$N" $((N / 2 + 120)))
 	cpu1=$($BENCH_PY cpu "$EMU_PID" "$SINK_PID")
 	tree1=$($BENCH_PY treecpu "$master" "$EMU_PID" "$SINK_PID")
+	px1=$(proxycpu)
 	c1=$(counter)
 	sleep 0.3	# the sink's dump is written as the dot is answered; let the last one land
 	case $check in
@@ -312,9 +339,9 @@ tp_phase() {
 	relay) arrived=$($BENCH_PY relaycheck "$EMU/messages" "$mark") ;;
 	none) arrived=$(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(json.dumps({"messages": r["sent"], "unique": r["sent"], "duplicates": 0}))' "$res") ;;
 	esac
-	python3 - "$key" "$N" "$t0" "$res" "$cpu0" "$cpu1" "$c0" "$c1" "$arrived" "$tree0" "$tree1" >> "$RES" <<-'PY'
+	python3 - "$key" "$N" "$t0" "$res" "$cpu0" "$cpu1" "$c0" "$c1" "$arrived" "$tree0" "$tree1" "$px0" "$px1" >> "$RES" <<-'PY'
 	import json, os, sys
-	key, n, t0, res, cpu0, cpu1, c0, c1, arrived, tree0, tree1 = sys.argv[1:]
+	key, n, t0, res, cpu0, cpu1, c0, c1, arrived, tree0, tree1, px0, px1 = sys.argv[1:]
 	n, t0, res, arrived = int(n), float(t0), json.loads(res), json.loads(arrived)
 	# the bench's own processes (Postfix with pipe(8) and the transports it ran, the
 	# emulator, the sink): CPU per message whatever else runs on the machine
@@ -322,6 +349,9 @@ tp_phase() {
 	t0p, t1p = [int(x) for x in tree0.split()], [int(x) for x in tree1.split()]
 	print("tp.%s.bench_cpu_ms_per_msg\t%.2f" % (key, 1000.0 * (t1p[0] - t0p[0]) / tick / max(1, res["sent"])))
 	print("tp.%s.postfix_cpu_ms_per_msg\t%.2f" % (key, 1000.0 * (t1p[1] - t0p[1]) / tick / max(1, res["sent"])))
+	# the emulator's tree (its proxy program included) and the sink, each per message
+	print("tp.%s.emulator_cpu_ms_per_msg\t%.2f" % (key, 1000.0 * (t1p[2] - t0p[2]) / tick / max(1, res["sent"])))
+	print("tp.%s.sink_cpu_ms_per_msg\t%.2f" % (key, 1000.0 * (t1p[3] - t0p[3]) / tick / max(1, res["sent"])))
 	cpu0 = [int(x) for x in cpu0.split()]
 	cpu1 = [int(x) for x in cpu1.split()]
 	c0 = [int(x) for x in c0.split()]
@@ -331,6 +361,11 @@ tp_phase() {
 	    secs = res["t_end"] - t0
 	    out["seconds"] = "%.2f" % secs
 	    out["rate"] = "%.1f" % (res["sent"] / secs)
+	    # btp-fastproxy's own getrusage (a child of the emulator: in its tree, not in its row)
+	    if px0 and px1 and px1 != "0":
+	        us = int(px1) - int(px0)
+	        out["proxy_us_per_msg"] = "%.1f" % (us / max(1, res["sent"]))
+	        out["proxy_pct_core"] = "%.2f" % (100.0 * us / 1e6 / secs)
 	out["sent"] = res["sent"]
 	out["deferred"] = res["deferred"]
 	out["bounced"] = res["bounced"]
@@ -379,8 +414,35 @@ if phase_on throughput; then
 	# the resident front end: Postfix's lmtp(8) keeps its connections, btprelay-lmtp its relay sessions
 	if [ "$SINK_BEHIND_PROXY" = 1 ]; then
 		tp_phase lmtp_sink tp-lmtp-sink.example sink "btprelay-lmtp → emulator proxy (SOCKS5 0x80) → smtp-sink"
+		[ -n "$BASELINE" ] && tp_phase lmtp_sink_base tp-lmtp-sink-base.example sink \
+			"baseline btprelay-lmtp → emulator proxy (SOCKS5 0x80) → smtp-sink"
 	fi
 	tp_phase lmtp_relay tp-lmtp-relay.example relay "btprelay-lmtp → emulator proxy → emulator relay (STARTTLS + AUTH)"
+	# Where the CPU goes in the LMTP route and in Postfix smtp's: perf record of the whole
+	# machine during one more phase of each, reported by command (cpu-clock samples)
+	if [ "$SINK_BEHIND_PROXY" = 1 ] && [ "$QUICK" != 1 ] && have perf; then
+		for k in smtp:tp-smtp.example lmtp:tp-lmtp-sink.example; do
+			perf record -a -e cpu-clock -F 499 -g -o "$WORK/perf-tp-${k%%:*}.data" \
+				> "$WORK/log/perf-tp.log" 2>&1 &
+			perf_pid=$!
+			sleep 1
+			tp_phase "prof_${k%%:*}" "${k#*:}" sink "profiled: ${k%%:*}"
+			kill -INT "$perf_pid"
+			wait "$perf_pid"
+			perf report -i "$WORK/perf-tp-${k%%:*}.data" --stdio --no-children --sort comm -g none \
+				--comms smtp,lmtp,btprelay-lmtp,spawn,qmgr,smtp-sink,btp-fastproxy,cleanup,master,postsuper,postqueue,trivial-rewrite \
+				2>/dev/null | grep -E '^ +[0-9.]+%' | head -14 > "$WORK/perf-tp-${k%%:*}.comm"
+			rec "prof.tp_${k%%:*}.comm" "$(sed 's/  */ /g; s/^ //' "$WORK/perf-tp-${k%%:*}.comm")"
+			rec "prof.tp_${k%%:*}.samples" "$(perf report -i "$WORK/perf-tp-${k%%:*}.data" --stdio \
+				--sort comm -g none 2>/dev/null | sed -n 's/^# Samples: \([0-9.]*[KM]*\).*/\1/p' | head -1)"
+			if [ "${k%%:*}" = lmtp ]; then
+				perf report -i "$WORK/perf-tp-lmtp.data" --stdio --no-children --comms btprelay-lmtp \
+					--sort dso,sym -g none 2>/dev/null | grep -E '^ +[0-9.]+%' | head -20 \
+					> "$WORK/perf-tp-lmtp.sym"
+				rec prof.tp_lmtp.sym "$(sed 's/  */ /g; s/^ //' "$WORK/perf-tp-lmtp.sym")"
+			fi
+		done
+	fi
 	# The target's ratio from pairs, each Postfix smtp then btprelay-lmtp right after it:
 	# on a shared machine one phase alone can be slowed by other work
 	if [ "$SINK_BEHIND_PROXY" = 1 ] && [ "$QUICK" != 1 ]; then
@@ -506,6 +568,21 @@ transport_cmd() {
 		"$WORK/bin/btprelay-transport" "$CONF" "$1" "$(stat -c %s "$2")" "$2"
 }
 
+# rtt_trace BIN DEST KEY DELAY - one delivery under strace in the MTA namespace; its
+# waits (bench.py timeline) as figure rtt.KEY.timeline
+rtt_trace() {
+	local st=$WORK/rtt/strace-$3.txt
+	ip netns exec "$NS_MTA" setpriv --reuid="$TRANSPORT_USER" \
+		--regid="$TRANSPORT_USER" --init-groups -- strace -f -tt -T -s 256 \
+		-e trace=connect,write,poll,ppoll,select,pselect6,epoll_wait,epoll_pwait \
+		-o "$st" "$WORK/bin/$1" -c "$WORK/etc/btprelay-debug.conf" \
+		-f sender@client.test -d "$2" -s 1100 -- user@corp.example \
+		< "$WORK/msg-1k.txt" > /dev/null 2>&1 ||
+		fail "round trips: traced $1 $3 delivery failed"
+	$BENCH_PY timeline "$st" "$EMU_PORTS" $((2 * $4)) > "$st.timeline" &&
+		rec "rtt.$3.timeline" "$(cat "$st.timeline")"
+}
+
 if phase_on rtt; then
 	RTT_DELAY=10
 	RTT_RUNS=10
@@ -585,17 +662,13 @@ print("%.6f" % statistics.median(t))' "$(port_of control)")"
 								--regid="$TRANSPORT_USER" --init-groups -- \
 								sh -c "$(transport_cmd "${v#*:}" "$WORK/msg-1k.txt")" >/dev/null 2>&1
 						fi
-						st=$WORK/rtt/strace-${v%%:*}-$cache.txt
-						ip netns exec "$NS_MTA" setpriv --reuid="$TRANSPORT_USER" \
-							--regid="$TRANSPORT_USER" --init-groups -- strace -f -tt -T -s 256 \
-							-e trace=connect,write,poll,ppoll,select,pselect6,epoll_wait,epoll_pwait \
-							-o "$st" "$WORK/bin/btprelay-transport" -c "$WORK/etc/btprelay-debug.conf" \
-							-f sender@client.test -d "${v#*:}" -s 1100 -- user@corp.example \
-							< "$WORK/msg-1k.txt" > /dev/null 2>&1 ||
-							fail "round trips: traced ${v%%:*} $cache delivery failed"
-						$BENCH_PY timeline "$st" "$EMU_PORTS" $((2 * delay)) > "$st.timeline" &&
-							rec "rtt.${v%%:*}.$cache.timeline" "$(cat "$st.timeline")"
+						rtt_trace btprelay-transport "${v#*:}" "${v%%:*}.$cache" "$delay"
 					done
+				done
+				# the baseline's cold deliveries, traced the same way (before/after)
+				for v in ${BASELINE:+plain:BENCH_PLAIN starttls:BENCH_TLS auth:MAIL_ONPREM}; do
+					find "$WORK/cache" -mindepth 1 -delete
+					rtt_trace btprelay-transport-base "${v#*:}" "${v%%:*}.cold_base" "$delay"
 				done
 			fi
 		done
@@ -790,6 +863,57 @@ if phase_on profile; then
 		as_btprelay strace -f -c -o "$P/strace-c.txt" "${tcmd[@]}" < "$pmsg" > /dev/null 2>&1
 		rec prof.strace "$($BENCH_PY stracec "$P/strace-c.txt")"
 	fi
+	# Start-up and a warm 1 KB delivery without TLS (the sink behind the proxy, else
+	# the direct sink), instruction by instruction: the dynamic loader, OpenSSL's
+	# initialisation, configuration, bindings, cache reads, logging — of each build.
+	if have valgrind && have callgrind_annotate && [ "$QUICK" != 1 ]; then
+		sdest=BENCH_SINK_DIRECT
+		[ "$SINK_BEHIND_PROXY" = 1 ] && sdest=BENCH_SINK_PROXY
+		smsg=$P/msg-1024.txt
+		$BENCH_PY msg "$smsg" 1024 start
+		chmod 644 "$smsg"
+		rec prof.start.dest "$sdest"
+		for b in btprelay-transport ${BASELINE:+btprelay-transport-base}; do
+			sfx=${b#btprelay-transport}
+			sfx=${sfx:+.base}
+			as_btprelay "$WORK/bin/$b" -c "$CONF" -f sender@client.test -d "$sdest" -s 1100 \
+				-- user@corp.example < "$smsg" > /dev/null 2>&1	# caches warm
+			for what in V delivery; do
+				out=$P/cg-start-$what$sfx
+				if [ "$what" = V ]; then
+					as_btprelay valgrind --tool=callgrind --callgrind-out-file="$out.out" \
+						"$WORK/bin/$b" -V > /dev/null 2> "$out.log"
+				else
+					as_btprelay valgrind --tool=callgrind --callgrind-out-file="$out.out" \
+						"$WORK/bin/$b" -c "$CONF" -f sender@client.test -d "$sdest" -s 1100 \
+						-- user@corp.example < "$smsg" > /dev/null 2> "$out.log"
+				fi || { fail "profile: callgrind of $b ($what) failed: $(tail -2 "$out.log")"; continue; }
+				callgrind_annotate --auto=no --inclusive=no "$out.out" > "$out.self" 2>/dev/null
+				# every function, however small: the parts of start-up are
+				callgrind_annotate --auto=no --inclusive=yes --threshold=100 "$out.out" \
+					> "$out.incl" 2>/dev/null
+				$BENCH_PY callgrind "$out.self" "$out.incl" "prof.start$sfx.$what" >> "$RES"
+			done
+		done
+	fi
+	# btprelay-lmtp's body path: one LMTP session with a 1 MB message, of each build
+	if have valgrind && have callgrind_annotate && [ "$QUICK" != 1 ]; then
+		rec prof.lmtp.size 1048576
+		for b in btprelay-lmtp ${BASELINE:+btprelay-lmtp-base}; do
+			sfx=${b#btprelay-lmtp}
+			sfx=${sfx:+.base}
+			out=$P/cg-lmtp$sfx
+			if $BENCH_PY lmtp 1048576 -- setpriv --reuid="$TRANSPORT_USER" --regid="$TRANSPORT_USER" \
+				--init-groups -- valgrind --tool=callgrind --callgrind-out-file="$out.out" \
+				"$WORK/bin/$b" -c "$CONF" -d "$sdest" > "$out.log" 2>&1; then
+				callgrind_annotate --auto=no --inclusive=no "$out.out" > "$out.self" 2>/dev/null
+				callgrind_annotate --auto=no --inclusive=yes "$out.out" > "$out.incl" 2>/dev/null
+				$BENCH_PY callgrind "$out.self" "$out.incl" "prof.lmtp$sfx" >> "$RES"
+			else
+				fail "profile: callgrind of $b with a 1 MB message failed: $(tail -2 "$out.log")"
+			fi
+		done
+	fi
 	if have valgrind && have callgrind_annotate && [ "$QUICK" != 1 ]; then
 		note "profile: callgrind, $psize bytes"
 		if as_btprelay valgrind --tool=callgrind --callgrind-out-file="$P/callgrind.out" \
@@ -906,6 +1030,11 @@ if phase_on peer; then
 fi
 
 # --- report -------------------------------------------------------------------------------
+# the relay image's figures (tests/bench/image-bench.sh, run apart: it builds with podman)
+if [ -f "$BENCH_DIR/IMAGE-RESULTS.md" ]; then
+	rec image.made "$(sed -n 's/^Made by .* on \(.*UTC\).*/\1/p' "$BENCH_DIR/IMAGE-RESULTS.md")"
+	rec image.rows "$(grep '^| ' "$BENCH_DIR/IMAGE-RESULTS.md" | grep -v '^| figure' | sed 's/^| //; s/ |$//; s/ | /|/')"
+fi
 rec run.failed "$RUN_FAILED"
 $BENCH_PY render "$RES" "$OUT" || { echo "Bail out! render failed"; exit 1; }
 [ -n "$TSV" ] && cp "$RES" "$TSV"

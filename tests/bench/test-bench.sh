@@ -37,7 +37,7 @@ is_num() { [[ $1 =~ ^[0-9]+(\.[0-9]+)?$ ]]; }
 N=$(get run.n)
 
 # --- the report ---------------------------------------------------------------------
-for section in "## Targets (issue 7)" "## Throughput" "## Round trips" "## Cost per delivery" \
+for section in "## Targets (issue 15)" "## Targets (issue 7)" "## Throughput" "## Round trips" "## Cost per delivery" \
 	"## Cache efficiency" "## Peer" "## Profile" "## Findings"; do
 	grep -qF -- "$section" "$MD"
 	tap_ok $? "RESULTS.md has section '$section'"
@@ -53,7 +53,7 @@ tap_ok $? "no measurement failed" "$(grep -P '^fail\.' "$TSV")"
 
 # --- throughput: numbers present, every message delivered exactly once --------------
 phases="smtp pipe_floor direct_sink direct_sink_base proxy_relay proxy_relay_base lmtp_relay"
-[ "$(get run.sink_behind_proxy)" = 1 ] && phases="$phases proxy_sink proxy_sink_base lmtp_sink"
+[ "$(get run.sink_behind_proxy)" = 1 ] && phases="$phases proxy_sink proxy_sink_base lmtp_sink lmtp_sink_base"
 for p in $phases; do
 	cpu=$(get "tp.$p.bench_cpu_ms_per_msg")
 	is_num "$cpu"
@@ -78,6 +78,16 @@ tap_ok $? "emulator counters: $N tunnels and $N stored messages for the proxy â†
 	[ "$(get tp.lmtp_relay.proxy_conns)" -lt "$N" ]
 tap_ok $? "emulator counters: btprelay-lmtp stored $N messages over fewer than $N tunnels" \
 	"relay_msgs=$(get tp.lmtp_relay.relay_msgs) proxy_conns=$(get tp.lmtp_relay.proxy_conns)"
+# the proxy: btp-fastproxy when built (the bench's own), its CPU measured per message
+if [ -x "$top_builddir/tests/emulator/btp-fastproxy" ]; then
+	[ "$(get run.proxy)" = fast ]
+	tap_ok $? "the bench ran btp-fastproxy as the emulator's proxy" "run.proxy=$(get run.proxy)"
+	for p in proxy_relay lmtp_relay; do
+		v=$(get "tp.$p.proxy_us_per_msg")
+		is_num "$v" && is_num "$(get "tp.$p.proxy_pct_core")"
+		tap_ok $? "throughput $p: btp-fastproxy's CPU per message is a number ($v Âµs)"
+	done
+fi
 tok=0 finds=0
 for p in direct_sink proxy_relay proxy_sink direct_sink_base proxy_relay_base proxy_sink_base lmtp_sink lmtp_relay; do
 	v=$(get "tp.$p.tokens") f=$(get "tp.$p.finds")

@@ -1208,20 +1208,24 @@ class ProxyOrigins:
     local port here, then connects; the relay looks up its peer's port."""
 
     def __init__(self):
-        self.lock = threading.Lock()
+        self.lock = threading.Condition()
         self.by_port = {}
 
     def put(self, port, location_id, zid=None):
         with self.lock:
             self.by_port[port] = (location_id, zid)
+            self.lock.notify_all()
 
     def drop(self, port):
         with self.lock:
             self.by_port.pop(port, None)
 
-    def take(self, port):
-        """(via_proxy, location_id or None, zid of the connectivity token or None)."""
+    def take(self, port, wait=0.0):
+        """(via_proxy, location_id or None, zid of the connectivity token or None).
+        wait: seconds to wait for the port's record (btp-fastproxy reports it through
+        a pipe, which may be read after the relay has accepted the connection)."""
         with self.lock:
+            self.lock.wait_for(lambda: port in self.by_port, timeout=wait)
             if port not in self.by_port:
                 return False, None, None
             location_id, zid = self.by_port.pop(port)
@@ -2081,6 +2085,103 @@ def splice(client, backend, pending):
                     pass
 
 
+PROGRAM_PROXY_SOURCE = "127.0.0.2"   # btp-fastproxy binds its backend sockets to it
+
+
+class ProgramProxy:
+    """The proxy as a program of its own (--proxy-program: tests/emulator/btp-fastproxy,
+    for the benchmarks): it gets the proxy's listening socket, reads what it must check
+    from proxy.json (the token signing key, clients, tenants' locations, virtual hosts,
+    the "proxy", "proxy_rep" and "proxy_auth" switches), rewritten whenever a fault
+    switch changes, and reports through a pipe, one JSON line each, every handshake
+    (counted here and kept for GET /proxy) and the origin of every backend connection
+    (for the relay). Chaos does not reach it; "refuse" acts as "reset"."""
+
+    def __init__(self, emu, program):
+        self.emu = emu
+        self.program = program
+        self.path = os.path.join(emu.dir, "proxy.json")
+        self.lock = threading.Lock()
+        self.process = None
+        self.thread = None
+
+    def write_state(self):
+        emu = self.emu
+        faults = emu.faults.snapshot()
+        state = {
+            "key": emu.tokens.key.hex(),
+            "clients": [CONNECTIVITY_CLIENT_ID, CONNECTIVITY_X509_CLIENT_ID],
+            "tenants": {t["zid"]: list(t["locations"]) for t in TENANTS.values()},
+            "default_locations": list(TENANTS[tenant_of_zid(None)]["locations"]),
+            "hosts": [{"host": host, "port": port, "backend": emu.port_of(service)}
+                      for (host, port), service in VIRTUAL_HOSTS.items()],
+            "jwt_max": JWT_MAX, "handshake_timeout": HANDSHAKE_TIMEOUT,
+            "backend_connect_timeout": BACKEND_CONNECT_TIMEOUT, "slow_seconds": SLOW_SECONDS,
+            "fault": faults.get("proxy"), "proxy_rep": faults.get("proxy_rep"),
+            "proxy_auth": faults.get("proxy_auth"),
+        }
+        with self.lock:
+            write_atomically(self.path, to_json_bytes(state) + b"\n", 0o600)
+
+    def start(self, listener):
+        self.write_state()
+        events_r, events_w = os.pipe()
+        fd = listener.sock.fileno()
+        self.process = subprocess.Popen(
+            [self.program, "--listen-fd", str(fd), "--events-fd", str(events_w),
+             "--state", self.path, "--rusage", os.path.join(self.emu.dir, "proxy.rusage")],
+            pass_fds=(fd, events_w))
+        os.close(events_w)
+        write_atomically(os.path.join(self.emu.dir, "proxy.pid"), f"{self.process.pid}\n".encode())
+        self.thread = threading.Thread(target=self._events, args=(events_r,),
+                                       name="proxy-events", daemon=True)
+        self.thread.start()
+
+    def _events(self, events_r):
+        emu = self.emu
+        with os.fdopen(events_r, "rb") as events:
+            for line in events:
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue
+                if "origin" in event:
+                    emu.origins.put(event["origin"], event.get("location"), event.get("zid"))
+                elif "drop" in event:
+                    emu.origins.drop(event["drop"])
+                else:
+                    self.count(event)
+
+    def count(self, event):
+        emu = self.emu
+        emu.counters.bump("proxy_connections")
+        result = event.pop("result", None)
+        why = event.pop("why", None)
+        if result == "auth_ok":
+            emu.counters.bump("proxy_auth_ok")
+        elif result == "auth_failed":
+            emu.counters.bump("proxy_auth_failed")
+        rep = event.get("rep")
+        if isinstance(rep, int):
+            emu.counters.bump(f"proxy_replies.{rep:02x}")
+        if rep == 0:
+            emu.counters.bump("proxy_connects_ok")
+        emu.log("proxy", f"btp-fastproxy: methods {event.get('methods')} -> "
+                f"{event.get('method')}, {result or 'no auth'}{f' ({why})' if why else ''}, "
+                f"CONNECT {event.get('target')} location={event.get('location_id')!r} "
+                f"-> REP {event.get('rep')}")
+        emu.proxy_log.add(event)
+
+    def stop(self):
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(3)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
 # --------------------------------------------------------------------------------------
 # The on-premise relay (SMTP server)
 # --------------------------------------------------------------------------------------
@@ -2193,7 +2294,8 @@ class SmtpSession:
         self.conn = conn
         self.implicit_tls = implicit_tls
         self.port_name = "relay_smtps" if implicit_tls else "relay"
-        self.via_proxy, self.location_id, self.tenant = emu.origins.take(conn.peer_port)
+        self.via_proxy, self.location_id, self.tenant = emu.origins.take(
+            conn.peer_port, wait=2.0 if conn.peer[0] == PROGRAM_PROXY_SOURCE else 0.0)
         self.tls_version = None
         self.tls_cipher = None
         self.client_cert = None
@@ -2715,7 +2817,7 @@ class SmtpSession:
 # --------------------------------------------------------------------------------------
 
 class Emulator:
-    def __init__(self, directory, log):
+    def __init__(self, directory, log, proxy_program=None):
         self.dir = directory
         self.log = log
         self.stopping = threading.Event()
@@ -2734,7 +2836,7 @@ class Emulator:
                                                   None, client_der)
         self.tokens = TokenIssuer(self)
         self.counters = Counters()
-        self.faults = Faults(self.sync_refusals)
+        self.faults = Faults(self.faults_changed)
         self.chaos = Chaos()
         self.relay_options = RelayOptions(self.secrets)
         self.destinations = Destinations()
@@ -2757,6 +2859,7 @@ class Emulator:
             self.relay_tls_context(name, False, "")
         self.listeners = {}
         self.unreachable = None          # bound, never listening: connects are refused
+        self.program_proxy = ProgramProxy(self, proxy_program) if proxy_program else None
 
     def tls_context(self, cert, client_ca=False, max_version=""):
         """A server context with certs/CERT.pem. client_ca: require a client certificate
@@ -2815,9 +2918,14 @@ class Emulator:
         for name in SERVICES:
             serve, timeout = services[name]
             self.listeners[name] = Listener(self, name, serve, timeout)
-            self.acceptor.listen(self.listeners[name])
+            if name == "proxy" and self.program_proxy:
+                self.listeners[name].open()     # its connections go to the program
+            else:
+                self.acceptor.listen(self.listeners[name])
         self.unreachable = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.unreachable.bind((HOST, 0))
+        if self.program_proxy:
+            self.program_proxy.start(self.listeners["proxy"])
         self.tokens.issuer = f"https://{HOST}:{self.port_of('token')}/oauth/token"
         self.destinations.set_defaults(self.relay_password, self.port_of("relay"),
                                        f"https://{HOST}:{self.port_of('token')}",
@@ -2890,11 +2998,18 @@ class Emulator:
         # Last: tests wait for this file, so everything else must already be in place.
         write_atomically(os.path.join(self.dir, "ports.json"), to_json_bytes(ports) + b"\n")
 
+    def faults_changed(self):
+        self.sync_refusals()
+        if self.program_proxy and self.program_proxy.process:
+            self.program_proxy.write_state()
+
     def sync_refusals(self):
         """Close the listening socket of every service whose fault is "refuse", and reopen
         (on the same port) every other one. Runs on the acceptor thread."""
         def job():
             for name in ("token", "destination", "proxy", "token_mtls"):
+                if name == "proxy" and self.program_proxy:
+                    continue
                 listener = self.listeners[name]
                 refuse = self.faults.get(name) == "refuse"
                 if refuse and listener.sock is not None:
@@ -2941,13 +3056,15 @@ class Emulator:
         self.log("emulator", "stopping")
         self.stopping.set()
         self.acceptor.stop()
+        if self.program_proxy:
+            self.program_proxy.stop()
         self.connections.abort_all()
         deadline = time.monotonic() + 3
         while self.connections.count() and time.monotonic() < deadline:
             time.sleep(0.05)
         if self.unreachable is not None:
             self.unreachable.close()
-        for name in ("ports.json", "emulator.pid"):
+        for name in ("ports.json", "emulator.pid", "proxy.pid"):
             try:
                 os.unlink(os.path.join(self.dir, name))
             except FileNotFoundError:
@@ -3000,6 +3117,9 @@ def main(argv=None):
     parser.add_argument("--dir", required=True, help="state directory (created if needed)")
     parser.add_argument("--log", help="append log lines to this file (default: stderr)")
     parser.add_argument("--quiet", action="store_true", help="no log lines on stderr")
+    parser.add_argument("--proxy-program", metavar="PATH",
+                        help="run the Connectivity proxy as this program (btp-fastproxy, "
+                        "tests/emulator/btp-fastproxy.c) instead of in Python")
     args = parser.parse_args(argv)
 
     directory = os.path.abspath(args.dir)
@@ -3015,7 +3135,7 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, lambda *_: stop_requested.append(True))
     signal.signal(signal.SIGINT, lambda *_: stop_requested.append(True))
 
-    emu = Emulator(directory, log)
+    emu = Emulator(directory, log, args.proxy_program)
     emu.start()
     while not stop_requested:
         time.sleep(0.1)

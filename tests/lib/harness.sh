@@ -75,7 +75,9 @@ print(json.dumps(d))' "$new" "$@") || return 1
 harness_start_emulator() {
 	EMU=$WORK/emu
 	mkdir -p "$EMU"
-	python3 "$top_srcdir/tests/emulator/btp-emulator.py" --dir "$EMU" --log "$WORK/log/emulator.log" &
+	# EMU_PROXY_PROGRAM: the proxy as that program (btp-fastproxy, tests/bench/run.sh)
+	python3 "$top_srcdir/tests/emulator/btp-emulator.py" --dir "$EMU" --log "$WORK/log/emulator.log" \
+		${EMU_PROXY_PROGRAM:+--proxy-program "$EMU_PROXY_PROGRAM"} &
 	EMU_PID=$!
 	local i
 	for i in $(seq 150); do

@@ -3,7 +3,8 @@
  * expiry, stale entries, files that must not be trusted (corrupt,
  * truncated, foreign-owned, readable by others, links, FIFOs), single
  * flight across fork()ed processes counted through shared memory, the
- * failure note, dropping a refused entry, listing and clearing.
+ * failure note, dropping a refused entry, listing and clearing; the
+ * project's SHA-256 (sha256.c) against FIPS 180-4's examples and OpenSSL.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,10 +18,12 @@
 #include <time.h>
 #include <unistd.h>
 #include <jansson.h>
+#include <openssl/evp.h>
 
 #include "cache.h"
 #include "conn.h"
 #include "log.h"
+#include "sha256.h"
 #include "tap.h"
 #include "../lib/files.h"
 
@@ -201,6 +204,63 @@ static void test_open(void)
 	}
 }
 
+static void hex32(char out[65], const unsigned char md[32])
+{
+	int i;
+
+	for (i = 0; i < 32; i++)
+		sprintf(out + 2 * i, "%02x", md[i]);
+}
+
+/* test_sha256 - FIPS 180-2 appendix B's messages, then every length up to 300 bytes
+ * (each padding case) and a 1 MB message in odd pieces against OpenSSL's SHA-256 */
+static void test_sha256(void)
+{
+	static const struct { const char *msg; const char *digest; } known[] = {
+		{ "", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" },
+		{ "abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad" },
+		{ "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
+		  "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1" },
+	};
+	unsigned char buf[300], md[32], ref[32], *big;
+	char text[65];
+	struct sha256 s;
+	size_t i, n, off;
+	int same = 1;
+
+	for (i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
+		sha256_init(&s);
+		sha256_update(&s, known[i].msg, strlen(known[i].msg));
+		sha256_final(&s, md);
+		hex32(text, md);
+		is_str(text, known[i].digest, "sha256 of a FIPS 180-2 example");
+	}
+	for (i = 0; i < sizeof(buf); i++)
+		buf[i] = (unsigned char)(i * 7 + 3);
+	for (n = 0; n <= sizeof(buf); n++) {
+		unsigned len = 0;
+		sha256_init(&s);
+		sha256_update(&s, buf, n / 2);
+		sha256_update(&s, buf + n / 2, n - n / 2);
+		sha256_final(&s, md);
+		EVP_Digest(buf, n, ref, &len, EVP_sha256(), NULL);
+		same = same && len == 32 && memcmp(md, ref, 32) == 0;
+	}
+	ok(same, "sha256 equals OpenSSL's for every length 0..300, fed in two pieces");
+	big = malloc(1 << 20);
+	if (big == NULL)
+		abort();
+	for (i = 0; i < 1 << 20; i++)
+		big[i] = (unsigned char)(i ^ (i >> 9));
+	sha256_init(&s);
+	for (off = 0, n = 1; off < 1 << 20; off += n, n = n * 3 % 1000 + 1)
+		sha256_update(&s, big + off, off + n > 1 << 20 ? (1 << 20) - off : n);
+	sha256_final(&s, md);
+	EVP_Digest(big, 1 << 20, ref, NULL, EVP_sha256(), NULL);
+	ok(memcmp(md, ref, 32) == 0, "sha256 of 1 MB in pieces of 1..1000 bytes equals OpenSSL's");
+	free(big);
+}
+
 static void test_keys(void)
 {
 	char a[CACHE_KEY_SIZE], b[CACHE_KEY_SIZE];
@@ -221,6 +281,9 @@ static void test_keys(void)
 	is_str(a, b, "NULL counts as \"\"");
 	cache_key(a, "Bad Kind", p1, 2);
 	is_str(a, "", "an invalid kind gives no key");
+	/* the key of a release that hashed with OpenSSL: caches stay valid across the update */
+	cache_key(a, "token", p1, 2);
+	is_str(a, "token-93fe0ae003269591c921ad92206b7570f8fb063dd59baea2e1244fc16e8e0649", "key as before");
 }
 
 static void test_store_load(struct cache *c)
@@ -234,7 +297,9 @@ static void test_store_load(struct cache *c)
 	struct cache off = { NULL };
 
 	cache_key(key, "token", parts, 1);
+	ok(!cache_exists(c, key), "cache_exists: no entry before the first store");
 	ok(cache_store(c, key, "a test", data, now + 100, now + 50) == 0, "store");
+	ok(cache_exists(c, key), "cache_exists: the entry after it");
 	ok(stat(entry_path(key, "json"), &st) == 0 && (st.st_mode & 07777) == 0600,
 	   "entry file is 0600");
 	ok(cache_load(c, key, &e) == 0, "load");
@@ -759,6 +824,7 @@ int main(void)
 	mkdir(dir, 0700);
 
 	test_open();
+	test_sha256();
 	test_keys();
 	if (!ok(cache_open(&c, dir) == 0, "the test cache opens")) {
 		rm_tree(top);

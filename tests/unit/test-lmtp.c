@@ -4,10 +4,15 @@
  * form in chunks of every size, the bytes after the lone dot left for the
  * next command, and the replies made of outcomes.
  */
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include "tap.h"
 #include "lmtp.h"
+#include "smtp.h"
 #include "../lib/peer.h"
 
 static void parse(const char *text, struct lmtp_cmd *cmd, char *buf, size_t size)
@@ -83,8 +88,9 @@ static void commands(void)
 	is_int(cmd.verb, LMTP_UNKNOWN, "an empty line");
 }
 
-/* body - the message of wire (transparent form) read in chunks of n bytes; NULL on failure */
-static char *body(const char *wire, size_t wlen, size_t n, char *rest, size_t rsize)
+/* read_with - the message of wire (transparent form) read by rd in chunks of n bytes; NULL on failure */
+static char *read_with(ssize_t (*rd)(void *, char *, size_t), const char *wire, size_t wlen,
+		       size_t n, char *rest, size_t rsize)
 {
 	struct conn c;
 	struct lmtp_body b;
@@ -97,7 +103,7 @@ static char *body(const char *wire, size_t wlen, size_t n, char *rest, size_t rs
 		abort();
 	close(peer);
 	lmtp_body_init(&b, &c);
-	while ((k = lmtp_body_read(&b, chunk, n)) > 0) {
+	while ((k = rd(&b, chunk, n)) > 0) {
 		memcpy(out + len, chunk, (size_t)k);
 		len += (size_t)k;
 	}
@@ -111,6 +117,90 @@ static char *body(const char *wire, size_t wlen, size_t n, char *rest, size_t rs
 	}
 	conn_close(&c);
 	return out;
+}
+
+static char *body(const char *wire, size_t wlen, size_t n, char *rest, size_t rsize)
+{
+	return read_with(lmtp_body_read, wire, wlen, n, rest, rsize);
+}
+
+/* relayed - what goes to the relay for a message read with rd: smtp_body_convert */
+static char *relayed(ssize_t (*rd)(void *, char *, size_t), const char *wire, size_t n, size_t limit)
+{
+	struct smtp_body_state st;
+	char *in = read_with(rd, wire, strlen(wire), n, NULL, 0), *out;
+	size_t k;
+
+	if (in == NULL)
+		return NULL;
+	out = calloc(1, SMTP_BODY_OUT_MAX(strlen(in)) + 8);
+	smtp_body_init(&st);
+	st.line_limit = limit;
+	st.stuffed = rd == lmtp_body_read_stuffed;
+	k = smtp_body_convert(&st, in, strlen(in), out);
+	smtp_body_finish(&st, out + k);
+	free(in);
+	return out;
+}
+
+/* unstuff - what the relay makes of what it got (RFC 5321 4.5.2: the first dot of a
+ * line that starts with one is deleted), in place */
+static void unstuff(char *s)
+{
+	char *r = s, *w = s;
+	int bol = 1;
+
+	while (*r) {
+		if (bol && *r == '.')
+			r++;
+		bol = r[0] == '\n';
+		if (*r)
+			*w++ = *r++;
+	}
+	*w = '\0';
+}
+
+/* stuffed_bodies - the transparent form passed on gives the relay the message that
+ * unstuffing and stuffing again gave it, whatever the chunks and with long lines broken
+ * (a line the client left with a single leading dot now reaches the relay with it, and
+ * the relay removes it) */
+static void stuffed_bodies(void)
+{
+	static const char *const wires[] = {
+		"Subject: x\r\n\r\n..leading dot\r\n...two\r\n..\r\nbare\rCR\r\n.\rodd\r\n\r\nlast\r\n.\r\n",
+		".\r\n", "a\n.\n", "a\r\n.x\r\n.\r\n", "..\r\n.\r\n",
+		"..........................................................................................x\r\n.\r\n",
+		"long line xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\r\n.\r\n",
+	};
+	char rest[32], *got;
+	size_t w, n, limit;
+	int same = 1;
+
+	for (w = 0; w < sizeof(wires) / sizeof(wires[0]); w++)
+		for (limit = 0; limit <= 80; limit += 80)
+			for (n = 2; n <= 40; n++) {
+				char *a = relayed(lmtp_body_read, wires[w], n, limit);
+				char *b = relayed(lmtp_body_read_stuffed, wires[w], n, limit);
+				if (a != NULL && b != NULL) {
+					unstuff(a);
+					unstuff(b);
+				}
+				if (a == NULL || b == NULL || strcmp(a, b) != 0) {
+					same = 0;
+					printf("#   wire %zu, chunk %zu, limit %zu: \"%s\" != \"%s\"\n", w, n, limit,
+					       a ? a : "(failed)", b ? b : "(failed)");
+				}
+				free(a);
+				free(b);
+			}
+	ok(same, "stuffed reader: the relay gets the same message as through unstuffing and stuffing again");
+	got = read_with(lmtp_body_read_stuffed, "..a\r\nb\r\n.\r\nRSET\r\n", 17, 3, rest, sizeof(rest));
+	is_str(got, "..a\r\nb\r\n", "stuffed reader: the bytes as they came, the lone dot taken off");
+	is_str(rest, "RSET", "stuffed reader: the command after the lone dot is left for the next read");
+	free(got);
+	got = read_with(lmtp_body_read_stuffed, "no end\r\n", 8, 16, NULL, 0);
+	ok(got == NULL, "stuffed reader: a connection that ends before the lone dot is a failure");
+	free(got);
 }
 
 static void bodies(void)
@@ -176,6 +266,7 @@ int main(void)
 {
 	commands();
 	bodies();
+	stuffed_bodies();
 	replies();
 	return tap_done();
 }

@@ -15,7 +15,7 @@
 #ifndef BTPRELAY_BINDINGS_H
 #define BTPRELAY_BINDINGS_H
 
-#include "config.h"
+#include "conf.h"
 #include "dsn.h"
 
 struct oauth_client {

@@ -12,7 +12,7 @@
 #define BTPRELAY_DELIVER_H
 
 #include <stddef.h>
-#include "config.h"
+#include "conf.h"
 #include "dsn.h"
 #include "smtp.h"
 

@@ -7,7 +7,7 @@
 #define BTPRELAY_DEST_SERVICE_H
 
 #include "bindings.h"
-#include "config.h"
+#include "conf.h"
 #include "destination.h"
 #include "dsn.h"
 

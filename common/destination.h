@@ -24,7 +24,7 @@
 #include <time.h>
 #include <jansson.h>
 #include "bindings.h"
-#include "config.h"
+#include "conf.h"
 #include "dsn.h"
 
 enum dest_store_protocol {

@@ -14,7 +14,7 @@
 
 #define HTTP_MAX_BODY (1024 * 1024)
 
-#include "config.h"
+#include "conf.h"
 #include "dsn.h"
 
 struct http_options {

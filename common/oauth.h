@@ -13,7 +13,7 @@
 
 #include <time.h>
 #include "bindings.h"
-#include "config.h"
+#include "conf.h"
 #include "dsn.h"
 #include "http.h"
 

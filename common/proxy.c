@@ -7,7 +7,7 @@
  * handshake offers 0x80 (with a JWT length of 0, so the proxy still learns
  * the Cloud Connector location ID) and 0x00, and follows the proxy's
  * choice. The address: proxy_host/proxy_port from btprelay.conf (or the
- * environment, config.h), else the connectivity binding's
+ * environment, conf.h), else the connectivity binding's
  * onpremise_proxy_host/onpremise_socks5_proxy_port.
  */
 #include <stdio.h>

@@ -14,7 +14,7 @@
 #define BTPRELAY_PROXY_H
 
 #include "bindings.h"
-#include "config.h"
+#include "conf.h"
 #include "dsn.h"
 
 struct proxy_plan {

@@ -20,7 +20,7 @@
 #include <time.h>
 #include <openssl/ssl.h>
 #include "bindings.h"
-#include "config.h"
+#include "conf.h"
 #include "conn.h"
 #include "destination.h"
 #include "dsn.h"

@@ -35,7 +35,7 @@
 #include <jansson.h>
 
 #include "bindings.h"
-#include "config.h"
+#include "conf.h"
 #include "dsn.h"
 
 #define ROUTES_PROPERTY "btprelay.domains"

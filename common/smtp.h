@@ -21,7 +21,7 @@
 #include <stddef.h>
 #include <sys/types.h>
 #include <openssl/ssl.h>
-#include "config.h"
+#include "conf.h"
 #include "conn.h"
 #include "dsn.h"
 #include "redact.h"

@@ -21,7 +21,7 @@
 
 #include <stddef.h>
 #include <openssl/ssl.h>
-#include "config.h"
+#include "conf.h"
 #include "conn.h"
 
 /* tls_cert_blob - a trust anchor handed over in memory: PEM (one or more certificates) or DER */

@@ -19,7 +19,7 @@
 #include <jansson.h>
 
 #include "bindings.h"
-#include "config.h"
+#include "conf.h"
 #include "destination.h"
 #include "dsn.h"
 

@@ -16,7 +16,7 @@
 #define BTPRELAY_FETCH_H
 
 #include <signal.h>
-#include "config.h"
+#include "conf.h"
 #include "conn.h"
 #include "dsn.h"
 #include "smtp.h"

@@ -22,7 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "config.h"
+#include "conf.h"
 #include "fetch.h"
 #include "log.h"
 #include "util.h"

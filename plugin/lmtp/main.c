@@ -20,7 +20,7 @@
 #include <sysexits.h>
 #include <unistd.h>
 
-#include "config.h"
+#include "conf.h"
 #include "conn.h"
 #include "deliver.h"
 #include "dsn.h"

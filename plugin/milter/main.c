@@ -38,7 +38,7 @@
 #include <jansson.h>
 #include <libmilter/mfapi.h>
 
-#include "config.h"
+#include "conf.h"
 #include "http.h"
 #include "log.h"
 #include "metrics.h"

@@ -19,7 +19,7 @@
 
 #include <stddef.h>
 
-#include "config.h"
+#include "conf.h"
 #include "dsn.h"
 
 /* Postfix's milter_command_timeout is 30 s: the lookup deadline stays well below it */

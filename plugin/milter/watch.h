@@ -8,7 +8,7 @@
 #include <sys/types.h>
 #include <time.h>
 
-#include "config.h"
+#include "conf.h"
 
 #define WATCH_MAX 34			/* files and directories looked at */
 

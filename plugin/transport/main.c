@@ -15,7 +15,7 @@
 #include <unistd.h>
 #include <openssl/crypto.h>
 
-#include "config.h"
+#include "conf.h"
 #include "deliver.h"
 #include "dsn.h"
 #include "log.h"

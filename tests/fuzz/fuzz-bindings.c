@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "bindings.h"
-#include "config.h"
+#include "conf.h"
 #include "fuzz.h"
 
 static struct config cfg;

@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "bindings.h"
-#include "config.h"
+#include "conf.h"
 #include "destination.h"
 #include "fuzz-check.h"
 #include "fuzz.h"

@@ -16,7 +16,7 @@
 #include <jansson.h>
 
 #include "bindings.h"
-#include "config.h"
+#include "conf.h"
 #include "destination.h"
 #include "fuzz-check.h"
 #include "fuzz.h"

@@ -20,7 +20,7 @@
 #include <string.h>
 
 #include "bindings.h"
-#include "config.h"
+#include "conf.h"
 #include "fuzz.h"
 #include "http.h"
 #include "routemap.h"

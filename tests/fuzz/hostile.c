@@ -26,7 +26,7 @@
 
 #include "../unit/tap.h"
 #include "bindings.h"
-#include "config.h"
+#include "conf.h"
 #include "destination.h"
 #include "fuzz.h"
 #include "../lib/peer.h"

@@ -11,7 +11,7 @@
 #include <jansson.h>
 
 #include "bindings.h"
-#include "config.h"
+#include "conf.h"
 #include "tap.h"
 #include "../lib/files.h"
 

@@ -10,7 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "config.h"
+#include "conf.h"
 #include "destination.h"
 #include "dsn.h"
 #include "policy.h"

@@ -18,7 +18,7 @@
 #include <openssl/ssl.h>
 
 #include "address.h"
-#include "config.h"
+#include "conf.h"
 #include "conn.h"
 #include "destination.h"
 #include "dsn.h"

@@ -1,7 +1,7 @@
 /*
- * config - btprelay.conf: "key = value" lines, '#' comments, blank lines.
+ * conf - btprelay.conf: "key = value" lines, '#' comments, blank lines.
  *
- * One table in config.c lists every key with its type and default; the
+ * One table in conf.c lists every key with its type and default; the
  * parser checks each line against it once at start-up. Unknown keys, bad
  * values and duplicates are errors reported as "FILE:LINE: ...". Durations
  * accept a plain number of seconds or a suffix s, m, h. Booleans: yes/no,
@@ -10,8 +10,8 @@
  * that gives one of them a password or secret must not be accessible by
  * other users.
  */
-#ifndef BTPRELAY_CONFIG_H
-#define BTPRELAY_CONFIG_H
+#ifndef BTPRELAY_CONF_H
+#define BTPRELAY_CONF_H
 
 #include <stddef.h>
 

@@ -1,5 +1,5 @@
 /*
- * config - read btprelay.conf into struct config.
+ * conf - read btprelay.conf into struct config.
  *
  * Every key is one row of config_table: its name, its type, where it lives
  * in struct config and its default as text. Defaults go through the same
@@ -19,7 +19,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
-#include "config.h"
+#include "conf.h"
 #include "log.h"
 #include "util.h"
 

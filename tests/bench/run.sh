@@ -157,6 +157,9 @@ rec run.baseline "${BASELINE:+${BASELINE_LABEL:-the build in $BASELINE}}"
 # The Connectivity proxy: btp-fastproxy (C, splice(2); tests/emulator/btp-fastproxy.c)
 # when built, so that the bench measures btprelay and not a Python relay loop.
 EMU_PROXY_PROGRAM=
+# (a check program: built by make check; built here when the bench runs on its own)
+[ "$PYTHON_PROXY" = 0 ] && [ ! -x "$top_builddir/tests/emulator/btp-fastproxy" ] &&
+	make -C "$top_builddir" tests/emulator/btp-fastproxy > /dev/null 2>&1
 if [ "$PYTHON_PROXY" = 0 ] && [ -x "$top_builddir/tests/emulator/btp-fastproxy" ]; then
 	EMU_PROXY_PROGRAM=$top_builddir/tests/emulator/btp-fastproxy
 	rec run.proxy fast

@@ -523,7 +523,7 @@ static void check_routes(struct check *c, const struct config *cfg)
 		routes_resolve(&t);
 		ok(c, "routes: %zu (%s %s, routes_file %s), %u conflict%s", t.n, ROUTES_ENV,
 		   env != NULL && *env != '\0' ? "set" : "unset",
-		   *cfg->routes_file != '\0' ? cfg->routes_file : "none",
+		   cfg->routes_file != NULL && *cfg->routes_file != '\0' ? cfg->routes_file : "none",
 		   t.conflicts, t.conflicts == 1 ? "" : "s");
 	}
 	routes_free(&t);

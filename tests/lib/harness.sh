@@ -206,6 +206,20 @@ wait_status() {
 	return 1
 }
 
+# wait_queue QID NAME - wait until QID sits in Postfix's queue NAME (deferred,
+# hold, ...): the status line is logged before the queue manager moves the file.
+# Returns 1 after $WAIT_SECONDS, printing the queue as postqueue -j shows it.
+wait_queue() {
+	local qid=$1 name=$2 i
+	for i in $(seq $((WAIT_SECONDS * 10))); do
+		postqueue -c "$PF" -j | jq -e --arg q "$qid" --arg n "$name" \
+			'select(.queue_id == $q and .queue_name == $n)' >/dev/null && return 0
+		sleep 0.1
+	done
+	postqueue -c "$PF" -j
+	return 1
+}
+
 # cache_clear - forget btprelay's cached tokens and destinations (a cold start)
 cache_clear() {
 	find "$WORK/cache" -mindepth 1 -delete 2>/dev/null

@@ -263,19 +263,23 @@ scenario "core file of a transport killed after AUTH"
 CORE=$WORK/core
 install -d -m 700 -o "$TRANSPORT_USER" "$CORE"
 emu POST /faults '{"relay":{"rcpt":"hang"}}' >/dev/null
+# the relay hangs at RCPT; a long command timeout keeps the transport there
+# however slowly this loop looks at it on a loaded machine
+cp -p "$WORK/etc/btprelay.conf" "$WORK/etc/core.conf"
+sed -i 's/^smtp_command_timeout = .*/smtp_command_timeout = 600/' "$WORK/etc/core.conf"
 (
 	cd "$CORE" || exit 1
 	ulimit -c unlimited 2>/dev/null
 	printf 'Subject: core\n\nhello\n' | setpriv --reuid="$TRANSPORT_USER" --regid="$TRANSPORT_USER" \
-		--clear-groups "$WORK/bin/btprelay-transport" -c "$WORK/etc/btprelay.conf" -q CORE1 \
+		--clear-groups "$WORK/bin/btprelay-transport" -c "$WORK/etc/core.conf" -q CORE1 \
 		-f sender@client.test -d MAIL_ONPREM -- user@corp.example > "$WORK/out/core-run.out" 2>&1
 	echo "$?" > "$WORK/out/core-run.rc"
 ) 2>/dev/null &
 HANG_PID=$!
 pid=
-for i in $(seq 200); do
+for i in $(seq $((WAIT_SECONDS * 10))); do	# the oldest CORE1: the transport, not its token prefetch
 	grep -q "AUTH PLAIN" <(emu GET /connections | jq -r '.[-1].commands[]?.command' 2>/dev/null) &&
-		pid=$(ps -u "$TRANSPORT_USER" -o pid=,args= | awk '/CORE1/ && !/awk/ {print $1; exit}')
+		pid=$(pgrep -o -u "$TRANSPORT_USER" -f -- '-q CORE1')
 	[ -n "$pid" ] && break
 	sleep 0.1
 done

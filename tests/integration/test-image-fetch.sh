@@ -80,7 +80,8 @@ d, first, last, mark = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv
 os.makedirs(d, exist_ok=True)
 for n in range(first, last + 1):
     head = ("Message-ID: <%s.%d@mailbox.test>\r\nFrom: billing@vendor.example\r\n"
-            "To: invoices@corp.internal\r\nSubject: statement %d\r\n"
+            "To: invoices@corp.internal\r\nDate: Thu, 03 Dec 2026 07:00:00 +0000\r\n"
+            "Subject: statement %d\r\n"
             "Content-Type: text/plain; charset=utf-8\r\n\r\n" % (mark, n, n)).encode()
     body = b"statement %d\r\n" % n
     if n % 3 == 0:
@@ -99,20 +100,23 @@ PY
 # differ (Postfix's Received: header taken off)
 arrived() {
 	python3 - "$1" "$EMU/messages" "$MARK" <<'PY'
-import glob, os, re, sys
+import glob, json, os, re, sys
 src, sink, mark = sys.argv[1:]
 want = {re.search(rb"^Message-ID: <([^>]*)>", open(p, "rb").read(), re.M).group(1):
         open(p, "rb").read() for p in glob.glob(os.path.join(src, "*.eml"))}
-seen, differ = {}, 0
+seen, differ, where = {}, 0, ""
 for p in glob.glob(os.path.join(sink, "*.eml")):
     data = re.sub(rb"\A(Received: [^\n]*\n(?:[ \t][^\n]*\n)*)+", b"", open(p, "rb").read())
     m = re.search(rb"^Message-ID: <([^>]*)>", data, re.M)
     if m is None or m.group(1) not in want:
         continue
     seen[m.group(1)] = seen.get(m.group(1), 0) + 1
-    differ += data != want[m.group(1)]
-print('{"want": %d, "arrived": %d, "extra": %d, "max": %d, "differ": %d}' % (
-    len(want), len(seen), sum(seen.values()) - len(seen), max(seen.values() or [0]), differ))
+    if data != want[m.group(1)]:
+        differ += 1
+        where = where or "%s: %r" % (p, data[:200])
+print('{"want": %d, "arrived": %d, "extra": %d, "max": %d, "differ": %d, "first_differ": %s}' % (
+    len(want), len(seen), sum(seen.values()) - len(seen), max(seen.values() or [0]), differ,
+    json.dumps(where)))
 PY
 }
 

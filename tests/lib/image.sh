@@ -185,11 +185,12 @@ image_kill_supervised() {
 	local i pidfile=/run/btprelay/$2.pid
 	OLD_PID=$(pdm exec "$1" cat "$pidfile" 2>/dev/null)
 	NEW_PID=
-	[ -n "$OLD_PID" ] && pdm exec "$1" kill -KILL "$OLD_PID" >/dev/null 2>&1 || return 1
+	# (the shell's kill: the image has no procps)
+	[ -n "$OLD_PID" ] && pdm exec "$1" sh -c 'kill -KILL "$0"' "$OLD_PID" >/dev/null 2>&1 || return 1
 	for i in $(seq 100); do
 		NEW_PID=$(pdm exec "$1" cat "$pidfile" 2>/dev/null)
 		[ -n "$NEW_PID" ] && [ "$NEW_PID" != "$OLD_PID" ] &&
-			pdm exec "$1" kill -0 "$NEW_PID" >/dev/null 2>&1 && return 0
+			pdm exec "$1" sh -c 'kill -0 "$0"' "$NEW_PID" >/dev/null 2>&1 && return 0
 		sleep 0.1
 	done
 	return 1

@@ -115,5 +115,6 @@ here=$(sent "$WORK/log/stdout-$C.log")
 tap_ok $? "$SCEN: postfix_deliveries_total{status=\"sent\"} is the status=sent lines of $SEQ containers ($all), not of the last alone ($here)" \
 	"counted ${counted:-nothing}; $(pdm exec "$C" ls -l /var/spool/postfix/btprelay-metrics 2>&1)"
 pdm stop -t 30 "$C" >/dev/null 2>&1
+SCEN="stdout of every container"
 expect_no_secret_encodings "$WORK"/log/stdout-*.log
 tap_done

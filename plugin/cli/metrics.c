@@ -3,7 +3,7 @@
  * in the Prometheus text format (btprelay(8)).
  *
  *   btprelay metrics [--postfix-config DIR | --no-postfix]
- *       the text on stdout: the counters of cache_dir/metrics (metrics.h),
+ *       the text on stdout: the counters of metrics_dir/metrics (metrics.h),
  *       Postfix's queue sizes from `postqueue -j`, and whether it answered
  *   btprelay metrics --listen ADDR:PORT [...]
  *       the same text to each HTTP GET (any path), one client at a time,

@@ -75,6 +75,7 @@ static const struct config_key config_table[] = {
 	CFG_MAX("http_retries", CFG_COUNT, http_retries, "2", 10),
 	CFG("http_ca_file", CFG_STRING, http_ca_file, ""),
 	CFG("cache_dir", CFG_STRING, cache_dir, "/var/cache/btprelay"),
+	CFG("metrics_dir", CFG_STRING, metrics_dir, ""),
 	CFG("token_refresh_margin", CFG_DURATION0, token_refresh_margin, "300"),
 	CFG("destination_cache_ttl", CFG_DURATION0, destination_cache_ttl, "300"),
 	CFG("destination_stale_ttl", CFG_DURATION0, destination_stale_ttl, "3600"),
@@ -758,7 +759,13 @@ int config_load(struct config *cfg, const char *path, char *errbuf, size_t errle
 	}
 	if (rc == 0)
 		rc = config_proxy_env(cfg, errbuf, errlen);
-	if (rc != 0)
+	if (rc != 0) {
 		config_free(cfg);
-	return rc;
+		return rc;
+	}
+	if (cfg->metrics_dir[0] == '\0') {	/* the counters beside the caches */
+		free(cfg->metrics_dir);
+		cfg->metrics_dir = xstrdup(cfg->cache_dir);
+	}
+	return 0;
 }

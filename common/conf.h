@@ -89,6 +89,7 @@ struct config {
 
 	/* caches shared by the transport processes */
 	char *cache_dir;		/* default /var/cache/btprelay; "" = no cache */
+	char *metrics_dir;		/* the counter file's directory; "" (default) = cache_dir */
 	int token_refresh_margin;	/* seconds before expiry a token is renewed, default 300 */
 	int destination_cache_ttl;	/* seconds, default 300; 0 = no destination cache */
 	int destination_stale_ttl;	/* seconds after expiry while the service fails, default 3600 */

@@ -236,7 +236,7 @@ int metrics_read(const char *dir, struct metrics_snapshot *s, char *errbuf, size
 
 	memset(s, 0, sizeof(*s));
 	if (metrics_path(dir, path, sizeof(path)) < 0) {
-		snprintf(errbuf, errlen, "cache_dir is empty: no counters are kept");
+		snprintf(errbuf, errlen, "metrics_dir (cache_dir) is empty: no counters are kept");
 		return -1;
 	}
 	if (access(path, F_OK) < 0 && errno == ENOENT) {

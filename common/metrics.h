@@ -1,9 +1,10 @@
 /*
  * metrics - btprelay's counters, shared by every process that uses one
- * cache_dir: the transports pipe(8) starts for each delivery, the resident
+ * metrics_dir: the transports pipe(8) starts for each delivery, the resident
  * btprelay-lmtp, the milter's threads and the operator's tool.
  *
- * The counters live in one file, CACHE_DIR/metrics: a header and a fixed
+ * The counters live in one file, METRICS_DIR/metrics (metrics_dir, by
+ * default cache_dir, btprelay.conf(5)): a header and a fixed
  * array of 64-bit counters. Each process maps it (MAP_SHARED) once and
  * counts with atomic adds, so a count costs no system call, no lock and
  * no daemon. The file is created 0600 by the first process of the cache's
@@ -14,7 +15,7 @@
  * delivery fail.
  *
  * Counters only grow (Prometheus counters); they start at 0 when the file
- * is new, i.e. when cache_dir is new (a restarted container).
+ * is new, e.g. when metrics_dir is on a tmpfs (a restarted container).
  * metrics_format() writes them in the Prometheus text exposition format
  * (version 0.0.4), which OpenMetrics parsers read too.
  */

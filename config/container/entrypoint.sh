@@ -8,7 +8,11 @@
 # queue as it is), and copies btprelay's log lines into the container's
 # stdout, where postlogd(8) writes Postfix's own (maillog_file = /dev/stdout)
 # through "btprelay metrics --count-log", which counts each delivery's status
-# line on the way; "btprelay metrics --listen" serves the counters over HTTP.
+# line on the way; "btprelay metrics --listen" serves the counters over HTTP;
+# with BTPRELAY_FETCH_SOURCES, "btprelay-fetch --daemon" brings mail from
+# on-premise mailboxes into this Postfix. The milter, the two metrics
+# processes and btprelay-fetch are supervised: started again, with a
+# growing pause, when they end.
 #
 # A missing or bad setting ends the start with one line on stderr,
 #   btprelay: fatal: VARIABLE: what is wrong
@@ -33,6 +37,11 @@
 #   BTPRELAY_TLS_CERT_FILE, BTPRELAY_TLS_KEY_FILE, BTPRELAY_LOG_LEVEL,
 #   BTPRELAY_SUBMIT_USERS_FILE  "user:password" lines: SMTP AUTH for submission
 #   BTPRELAY_METRICS_LISTEN     ADDR:PORT of the metrics endpoint (default 0.0.0.0:9154), or no
+#   BTPRELAY_FETCH_SOURCES      MAIL destinations whose mailboxes btprelay-fetch(8) empties
+#                         into this Postfix, with BTPRELAY_FETCH_RECIPIENT (required),
+#                         BTPRELAY_FETCH_SENDER, BTPRELAY_FETCH_DONE (delete, move, keep),
+#                         BTPRELAY_FETCH_MOVE_FOLDER, BTPRELAY_FETCH_INTERVAL (seconds, 60),
+#                         BTPRELAY_FETCH_HOST (only the container of this host name fetches)
 #   BTPRELAY_CONF, BTPRELAY_POSTCONF
 set -u
 umask 022
@@ -133,6 +142,49 @@ for net in ${MYNETWORKS//,/ }; do
 		fatal "BTPRELAY_MYNETWORKS: \"$net\" is not an address or network (ADDRESS/BITS)"
 done
 
+# Inbound mail: btprelay-fetch(8) as a daemon, handing the mailboxes of
+# BTPRELAY_FETCH_SOURCES to this container's smtpd on 127.0.0.1 (which is
+# therefore in mynetworks), its state on the queue volume. With
+# BTPRELAY_FETCH_HOST only the container of that host name fetches: one
+# fetcher per mailbox among a StatefulSet's replicas.
+FETCH=no
+FETCH_SOURCES=${BTPRELAY_FETCH_SOURCES:-}
+POD=$(hostname)
+if [ -n "$FETCH_SOURCES" ] && [ -n "${BTPRELAY_FETCH_HOST:-}" ] &&
+	[ "$BTPRELAY_FETCH_HOST" != "$POD" ] && [ "$BTPRELAY_FETCH_HOST" != "${POD%%.*}" ]; then
+	info "BTPRELAY_FETCH_SOURCES: not fetched here: BTPRELAY_FETCH_HOST is $BTPRELAY_FETCH_HOST, this is $POD"
+	FETCH_SOURCES=
+fi
+if [ -n "$FETCH_SOURCES" ]; then
+	FETCH=yes
+	for src in ${FETCH_SOURCES//,/ }; do
+		[[ $src =~ ^[A-Za-z0-9_.-]{1,200}$ ]] ||
+			fatal "BTPRELAY_FETCH_SOURCES: \"$src\": a destination name is 1 to 200 of A-Z a-z 0-9 _ . -"
+	done
+	ADDRESS="^[^@[:space:][:cntrl:]<>\"]{1,64}@$LABEL(\.$LABEL)*\$"
+	FETCH_RECIPIENT=${BTPRELAY_FETCH_RECIPIENT:-}
+	[[ $FETCH_RECIPIENT =~ $ADDRESS ]] ||
+		fatal "BTPRELAY_FETCH_RECIPIENT: \"$FETCH_RECIPIENT\" is not an address (local@domain): the envelope recipient of every fetched message, routed by this relay"
+	FETCH_SENDER=${BTPRELAY_FETCH_SENDER:-}
+	[ -z "$FETCH_SENDER" ] || [[ $FETCH_SENDER =~ $ADDRESS ]] ||
+		fatal "BTPRELAY_FETCH_SENDER: \"$FETCH_SENDER\" is not an address (local@domain)"
+	FETCH_DONE=${BTPRELAY_FETCH_DONE:-delete}
+	case $FETCH_DONE in
+	delete|move|keep) ;;
+	*) fatal "BTPRELAY_FETCH_DONE: \"$FETCH_DONE\" is none of delete, move, keep" ;;
+	esac
+	FETCH_MOVE_FOLDER=${BTPRELAY_FETCH_MOVE_FOLDER:-}
+	[ "$FETCH_DONE" != move ] || [[ $FETCH_MOVE_FOLDER =~ ^[^[:cntrl:]]{1,200}$ ]] ||
+		fatal "BTPRELAY_FETCH_MOVE_FOLDER: BTPRELAY_FETCH_DONE=move needs the folder (1 to 200 characters)"
+	FETCH_INTERVAL=${BTPRELAY_FETCH_INTERVAL:-60}
+	[[ $FETCH_INTERVAL =~ ^[0-9]{1,6}$ ]] && [ "$FETCH_INTERVAL" -ge 5 ] ||
+		fatal "BTPRELAY_FETCH_INTERVAL: \"$FETCH_INTERVAL\" is not a number of seconds (5 or more)"
+	case " ${INET_INTERFACES//,/ } " in
+	*" all "*|*" loopback-only "*|*" 127.0.0.1 "*|*" localhost "*) ;;
+	*) fatal "BTPRELAY_INET_INTERFACES: \"$INET_INTERFACES\" leaves out 127.0.0.1, where btprelay-fetch hands over the mail of BTPRELAY_FETCH_SOURCES" ;;
+	esac
+fi
+
 # --- the writable tree ------------------------------------------------------
 
 [ -d /run ] && [ -w /run ] || fatal "/run is not writable: mount a tmpfs (Kubernetes: an emptyDir) on /run"
@@ -150,6 +202,13 @@ install -d -m 750 -o btprelay -g btprelay "$RUN/milter"
 ROUTES_DIR=/var/spool/postfix/btprelay-routes
 ROUTES_MAP=hash:$ROUTES_DIR/routes
 [ "$COCKPIT" = no ] || install -d -m 755 -o btprelay -g btprelay "$ROUTES_DIR"
+# btprelay's counters (metrics_dir) too: they survive restarts, as
+# Postfix's queue does. btprelay-fetch's state: what was handed over stays
+# handed over, whatever container fetches next.
+METRICS_DIR=/var/spool/postfix/btprelay-metrics
+FETCH_STATE_DIR=/var/spool/postfix/btprelay-fetch
+install -d -m 700 -o btprelay -g btprelay "$METRICS_DIR"
+[ "$FETCH" = no ] || install -d -m 700 -o btprelay -g btprelay "$FETCH_STATE_DIR"
 mkfifo -m 600 "$LOGPIPE"
 chown btprelay:btprelay "$LOGPIPE"
 mkfifo -m 600 "$RUN/postfix-log.pipe"
@@ -214,6 +273,7 @@ fi
 	echo "bindings_file = $BINDINGS_FILE"
 	echo "service_binding_root = $BINDING_ROOT"
 	echo "cache_dir = $RUN/cache"
+	echo "metrics_dir = $METRICS_DIR"
 	echo "log = $LOGPIPE"
 	echo "log_level = $LOG_LEVEL"
 	echo "milter_socket = unix:$RUN/milter/milter.sock"
@@ -222,6 +282,16 @@ fi
 	[ -z "$PROXY_PORT" ] || echo "proxy_port = $PROXY_PORT"
 	if [ "$COCKPIT" = yes ] && [ "$ROUTE_TYPE" = lmtp ]; then
 		echo "routes_transport = lmtp:unix:private/btprelay-lmtp-\$destination"
+	fi
+	if [ "$FETCH" = yes ]; then
+		echo "fetch_sources = ${FETCH_SOURCES//,/ }"
+		echo "fetch_recipient = $FETCH_RECIPIENT"
+		[ -z "$FETCH_SENDER" ] || echo "fetch_sender = $FETCH_SENDER"
+		echo "fetch_done = $FETCH_DONE"
+		[ "$FETCH_DONE" != move ] || echo "fetch_move_folder = $FETCH_MOVE_FOLDER"
+		echo "fetch_interval = $FETCH_INTERVAL"
+		echo "fetch_state_dir = $FETCH_STATE_DIR"
+		echo "fetch_smtp_server = 127.0.0.1:$SMTP_PORT"
 	fi
 	if [ -n "${BTPRELAY_CA_FILE:-}" ]; then
 		echo "http_ca_file = $BTPRELAY_CA_FILE"
@@ -394,7 +464,8 @@ done
 		echo "relay_domains ="
 	fi
 	if [ -n "$MYNETWORKS" ]; then
-		echo "mynetworks = ${MYNETWORKS//,/ }"
+		# (btprelay-fetch submits from 127.0.0.1)
+		echo "mynetworks = ${MYNETWORKS//,/ }${FETCH_SOURCES:+ 127.0.0.1/32}"
 	else
 		echo "# the subnets of this container's interfaces: the pod network"
 		echo "mynetworks_style = subnet"
@@ -565,12 +636,45 @@ fi
 
 # --- run --------------------------------------------------------------------
 
+# supervise NAME COMMAND... - run in the background: COMMAND, and again each
+# time it ends, after 1 s, then 2, 4, ... at most 60 s while it keeps ending
+# within a minute of its start (one warning line each time). $RUN/NAME.pid
+# holds the process id of the COMMAND running. SIGTERM ends the loop: it is
+# passed to COMMAND, which is waited for.
+supervise() {
+	local name=$1 delay=1 pid= rc started down=0
+	shift
+	trap 'down=1; [ -z "$pid" ] || kill -TERM "$pid" 2>/dev/null' TERM
+	while [ "$down" = 0 ]; do
+		started=$SECONDS
+		"$@" <&0 &
+		pid=$!
+		echo "$pid" > "$RUN/$name.pid"
+		# (wait returns early, status > 128, when the trap runs)
+		while wait "$pid" 2>/dev/null; rc=$?; kill -0 "$pid" 2>/dev/null; do :; done
+		[ "$down" = 0 ] || break
+		[ $((SECONDS - started)) -lt 60 ] || delay=1
+		echo "btprelay: warning: $name ended (status $rc); starting it again in $delay s"
+		sleep "$delay" &
+		pid=$!
+		wait "$pid"
+		delay=$((delay < 30 ? delay * 2 : 60))
+	done
+	rm -f "$RUN/$name.pid"
+	exit 0
+}
+
 PIDS=()
 stopping=0
 stop() {
 	[ "$stopping" = 1 ] && return
 	stopping=1
 	info "stopping on SIG$1: postfix stop (the queue stays on its volume)"
+	# btprelay-fetch first: it finishes the message in hand while smtpd takes it
+	if [ -n "${FETCH_PID:-}" ]; then
+		kill -TERM "$FETCH_PID" 2>/dev/null
+		wait "$FETCH_PID" 2>/dev/null
+	fi
 	postfix stop >/dev/null 2>&1
 	[ -z "${MILTER_PID:-}" ] || kill -TERM "$MILTER_PID" 2>/dev/null
 	[ -z "${ROUTES_PID:-}" ] || kill -TERM "$ROUTES_PID" 2>/dev/null
@@ -579,10 +683,12 @@ stop() {
 trap 'stop TERM' TERM
 trap 'stop INT' INT
 
+# btprelay-milter, the metrics endpoint, the log counter and btprelay-fetch
+# run supervised: one that dies is started again, and the rest of the
+# container goes on (the milter's socket is made anew, smfi_opensocket(3)).
 if [ "$MILTER" = yes ]; then
-	(umask 007 && exec /usr/sbin/btprelay-milter -f -c "$CONF") &
+	(umask 007 && supervise milter /usr/sbin/btprelay-milter -f -c "$CONF") &
 	MILTER_PID=$!
-	echo "$MILTER_PID" > "$RUN/milter.pid"
 	PIDS+=("$MILTER_PID")
 fi
 
@@ -600,25 +706,38 @@ fi
 # delivery's status line (postfix_deliveries_total). The entrypoint holds the
 # pipe open read-write, so neither side ever blocks on opening it.
 exec 4<>"$RUN/postfix-log.pipe"
-/usr/local/sbin/btprelay metrics --count-log <&4 4<&- &
+supervise count-log /usr/local/sbin/btprelay metrics --count-log <&4 4<&- &
 COUNT_PID=$!
 postfix start-fg >&4 4<&- &
 POSTFIX_PID=$!
 if [ "$METRICS_LISTEN" != no ]; then
 	# as the transport's user (btprelay-tool.sh): the counters are its file;
 	# a member of postdrop, so that postqueue -j answers for the queue sizes
-	/usr/local/sbin/btprelay metrics --listen "$METRICS_LISTEN" 4<&- &
+	supervise metrics /usr/local/sbin/btprelay metrics --listen "$METRICS_LISTEN" 4<&- &
 	METRICS_PID=$!
 	PIDS+=("$METRICS_PID")
+fi
+if [ "$FETCH" = yes ]; then
+	# once smtpd greets (at most 60 s), so that the first pass can hand over
+	{
+		for i in $(seq 600); do
+			/usr/libexec/btprelay/health live >/dev/null 2>&1 && break
+			sleep 0.1
+		done
+		supervise fetch setpriv --reuid=btprelay --regid=btprelay --init-groups \
+			/usr/sbin/btprelay-fetch -c "$CONF" --daemon
+	} 4<&- &
+	FETCH_PID=$!
+	PIDS+=("$FETCH_PID")
 fi
 
 if [ "$COCKPIT" = yes ]; then
 	refresh_routes "$SERVICES" &
 	ROUTES_PID=$!
 	PIDS+=("$ROUTES_PID")
-	info "started: routes from the cockpit, refreshed every $ROUTES_INTERVAL s ($ROUTE_TYPE), smtpd on port $SMTP_PORT, milter $MILTER, AUTH $SUBMIT_AUTH, metrics $METRICS_LISTEN${PROXY_HOST:+, proxy $PROXY_HOST:$PROXY_PORT}"
+	info "started: routes from the cockpit, refreshed every $ROUTES_INTERVAL s ($ROUTE_TYPE), smtpd on port $SMTP_PORT, milter $MILTER, AUTH $SUBMIT_AUTH, metrics $METRICS_LISTEN${PROXY_HOST:+, proxy $PROXY_HOST:$PROXY_PORT}${FETCH_SOURCES:+, fetch ${FETCH_SOURCES//,/ } every $FETCH_INTERVAL s}"
 else
-	info "started: routes ${BTPRELAY_ROUTES//,/, } ($ROUTE_TYPE), smtpd on port $SMTP_PORT, milter $MILTER, AUTH $SUBMIT_AUTH, metrics $METRICS_LISTEN${PROXY_HOST:+, proxy $PROXY_HOST:$PROXY_PORT}"
+	info "started: routes ${BTPRELAY_ROUTES//,/, } ($ROUTE_TYPE), smtpd on port $SMTP_PORT, milter $MILTER, AUTH $SUBMIT_AUTH, metrics $METRICS_LISTEN${PROXY_HOST:+, proxy $PROXY_HOST:$PROXY_PORT}${FETCH_SOURCES:+, fetch ${FETCH_SOURCES//,/ } every $FETCH_INTERVAL s}"
 fi
 
 # Wait for Postfix; when it ends (stopped, or died) the container ends.

@@ -37,7 +37,7 @@ struct listing {
 };
 
 /* cli_become_owner - as root, become the owner of dir (and its group) for good; -1 on failure */
-int cli_become_owner(const struct stat *st, const char *dir)
+int cli_become_owner(const struct cli *cli, const struct stat *st, const char *dir)
 {
 	struct passwd *pw;
 	gid_t gid;
@@ -51,7 +51,7 @@ int cli_become_owner(const struct stat *st, const char *dir)
 			  strerror(errno));
 		return -1;
 	}
-	metrics_open(dir);	/* root could not count; the owner does */
+	metrics_open(cli->cfg.metrics_dir);	/* root could not count; the owner does */
 	return 0;
 }
 
@@ -134,7 +134,7 @@ int cmd_cache(struct cli *cli, int argc, char **argv)
 		cli_fact(list ? "entries" : "removed", "0");
 		return EX_OK;
 	}
-	if (lstat(dir, &st) == 0 && S_ISDIR(st.st_mode) && cli_become_owner(&st, dir) < 0)
+	if (lstat(dir, &st) == 0 && S_ISDIR(st.st_mode) && cli_become_owner(cli, &st, dir) < 0)
 		return EX_OSERR;
 	if (cache_open(&c, dir) < 0) {
 		cli_error("cache_dir %s cannot be used (see above)", dir);

@@ -41,9 +41,10 @@ void cli_vline(FILE *fp, const char *prefix, const char *fmt, va_list ap)
 	__attribute__((format(printf, 3, 0)));
 /* cli_fact - "key: value" on stdout */
 void cli_fact(const char *key, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* cli_become_owner - as root, become the owner of dir (its stat) for good; -1 on failure */
+/* cli_become_owner - as root, become the owner of dir (its stat) for good, and count
+ * into metrics_dir as that user; -1 on failure */
 struct stat;
-int cli_become_owner(const struct stat *st, const char *dir);
+int cli_become_owner(const struct cli *cli, const struct stat *st, const char *dir);
 /* cli_error - "btprelay: text" on stderr */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /*

@@ -112,7 +112,7 @@ int cli_config(struct cli *cli)
 		return EX_CONFIG;
 	}
 	/* the commands that ask the services count as the transport does */
-	metrics_open(cli->cfg.cache_dir);
+	metrics_open(cli->cfg.metrics_dir);
 	return 0;
 }
 

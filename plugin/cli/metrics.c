@@ -3,7 +3,7 @@
  * in the Prometheus text format (btprelay(8)).
  *
  *   btprelay metrics [--postfix-config DIR | --no-postfix]
- *       the text on stdout: the counters of cache_dir/metrics (metrics.h),
+ *       the text on stdout: the counters of metrics_dir/metrics (metrics.h),
  *       Postfix's queue sizes from `postqueue -j`, and whether it answered
  *   btprelay metrics --listen ADDR:PORT [...]
  *       the same text to each HTTP GET (any path), one client at a time,
@@ -170,7 +170,7 @@ static void metrics_text(const struct cli *cli, const struct metrics_opts *mo, F
 	size_t i;
 	int up;
 
-	if (metrics_read(cli->cfg.cache_dir, &s, err, sizeof(err)) < 0) {
+	if (metrics_read(cli->cfg.metrics_dir, &s, err, sizeof(err)) < 0) {
 		str_sanitize(err, '?');
 		fprintf(fp, "# btprelay counters: %s\n", err);
 	}
@@ -198,7 +198,7 @@ static int become_owner(const struct cli *cli)
 
 	if (dir[0] == '\0' || stat(dir, &st) < 0)
 		return 0;
-	return cli_become_owner(&st, dir);
+	return cli_become_owner(cli, &st, dir);
 }
 
 /* write_all - all of buf to fd; -1 when it cannot be written */
@@ -419,9 +419,9 @@ int cmd_metrics(struct cli *cli, int argc, char **argv)
 	if (count) {
 		if (become_owner(cli) < 0)
 			return EX_OSERR;
-		if (metrics_open(cli->cfg.cache_dir) < 0)
-			cli_error("metrics --count-log: cache_dir %s/%s cannot be written by this "
-				  "user: copying without counting", cli->cfg.cache_dir, METRICS_FILE);
+		if (metrics_open(cli->cfg.metrics_dir) < 0)
+			cli_error("metrics --count-log: %s/%s cannot be written by this "
+				  "user: copying without counting", cli->cfg.metrics_dir, METRICS_FILE);
 		return count_log();
 	}
 	if (listen_spec != NULL)

@@ -92,13 +92,14 @@ static int routes_run_user(struct cli *cli, const char *map, int *changed)
 }
 
 /* become_cache_owner - as root, become the owner of cache_dir (and its group) for good */
-static int become_cache_owner(const char *dir)
+static int become_cache_owner(const struct cli *cli)
 {
+	const char *dir = cli->cfg.cache_dir;
 	struct stat st;
 
 	if (dir[0] == '\0' || stat(dir, &st) < 0)
 		return 0;
-	return cli_become_owner(&st, dir);
+	return cli_become_owner(cli, &st, dir);
 }
 
 /* reload - postfix reload (MAIL_CONFIG names a non-default instance) */
@@ -140,7 +141,7 @@ int cmd_routes(struct cli *cli, int argc, char **argv)
 	if ((rc = cli_config(cli)) != 0)
 		return rc;
 	if (!(want_reload && geteuid() == 0)) {
-		if (become_cache_owner(cli->cfg.cache_dir) < 0)
+		if (become_cache_owner(cli) < 0)
 			return EX_OSERR;
 		rc = routes_run_user(cli, map, &changed);
 		if (rc == EX_OK && changed && want_reload)
@@ -155,7 +156,7 @@ int cmd_routes(struct cli *cli, int argc, char **argv)
 	}
 	if (pid == 0) {
 		close(fds[0]);
-		if (become_cache_owner(cli->cfg.cache_dir) < 0)
+		if (become_cache_owner(cli) < 0)
 			_exit(EX_OSERR);
 		rc = routes_run_user(cli, map, &changed);
 		byte = changed ? '1' : '0';

@@ -239,7 +239,7 @@ int main(int argc, char **argv)
 		return EX_CONFIG;
 	}
 	log_open("btprelay-lmtp", cfg.log_target, (enum log_level)cfg.log_level);
-	metrics_open(cfg.cache_dir);
+	metrics_open(cfg.metrics_dir);
 
 	/* stdin is the client's socket (spawn(8)); every read and write has a deadline */
 	c = xcalloc(1, sizeof(*c));

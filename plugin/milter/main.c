@@ -915,7 +915,7 @@ int main(int argc, char **argv)
 		return daemon_ready(EX_NOPERM);
 	}
 	/* counted as the user the transports run as (cache_dir's owner) */
-	metrics_open(cfg.cache_dir);
+	metrics_open(cfg.metrics_dir);
 	/* bindings are read as the user that will read them again on reload */
 	reload_path = config_path;
 	reload_ov = &ov;

@@ -112,7 +112,7 @@ int main(int argc, char **argv)
 	}
 	log_open("btprelay-transport", cfg.log_target, (enum log_level)cfg.log_level);
 	log_set_queue_id(queue_id);
-	metrics_open(cfg.cache_dir);
+	metrics_open(cfg.metrics_dir);
 	/* no http_global_init(): libcurl is loaded by the first HTTP request, and
 	   with the token and the destination cached there is none */
 

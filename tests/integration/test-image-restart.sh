@@ -8,7 +8,8 @@
 # to the final dot) arrives, counted by Message-Id at the relay; a duplicate
 # is accepted only when the relay stored the copy but its 250 never reached
 # btprelay (the window SMTP cannot close: fault_after_dot relay.eod=drip),
-# and each is reported. Then the same with SIGKILL.
+# and each is reported. Then the same with SIGKILL. btprelay's counters (on
+# the queue volume) count on across both restarts.
 set -u
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/lib/harness.sh"
 harness_init image-restart
@@ -91,6 +92,29 @@ start_relay
 tap_ok $? "relay container ready" "$(image_logs "$C" /dev/stdout | tail -5)"
 round SIGTERM
 round SIGKILL
+
+# btprelay's counter file is on the queue volume (metrics_dir): the third
+# container's count of status=sent lines is that of all three containers'
+# stdout, not its own alone (a status line is counted before it is written:
+# one killed with SIGKILL may have counted a line or two it never showed)
+SCEN="counters across restarts"
+for i in $(seq 300); do	# (bounded) every delivery done and logged
+	[ "$(pdm exec "$C" postqueue -j 2>/dev/null | wc -l)" = 0 ] && break
+	sleep 0.2
+done
+sleep 1
+sent() {	# FILE... - Postfix's status=sent lines with a 2.x.x DSN
+	cat "$@" | grep -c 'postfix/[a-z]*\[[0-9]*\]: [0-9A-Za-z]*: to=<.*, dsn=2\.[0-9.]*, status=sent '
+}
+counted=$(pdm exec "$C" btprelay metrics --no-postfix 2>&1 |
+	awk '$1 == "postfix_deliveries_total{status=\"sent\",dsn_class=\"2\"}" { print $2 }')
+image_logs "$C" "$WORK/log/stdout-$C.log"
+all=$(sent "$WORK"/log/stdout-btprelay-test-$$-restart-*.log)
+here=$(sent "$WORK/log/stdout-$C.log")
+[ -n "$counted" ] && [ "$counted" -ge "$all" ] && [ "$counted" -le $((all + 2)) ] && [ "$here" -lt "$all" ]
+tap_ok $? "$SCEN: postfix_deliveries_total{status=\"sent\"} is the status=sent lines of $SEQ containers ($all), not of the last alone ($here)" \
+	"counted ${counted:-nothing}; $(pdm exec "$C" ls -l /var/spool/postfix/btprelay-metrics 2>&1)"
 pdm stop -t 30 "$C" >/dev/null 2>&1
+SCEN="stdout of every container"
 expect_no_secret_encodings "$WORK"/log/stdout-*.log
 tap_done

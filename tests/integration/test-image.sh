@@ -18,6 +18,9 @@
 #     "btprelay metrics" shows inside; after the delivery its counters moved
 #     as the emulator counted (tokens, Finds, REP 00, relay sessions), its
 #     status=sent count is the stdout's, postqueue -j answers;
+#   - the milter, the metrics endpoint and the log counter, each killed inside
+#     the container, are started again: the milter answers, the endpoint
+#     answers, mail flows and its status line is counted;
 #   - SMTP AUTH with users from a mounted Secret: offered only after
 #     STARTTLS; a client outside BTPRELAY_MYNETWORKS relays with good
 #     credentials, gets 535 with bad ones; no password on stdout;
@@ -169,6 +172,42 @@ tap_ok $? "$SCEN: postfix_deliveries_total{status=\"sent\",dsn_class=\"2\"} is t
 [ "$(value "$WORK/metrics-after.txt" postfix_up)" = 1 ] &&
 	[ "$(value "$WORK/metrics-after.txt" 'postfix_queue_messages{queue="active"}')" != missing ]
 tap_ok $? "$SCEN: postqueue -j answers the transport's user (queue sizes)" "$(grep '^postfix_\|^# postqueue' "$WORK/metrics-after.txt")"
+
+scenario "supervised processes"
+# each killed (SIGKILL) inside the container: the entrypoint starts it again
+for proc in milter metrics count-log; do
+	image_kill_supervised "$C" "$proc"
+	tap_ok $? "$SCEN: $proc killed (pid $OLD_PID): started again (pid ${NEW_PID:-none})"
+done
+for i in $(seq 50); do	# (bounded: the new server binds its port)
+	scrape "$WORK/metrics-again.txt" 2>/dev/null && break
+	sleep 0.1
+done
+tap_ok $? "$SCEN: the metrics endpoint answers again" "$(head -3 "$WORK/metrics-again.txt")"
+for i in $(seq 50); do	# (bounded: the new milter opens its socket)
+	out=$(swaks --server "127.0.0.1:$SMTP_PORT" --from a@client.test --to user@nowhere.example --quit-after RCPT 2>&1)
+	printf '%s\n' "$out" | grep -q '<\*\* 550 5\.1\.2 .*MAIL_NOPE' && break
+	sleep 0.2
+done
+printf '%s\n' "$out" | grep -q '<\*\* 550 5\.1\.2 .*MAIL_NOPE'
+tap_ok $? "$SCEN: the new milter answers (550 5.1.2 for an unknown destination)" "$(printf '%s\n' "$out" | grep '^<')"
+out=$(pdm exec "$C" /usr/libexec/btprelay/health ready 2>&1)
+tap_ok $? "$SCEN: health ready" "$out"
+sed "s/^Subject: .*/Subject: $MARK/" "$WORK/msg.eml" > "$WORK/msg-again.eml"
+qid=$(send_mail sender@client.test user@corp.example --data "$WORK/msg-again.eml")
+# (the status line reaches the follower through the new log counter)
+expect_status "$qid" user@corp.example sent 'relay=.*btprelay-lmtp'
+expect_relay 1 '.rcpt_to == ["user@corp.example"]'
+sleep 1	# the follower's last lines
+image_logs "$C" "$WORK/log/stdout-supervised.log"
+n=$(grep -c '^btprelay: warning: \(metrics\|count-log\|milter\) ended (status 137); starting it again in 1 s$' "$WORK/log/stdout-supervised.log")
+[ "$n" = 3 ]
+tap_ok $? "$SCEN: one warning line for each" "$(grep '^btprelay: warning' "$WORK/log/stdout-supervised.log")"
+scrape "$WORK/metrics-again.txt"
+n=$(grep -c "postfix/[a-z]*\[[0-9]*\]: [0-9A-Za-z]*: to=<.*, dsn=2\.[0-9.]*, status=sent " "$WORK/log/stdout-supervised.log")
+[ "$(value "$WORK/metrics-again.txt" 'postfix_deliveries_total{status="sent",dsn_class="2"}')" = "$n" ]
+tap_ok $? "$SCEN: the new log counter went on counting: status=sent is the stdout's ($n)" \
+	"$(grep '^postfix_deliveries' "$WORK/metrics-again.txt")"
 
 scenario "unknown destination"
 out=$(swaks --server "127.0.0.1:$SMTP_PORT" --from a@client.test --to user@nowhere.example --quit-after RCPT 2>&1)

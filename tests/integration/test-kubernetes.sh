@@ -6,7 +6,10 @@
 # claim on the queue path, the Istio labels, the security settings, the
 # NetworkPolicy, the PodDisruptionBudget, the metrics port (container,
 # headless Service, prometheus.io annotations, NetworkPolicy, Containerfile)
-# and the optional Secret of SMTP AUTH users. No cluster runs here: this reads
+# and the optional Secret of SMTP AUTH users; inbound mail: the commented
+# BTPRELAY_FETCH_* block against the entrypoint, and fetch-cronjob.yaml
+# (outside the kustomization) against the relay's image, ConfigMap, binding,
+# user and Service. No cluster runs here: this reads
 # the manifests (tests/integration/test-image.sh runs the image with the
 # same capabilities, read from statefulset.yaml).
 set -u
@@ -218,6 +221,48 @@ ok(all(p.get("port") in (smtp_port, mport) for r in rules for p in r.get("ports"
 ok(matches(pdb.get("spec", {}).get("selector", {}).get("matchLabels"), podlabels), "the PodDisruptionBudget selects the relay's pods")
 ok(1 <= pdb.get("spec", {}).get("minAvailable", 0) < sts["spec"].get("replicas", 1),
    "the PodDisruptionBudget keeps one relay and allows a drain", (pdb.get("spec"), sts["spec"].get("replicas")))
+
+# --- inbound mail: in the relay container (commented env) or the CronJob ---
+sts_text = open(os.path.join(top, "config/kubernetes/statefulset.yaml")).read()
+fenv = dict(re.findall(r"# - name: (BTPRELAY_FETCH_\w+)\n\s*#\s+value: \"?([^\"\n]*)\"?", sts_text))
+ok({"BTPRELAY_FETCH_SOURCES", "BTPRELAY_FETCH_RECIPIENT", "BTPRELAY_FETCH_HOST"} <= set(fenv),
+   "statefulset.yaml: a commented BTPRELAY_FETCH_* block (sources, recipient, host)", fenv)
+ok(all(re.search(r"\$\{%s:-" % k, entrypoint) for k in fenv), "the entrypoint reads each of them", fenv)
+ok(fenv.get("BTPRELAY_FETCH_HOST") == sts["metadata"]["name"] + "-0",
+   "BTPRELAY_FETCH_HOST names the StatefulSet's first pod: one fetcher per mailbox",
+   (fenv.get("BTPRELAY_FETCH_HOST"), sts["metadata"]["name"]))
+ok(fenv.get("BTPRELAY_FETCH_DONE", "delete") in ("delete", "move", "keep") and
+   int(fenv.get("BTPRELAY_FETCH_INTERVAL", "60")) >= 5, "its done policy and interval are valid", fenv)
+cron_docs = [d for d in yaml.safe_load_all(open(os.path.join(top, "config/kubernetes/fetch-cronjob.yaml"))) if d]
+cron = [d for d in cron_docs if d.get("kind") == "CronJob"]
+ok(len(cron) == 1, "fetch-cronjob.yaml: one CronJob", [d.get("kind") for d in cron_docs])
+cj = cron[0] if cron else {}
+cjspec = cj.get("spec", {}).get("jobTemplate", {}).get("spec", {}).get("template", {}).get("spec", {})
+cjc = (cjspec.get("containers") or [{}])[0]
+raw_sts = yaml.safe_load(sts_text)
+ok(cjc.get("image") == raw_sts["spec"]["template"]["spec"]["containers"][0]["image"],
+   "the CronJob runs the relay's image", cjc.get("image"))
+ok(cjc.get("command", [""])[0] == "/usr/sbin/btprelay-fetch" and
+   re.search(r"^sbin_PROGRAMS = .*plugin/fetch/btprelay-fetch", open(os.path.join(top, "Makefile.am")).read(), re.M)
+   and "--prefix=/usr" in containerfile, "its command is btprelay-fetch as the image installs it", cjc.get("command"))
+ok([r.get("configMapRef", {}).get("name") for r in cjc.get("envFrom", [])] ==
+   [r.get("configMapRef", {}).get("name") for r in raw_sts["spec"]["template"]["spec"]["containers"][0].get("envFrom", [])],
+   "the same envFrom ConfigMap as the relay", cjc.get("envFrom"))
+cjvols = {v["name"]: v for v in cjspec.get("volumes", [])}
+cjb = [v for v in cjvols.values() if v.get("secret", {}).get("secretName") == secret]
+cjenv = {e["name"]: e.get("value") for e in cjc.get("env", [])}
+cjm = [m for m in cjc.get("volumeMounts", []) if cjb and m.get("name") == cjb[0]["name"]]
+ok(len(cjb) == 1 and len(cjm) == 1 and
+   os.path.dirname(cjm[0]["mountPath"].rstrip("/")) == cjenv.get("SERVICE_BINDING_ROOT", "").rstrip("/"),
+   "the binding's Secret %s under its SERVICE_BINDING_ROOT" % secret, (cjm, cjenv))
+m = re.search(r"--uid (\d+)", containerfile)
+ok(m is not None and cjspec.get("securityContext", {}).get("runAsUser") == int(m.group(1)),
+   "it runs as the image's btprelay user (uid %s)" % (m.group(1) if m else "?"), cjspec.get("securityContext"))
+head = open(os.path.join(top, "config/kubernetes/fetch-cronjob.yaml")).read()
+m = re.search(r"fetch_smtp_server = (\S+):(\d+)", head)
+ok(m is not None and any(s["metadata"]["name"] == m.group(1) and
+                         any(p["port"] == int(m.group(2)) for p in s["spec"].get("ports", [])) for s in cluster),
+   "its fetch_smtp_server is the relay's ClusterIP Service and port", m.group(0) if m else None)
 
 print("1..%d" % n)
 sys.exit(1 if failed else 0)

@@ -9,6 +9,9 @@
 #   image_wait_ready NAME   until "health ready" answers ok (or the container ended)
 #   image_logs NAME FILE    the container's stdout and stderr into FILE
 #   image_cleanup           remove the containers and volumes this test made (EXIT)
+#   image_kill_supervised NAME PROCESS
+#                           SIGKILL a process the entrypoint supervises; 0 when
+#                           another one runs within 10 s (OLD_PID, NEW_PID set)
 #
 # podman runs with runc and fixed ulimits: this machine's cgroups and rlimit
 # ceiling defeat crun. Only containers and volumes named here are removed.
@@ -173,6 +176,24 @@ image_cleanup() {
 	[ -z "${IMAGE_VETH:-}" ] || ip link del "$IMAGE_VETH" >/dev/null 2>&1
 	[ -z "${IMAGE_NETNS:-}" ] || ip netns del "$IMAGE_NETNS" >/dev/null 2>&1
 	return 0
+}
+
+# image_kill_supervised NAME PROCESS - SIGKILL the process whose id is in
+# /run/btprelay/PROCESS.pid of container NAME; 0 when the entrypoint started
+# another one within 10 s (its first pause is 1 s). OLD_PID and NEW_PID say which.
+image_kill_supervised() {
+	local i pidfile=/run/btprelay/$2.pid
+	OLD_PID=$(pdm exec "$1" cat "$pidfile" 2>/dev/null)
+	NEW_PID=
+	# (the shell's kill: the image has no procps)
+	[ -n "$OLD_PID" ] && pdm exec "$1" sh -c 'kill -KILL "$0"' "$OLD_PID" >/dev/null 2>&1 || return 1
+	for i in $(seq 100); do
+		NEW_PID=$(pdm exec "$1" cat "$pidfile" 2>/dev/null)
+		[ -n "$NEW_PID" ] && [ "$NEW_PID" != "$OLD_PID" ] &&
+			pdm exec "$1" sh -c 'kill -0 "$0"' "$NEW_PID" >/dev/null 2>&1 && return 0
+		sleep 0.1
+	done
+	return 1
 }
 
 # image_follow NAME FILE - copy the container's output into FILE as it comes

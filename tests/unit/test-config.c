@@ -172,9 +172,22 @@ static void test_cache_tenant_keys(void)
 	       "selection name");
 	is_int(cfg.http_retries, 0, "http_retries 0");
 	is_str(cfg.cache_dir, "", "cache_dir empty: no cache");
+	is_str(cfg.metrics_dir, "", "metrics_dir unset follows cache_dir: no counters");
 	is_int(cfg.token_refresh_margin, 0, "token_refresh_margin 0 allowed");
 	is_int(cfg.destination_cache_ttl, 600, "destination_cache_ttl 10m");
 	is_int(cfg.destination_stale_ttl, 0, "destination_stale_ttl 0 allowed");
+	config_free(&cfg);
+
+	write_conf("cache_dir = /run/btprelay/cache\n");
+	if (!ok(config_load(&cfg, path, err, sizeof(err)) == 0, "cache_dir alone loads"))
+		printf("# %s\n", err);
+	is_str(cfg.metrics_dir, "/run/btprelay/cache", "metrics_dir unset: the counters in cache_dir");
+	config_free(&cfg);
+	write_conf("cache_dir = /run/btprelay/cache\nmetrics_dir = /var/spool/postfix/btprelay-metrics\n");
+	if (!ok(config_load(&cfg, path, err, sizeof(err)) == 0, "metrics_dir loads"))
+		printf("# %s\n", err);
+	is_str(cfg.metrics_dir, "/var/spool/postfix/btprelay-metrics", "metrics_dir set: the counters there");
+	is_str(cfg.cache_dir, "/run/btprelay/cache", "metrics_dir leaves cache_dir");
 	config_free(&cfg);
 
 	write_conf("destination_selection = alwaysProvider\ntenant_id = t.1_x\n");

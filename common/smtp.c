@@ -52,6 +52,8 @@
 #define SMTP_BODY_CHUNK		65536	/* read from the message fd at a time */
 #define SMTP_CRED_MAX		4096	/* user + password for AUTH PLAIN */
 #define SMTP_TOKEN_MAX		16384	/* an OAuth2 bearer token for AUTH XOAUTH2 */
+/* the longest SASL response: XOAUTH2's "user=" U ^A "auth=Bearer " T ^A ^A */
+#define SMTP_SASL_MAX		(SMTP_CRED_MAX + SMTP_TOKEN_MAX + 32)
 #define SMTP_EXCERPT_MAX	120	/* of garbage, in texts */
 
 static const char *const smtp_state_names[] = {
@@ -515,13 +517,17 @@ static int smtp_auth_fail(struct smtp_session *s, const struct smtp_reply *r, st
 	return -1;
 }
 
-/* smtp_b64_line - prefix + base64(data) as one allocated line; NULL if too long */
+/*
+ * smtp_b64_line - prefix + base64(data) as one allocated line; NULL if too
+ * long. Each AUTH method checks its own limits first; this one only bounds
+ * the allocation, so it is the largest of them (SMTP_SASL_MAX).
+ */
 static char *smtp_b64_line(const char *prefix, const char *data, size_t len, size_t *size)
 {
 	size_t plen = strlen(prefix);
 	char *line;
 
-	if (len > SMTP_CRED_MAX)
+	if (len > SMTP_SASL_MAX)
 		return NULL;
 	*size = plen + (len + 2) / 3 * 4 + 1;
 	line = xmalloc(*size);

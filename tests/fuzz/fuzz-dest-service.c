@@ -14,7 +14,6 @@
  * in any value, host, port, a token of visible ASCII only); the client
  * secret never appears in a text unless the answer itself holds it.
  */
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,19 +66,10 @@ static void config_for_fuzz(struct config *c, const char *tenant_id)
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	unsigned port;
-
 	(void)argc;
 	(void)argv;
-	signal(SIGPIPE, SIG_IGN);
-	fuzz_quiet();
-	http_global_init();
-	port = fuzz_http_start(handler, NULL);
-	if (port == 0) {
-		perror("fuzz_http_start");
+	if (fuzz_http_setup(handler, "", base, sizeof(base)) < 0)
 		return 1;
-	}
-	snprintf(base, sizeof(base), "http://127.0.0.1:%u", port);
 	config_for_fuzz(&cfg, "");
 	config_for_fuzz(&cfg_tenant, "4f1b2c3d-5e6f-4a7b-8c9d-0e1f2a3b4c5d");
 	b.have_destination = 1;

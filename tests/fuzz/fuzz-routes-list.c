@@ -14,7 +14,6 @@
  * routes_transport makes a value of it; the client secret never appears in
  * a text, nor does a mail.password of the answer.
  */
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,19 +58,10 @@ static void handler(const char *method, const char *path, struct fuzz_http_reply
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	unsigned port;
-
 	(void)argc;
 	(void)argv;
-	signal(SIGPIPE, SIG_IGN);
-	fuzz_quiet();
-	http_global_init();
-	port = fuzz_http_start(handler, NULL);
-	if (port == 0) {
-		perror("fuzz_http_start");
+	if (fuzz_http_setup(handler, "", base, sizeof(base)) < 0)
 		return 1;
-	}
-	snprintf(base, sizeof(base), "http://127.0.0.1:%u", port);
 	config_defaults(&cfg);
 	free(cfg.cache_dir);
 	cfg.cache_dir = strdup("");

@@ -10,7 +10,6 @@
  * expires in the future; every failure defers (4.4.3 or 4.7.0) with a
  * one-line text that never quotes the client secret or the token.
  */
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -43,19 +42,10 @@ static void handler(const char *method, const char *path, struct fuzz_http_reply
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	unsigned port;
-
 	(void)argc;
 	(void)argv;
-	signal(SIGPIPE, SIG_IGN);
-	fuzz_quiet();
-	http_global_init();
-	port = fuzz_http_start(handler, NULL);
-	if (port == 0) {
-		perror("fuzz_http_start");
+	if (fuzz_http_setup(handler, "/uaa", url, sizeof(url)) < 0)
 		return 1;
-	}
-	snprintf(url, sizeof(url), "http://127.0.0.1:%u/uaa", port);
 	client.token_url = url;
 	client.client_id = "sb-clone-conn!b2";
 	client.client_secret = SECRET;

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 
 #include "dsn.h"
 #include "fuzz.h"
+#include "http.h"
 #include "log.h"
 #include "../lib/peer.h"
 
@@ -31,6 +33,13 @@ void fuzz_fail(const char *file, int line, const char *what)
 void fuzz_quiet(void)
 {
 	log_open("btprelay-fuzz", "/dev/null", LOG_LVL_DEBUG);
+}
+
+/* fuzz_peer_quiet - a peer that goes away is an input like any: no SIGPIPE */
+void fuzz_peer_quiet(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	fuzz_quiet();
 }
 
 /* fuzz_has_ctl - CR, LF, NUL-free C string check: any byte below 0x20 or DEL */
@@ -343,6 +352,20 @@ unsigned fuzz_http_start(fuzz_http_handler handler, void *arg)
 		return 0;
 	pthread_detach(t);
 	return port;
+}
+
+int fuzz_http_setup(fuzz_http_handler handler, const char *path, char *url, size_t size)
+{
+	unsigned port;
+
+	fuzz_peer_quiet();
+	http_global_init();
+	if ((port = fuzz_http_start(handler, NULL)) == 0) {
+		perror("fuzz_http_start");
+		return -1;
+	}
+	snprintf(url, size, "http://127.0.0.1:%u%s", port, path);
+	return 0;
 }
 
 unsigned long fuzz_http_requests(void)

@@ -26,21 +26,27 @@ void fuzz_fail(const char *file, int line, const char *what) __attribute__((nore
 /* fuzz_quiet - log to /dev/null at debug level (the log formatting runs, nothing is shown) */
 void fuzz_quiet(void);
 
+/* fuzz_peer_quiet - fuzz_quiet(), and SIGPIPE ignored: for a target whose peer may go away */
+void fuzz_peer_quiet(void);
+
 /*
- * FUZZ_TARGET_QUIET - the entry points' prototypes and an
- * LLVMFuzzerInitialize() that only calls fuzz_quiet(), for a target that
- * needs no other set-up
+ * FUZZ_TARGET_INIT(setup) - the entry points' prototypes and an
+ * LLVMFuzzerInitialize() that only calls setup(); FUZZ_TARGET_QUIET for a
+ * target that needs no other set-up, FUZZ_TARGET_PEER for one that plays
+ * a peer (fuzz_peer_quiet)
  */
-#define FUZZ_TARGET_QUIET \
+#define FUZZ_TARGET_INIT(setup) \
 	int LLVMFuzzerInitialize(int *argc, char ***argv); \
 	int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size); \
 	int LLVMFuzzerInitialize(int *argc, char ***argv) \
 	{ \
 		(void)argc; \
 		(void)argv; \
-		fuzz_quiet(); \
+		setup(); \
 		return 0; \
 	}
+#define FUZZ_TARGET_QUIET FUZZ_TARGET_INIT(fuzz_quiet)
+#define FUZZ_TARGET_PEER FUZZ_TARGET_INIT(fuzz_peer_quiet)
 
 /*
  * struct fuzz_peer - the server side of a socketpair. A thread writes the
@@ -96,6 +102,12 @@ typedef void (*fuzz_http_handler)(const char *method, const char *path,
 				  struct fuzz_http_reply *r, void *arg);
 /* fuzz_http_start - listen on 127.0.0.1; returns the port, or 0 */
 unsigned fuzz_http_start(fuzz_http_handler handler, void *arg);
+/*
+ * fuzz_http_setup - fuzz_peer_quiet(), libcurl initialised, and
+ * fuzz_http_start(handler): url is "http://127.0.0.1:PORT" and path.
+ * 0, or -1 (said on stderr) when there is no server.
+ */
+int fuzz_http_setup(fuzz_http_handler handler, const char *path, char *url, size_t size);
 /* fuzz_http_requests - requests answered so far */
 unsigned long fuzz_http_requests(void);
 

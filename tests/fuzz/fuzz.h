@@ -15,6 +15,8 @@
 #include <stdint.h>
 #include <pthread.h>
 
+#include "bindings.h"
+#include "conf.h"
 #include "conn.h"
 #include "dsn.h"
 
@@ -104,10 +106,36 @@ typedef void (*fuzz_http_handler)(const char *method, const char *path,
 unsigned fuzz_http_start(fuzz_http_handler handler, void *arg);
 /*
  * fuzz_http_setup - fuzz_peer_quiet(), libcurl initialised, and
- * fuzz_http_start(handler): url is "http://127.0.0.1:PORT" and path.
+ * fuzz_http_start(handler, arg): url is "http://127.0.0.1:PORT" and path.
  * 0, or -1 (said on stderr) when there is no server.
  */
-int fuzz_http_setup(fuzz_http_handler handler, const char *path, char *url, size_t size);
+int fuzz_http_setup(fuzz_http_handler handler, void *arg, const char *path, char *url,
+		    size_t size);
+
+/* a token service's answer with a JWT that is no secret (client sb-clone-dest!b1) */
+#define FUZZ_TOKEN_BODY "{\"access_token\":\"eyJhbGciOiJIUzI1NiJ9.eyJjaWQiOiJzYi1jbG9uZS1kZXN0IWIxIn0." \
+	"c2ln\",\"token_type\":\"bearer\",\"expires_in\":43199}"
+
+/* what fuzz_http_input() answers; a target sets status, data and len for each input */
+struct fuzz_http_input {
+	const char *token;	/* the token service's JSON for /oauth/token, NULL: none */
+	int status;
+	const uint8_t *data;
+	size_t len;
+};
+/*
+ * fuzz_http_input - a fuzz_http_handler for a struct fuzz_http_input at
+ * arg: the token for a token request when one is set, else the status and
+ * the input as the body
+ */
+void fuzz_http_input(const char *method, const char *path, struct fuzz_http_reply *r, void *arg);
+/*
+ * fuzz_config - the configuration's defaults, but no cache, no service
+ * binding directories, and HTTP calls of at most 5 s without retries
+ */
+void fuzz_config(struct config *cfg);
+/* fuzz_dest_bindings - a Destination Service binding whose token service and API are at base */
+void fuzz_dest_bindings(struct bindings *b, char *base);
 /* fuzz_http_requests - requests answered so far */
 unsigned long fuzz_http_requests(void);
 

@@ -549,6 +549,28 @@ static json_t *bind_from_dirs(const char *root, const char *src, struct outcome 
 }
 
 /*
+ * bind_read_file - the bindings file, private to its owner, parsed: 0 with
+ * *root (NULL when it is no JSON: jerr says why), or -1 with the outcome
+ * when it cannot be read; the text is wiped
+ */
+static int bind_read_file(const char *path, json_t **root, json_error_t *jerr,
+			  struct outcome *o)
+{
+	char errbuf[512], *text;
+	size_t len = 0;
+
+	if (file_check_private(path, errbuf, sizeof(errbuf)) < 0
+	    || (text = file_read_all(path, BINDINGS_MAX_FILE, &len, errbuf, sizeof(errbuf))) == NULL) {
+		dsn_config(o, "bindings file %s", errbuf);
+		return -1;
+	}
+	*root = json_loadb(text, len, 0, jerr);
+	explicit_bzero(text, len);
+	free(text);
+	return 0;
+}
+
+/*
  * bindings_load - read what is bound: VCAP_SERVICES, else the bindings
  * file, else the service binding directories (SERVICE_BINDING_ROOT, else
  * service_binding_root)
@@ -557,9 +579,7 @@ int bindings_load(const struct config *cfg, struct bindings *b, struct outcome *
 {
 	const char *env = getenv("VCAP_SERVICES");
 	const char *dirs = getenv("SERVICE_BINDING_ROOT");
-	char src[1100], errbuf[512];
-	char *text = NULL;
-	size_t len = 0;
+	char src[1100];
 	json_error_t jerr;
 	json_t *root;
 	struct stat st;
@@ -576,19 +596,8 @@ int bindings_load(const struct config *cfg, struct bindings *b, struct outcome *
 		   && (stat(cfg->bindings_file, &st) == 0 || errno != ENOENT)) {
 		b->source = xstrdup(cfg->bindings_file);
 		snprintf(src, sizeof(src), "bindings file %s", cfg->bindings_file);
-		if (file_check_private(cfg->bindings_file, errbuf, sizeof(errbuf)) < 0) {
-			dsn_config(o, "bindings file %s", errbuf);
+		if (bind_read_file(cfg->bindings_file, &root, &jerr, o) < 0)
 			goto fail;
-		}
-		text = file_read_all(cfg->bindings_file, BINDINGS_MAX_FILE, &len,
-				     errbuf, sizeof(errbuf));
-		if (text == NULL) {
-			dsn_config(o, "bindings file %s", errbuf);
-			goto fail;
-		}
-		root = json_loadb(text, len, 0, &jerr);
-		explicit_bzero(text, len);
-		free(text);
 	} else if (cfg->bindings_file_line > 0 && *cfg->bindings_file != '\0'
 		   && (dirs == NULL || *dirs == '\0')) {
 		/* set by hand and missing: a typo, not "nothing bound" */

@@ -617,6 +617,31 @@ static int cache_recent_failure(const struct cache *c, const struct cache_reques
 	return found;
 }
 
+/*
+ * cache_fetch_store - fetch() under the lock. 0: the entry is stored
+ * (unless it can neither be fresh nor stand in) and the failure note
+ * dropped; -1: the failure is noted for the processes that wait for it.
+ */
+static int cache_fetch_store(const struct cache *c, const struct cache_request *r,
+			     cache_fetch_fn fetch, void *arg, struct cache_entry *e,
+			     struct outcome *o)
+{
+	char path[CACHE_PATH_MAX];
+
+	if (fetch(arg, e, o) != 0) {
+		cache_note_failure(c, r, o);
+		return -1;
+	}
+	e->stored_at = time(NULL);
+	/* an entry that is never fresh may still stand in later (TTL 0) */
+	if ((e->expires_at > e->stored_at || e->stale_until > e->stored_at)
+	    && cache_path(c, r->key, "json", path, sizeof(path)) == 0)
+		cache_store_path(path, r->what, r->about, e->data, e->expires_at, e->stale_until);
+	if (cache_path(c, r->key, "fail", path, sizeof(path)) == 0)
+		unlink(path);
+	return 0;
+}
+
 /* cache_get - a fresh entry, else one fetch for all processes */
 int cache_get(const struct cache *c, const struct cache_request *r, cache_fetch_fn fetch,
 	      void *arg, struct cache_entry *e, struct outcome *o)
@@ -665,21 +690,12 @@ int cache_get(const struct cache *c, const struct cache_request *r, cache_fetch_
 				  (long)(now - old.expires_at));
 		else
 			log_debug("%s cache miss: %s", r->kind, r->what);
-		if (fetch(arg, e, o) == 0) {
-			e->stored_at = time(NULL);
-			/* an entry that is never fresh may still stand in later (TTL 0) */
-			if ((e->expires_at > e->stored_at || e->stale_until > e->stored_at)
-			    && cache_path(c, r->key, "json", path, sizeof(path)) == 0)
-				cache_store_path(path, r->what, r->about, e->data, e->expires_at,
-						 e->stale_until);
-			if (cache_path(c, r->key, "fail", path, sizeof(path)) == 0)
-				unlink(path);
+		if (cache_fetch_store(c, r, fetch, arg, e, o) == 0) {
 			if (have_old)
 				cache_entry_free(&old);
 			cache_unlock(fd);
 			return 0;
 		}
-		cache_note_failure(c, r, o);
 		/* a final answer (not found, refused): the old entry must not stand in later */
 		if (!cache_may_stand_in(o) && have_old
 		    && cache_path(c, r->key, "json", path, sizeof(path)) == 0)

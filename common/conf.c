@@ -611,19 +611,62 @@ static int config_dest_add(struct config *cfg, const char *path, unsigned lineno
 }
 
 /*
+ * config_parse_line - one "key = value" line (trimmed, not blank, no
+ * comment). seen[] holds the line each key was set on, *secret the first
+ * line with a destination's password or secret. Returns 0, or -1 with
+ * "FILE:LINE: text" in errbuf.
+ */
+static int config_parse_line(struct config *cfg, char *s, const char *path, unsigned lineno,
+			     unsigned *seen, unsigned *secret, char *errbuf, size_t errlen)
+{
+	const struct config_key *key;
+	char q[CONFIG_QUOTE_MAX + 8], *eq, *name, *value;
+
+	if ((eq = strchr(s, '=')) == NULL) {
+		config_no_equals(errbuf, errlen, path, lineno, s);
+		return -1;
+	}
+	*eq = '\0';
+	name = config_trim(s);
+	value = config_trim(eq + 1);
+	if (*name == '\0') {
+		snprintf(errbuf, errlen, "%s:%u: missing key before \"=\"", path, lineno);
+		return -1;
+	}
+	if (strncmp(name, CONFIG_DEST_PREFIX, strlen(CONFIG_DEST_PREFIX)) == 0)
+		return config_dest_add(cfg, path, lineno, name, value, secret, errbuf, errlen);
+	if ((key = config_lookup(name)) == NULL) {
+		config_quote(q, sizeof(q), name);
+		snprintf(errbuf, errlen, "%s:%u: unknown key \"%s\"", path, lineno, q);
+		return -1;
+	}
+	if (seen[key - config_table] != 0) {
+		snprintf(errbuf, errlen, "%s:%u: duplicate key %s (first set on line %u)",
+			 path, lineno, key->name, seen[key - config_table]);
+		return -1;
+	}
+	seen[key - config_table] = lineno;
+	if (config_set(cfg, key, value) != 0) {
+		config_bad_value(errbuf, errlen, path, lineno, key, value);
+		return -1;
+	}
+	if (strcmp(key->name, "bindings_file") == 0)
+		cfg->bindings_file_line = lineno;	/* set: a missing file is an error */
+	return 0;
+}
+
+/*
  * config_parse_file - apply every line of an open file to cfg.
  * Returns 0, or -1 with "FILE:LINE: text" in errbuf.
  */
 static int config_parse_file(struct config *cfg, FILE *fp, const char *path,
 			     char *errbuf, size_t errlen)
 {
-	char *line = NULL, q[CONFIG_QUOTE_MAX + 8];
+	char *line = NULL, *s;
 	size_t cap = 0;
 	ssize_t len;
 	unsigned lineno = 0, seen[CONFIG_NKEYS], secret = 0;
-	const struct config_key *key;
 	struct stat st;
-	char *s, *eq, *name, *value;
 	int rc = -1;
 
 	memset(seen, 0, sizeof(seen));
@@ -642,40 +685,8 @@ static int config_parse_file(struct config *cfg, FILE *fp, const char *path,
 		s = config_trim(line);
 		if (*s == '\0' || *s == '#')
 			continue;
-		if ((eq = strchr(s, '=')) == NULL) {
-			config_no_equals(errbuf, errlen, path, lineno, s);
+		if (config_parse_line(cfg, s, path, lineno, seen, &secret, errbuf, errlen) < 0)
 			goto out;
-		}
-		*eq = '\0';
-		name = config_trim(s);
-		value = config_trim(eq + 1);
-		if (*name == '\0') {
-			snprintf(errbuf, errlen, "%s:%u: missing key before \"=\"", path, lineno);
-			goto out;
-		}
-		if (strncmp(name, CONFIG_DEST_PREFIX, strlen(CONFIG_DEST_PREFIX)) == 0) {
-			if (config_dest_add(cfg, path, lineno, name, value, &secret,
-					    errbuf, errlen) < 0)
-				goto out;
-			continue;
-		}
-		if ((key = config_lookup(name)) == NULL) {
-			config_quote(q, sizeof(q), name);
-			snprintf(errbuf, errlen, "%s:%u: unknown key \"%s\"", path, lineno, q);
-			goto out;
-		}
-		if (seen[key - config_table] != 0) {
-			snprintf(errbuf, errlen, "%s:%u: duplicate key %s (first set on line %u)",
-				 path, lineno, key->name, seen[key - config_table]);
-			goto out;
-		}
-		seen[key - config_table] = lineno;
-		if (config_set(cfg, key, value) != 0) {
-			config_bad_value(errbuf, errlen, path, lineno, key, value);
-			goto out;
-		}
-		if (strcmp(key->name, "bindings_file") == 0)
-			cfg->bindings_file_line = lineno;	/* set: a missing file is an error */
 	}
 	if (ferror(fp)) {
 		snprintf(errbuf, errlen, "%s: read error: %s", path, strerror(errno));

@@ -148,52 +148,89 @@ static int dest_get_once(struct dest_lookup *l, const char *url, size_t blen,
 	return ret;
 }
 
+/* the Find request that dest_service_call() makes with a token */
+struct dest_find_call {
+	struct dest_lookup *l;
+	char *url;			/* with ?$skipTokenRetrieval=true until an OAuth2* answer */
+	size_t blen;			/* the length of the service's base URL in url */
+	json_t **root;
+};
+
 /*
- * dest_find - Find for one tenant (flags: OAUTH_SUBSCRIBER or 0). A 401
- * drops the token and tries once more with a new one; an OAuth2*
- * destination is fetched again with its tokens. Returns 0 with *root, or
- * -1 with the outcome (OUTCOME_NOT_FOUND on 404).
+ * dest_find_get - dest_service_get_fn: Find; an OAuth2* destination is
+ * fetched again with its tokens, without $skipTokenRetrieval (for good:
+ * a second try after a 401 asks for the tokens at once)
+ */
+static int dest_find_get(void *arg, const struct oauth_token *tok, struct outcome *o)
+{
+	struct dest_find_call *f = arg;
+	char *query = strchr(f->url + f->blen, '?');
+	int rc = dest_get_once(f->l, f->url, f->blen, tok, f->root, o);
+
+	if (rc == 0 && query != NULL
+	    && dest_is_oauth(json_object_get(*f->root, "destinationConfiguration"))) {
+		dest_json_free(*f->root);
+		*query = '\0';
+		rc = dest_get_once(f->l, f->url, f->blen, tok, f->root, o);
+	}
+	return rc;
+}
+
+/*
+ * dest_find - Find for one tenant (flags: OAUTH_SUBSCRIBER or 0), a 401
+ * tried once more with a new token (dest_service_call). Returns 0 with
+ * *root, or -1 with the outcome (OUTCOME_NOT_FOUND on 404).
  */
 static int dest_find(struct dest_lookup *l, unsigned flags, json_t **root, struct outcome *o)
 {
 	const char *base = l->b->destination_uri;
-	size_t blen = strlen(base);
-	struct oauth_token tok;
-	char *enc, *url;
-	int attempt, rc = -1;
+	struct dest_find_call f = { l, NULL, strlen(base), root };
+	char *enc;
+	int rc;
 
 	*root = NULL;
-	while (blen > 0 && base[blen - 1] == '/')
-		blen--;
+	while (f.blen > 0 && base[f.blen - 1] == '/')
+		f.blen--;
 	enc = dest_urlencode(l->name);
-	url = xmalloc(blen + strlen(DEST_FIND_PATH) + strlen(enc) + 32);
-	sprintf(url, "%.*s%s%s?$skipTokenRetrieval=true", (int)blen, base, DEST_FIND_PATH, enc);
+	f.url = xmalloc(f.blen + strlen(DEST_FIND_PATH) + strlen(enc) + 32);
+	sprintf(f.url, "%.*s%s%s?$skipTokenRetrieval=true", (int)f.blen, base, DEST_FIND_PATH, enc);
 	free(enc);
+	rc = dest_service_call(l->cfg, l->b, &l->http, flags, dest_find_get, &f, o);
+	free(f.url);
+	return rc;
+}
+
+int dest_service_call(const struct config *cfg, const struct bindings *b,
+		      const struct http_options *http, unsigned flags, dest_service_get_fn get,
+		      void *arg, struct outcome *o)
+{
+	struct oauth_token tok;
+	int attempt, rc = -1;
+
 	for (attempt = 0; attempt < 2; attempt++) {
-		if (oauth_token_cached(l->cfg, &l->b->destination, &l->http, "destination", flags,
-				       &tok, o) < 0) {
-			rc = -1;
-			break;
-		}
-		rc = dest_get_once(l, url, blen, &tok, root, o);
-		if (rc == 0 && dest_is_oauth(json_object_get(*root, "destinationConfiguration"))) {
-			/* its tokens: the same call without $skipTokenRetrieval */
-			dest_json_free(*root);
-			*strchr(url + blen, '?') = '\0';
-			rc = dest_get_once(l, url, blen, &tok, root, o);
-		}
+		if (oauth_token_cached(cfg, &b->destination, http, "destination", flags, &tok, o) < 0)
+			return -1;
+		rc = get(arg, &tok, o);
 		if (rc < 0 && o->kind == OUTCOME_TOKEN_REFUSED && attempt == 0) {
 			log_info("Destination Service refused the destination token (HTTP 401); "
 				 "fetching a new one");
-			oauth_token_reject(l->cfg, &l->b->destination, &l->http, "destination", flags,
-					   &tok);
+			oauth_token_reject(cfg, &b->destination, http, "destination", flags, &tok);
 		}
 		oauth_token_free(&tok);
 		if (rc == 0 || o->kind != OUTCOME_TOKEN_REFUSED)
 			break;
 	}
-	free(url);
 	return rc;
+}
+
+void dest_service_tenant(const struct config *cfg, char *buf, size_t size)
+{
+	if (cfg->tenant_subdomain != NULL && cfg->tenant_subdomain[0] != '\0')
+		snprintf(buf, size, "subdomain:%s", cfg->tenant_subdomain);
+	else if (cfg->tenant_id != NULL && cfg->tenant_id[0] != '\0')
+		snprintf(buf, size, "zid:%s", cfg->tenant_id);
+	else if (size > 0)
+		buf[0] = '\0';
 }
 
 /*
@@ -409,10 +446,7 @@ int dest_from_service(const struct config *cfg, const struct bindings *b, const 
 	l.b = b;
 	l.name = name;
 	http_options_init(&l.http, cfg, deadline);
-	if (cfg->tenant_subdomain != NULL && cfg->tenant_subdomain[0] != '\0')
-		snprintf(l.tenant, sizeof(l.tenant), "subdomain:%s", cfg->tenant_subdomain);
-	else if (cfg->tenant_id != NULL && cfg->tenant_id[0] != '\0')
-		snprintf(l.tenant, sizeof(l.tenant), "zid:%s", cfg->tenant_id);
+	dest_service_tenant(cfg, l.tenant, sizeof(l.tenant));
 
 	parts[0] = name;
 	parts[1] = b->destination_uri;

@@ -1,6 +1,10 @@
 /*
  * lmtp - the server side of LMTP for btprelay-lmtp (RFC 2033, RFC 5321's
  * command syntax, RFC 2920 pipelining on the client's side).
+ *
+ * The session's state changes in lmtp_enter() only, called by
+ * lmtp_session_step(), which decides on each command, and by
+ * lmtp_session_done() at the end of a message.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -170,6 +174,125 @@ void lmtp_parse(char *line, struct lmtp_cmd *cmd)
 		break;
 	}
 }
+
+/* --- the session's state -------------------------------------------------- */
+
+static const char *const lmtp_state_names[] = {
+	"GREETING", "READY", "MAIL", "RCPT", "DATA", "QUIT",
+};
+
+const char *lmtp_state_name(enum lmtp_state state)
+{
+	size_t i = (size_t)state;
+
+	return i < sizeof(lmtp_state_names) / sizeof(lmtp_state_names[0]) ? lmtp_state_names[i] : "?";
+}
+
+/* lmtp_enter - the one place where the session changes state */
+static void lmtp_enter(struct lmtp_session *s, enum lmtp_state state)
+{
+	s->state = state;
+}
+
+/* lmtp_transaction_reset - sender, recipients, SIZE and IDENT forgotten */
+static void lmtp_transaction_reset(struct lmtp_session *s)
+{
+	size_t i;
+
+	free(s->sender);
+	s->sender = NULL;
+	for (i = 0; i < s->nrcpt; i++) {
+		free(s->rcpt[i]);
+		s->rcpt[i] = NULL;
+	}
+	s->nrcpt = 0;
+	s->size = -1;
+	s->ident[0] = '\0';
+}
+
+void lmtp_session_init(struct lmtp_session *s, const char *name)
+{
+	memset(s, 0, sizeof(*s));
+	s->name = name;
+	s->size = -1;
+	/* the extensions Postfix's lmtp(8) uses; RFC 2033 4.1: PIPELINING and ENHANCEDSTATUSCODES */
+	snprintf(s->lhlo, sizeof(s->lhlo), "250-%s\r\n250-PIPELINING\r\n250-SIZE\r\n250-8BITMIME\r\n"
+		 "250-ENHANCEDSTATUSCODES\r\n250-SMTPUTF8\r\n250 XFORWARD IDENT", name);
+	lmtp_enter(s, LMTP_STATE_GREETING);
+}
+
+/*
+ * lmtp_session_step - the command against the state. MAIL before LHLO is
+ * taken, as Postfix's smtpd does without smtpd_helo_required; RSET and
+ * LHLO end a transaction in any state.
+ */
+const char *lmtp_session_step(struct lmtp_session *s, const struct lmtp_cmd *cmd)
+{
+	int in_transaction = s->state == LMTP_STATE_MAIL || s->state == LMTP_STATE_RCPT;
+
+	if (s->state == LMTP_STATE_DATA || s->state == LMTP_STATE_QUIT)
+		return NULL;
+	switch (cmd->verb) {
+	case LMTP_LHLO:
+		lmtp_transaction_reset(s);
+		lmtp_enter(s, LMTP_STATE_READY);
+		return s->lhlo;
+	case LMTP_XFORWARD:
+		if (cmd->ident != NULL)
+			str_copy(s->ident, cmd->ident, sizeof(s->ident));
+		return "250 2.0.0 Ok";
+	case LMTP_MAIL:
+		if (in_transaction)
+			return "503 5.5.1 Error: nested MAIL command";
+		s->sender = xstrdup(cmd->arg);
+		s->size = cmd->size;
+		lmtp_enter(s, LMTP_STATE_MAIL);
+		return "250 2.1.0 Ok";
+	case LMTP_RCPT:
+		if (!in_transaction)
+			return "503 5.5.1 Error: need MAIL command";
+		if (s->nrcpt == LMTP_RCPT_MAX)
+			return "452 4.5.3 Error: too many recipients";
+		s->rcpt[s->nrcpt++] = xstrdup(cmd->arg);
+		lmtp_enter(s, LMTP_STATE_RCPT);
+		return "250 2.1.5 Ok";
+	case LMTP_DATA:
+		if (!in_transaction)
+			return "503 5.5.1 Error: need MAIL command";
+		if (s->state != LMTP_STATE_RCPT)
+			return "554 5.5.1 Error: no valid recipients";
+		lmtp_enter(s, LMTP_STATE_DATA);
+		return "354 End data with <CR><LF>.<CR><LF>";
+	case LMTP_RSET:
+		lmtp_transaction_reset(s);
+		if (in_transaction)
+			lmtp_enter(s, LMTP_STATE_READY);
+		return "250 2.0.0 Ok";
+	case LMTP_NOOP:
+		return "250 2.0.0 Ok";
+	case LMTP_QUIT:
+		lmtp_enter(s, LMTP_STATE_QUIT);
+		return "221 2.0.0 Bye";
+	case LMTP_BAD:
+		return cmd->reply;
+	case LMTP_UNKNOWN:
+		break;
+	}
+	return "500 5.5.2 Error: command not recognized";
+}
+
+void lmtp_session_done(struct lmtp_session *s)
+{
+	lmtp_transaction_reset(s);
+	lmtp_enter(s, LMTP_STATE_READY);
+}
+
+void lmtp_session_free(struct lmtp_session *s)
+{
+	lmtp_transaction_reset(s);
+}
+
+/* --- the message ---------------------------------------------------------- */
 
 /* where the next byte of the message falls */
 enum {

@@ -8,6 +8,11 @@
  * the caller's buffer, paths with quoted '>' are understood, an address
  * that is no RFC 5321 mailbox (address_check) is refused, unknown
  * parameters are refused, and a message never ends but at its lone dot.
+ *
+ * The session is a state machine (enum lmtp_state): lmtp_session_step()
+ * is the only place that changes state. It checks each command against
+ * the state and returns the reply, the refusal (503, 554, 452) when the
+ * command is out of order.
  */
 #ifndef BTPRELAY_LMTP_H
 #define BTPRELAY_LMTP_H
@@ -18,6 +23,8 @@
 #include "dsn.h"
 
 #define LMTP_LINE_MAX 2048	/* a command line, CR LF excluded (RFC 5321: 512, with parameters more) */
+#define LMTP_RCPT_MAX 1000	/* recipients per transaction (RFC 5321 4.5.3.1.8: at least 100) */
+#define LMTP_IDENT_SIZE 33	/* XFORWARD IDENT: a queue id of up to 32 letters and digits */
 
 enum lmtp_verb {
 	LMTP_BAD = 0,		/* a command we know, with a syntax error: reply is set */
@@ -39,6 +46,48 @@ struct lmtp_cmd {
  * modified, and cmd's strings point into it.
  */
 void lmtp_parse(char *line, struct lmtp_cmd *cmd);
+
+/*
+ * Session states, in protocol order (RFC 2033 4, RFC 5321 4.1.4).
+ */
+enum lmtp_state {
+	LMTP_STATE_GREETING = 0,	/* 220 sent, no LHLO yet (MAIL is taken all the same) */
+	LMTP_STATE_READY,		/* between transactions: MAIL may follow */
+	LMTP_STATE_MAIL,		/* sender given: RCPT may follow */
+	LMTP_STATE_RCPT,		/* recipients given: RCPT or DATA */
+	LMTP_STATE_DATA,		/* 354 sent: the caller reads the message, then lmtp_session_done() */
+	LMTP_STATE_QUIT,		/* 221 sent: the caller closes, nothing more is read */
+};
+
+/* the session with one client, and the transaction it is building */
+struct lmtp_session {
+	enum lmtp_state state;
+	const char *name;		/* the server's name in LHLO's reply */
+	char *sender;			/* MAIL's address, NULL before MAIL */
+	char *rcpt[LMTP_RCPT_MAX];
+	size_t nrcpt;
+	long size;			/* MAIL SIZE=, -1 when not given */
+	char ident[LMTP_IDENT_SIZE];	/* XFORWARD IDENT: Postfix's queue id, "" when none */
+	char lhlo[512];			/* LHLO's reply */
+};
+
+/* lmtp_session_init - a session in LMTP_STATE_GREETING; name is kept, not copied */
+void lmtp_session_init(struct lmtp_session *s, const char *name);
+/*
+ * lmtp_session_step - the one place where the state changes: cmd (from
+ * lmtp_parse) checked against the state, the transaction updated. Returns
+ * the reply, its lines without the last CR LF; NULL in LMTP_STATE_DATA and
+ * LMTP_STATE_QUIT, which take no command. After the step, the state says
+ * what the caller does: LMTP_STATE_DATA reads the message, LMTP_STATE_QUIT
+ * closes.
+ */
+const char *lmtp_session_step(struct lmtp_session *s, const struct lmtp_cmd *cmd);
+/* lmtp_session_done - the message's replies are given: LMTP_STATE_READY, the transaction reset */
+void lmtp_session_done(struct lmtp_session *s);
+/* lmtp_session_free - the transaction's memory */
+void lmtp_session_free(struct lmtp_session *s);
+/* lmtp_state_name - "GREETING", "READY", ... for logs */
+const char *lmtp_state_name(enum lmtp_state state);
 
 /*
  * lmtp_body - reads the message after DATA's 354 from the client's

@@ -272,6 +272,43 @@ int oauth_token_get(const struct oauth_client *client, const struct http_options
 	return oauth_token_fetch(client, NULL, http, what, tok, o);
 }
 
+/*
+ * oauth_tenant_request - the token URL for a tenant (NULL = the provider)
+ * and its X-zid header in zid ("" when none); NULL with the outcome when
+ * the tenant's subdomain or id cannot be used
+ */
+static char *oauth_tenant_request(const struct oauth_client *client,
+				  const struct oauth_tenant *tenant, const char *what, char *zid,
+				  size_t zsize, struct outcome *o)
+{
+	const char *p;
+	char *url, *base, why[320];
+
+	if (tenant != NULL && tenant->subdomain != NULL && tenant->subdomain[0] != '\0') {
+		base = oauth_tenant_url(client->token_url, tenant->subdomain, why, sizeof(why));
+		if (base == NULL) {
+			dsn_config(o, "%s token for tenant %s: %s", what, tenant->subdomain, why);
+			return NULL;
+		}
+		url = oauth_url(base);
+		free(base);
+	} else {
+		url = oauth_url(client->token_url);
+	}
+	zid[0] = '\0';
+	if (tenant != NULL && tenant->zid != NULL && tenant->zid[0] != '\0') {
+		for (p = tenant->zid; *p > 0x20 && *p < 0x7f; p++)
+			;
+		if (*p != '\0' || strlen(tenant->zid) > 200) {
+			dsn_config(o, "%s token: the tenant id is not a valid header value", what);
+			free(url);
+			return NULL;
+		}
+		snprintf(zid, zsize, "X-zid: %s", tenant->zid);
+	}
+	return url;
+}
+
 /* oauth_token_fetch - fetch a token for a tenant (NULL = the provider) */
 int oauth_token_fetch(const struct oauth_client *client, const struct oauth_tenant *tenant,
 		      const struct http_options *http, const char *what,
@@ -286,7 +323,7 @@ int oauth_token_fetch(const struct oauth_client *client, const struct oauth_tena
 	struct http_options opt = *http;
 	struct http_response resp;
 	int x509 = client->cert_pem != NULL && client->key_pem != NULL;
-	const char *secret = x509 ? NULL : client->client_secret, *p;
+	const char *secret = x509 ? NULL : client->client_secret;
 	char *url, *body, why[320], zid[256];
 	size_t body_size;
 	int rc, ret = -1;
@@ -298,32 +335,10 @@ int oauth_token_fetch(const struct oauth_client *client, const struct oauth_tena
 			   "certificate", what);
 		return -1;
 	}
-	if (tenant != NULL && tenant->subdomain != NULL && tenant->subdomain[0] != '\0') {
-		char *base = oauth_tenant_url(client->token_url, tenant->subdomain, why,
-					      sizeof(why));
-
-		if (base == NULL) {
-			dsn_config(o, "%s token for tenant %s: %s", what, tenant->subdomain,
-				   why);
-			return -1;
-		}
-		url = oauth_url(base);
-		free(base);
-	} else {
-		url = oauth_url(client->token_url);
-	}
-	if (tenant != NULL && tenant->zid != NULL && tenant->zid[0] != '\0') {
-		for (p = tenant->zid; *p > 0x20 && *p < 0x7f; p++)
-			;
-		if (*p != '\0' || strlen(tenant->zid) > 200) {
-			dsn_config(o, "%s token: the tenant id is not a valid header value",
-				   what);
-			free(url);
-			return -1;
-		}
-		snprintf(zid, sizeof(zid), "X-zid: %s", tenant->zid);
+	if ((url = oauth_tenant_request(client, tenant, what, zid, sizeof(zid), o)) == NULL)
+		return -1;
+	if (zid[0] != '\0')
 		headers[2] = zid;
-	}
 	if (x509) {
 		opt.client_cert_pem = client->cert_pem;
 		opt.client_key_pem = client->key_pem;

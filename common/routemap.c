@@ -96,16 +96,47 @@ int routemap_run(const char *const argv[], int seconds, char *why, size_t size)
 	return -1;
 }
 
+/*
+ * routemap_text - the map's source: a header, then "domain value" in the
+ * table's order (sorted by domain). 0 with *text allocated, or -1 with the
+ * outcome.
+ */
+static int routemap_text(const struct route_table *t, const char *tmpl, const char *path,
+			 char **text, size_t *len, struct outcome *o)
+{
+	char value[600];
+	size_t i;
+	FILE *f = open_memstream(text, len);
+
+	if (f == NULL) {
+		dsn_local(o, "routes map %s: out of memory", path);
+		return -1;
+	}
+	fprintf(f, "# written by btprelay routes: do not edit (btprelay(8))\n");
+	for (i = 0; i < t->n; i++) {
+		if (routemap_value(tmpl, t->v[i].destination, value, sizeof(value)) < 0) {
+			fclose(f);
+			free(*text);
+			*text = NULL;
+			dsn_config(o, "routes_transport \"%s\": not a transport:nexthop "
+				   "for destination %s", tmpl, t->v[i].destination);
+			return -1;
+		}
+		fprintf(f, "%s\t%s\n", t->v[i].domain, value);
+	}
+	fclose(f);
+	return 0;
+}
+
 /* routemap_write - the table as a Postfix lookup table, replaced atomically */
 int routemap_write(const struct route_table *t, const char *tmpl, const char *map,
 		   int *changed, struct outcome *o)
 {
-	char type[16] = "hash", value[600], why[4400], tmp[4200], tmpdb[4300], db[4300], arg[4300];
+	char type[16] = "hash", why[4400], tmp[4200], tmpdb[4300], db[4300], arg[4300];
 	const char *const postmap[] = { "postmap", arg, NULL };
 	const char *path = map, *colon = strchr(map, ':'), *suffix;
 	char *text = NULL, *old = NULL;
-	size_t len = 0, oldlen = 0, i;
-	FILE *f;
+	size_t len = 0, oldlen = 0;
 	struct stat st;
 	int fd, mode_rc, rc = -1;
 
@@ -120,24 +151,8 @@ int routemap_write(const struct route_table *t, const char *tmpl, const char *ma
 			   map);
 		return -1;
 	}
-	/* the text: a header, then "domain value" sorted by domain */
-	f = open_memstream(&text, &len);
-	if (f == NULL) {
-		dsn_local(o, "routes map %s: out of memory", path);
+	if (routemap_text(t, tmpl, path, &text, &len, o) < 0)
 		return -1;
-	}
-	fprintf(f, "# written by btprelay routes: do not edit (btprelay(8))\n");
-	for (i = 0; i < t->n; i++) {
-		if (routemap_value(tmpl, t->v[i].destination, value, sizeof(value)) < 0) {
-			fclose(f);
-			free(text);
-			dsn_config(o, "routes_transport \"%s\": not a transport:nexthop "
-				   "for destination %s", tmpl, t->v[i].destination);
-			return -1;
-		}
-		fprintf(f, "%s\t%s\n", t->v[i].domain, value);
-	}
-	fclose(f);
 	snprintf(db, sizeof(db), "%s%s", path, suffix);
 	old = file_read_all(path, ROUTEMAP_FILE_MAX, &oldlen, why, sizeof(why));
 	if (old != NULL && oldlen == len && memcmp(old, text, len) == 0 && stat(db, &st) == 0) {

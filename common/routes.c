@@ -18,6 +18,7 @@
 
 #include "cache.h"
 #include "conn.h"
+#include "dest_service.h"
 #include "http.h"
 #include "log.h"
 #include "oauth.h"
@@ -331,23 +332,33 @@ struct routes_lookup {
 	struct http_options http;
 };
 
+/* one list's request, as routes_get makes it with a token */
+struct routes_list_call {
+	struct routes_lookup *l;
+	const char *url;
+	const char *api;		/* "instanceDestinations", "subaccountDestinations" */
+	const char *level;		/* for logs: "instance", "subaccount (subscriber)" */
+	json_t *acc;			/* the routes found so far */
+};
+
 /*
- * routes_get - GET one list with a token. Returns 0 (acc extended), or -1
- * with the outcome set (OUTCOME_TOKEN_REFUSED on 401: the token may be
- * fetched anew).
+ * routes_get - dest_service_get_fn: GET one list with a token. Returns 0
+ * (acc extended), or -1 with the outcome set (OUTCOME_TOKEN_REFUSED on
+ * 401: the token may be fetched anew).
  */
-static int routes_get(struct routes_lookup *l, const char *url, const char *api,
-		      const char *level, const struct oauth_token *tok, json_t *acc,
-		      struct outcome *o)
+static int routes_get(void *arg, const struct oauth_token *tok, struct outcome *o)
 {
+	const struct routes_list_call *call = arg;
+	const char *api = call->api, *level = call->level;
 	struct http_response resp;
 	int ret;
 
-	if (http_get_bearer(&l->http, url, tok->access_token, &resp) < 0) {
+	if (http_get_bearer(&call->l->http, call->url, tok->access_token, &resp) < 0) {
 		http_fail(o, &resp, "Destination Service: %s", api);
 		ret = -1;
 	} else if (resp.status == 200) {
-		ret = routes_parse_list(resp.body != NULL ? resp.body : "", resp.len, level, acc, o);
+		ret = routes_parse_list(resp.body != NULL ? resp.body : "", resp.len, level,
+					call->acc, o);
 	} else if (resp.status == 404) {
 		log_debug("routes: Destination Service %s: HTTP 404: no %s destinations", api,
 			  level);
@@ -374,9 +385,9 @@ static int routes_list(struct routes_lookup *l, unsigned flags, json_t *acc, str
 						  { "subaccount", "subaccountDestinations" } };
 	const char *base = l->b->destination_uri;
 	size_t blen = strlen(base);
-	struct oauth_token tok;
+	struct routes_list_call call = { l, NULL, NULL, NULL, acc };
 	char url[2200], level[40];
-	int i, attempt, rc = 0;
+	int i, rc = 0;
 
 	while (blen > 0 && base[blen - 1] == '/')
 		blen--;
@@ -385,21 +396,10 @@ static int routes_list(struct routes_lookup *l, unsigned flags, json_t *acc, str
 			 ROUTES_LIST_PATH, levels[i][1]);
 		snprintf(level, sizeof(level), "%s%s", levels[i][0],
 			 flags & OAUTH_SUBSCRIBER ? " (subscriber)" : "");
-		for (attempt = 0; attempt < 2; attempt++) {
-			if (oauth_token_cached(l->cfg, &l->b->destination, &l->http, "destination",
-					       flags, &tok, o) < 0)
-				return -1;
-			rc = routes_get(l, url, levels[i][1], level, &tok, acc, o);
-			if (rc < 0 && o->kind == OUTCOME_TOKEN_REFUSED && attempt == 0) {
-				log_info("Destination Service refused the destination token (HTTP "
-					 "401); fetching a new one");
-				oauth_token_reject(l->cfg, &l->b->destination, &l->http,
-						   "destination", flags, &tok);
-			}
-			oauth_token_free(&tok);
-			if (rc == 0 || o->kind != OUTCOME_TOKEN_REFUSED)
-				break;
-		}
+		call.url = url;
+		call.api = levels[i][1];
+		call.level = level;
+		rc = dest_service_call(l->cfg, l->b, &l->http, flags, routes_get, &call, o);
 	}
 	return rc;
 }
@@ -459,11 +459,7 @@ static int routes_from_cockpit(const struct config *cfg, const struct bindings *
 	l.cfg = cfg;
 	l.b = b;
 	http_options_init(&l.http, cfg, 0);
-	tenant[0] = '\0';
-	if (cfg->tenant_subdomain != NULL && cfg->tenant_subdomain[0] != '\0')
-		snprintf(tenant, sizeof(tenant), "subdomain:%s", cfg->tenant_subdomain);
-	else if (cfg->tenant_id != NULL && cfg->tenant_id[0] != '\0')
-		snprintf(tenant, sizeof(tenant), "zid:%s", cfg->tenant_id);
+	dest_service_tenant(cfg, tenant, sizeof(tenant));
 	parts[0] = b->destination_uri;
 	parts[1] = b->destination.token_url;
 	parts[2] = b->destination.client_id;

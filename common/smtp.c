@@ -52,6 +52,8 @@
 #define SMTP_BODY_CHUNK		65536	/* read from the message fd at a time */
 #define SMTP_CRED_MAX		4096	/* user + password for AUTH PLAIN */
 #define SMTP_TOKEN_MAX		16384	/* an OAuth2 bearer token for AUTH XOAUTH2 */
+/* the longest SASL response: XOAUTH2's "user=" U ^A "auth=Bearer " T ^A ^A */
+#define SMTP_SASL_MAX		(SMTP_CRED_MAX + SMTP_TOKEN_MAX + 32)
 #define SMTP_EXCERPT_MAX	120	/* of garbage, in texts */
 
 static const char *const smtp_state_names[] = {
@@ -515,13 +517,17 @@ static int smtp_auth_fail(struct smtp_session *s, const struct smtp_reply *r, st
 	return -1;
 }
 
-/* smtp_b64_line - prefix + base64(data) as one allocated line; NULL if too long */
+/*
+ * smtp_b64_line - prefix + base64(data) as one allocated line; NULL if too
+ * long. Each AUTH method checks its own limits first; this one only bounds
+ * the allocation, so it is the largest of them (SMTP_SASL_MAX).
+ */
 static char *smtp_b64_line(const char *prefix, const char *data, size_t len, size_t *size)
 {
 	size_t plen = strlen(prefix);
 	char *line;
 
-	if (len > SMTP_CRED_MAX)
+	if (len > SMTP_SASL_MAX)
 		return NULL;
 	*size = plen + (len + 2) / 3 * 4 + 1;
 	line = xmalloc(*size);
@@ -543,30 +549,47 @@ static void smtp_wipe(void *p, size_t size)
 	}
 }
 
+/*
+ * smtp_auth_initial - AUTH with an initial response (RFC 4954 4): the
+ * command prefix and base64(raw) in one line, logged as logas. raw (from
+ * redact_sasl_*) and the line are wiped and freed; a line too long is the
+ * configuration error toolong.
+ */
+static int smtp_auth_initial(struct smtp_session *s, const char *prefix, char *raw, size_t rawlen,
+			     const char *logas, const char *toolong, struct smtp_reply *r,
+			     struct outcome *o)
+{
+	size_t lsize = 0;
+	char *line = smtp_b64_line(prefix, raw, rawlen, &lsize);
+	int rc;
+
+	smtp_wipe(raw, rawlen + 1);
+	if (line == NULL) {
+		dsn_config(o, "%s", toolong);
+		return -1;
+	}
+	rc = smtp_chat(s, DSN_STAGE_AUTH, line, logas, r, o);
+	smtp_wipe(line, lsize);
+	return rc;
+}
+
 /* smtp_auth_plain - AUTH PLAIN with the initial response: base64("\0user\0password") */
 static int smtp_auth_plain(struct smtp_session *s, struct smtp_reply *r, struct outcome *o)
 {
+	static const char toolong[] = "SMTP AUTH user name or password too long";
 	const char *user = s->opt->auth_user;
 	const char *pass = s->opt->auth_password ? s->opt->auth_password : "";
-	size_t ulen = strlen(user), plen = strlen(pass), rawlen = 0, lsize = 0;
-	char *raw, *line = NULL;
-	int rc;
+	size_t rawlen = 0;
+	char *raw;
 
-	if (ulen > SMTP_CRED_MAX || plen > SMTP_CRED_MAX) {
-		dsn_config(o, "SMTP AUTH user name or password too long");
-		return -1;
-	}
-	raw = redact_sasl_plain(user, pass, &rawlen);
-	line = smtp_b64_line("AUTH PLAIN ", raw, rawlen, &lsize);
-	smtp_wipe(raw, rawlen + 1);
-	if (line == NULL) {
-		dsn_config(o, "SMTP AUTH user name or password too long");
+	if (strlen(user) > SMTP_CRED_MAX || strlen(pass) > SMTP_CRED_MAX) {
+		dsn_config(o, "%s", toolong);
 		return -1;
 	}
 	redact_sent_plain(&s->redact, user, pass);
-	rc = smtp_chat(s, DSN_STAGE_AUTH, line, "AUTH PLAIN (credentials not logged)", r, o);
-	smtp_wipe(line, lsize);
-	if (rc < 0)
+	raw = redact_sasl_plain(user, pass, &rawlen);
+	if (smtp_auth_initial(s, "AUTH PLAIN ", raw, rawlen, "AUTH PLAIN (credentials not logged)",
+			      toolong, r, o) < 0)
 		return -1;
 	if (r->code != 235)
 		return smtp_auth_fail(s, r, o);
@@ -615,28 +638,21 @@ static int smtp_auth_login(struct smtp_session *s, struct smtp_reply *r, struct 
  */
 static int smtp_auth_xoauth2(struct smtp_session *s, struct smtp_reply *r, struct outcome *o)
 {
+	static const char toolong[] = "SMTP AUTH user name or OAuth2 token too long";
 	const char *user = s->opt->auth_user, *token = s->opt->auth_xoauth2_token;
-	size_t ulen = strlen(user), tlen = strlen(token), rawlen = 0, lsize = 0;
-	char *raw, *line, detail[300] = "";
+	size_t rawlen = 0;
+	char *raw, detail[300] = "";
 	unsigned char json[256];
 	ssize_t n;
-	int rc;
 
-	if (ulen > SMTP_CRED_MAX || tlen > SMTP_TOKEN_MAX) {
-		dsn_config(o, "SMTP AUTH user name or OAuth2 token too long");
-		return -1;
-	}
-	raw = redact_sasl_xoauth2(user, token, &rawlen);
-	line = smtp_b64_line("AUTH XOAUTH2 ", raw, rawlen, &lsize);
-	smtp_wipe(raw, rawlen + 1);
-	if (line == NULL) {
-		dsn_config(o, "SMTP AUTH user name or OAuth2 token too long");
+	if (strlen(user) > SMTP_CRED_MAX || strlen(token) > SMTP_TOKEN_MAX) {
+		dsn_config(o, "%s", toolong);
 		return -1;
 	}
 	redact_sent_xoauth2(&s->redact, user, token);
-	rc = smtp_chat(s, DSN_STAGE_AUTH, line, "AUTH XOAUTH2 (token not logged)", r, o);
-	smtp_wipe(line, lsize);
-	if (rc < 0)
+	raw = redact_sasl_xoauth2(user, token, &rawlen);
+	if (smtp_auth_initial(s, "AUTH XOAUTH2 ", raw, rawlen, "AUTH XOAUTH2 (token not logged)",
+			      toolong, r, o) < 0)
 		return -1;
 	if (r->code == 334) {
 		const char *b64 = strlen(r->text) > 4 ? r->text + 4 : "";

@@ -397,6 +397,55 @@ static int socks5_auth(struct socks5_hs *hs, const char *jwt, const char *locati
 	return socks5_parse_auth(hs, reply);
 }
 
+/*
+ * socks5_request_connect - CONNECT to the relay's (virtual) host, and its
+ * reply read whole
+ */
+static int socks5_request_connect(struct socks5_hs *hs)
+{
+	unsigned char reply[SOCKS5_REPLY_MAX], creq[7 + SOCKS5_NAME_MAX];
+	size_t len, rlen;
+
+	socks5_enter(hs, SOCKS5_ST_CONNECT);
+	len = socks5_connect_request(creq, sizeof(creq), hs->host, hs->port);
+	if (len == 0) {
+		dsn_config(hs->o, "proxy CONNECT %s:%u: cannot encode the request", hs->host,
+			   hs->port);
+		return SOCKS5_FAIL;
+	}
+	if (socks5_send(hs, creq, len) < 0)
+		return SOCKS5_FAIL;
+	if (conn_read(hs->c, reply, 5) < 0)
+		return socks5_conn_fail(hs);
+	if (reply[0] != SOCKS5_VERSION) {
+		char hex[16], step[SOCKS5_NAME_MAX + 32];
+
+		socks5_hex(hex, sizeof(hex), reply, 5);
+		dsn_config(hs->o, "%s: not a SOCKS5 reply (%s)",
+			   socks5_step(hs, step, sizeof(step)), hex);
+		return SOCKS5_FAIL;
+	}
+	rlen = socks5_reply_length(reply);
+	if (rlen == 0) {
+		char hex[16], step[SOCKS5_NAME_MAX + 32];
+
+		/* A refusal with a bogus address type still says why. */
+		if (reply[1] != 0x00)
+			return socks5_parse_connect(hs, reply, 5);
+		socks5_hex(hex, sizeof(hex), reply, 5);
+		dsn_config(hs->o, "%s: malformed reply, bad address type (%s)",
+			   socks5_step(hs, step, sizeof(step)), hex);
+		return SOCKS5_FAIL;
+	}
+	/* Always read the whole reply: what follows it belongs to the relay. */
+	if (conn_read(hs->c, reply + 5, rlen - 5) < 0) {
+		if (reply[1] != 0x00)
+			return socks5_parse_connect(hs, reply, 5);
+		return socks5_conn_fail(hs);
+	}
+	return socks5_parse_connect(hs, reply, rlen);
+}
+
 /* socks5_connect_method - socks5_connect, and the method the proxy chose in *method */
 int socks5_connect_method(struct conn *c, const char *jwt, const char *location_id,
 			  const char *host, unsigned port, int *method, struct outcome *o)
@@ -406,8 +455,7 @@ int socks5_connect_method(struct conn *c, const char *jwt, const char *location_
 		SOCKS5_VERSION, 2, SOCKS5_METHOD_SAP, SOCKS5_METHOD_NOAUTH,
 	};
 	struct socks5_hs hs = { c, SOCKS5_ST_GREETING, host, port, o, jwt == NULL };
-	unsigned char reply[SOCKS5_REPLY_MAX], creq[7 + SOCKS5_NAME_MAX];
-	size_t len, rlen;
+	unsigned char reply[2];
 	int rc;
 
 	if ((rc = socks5_check_input(&hs, jwt, location_id)) != SOCKS5_OK)
@@ -437,46 +485,8 @@ int socks5_connect_method(struct conn *c, const char *jwt, const char *location_
 		log_debug("proxy chose no authentication (method 0x00)");
 	}
 
-	/* CONNECT to the relay's (virtual) host. */
-	socks5_enter(&hs, SOCKS5_ST_CONNECT);
-	len = socks5_connect_request(creq, sizeof(creq), host, port);
-	if (len == 0) {
-		dsn_config(o, "proxy CONNECT %s:%u: cannot encode the request", host, port);
-		return SOCKS5_FAIL;
-	}
-	if (socks5_send(&hs, creq, len) < 0)
-		return SOCKS5_FAIL;
-	if (conn_read(c, reply, 5) < 0)
-		return socks5_conn_fail(&hs);
-	if (reply[0] != SOCKS5_VERSION) {
-		char hex[16], step[SOCKS5_NAME_MAX + 32];
-
-		socks5_hex(hex, sizeof(hex), reply, 5);
-		dsn_config(o, "%s: not a SOCKS5 reply (%s)",
-			   socks5_step(&hs, step, sizeof(step)), hex);
-		return SOCKS5_FAIL;
-	}
-	rlen = socks5_reply_length(reply);
-	if (rlen == 0) {
-		char hex[16], step[SOCKS5_NAME_MAX + 32];
-
-		/* A refusal with a bogus address type still says why. */
-		if (reply[1] != 0x00)
-			return socks5_parse_connect(&hs, reply, 5);
-		socks5_hex(hex, sizeof(hex), reply, 5);
-		dsn_config(o, "%s: malformed reply, bad address type (%s)",
-			   socks5_step(&hs, step, sizeof(step)), hex);
-		return SOCKS5_FAIL;
-	}
-	/* Always read the whole reply: what follows it belongs to the relay. */
-	if (conn_read(c, reply + 5, rlen - 5) < 0) {
-		if (reply[1] != 0x00)
-			return socks5_parse_connect(&hs, reply, 5);
-		return socks5_conn_fail(&hs);
-	}
-	if ((rc = socks5_parse_connect(&hs, reply, rlen)) != SOCKS5_OK)
+	if ((rc = socks5_request_connect(&hs)) != SOCKS5_OK)
 		return rc;
-
 	socks5_enter(&hs, SOCKS5_ST_DONE);
 	log_debug("proxy CONNECT %s:%u: tunnel open", host, port);
 	return SOCKS5_OK;

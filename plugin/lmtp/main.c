@@ -31,7 +31,6 @@
 #include "util.h"
 
 #define CLIENT_TIMEOUT_MS (300 * 1000)	/* RFC 5321 4.5.3.2.7: a server waits 5 minutes for a command */
-#define RCPT_MAX 1000			/* recipients per transaction */
 
 static const char usage_text[] =
 	"usage: btprelay-lmtp [-c FILE] -d DESTINATION\n"
@@ -40,37 +39,18 @@ static const char usage_text[] =
 	"  -d DESTINATION  the MAIL destination to relay through\n"
 	"  -h, --help      this text;  -V, --version  the version\n";
 
-/* the transaction the client is building */
-struct envelope {
-	char *sender;			/* NULL before MAIL */
-	char *rcpt[RCPT_MAX];
-	size_t nrcpt;
-	long size;
-	char ident[33];			/* XFORWARD IDENT: Postfix's queue id */
-};
-
-static void envelope_reset(struct envelope *env)
-{
-	size_t i;
-
-	free(env->sender);
-	for (i = 0; i < env->nrcpt; i++)
-		free(env->rcpt[i]);
-	memset(env, 0, sizeof(*env));
-}
-
 static int reply(struct conn *c, const char *line)
 {
 	return conn_printf(c, "%s\r\n", line);
 }
 
 /*
- * data - the message and its delivery: 354, the body streamed to the relay
- * as it arrives, then one reply per recipient. -1 when the client's
- * connection failed.
+ * data - the message and its delivery, after DATA's 354: the body streamed
+ * to the relay as it arrives, then one reply per recipient. -1 when the
+ * client's connection failed.
  */
 static int data(const struct config *cfg, const char *dest, struct conn *c,
-		struct envelope *env, struct deliver_session **ds)
+		struct lmtp_session *s, struct deliver_session **ds)
 {
 	struct outcome o, *out;
 	struct lmtp_body body;
@@ -81,19 +61,19 @@ static int data(const struct config *cfg, const char *dest, struct conn *c,
 	size_t i;
 	int rc = 0;
 
-	if (reply(c, "354 End data with <CR><LF>.<CR><LF>") < 0 || conn_flush(c) < 0)
+	if (conn_flush(c) < 0)
 		return -1;
 	lmtp_body_init(&body, c);
 	dl.destination = dest;
-	dl.sender = env->sender;
-	dl.rcpt = (const char *const *)env->rcpt;
-	dl.nrcpt = env->nrcpt;
-	dl.size = env->size;
+	dl.sender = s->sender;
+	dl.rcpt = (const char *const *)s->rcpt;
+	dl.nrcpt = s->nrcpt;
+	dl.size = s->size;
 	dl.body_fd = -1;
 	dl.body = &rd;
-	dl.queue_id = env->ident[0] ? env->ident : NULL;
+	dl.queue_id = s->ident[0] ? s->ident : NULL;
 	log_set_queue_id(dl.queue_id);
-	out = xcalloc(env->nrcpt, sizeof(*out));
+	out = xcalloc(s->nrcpt, sizeof(*out));
 	deliver_transaction(cfg, ds, &dl, out, &o);
 	/* the relay may have taken none of it: the replies follow the whole message */
 	if (!body.done && !body.failed)
@@ -102,26 +82,32 @@ static int data(const struct config *cfg, const char *dest, struct conn *c,
 		log_warn("client connection lost while sending the message: %s", c->errtext);
 		rc = -1;
 	}
-	for (i = 0; i < env->nrcpt && rc == 0; i++) {
+	for (i = 0; i < s->nrcpt && rc == 0; i++) {
 		lmtp_reply(&out[i], line, sizeof(line));
 		rc = reply(c, line);
 	}
 	free(out);
 	log_set_queue_id(NULL);
-	envelope_reset(env);
+	lmtp_session_done(s);
 	return rc;
 }
 
-/* session - the LMTP session with the client on c until QUIT or a failure */
+/*
+ * session - the LMTP session with the client on c until QUIT or a
+ * failure; lmtp_session_step() answers each command, and its state says
+ * when a message follows and when the session is over
+ */
 static void session(const struct config *cfg, const char *dest, struct conn *c)
 {
-	struct envelope env = { 0 };
+	struct lmtp_session s;
 	struct deliver_session *ds = NULL;
 	struct lmtp_cmd cmd;
 	char line[LMTP_LINE_MAX + 1], helo[256];
 	ssize_t n;
+	int rc;
 
 	route_helo_name(cfg, helo, sizeof(helo));
+	lmtp_session_init(&s, helo);
 	conn_printf(c, "220 %s LMTP btprelay-lmtp ready\r\n", helo);
 	for (;;) {
 		n = conn_read_line(c, line, sizeof(line));
@@ -129,72 +115,21 @@ static void session(const struct config *cfg, const char *dest, struct conn *c)
 			reply(c, "500 5.5.2 Line too long");
 			continue;
 		}
-		if (n < 0)
+		if (n < 0) {
+			if (c->err != CONN_CLOSED)
+				log_warn("client connection: %s", c->errtext);
 			break;
+		}
 		lmtp_parse(line, &cmd);
-		switch (cmd.verb) {
-		case LMTP_LHLO:
-			envelope_reset(&env);
-			conn_printf(c, "250-%s\r\n250-PIPELINING\r\n250-SIZE\r\n250-8BITMIME\r\n"
-				    "250-ENHANCEDSTATUSCODES\r\n250-SMTPUTF8\r\n250 XFORWARD IDENT\r\n",
-				    helo);
+		rc = reply(c, lmtp_session_step(&s, &cmd));
+		if (s.state == LMTP_STATE_DATA && (rc < 0 || data(cfg, dest, c, &s, &ds) < 0))
 			break;
-		case LMTP_XFORWARD:
-			if (cmd.ident)
-				str_copy(env.ident, cmd.ident, sizeof(env.ident));
-			reply(c, "250 2.0.0 Ok");
-			break;
-		case LMTP_MAIL:
-			if (env.sender != NULL) {
-				reply(c, "503 5.5.1 Error: nested MAIL command");
-				break;
-			}
-			env.sender = xstrdup(cmd.arg);
-			env.size = cmd.size;
-			reply(c, "250 2.1.0 Ok");
-			break;
-		case LMTP_RCPT:
-			if (env.sender == NULL)
-				reply(c, "503 5.5.1 Error: need MAIL command");
-			else if (env.nrcpt == RCPT_MAX)
-				reply(c, "452 4.5.3 Error: too many recipients");
-			else {
-				env.rcpt[env.nrcpt++] = xstrdup(cmd.arg);
-				reply(c, "250 2.1.5 Ok");
-			}
-			break;
-		case LMTP_DATA:
-			if (env.sender == NULL || env.nrcpt == 0) {
-				reply(c, env.sender == NULL ? "503 5.5.1 Error: need MAIL command"
-				      : "554 5.5.1 Error: no valid recipients");
-				break;
-			}
-			if (data(cfg, dest, c, &env, &ds) < 0)
-				goto done;
-			break;
-		case LMTP_RSET:
-			envelope_reset(&env);
-			reply(c, "250 2.0.0 Ok");
-			break;
-		case LMTP_NOOP:
-			reply(c, "250 2.0.0 Ok");
-			break;
-		case LMTP_QUIT:
-			reply(c, "221 2.0.0 Bye");
+		if (s.state == LMTP_STATE_QUIT) {
 			conn_flush(c);
-			goto done;
-		case LMTP_BAD:
-			reply(c, cmd.reply);
-			break;
-		case LMTP_UNKNOWN:
-			reply(c, "500 5.5.2 Error: command not recognized");
 			break;
 		}
 	}
-	if (c->err != CONN_CLOSED)
-		log_warn("client connection: %s", c->errtext);
-done:
-	envelope_reset(&env);
+	lmtp_session_free(&s);
 	deliver_session_close(ds);
 }
 

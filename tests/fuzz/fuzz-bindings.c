@@ -28,9 +28,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	fuzz_quiet();
 	unsetenv("VCAP_SERVICES");
 	unsetenv("SERVICE_BINDING_ROOT");
-	config_defaults(&cfg);
-	free(cfg.service_binding_root);
-	cfg.service_binding_root = strdup("");
+	fuzz_config(&cfg);
 	return 0;
 }
 

@@ -33,9 +33,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	(void)argc;
 	(void)argv;
 	fuzz_quiet();
-	config_defaults(&cfg);
-	free(cfg.cache_dir);
-	cfg.cache_dir = strdup("");
+	fuzz_config(&cfg);
 	return 0;
 }
 

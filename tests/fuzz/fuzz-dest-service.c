@@ -14,7 +14,6 @@
  * in any value, host, port, a token of visible ASCII only); the client
  * secret never appears in a text unless the answer itself holds it.
  */
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,68 +25,25 @@
 #include "fuzz.h"
 #include "http.h"
 
-#define TOKEN_BODY "{\"access_token\":\"eyJhbGciOiJIUzI1NiJ9.eyJjaWQiOiJzYi1jbG9uZS1kZXN0IWIxIn0." \
-	"c2ln\",\"token_type\":\"bearer\",\"expires_in\":43199}"
-
 static struct config cfg, cfg_tenant;
 static struct bindings b;
 static char base[64];
-static const uint8_t *cur_data;
-static size_t cur_size;
-static int cur_status;
+static struct fuzz_http_input in = { FUZZ_TOKEN_BODY, 0, NULL, 0 };
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static void handler(const char *method, const char *path, struct fuzz_http_reply *r, void *arg)
-{
-	(void)method;
-	(void)arg;
-	if (strncmp(path, "/oauth/token", 12) == 0) {
-		r->status = 200;
-		r->body = TOKEN_BODY;
-		r->len = strlen(TOKEN_BODY);
-	} else {
-		r->status = cur_status;
-		r->body = (const char *)cur_data;
-		r->len = cur_size;
-	}
-}
-
-static void config_for_fuzz(struct config *c, const char *tenant_id)
-{
-	config_defaults(c);
-	free(c->cache_dir);
-	c->cache_dir = strdup("");
-	free(c->tenant_id);
-	c->tenant_id = strdup(tenant_id);
-	c->http_timeout = 5;
-	c->http_retries = 0;
-}
-
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	unsigned port;
-
 	(void)argc;
 	(void)argv;
-	signal(SIGPIPE, SIG_IGN);
-	fuzz_quiet();
-	http_global_init();
-	port = fuzz_http_start(handler, NULL);
-	if (port == 0) {
-		perror("fuzz_http_start");
+	if (fuzz_http_setup(fuzz_http_input, &in, "", base, sizeof(base)) < 0)
 		return 1;
-	}
-	snprintf(base, sizeof(base), "http://127.0.0.1:%u", port);
-	config_for_fuzz(&cfg, "");
-	config_for_fuzz(&cfg_tenant, "4f1b2c3d-5e6f-4a7b-8c9d-0e1f2a3b4c5d");
-	b.have_destination = 1;
-	b.destination.token_url = base;
-	b.destination.client_id = "sb-clone-dest!b1";
-	b.destination.client_secret = "fuzz-dest-secret";
-	b.destination.instance = "dest-lite";
-	b.destination_uri = base;
+	fuzz_config(&cfg);
+	fuzz_config(&cfg_tenant);
+	free(cfg_tenant.tenant_id);
+	cfg_tenant.tenant_id = strdup("4f1b2c3d-5e6f-4a7b-8c9d-0e1f2a3b4c5d");
+	fuzz_dest_bindings(&b, base);
 	return 0;
 }
 
@@ -101,12 +57,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	for (i = 0; i < size; i++)
 		h = (h ^ data[i]) * 16777619u;
-	cur_data = data;
-	cur_size = size;
-	cur_status = statuses[h % 8];
+	in.data = data;
+	in.len = size;
+	in.status = statuses[h % 8];
 	memset(&o, 0, sizeof(o));
 	if (dest_resolve((h >> 3) & 1 ? &cfg_tenant : &cfg, &b, "MAIL_ONPREM", &d, &o) == 0) {
-		fuzz_assert(cur_status == 200);
+		fuzz_assert(in.status == 200);
 		fuzz_check_destination(&d);
 		fuzz_assert(d.cache_age == -1 && !d.stale);
 	} else {

@@ -13,7 +13,6 @@
  * to 70 visible characters; the password and the token never appear in a
  * text unless the server sent them.
  */
-#include <signal.h>
 #include <string.h>
 
 #include "fuzz.h"
@@ -23,17 +22,7 @@
 #define PASSWORD "s3cret-Passw0rd"
 #define TOKEN "eyJhbGciOiJIUzI1NiJ9.eyJ1c2VyIjoieCJ9.c2ln"
 
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-	(void)argc;
-	(void)argv;
-	signal(SIGPIPE, SIG_IGN);
-	fuzz_quiet();
-	return 0;
-}
+FUZZ_TARGET_PEER
 
 /* secret_safe - o's text holds no secret the server did not send itself */
 static void secret_safe(const struct outcome *o, const uint8_t *data, size_t size)

@@ -5,8 +5,13 @@
  * and the input as a message stuffed by smtp_body_convert() and read back.
  * The first byte picks the reader's chunk size.
  *
+ * Every command also steps one session (lmtp_session_step), a message
+ * taken as delivered after each DATA.
+ *
  * Properties: a parsed command's strings lie inside the line; a refusal is
- * a 5xx reply with an enhanced status code; IDENT is a queue id (letters
+ * a 5xx reply with an enhanced status code; the session answers every
+ * command with a reply code until QUIT and none after, and has a sender
+ * exactly while a transaction is open; IDENT is a queue id (letters
  * and digits) or absent; the reader never returns more bytes than it read
  * and always ends (at the lone dot or with the connection); a message
  * stuffed by the transport's own converter reads back as itself, with
@@ -28,8 +33,30 @@ static int inside(const char *s, const char *buf, size_t len)
 	return s >= buf && s <= buf + len && strlen(s) <= len - (size_t)(s - buf);
 }
 
-/* one_line - lmtp_parse on one line, from an exact-size copy */
-static void one_line(const char *line, size_t len)
+/* step - the command through the session: a reply but after QUIT, the state consistent */
+static void step(struct lmtp_session *s, const struct lmtp_cmd *cmd)
+{
+	enum lmtp_state was = s->state;
+	const char *r = lmtp_session_step(s, cmd);
+
+	if (was == LMTP_STATE_QUIT) {
+		fuzz_assert(r == NULL && s->state == LMTP_STATE_QUIT);
+		return;
+	}
+	fuzz_assert(r != NULL && r[0] >= '2' && r[0] <= '5' && isdigit((unsigned char)r[1])
+		    && isdigit((unsigned char)r[2]) && (r[3] == ' ' || r[3] == '-'));
+	fuzz_assert((s->sender != NULL) == (s->state == LMTP_STATE_MAIL || s->state == LMTP_STATE_RCPT
+					     || s->state == LMTP_STATE_DATA));
+	fuzz_assert((s->nrcpt > 0) == (s->state == LMTP_STATE_RCPT || s->state == LMTP_STATE_DATA));
+	fuzz_assert(s->nrcpt <= LMTP_RCPT_MAX);
+	if (s->state == LMTP_STATE_DATA) {
+		fuzz_assert(strncmp(r, "354 ", 4) == 0);
+		lmtp_session_done(s);	/* as if delivered */
+	}
+}
+
+/* one_line - lmtp_parse on one line, from an exact-size copy, and a session's step */
+static void one_line(struct lmtp_session *s, const char *line, size_t len)
 {
 	char *buf = malloc(len + 1);
 	struct lmtp_cmd cmd;
@@ -52,6 +79,7 @@ static void one_line(const char *line, size_t len)
 	}
 	if (cmd.verb == LMTP_MAIL)
 		fuzz_assert(cmd.size >= -1);
+	step(s, &cmd);
 	free(buf);
 }
 
@@ -93,14 +121,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const char *in = (const char *)data + (size > 0), *p, *end, *lf;
 	size_t len = size > 0 ? size - 1 : 0, n = size > 0 ? 2 + data[0] % 64 : 2, got_len, wlen, k, i;
 	struct smtp_body_state st;
+	struct lmtp_session s;
 	char *wire, *want, *got, rest[64];
 	int done;
 
+	lmtp_session_init(&s, "lmtp.example");
 	for (p = in, end = in + len; p < end; p += k + (lf != NULL)) {
 		lf = memchr(p, '\n', (size_t)(end - p));
 		k = lf ? (size_t)(lf - p) : (size_t)(end - p);
-		one_line(p, k > 0 && p[k - 1] == '\r' ? k - 1 : k);
+		one_line(&s, p, k > 0 && p[k - 1] == '\r' ? k - 1 : k);
 	}
+	lmtp_session_free(&s);
 
 	/* the input as it comes after DATA */
 	got = read_back((const uint8_t *)in, len, n, &got_len, &done, rest, sizeof(rest));

@@ -14,7 +14,6 @@
  * routes_transport makes a value of it; the client secret never appears in
  * a text, nor does a mail.password of the answer.
  */
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,64 +24,35 @@
 #include "http.h"
 #include "routemap.h"
 
-#define TOKEN_BODY "{\"access_token\":\"eyJhbGciOiJIUzI1NiJ9.eyJjaWQiOiJzYi1jbG9uZS1kZXN0IWIxIn0." \
-	"c2ln\",\"token_type\":\"bearer\",\"expires_in\":43199}"
-
 static struct config cfg;
 static struct bindings b;
 static char base[64];
-static const uint8_t *cur_data;
-static size_t cur_size;
-static int cur_status, cur_instance_404;
+static struct fuzz_http_input in = { FUZZ_TOKEN_BODY, 0, NULL, 0 };
+static int instance_404;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* handler - fuzz_http_input, but the instance level may have no list (404) */
 static void handler(const char *method, const char *path, struct fuzz_http_reply *r, void *arg)
 {
-	(void)method;
-	(void)arg;
-	if (strncmp(path, "/oauth/token", 12) == 0) {
-		r->status = 200;
-		r->body = TOKEN_BODY;
-		r->len = strlen(TOKEN_BODY);
-	} else if (cur_instance_404 && strstr(path, "instanceDestinations") != NULL) {
+	if (instance_404 && strstr(path, "instanceDestinations") != NULL) {
 		r->status = 404;
 		r->body = "{}";
 		r->len = 2;
 	} else {
-		r->status = cur_status;
-		r->body = (const char *)cur_data;
-		r->len = cur_size;
+		fuzz_http_input(method, path, r, arg);
 	}
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	unsigned port;
-
 	(void)argc;
 	(void)argv;
-	signal(SIGPIPE, SIG_IGN);
-	fuzz_quiet();
-	http_global_init();
-	port = fuzz_http_start(handler, NULL);
-	if (port == 0) {
-		perror("fuzz_http_start");
+	if (fuzz_http_setup(handler, &in, "", base, sizeof(base)) < 0)
 		return 1;
-	}
-	snprintf(base, sizeof(base), "http://127.0.0.1:%u", port);
-	config_defaults(&cfg);
-	free(cfg.cache_dir);
-	cfg.cache_dir = strdup("");
-	cfg.http_timeout = 5;
-	cfg.http_retries = 0;
-	b.have_destination = 1;
-	b.destination.token_url = base;
-	b.destination.client_id = "sb-clone-dest!b1";
-	b.destination.client_secret = "fuzz-dest-secret";
-	b.destination.instance = "dest-lite";
-	b.destination_uri = base;
+	fuzz_config(&cfg);
+	fuzz_dest_bindings(&b, base);
 	return 0;
 }
 
@@ -119,14 +89,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	for (i = 0; i < size; i++)
 		h = (h ^ data[i]) * 16777619u;
-	cur_data = data;
-	cur_size = size;
-	cur_status = statuses[h % 8];
-	cur_instance_404 = (h >> 3) & 1;
+	in.data = data;
+	in.len = size;
+	in.status = statuses[h % 8];
+	instance_404 = (h >> 3) & 1;
 	memset(&o, 0, sizeof(o));
 	unsetenv(ROUTES_ENV);
 	if (routes_collect(&cfg, &b, &t, &o) == 0) {
-		fuzz_assert(cur_status == 200 || cur_status == 404);
+		fuzz_assert(in.status == 200 || in.status == 404);
 		check_table(&t);
 	} else {
 		fuzz_check_outcome(&o, 0);

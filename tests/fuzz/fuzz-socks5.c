@@ -13,7 +13,6 @@
  * to the relay). Without a token there is none to renew: never
  * SOCKS5_AUTH_REJECTED.
  */
-#include <signal.h>
 #include <string.h>
 
 #include "fuzz.h"
@@ -21,17 +20,7 @@
 
 #define JWT "eyJhbGciOiJIUzI1NiJ9.eyJjbGllbnRfaWQiOiJzYi1jbG9uZS1jb25uIWIyIn0.c2lnbmF0dXJl"
 
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-	(void)argc;
-	(void)argv;
-	signal(SIGPIPE, SIG_IGN);
-	fuzz_quiet();
-	return 0;
-}
+FUZZ_TARGET_PEER
 
 /* one_handshake - the input as the proxy's bytes, with the token jwt (NULL: none) */
 static void one_handshake(const uint8_t *data, size_t size, const char *jwt)

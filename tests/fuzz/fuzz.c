@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 
 #include "dsn.h"
 #include "fuzz.h"
+#include "http.h"
 #include "log.h"
 #include "../lib/peer.h"
 
@@ -31,6 +33,13 @@ void fuzz_fail(const char *file, int line, const char *what)
 void fuzz_quiet(void)
 {
 	log_open("btprelay-fuzz", "/dev/null", LOG_LVL_DEBUG);
+}
+
+/* fuzz_peer_quiet - a peer that goes away is an input like any: no SIGPIPE */
+void fuzz_peer_quiet(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	fuzz_quiet();
 }
 
 /* fuzz_has_ctl - CR, LF, NUL-free C string check: any byte below 0x20 or DEL */
@@ -343,6 +352,59 @@ unsigned fuzz_http_start(fuzz_http_handler handler, void *arg)
 		return 0;
 	pthread_detach(t);
 	return port;
+}
+
+int fuzz_http_setup(fuzz_http_handler handler, void *arg, const char *path, char *url,
+		    size_t size)
+{
+	unsigned port;
+
+	fuzz_peer_quiet();
+	http_global_init();
+	if ((port = fuzz_http_start(handler, arg)) == 0) {
+		perror("fuzz_http_start");
+		return -1;
+	}
+	snprintf(url, size, "http://127.0.0.1:%u%s", port, path);
+	return 0;
+}
+
+void fuzz_http_input(const char *method, const char *path, struct fuzz_http_reply *r, void *arg)
+{
+	const struct fuzz_http_input *in = arg;
+
+	(void)method;
+	if (in->token != NULL && strncmp(path, "/oauth/token", 12) == 0) {
+		r->status = 200;
+		r->body = in->token;
+		r->len = strlen(in->token);
+	} else {
+		r->status = in->status;
+		r->body = (const char *)in->data;
+		r->len = in->len;
+	}
+}
+
+void fuzz_config(struct config *cfg)
+{
+	config_defaults(cfg);
+	free(cfg->cache_dir);
+	cfg->cache_dir = strdup("");
+	free(cfg->service_binding_root);
+	cfg->service_binding_root = strdup("");
+	cfg->http_timeout = 5;
+	cfg->http_retries = 0;
+}
+
+void fuzz_dest_bindings(struct bindings *b, char *base)
+{
+	memset(b, 0, sizeof(*b));
+	b->have_destination = 1;
+	b->destination.token_url = base;
+	b->destination.client_id = "sb-clone-dest!b1";
+	b->destination.client_secret = "fuzz-dest-secret";
+	b->destination.instance = "dest-lite";
+	b->destination_uri = base;
 }
 
 unsigned long fuzz_http_requests(void)

@@ -15,6 +15,8 @@
 #include <stdint.h>
 #include <pthread.h>
 
+#include "bindings.h"
+#include "conf.h"
 #include "conn.h"
 #include "dsn.h"
 
@@ -26,21 +28,27 @@ void fuzz_fail(const char *file, int line, const char *what) __attribute__((nore
 /* fuzz_quiet - log to /dev/null at debug level (the log formatting runs, nothing is shown) */
 void fuzz_quiet(void);
 
+/* fuzz_peer_quiet - fuzz_quiet(), and SIGPIPE ignored: for a target whose peer may go away */
+void fuzz_peer_quiet(void);
+
 /*
- * FUZZ_TARGET_QUIET - the entry points' prototypes and an
- * LLVMFuzzerInitialize() that only calls fuzz_quiet(), for a target that
- * needs no other set-up
+ * FUZZ_TARGET_INIT(setup) - the entry points' prototypes and an
+ * LLVMFuzzerInitialize() that only calls setup(); FUZZ_TARGET_QUIET for a
+ * target that needs no other set-up, FUZZ_TARGET_PEER for one that plays
+ * a peer (fuzz_peer_quiet)
  */
-#define FUZZ_TARGET_QUIET \
+#define FUZZ_TARGET_INIT(setup) \
 	int LLVMFuzzerInitialize(int *argc, char ***argv); \
 	int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size); \
 	int LLVMFuzzerInitialize(int *argc, char ***argv) \
 	{ \
 		(void)argc; \
 		(void)argv; \
-		fuzz_quiet(); \
+		setup(); \
 		return 0; \
 	}
+#define FUZZ_TARGET_QUIET FUZZ_TARGET_INIT(fuzz_quiet)
+#define FUZZ_TARGET_PEER FUZZ_TARGET_INIT(fuzz_peer_quiet)
 
 /*
  * struct fuzz_peer - the server side of a socketpair. A thread writes the
@@ -96,6 +104,38 @@ typedef void (*fuzz_http_handler)(const char *method, const char *path,
 				  struct fuzz_http_reply *r, void *arg);
 /* fuzz_http_start - listen on 127.0.0.1; returns the port, or 0 */
 unsigned fuzz_http_start(fuzz_http_handler handler, void *arg);
+/*
+ * fuzz_http_setup - fuzz_peer_quiet(), libcurl initialised, and
+ * fuzz_http_start(handler, arg): url is "http://127.0.0.1:PORT" and path.
+ * 0, or -1 (said on stderr) when there is no server.
+ */
+int fuzz_http_setup(fuzz_http_handler handler, void *arg, const char *path, char *url,
+		    size_t size);
+
+/* a token service's answer with a JWT that is no secret (client sb-clone-dest!b1) */
+#define FUZZ_TOKEN_BODY "{\"access_token\":\"eyJhbGciOiJIUzI1NiJ9.eyJjaWQiOiJzYi1jbG9uZS1kZXN0IWIxIn0." \
+	"c2ln\",\"token_type\":\"bearer\",\"expires_in\":43199}"
+
+/* what fuzz_http_input() answers; a target sets status, data and len for each input */
+struct fuzz_http_input {
+	const char *token;	/* the token service's JSON for /oauth/token, NULL: none */
+	int status;
+	const uint8_t *data;
+	size_t len;
+};
+/*
+ * fuzz_http_input - a fuzz_http_handler for a struct fuzz_http_input at
+ * arg: the token for a token request when one is set, else the status and
+ * the input as the body
+ */
+void fuzz_http_input(const char *method, const char *path, struct fuzz_http_reply *r, void *arg);
+/*
+ * fuzz_config - the configuration's defaults, but no cache, no service
+ * binding directories, and HTTP calls of at most 5 s without retries
+ */
+void fuzz_config(struct config *cfg);
+/* fuzz_dest_bindings - a Destination Service binding whose token service and API are at base */
+void fuzz_dest_bindings(struct bindings *b, char *base);
 /* fuzz_http_requests - requests answered so far */
 unsigned long fuzz_http_requests(void);
 

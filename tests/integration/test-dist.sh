@@ -2,7 +2,9 @@
 # test-dist.sh - the release tarball is what packagers start from: `make
 # distcheck` (a VPATH build from the unpacked tarball with a read-only source
 # tree, the unit tests, install and uninstall), then the README's demo run
-# from the unpacked tarball itself, delivering for real.
+# from the unpacked tarball itself, delivering for real. The sources carry
+# what `make check` in the source tree leaves behind (logs, results, Python
+# byte code): the tarball must not.
 set -u
 : "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
 [ "$(id -u)" = 0 ] || { echo "1..0 # SKIP needs root (the demo runs a Postfix instance)"; exit 77; }
@@ -14,7 +16,7 @@ done
 # Run from `make check`, whose MAKEFLAGS (TESTS=this test) would reach the
 # nested distcheck and make it run this test again, forever.
 unset MAKEFLAGS MFLAGS MAKELEVEL MAKEOVERRIDES
-echo "1..6"
+echo "1..7"
 n=0
 ok() { n=$((n + 1)); echo "ok $n - $1"; }
 not_ok() { n=$((n + 1)); echo "not ok $n - $1"; shift; for l in "$@"; do echo "# $l"; done; }
@@ -33,6 +35,16 @@ if git -C "$top_srcdir" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
 else
 	(cd "$top_srcdir" && tar --exclude=./build --exclude=./build-asan -cf - .) | tar -C "$WORK/src" -xf -
 fi
+
+# What a build and `make check` in the source tree leave in the directories
+# EXTRA_DIST names whole (only files no make rule produces for this build:
+# make finds targets through VPATH in the sources too)
+litter="tests/integration/test-routes.log tests/integration/test-routes.trs
+tests/fuzz/test-fuzz.log tests/fuzz/test-fuzz.trs tests/emulator/test-emulator.log
+tests/emulator/__pycache__/btp-emulator.cpython-311.pyc tests/bench/test-bench.trs"
+for f in $litter; do
+	mkdir -p "$WORK/src/$(dirname "$f")" && echo "left by a build" > "$WORK/src/$f"
+done
 
 (cd "$WORK/src" && ./autogen.sh) > "$WORK/autogen.log" 2>&1 &&
 	(cd "$WORK/build" && ../src/configure -q) > "$WORK/configure.log" 2>&1
@@ -65,6 +77,14 @@ done
 [ -n "$dir" ] && [ -z "$missing" ] && ok "the tarball has the man pages, the demo and the test command" ||
 	not_ok "the tarball has the man pages, the demo and the test command" "missing:${missing:- the tarball}"
 
+# Only sources: no test log or result, object, dependency file or byte code.
+junk=$([ -n "$tarball" ] && tar -tzf "$tarball" |
+	grep -E '\.(log|trs|o|pyc)$|/\.deps/|/\.dirstamp$|/__pycache__/')
+[ -n "$tarball" ] && [ -z "$junk" ] &&
+	ok "the tarball holds no build output (logs, .trs, objects, byte code) from the source tree" ||
+	not_ok "the tarball holds no build output (logs, .trs, objects, byte code) from the source tree" \
+		"${junk:-no tarball}"
+
 # The README's first command, from the unpacked tarball (no autogen: configure is there).
 chmod -R a+rX "$WORK/unpacked"
 out=$([ -n "$dir" ] && "$dir/tests/demo.sh" 2>&1)
@@ -76,4 +96,4 @@ grep -q 'status=sent' <<<"$out" && grep -q 'envelope: MAIL FROM:<app@btp.example
 	grep -q 'Subject: Hello from SAP BTP' <<<"$out" &&
 	ok "the demo from the tarball delivered: status=sent, envelope and message at the relay" ||
 	not_ok "the demo from the tarball delivered: status=sent, envelope and message at the relay" "$(tail -12 "$WORK/demo.log")"
-[ "$n" = 6 ] || echo "Bail out! plan mismatch ($n)"
+[ "$n" = 7 ] || echo "Bail out! plan mismatch ($n)"

@@ -178,6 +178,28 @@ tap_ok $? "$SCEN: the relay stored nothing (no final dot sent)" "$(emu GET /coun
 grep -q "btprelay-lmtp.*client connection lost while sending the message" "$BTPRELAY_LOG"
 tap_ok $? "$SCEN: logged" "$(grep btprelay-lmtp "$BTPRELAY_LOG" | tail -3)"
 
+scenario "commands out of order, pipelined, and a command after QUIT"
+out=$(python3 - "$WORK/bin/btprelay-lmtp" "$WORK/etc/btprelay.conf" "$TRANSPORT_USER" <<'PY' 2>&1
+import socket, subprocess, sys
+prog, conf, user = sys.argv[1:]
+ours, theirs = socket.socketpair()
+p = subprocess.Popen(["runuser", "-u", user, "--", prog, "-c", conf, "-d", "MAIL_ONPREM"],
+                     stdin=theirs, stdout=theirs)
+theirs.close()
+ours.settimeout(60)
+ours.sendall(b"LHLO mta.test\r\nRCPT TO:<user@lmtp.example>\r\nDATA\r\n"
+             b"MAIL FROM:<sender@client.test>\r\nMAIL FROM:<other@client.test>\r\nDATA\r\n"
+             b"RSET\r\nRCPT TO:<user@lmtp.example>\r\nQUIT\r\nNOOP\r\n")
+# the greeting's code, the code and status of the last line of each reply, then the end
+lines = [l for l in ours.makefile("rb") if l[3:4] != b"-"]
+print(" ".join([lines[0][:3].decode()] + [l[:9].decode() for l in lines[1:]]), "EOF")
+print("exit %d" % p.wait(timeout=60))
+PY
+)
+printf '%s\n' "$out" | grep -q '^220 250 XFORW 503 5.5.1 503 5.5.1 250 2.1.0 503 5.5.1 554 5.5.1 250 2.0.0 503 5.5.1 221 2.0.0 EOF$' &&
+	printf '%s\n' "$out" | grep -q '^exit 0$'
+tap_ok $? "$SCEN: RCPT and DATA before MAIL 503, MAIL twice 503, DATA without RCPT 554, nothing after 221" "$out"
+
 scenario "no secret in any log or output"
 expect_no_secrets "$WORK/log/maillog" "$BTPRELAY_LOG" "$WORK/log/swaks.log"
 

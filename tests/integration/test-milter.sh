@@ -25,28 +25,8 @@ harness_start_postfix m_missing m_outage m_good m_load
 
 # The milter: socket opened as root, then user btprelay; the socket must be
 # writable by Postfix's smtpd (user postfix), hence the umask.
-MILTER_DIR=$WORK/milter
-MILTER_SOCK=$MILTER_DIR/milter.sock
-MILTER_PID=
-mkdir -p "$MILTER_DIR"
-chown "$TRANSPORT_USER" "$MILTER_DIR"
-milter_stop() {
-	if [ -n "$MILTER_PID" ]; then
-		kill "$MILTER_PID" 2>/dev/null
-		wait "$MILTER_PID" 2>/dev/null
-		MILTER_PID=
-	fi
-}
-trap 'milter_stop; harness_stop' EXIT
-(umask 011; exec "$MILTER_BIN" -f -c "$WORK/etc/btprelay.conf" -p "unix:$MILTER_SOCK" \
-	-u "$TRANSPORT_USER" -P "$MILTER_DIR/pid") 2>> "$WORK/log/milter.stderr" &
-MILTER_PID=$!
-for i in $(seq 100); do
-	[ -S "$MILTER_SOCK" ] && break
-	kill -0 "$MILTER_PID" 2>/dev/null || break
-	sleep 0.1
-done
-[ -S "$MILTER_SOCK" ] || { echo "Bail out! btprelay-milter did not start: $(cat "$WORK/log/milter.stderr")"; exit 99; }
+harness_start_milter ||
+	{ echo "Bail out! btprelay-milter did not start: $(cat "$WORK/log/milter.stderr")"; exit 99; }
 postconf -c "$PF" -e "smtpd_milters = unix:$MILTER_SOCK" "milter_default_action = tempfail" \
 	"non_smtpd_milters =" >/dev/null
 postfix -c "$PF" reload >/dev/null 2>&1

@@ -42,12 +42,10 @@ harness_start_postfix MAIL_OAUTH s_token s_find s_proxy s_auth s_x509 s_hang s_m
 mkdir -p "$WORK/out" "$WORK/extra"
 WRONG_PASSWORD="wrong-$(openssl rand -hex 16)"
 echo "$WRONG_PASSWORD" > "$WORK/extra/secrets.txt"
-MILTER_PID=
 HANG_PID=
 cleanup() {
 	[ -n "$HANG_PID" ] && kill "$HANG_PID" 2>/dev/null
-	if [ -n "$MILTER_PID" ]; then kill "$MILTER_PID" 2>/dev/null; wait "$MILTER_PID" 2>/dev/null; fi
-	harness_stop
+	harness_stop	# the milter too
 }
 trap cleanup EXIT
 
@@ -215,22 +213,11 @@ tap_ok $? "$SCEN: -v printed the debug log" "$(head -5 "$WORK/out/cli.2.err")"
 # --- the milter, when built -----------------------------------------------------
 if [ -x "$MILTER_BIN" ]; then
 	scenario "btprelay-milter (log_level = debug) in front of Postfix"
-	MILTER_DIR=$WORK/milter
-	mkdir -p "$MILTER_DIR"
-	chown "$TRANSPORT_USER" "$MILTER_DIR"
-	(umask 011; exec "$MILTER_BIN" -f -c "$WORK/etc/btprelay.conf" -p "unix:$MILTER_DIR/milter.sock" \
-		-u "$TRANSPORT_USER" -P "$MILTER_DIR/pid") 2>> "$WORK/log/milter.stderr" &
-	MILTER_PID=$!
-	for i in $(seq 100); do
-		[ -S "$MILTER_DIR/milter.sock" ] && break
-		kill -0 "$MILTER_PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	[ -S "$MILTER_DIR/milter.sock" ]
+	harness_start_milter
 	tap_ok $? "$SCEN: the milter is listening" "$(cat "$WORK/log/milter.stderr")"
 	tr '\0' ' ' < "/proc/$MILTER_PID/cmdline" > "$WORK/out/argv.milter" 2>/dev/null
 	tr '\0' '\n' < "/proc/$MILTER_PID/environ" > "$WORK/out/environ.milter" 2>/dev/null
-	postconf -c "$PF" -e "smtpd_milters = unix:$MILTER_DIR/milter.sock" "milter_default_action = tempfail" >/dev/null
+	postconf -c "$PF" -e "smtpd_milters = unix:$MILTER_SOCK" "milter_default_action = tempfail" >/dev/null
 	postfix -c "$PF" reload >/dev/null 2>&1
 	sleep 1
 	dest_clone s_milter MAIL_OAUTH
@@ -252,9 +239,7 @@ if [ -x "$MILTER_BIN" ]; then
 	tap_ok $? "$SCEN: the milter logged at debug level"
 	postconf -c "$PF" -e "smtpd_milters =" >/dev/null
 	postfix -c "$PF" reload >/dev/null 2>&1
-	kill "$MILTER_PID" 2>/dev/null
-	wait "$MILTER_PID" 2>/dev/null
-	MILTER_PID=
+	harness_stop_milter
 else
 	echo "# btprelay-milter not built (configure --without-milter?): no milter scenario"
 fi

@@ -51,7 +51,6 @@ SMW=$WORK/sendmail
 SMCF=$SMW/test.cf
 MAILBOX=$WORK/mailbox
 SM_PID=
-MILTER_PID=
 mkdir -p "$SMW/queue" "$MAILBOX"
 chmod 700 "$SMW/queue"
 chown "$TRANSPORT_USER" "$MAILBOX"
@@ -73,29 +72,12 @@ sendmail_stop() {
 	[ -n "$kids" ] && kill $kids 2>/dev/null
 	return 0
 }
-milter_stop() {
-	if [ -n "$MILTER_PID" ]; then
-		kill "$MILTER_PID" 2>/dev/null
-		wait "$MILTER_PID" 2>/dev/null
-		MILTER_PID=
-	fi
-}
-trap 'sendmail_stop; milter_stop; harness_stop' EXIT
+trap 'sendmail_stop; harness_stop' EXIT
 
 # --- the milter ---------------------------------------------------------------
 if [ -n "$HAVE_MILTER" ]; then
-	MILTER_SOCK=$WORK/milter/milter.sock
-	mkdir -p "$WORK/milter"
-	chown "$TRANSPORT_USER" "$WORK/milter"
-	"$MILTER_BIN" -f -c "$WORK/etc/btprelay.conf" -p "unix:$MILTER_SOCK" -u "$TRANSPORT_USER" \
-		-P "$WORK/milter/pid" 2>> "$WORK/log/milter.stderr" &
-	MILTER_PID=$!
-	for i in $(seq 100); do
-		[ -S "$MILTER_SOCK" ] && break
-		kill -0 "$MILTER_PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	[ -S "$MILTER_SOCK" ] || { echo "Bail out! btprelay-milter did not start: $(cat "$WORK/log/milter.stderr")"; exit 99; }
+	harness_start_milter ||
+		{ echo "Bail out! btprelay-milter did not start: $(cat "$WORK/log/milter.stderr")"; exit 99; }
 	# the shipped snippet, with this run's socket
 	sed "s|unix:/run/btprelay/milter.sock|unix:$MILTER_SOCK|" "$top_srcdir/config/sendmail/milter.mc" > "$SMW/milter.mc"
 	grep -q "S=unix:$MILTER_SOCK," "$SMW/milter.mc" ||

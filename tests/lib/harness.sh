@@ -230,7 +230,38 @@ flush_queue() {
 	postqueue -c "$PF" -f
 }
 
+# harness_start_milter - btprelay-milter ($MILTER_BIN) as its unit file runs
+# it: started as root to open its socket (writable by Postfix's smtpd: umask
+# 011), then user $TRANSPORT_USER. Sets MILTER_DIR, MILTER_SOCK and
+# MILTER_PID; returns 1 when the socket does not appear within 10 s
+# ($WORK/log/milter.stderr says why). harness_stop stops it.
+harness_start_milter() {
+	MILTER_DIR=$WORK/milter
+	MILTER_SOCK=$MILTER_DIR/milter.sock
+	mkdir -p "$MILTER_DIR"
+	chown "$TRANSPORT_USER" "$MILTER_DIR"
+	(umask 011; exec "${MILTER_BIN:?set by the test}" -f -c "$WORK/etc/btprelay.conf" -p "unix:$MILTER_SOCK" \
+		-u "$TRANSPORT_USER" -P "$MILTER_DIR/pid") 2>> "$WORK/log/milter.stderr" &
+	MILTER_PID=$!
+	for _ in $(seq 100); do
+		[ -S "$MILTER_SOCK" ] && return 0
+		kill -0 "$MILTER_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	[ -S "$MILTER_SOCK" ]
+}
+
+# harness_stop_milter - stop the milter harness_start_milter started, if it runs
+harness_stop_milter() {
+	if [ -n "${MILTER_PID:-}" ]; then
+		kill "$MILTER_PID" 2>/dev/null
+		wait "$MILTER_PID" 2>/dev/null
+		MILTER_PID=
+	fi
+}
+
 harness_stop() {
+	harness_stop_milter
 	if [ -n "${PF:-}" ] && [ -f "$PF/main.cf" ]; then
 		postfix -c "$PF" stop >/dev/null 2>&1 || postfix -c "$PF" abort >/dev/null 2>&1 || true
 	fi

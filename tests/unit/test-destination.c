@@ -26,6 +26,7 @@
 #include "http.h"
 #include "log.h"
 #include "oauth.h"
+#include "routes.h"
 #include "tap.h"
 #include "../lib/files.h"
 #include "../lib/peer.h"
@@ -307,11 +308,14 @@ static void test_file(struct config *cfg)
  * has MAIL_ONPREM, MAIL_OAUTH, MAIL_OAUTH_ERR, MAIL_FLAKY (503 twice),
  * MAIL_500, MAIL_403, MAIL_NOCONF, MAIL_SLOW (never answers), "MAIL SPACE";
  * subscribers have MAIL_SUB; anything else is 404. down = 1 makes every
- * Find answer 500, down = 2 makes it answer 404.
+ * Find answer 500, down = 2 makes it answer 404. The lists of the routes
+ * (instanceDestinations, subaccountDestinations) are empty, for a token
+ * Find takes.
  */
 struct fake_state {
 	int token_requests;
 	int find_requests;
+	int list_requests;
 	int flaky;
 	int revoked;		/* tok123 is refused by Find, tok456 is issued instead */
 	int down;
@@ -530,6 +534,23 @@ static int serve_find(const char *req, const char **status, const char **body)
 	return 1;
 }
 
+/* serve_list - one list of the routes: [] with a provider token Find takes, else 401 */
+static void serve_list(const char *req, const char **status, const char **body)
+{
+	char auth[128];
+
+	__atomic_fetch_add(&fs->list_requests, 1, __ATOMIC_SEQ_CST);
+	header_value(req, "\r\nAuthorization: Bearer", auth, sizeof(auth));
+	snprintf(fs->last_find_token, sizeof(fs->last_find_token), "%s", auth);
+	if ((strcmp(auth, "tok123") == 0 && !fs->revoked) || strcmp(auth, "tok456") == 0) {
+		*status = "200 OK";
+		*body = "[]";
+	} else {
+		*status = "401 Unauthorized";
+		*body = "{\"ErrorMessage\":\"bad token\"}";
+	}
+}
+
 /* serve_one - read one request, answer it */
 static void serve_one(int fd)
 {
@@ -545,6 +566,9 @@ static void serve_one(int fd)
 	else if (strncmp(req, "GET /dest/destination-configuration/v1/destinations/", 52) == 0
 		 && !serve_find(req, &status, &body))
 		return;
+	else if (strstr(req, "GET /dest/destination-configuration/v1/instanceDestinations ") == req
+		 || strstr(req, "GET /dest/destination-configuration/v1/subaccountDestinations ") == req)
+		serve_list(req, &status, &body);
 	snprintf(resp, sizeof(resp), "HTTP/1.1 %s\r\nContent-Type: application/json\r\n"
 		 "Content-Length: %zu\r\nConnection: close\r\n\r\n%s", status, strlen(body), body);
 	if (write(fd, resp, strlen(resp)) < 0)
@@ -1057,9 +1081,11 @@ static void test_service_cache(struct config *cfg)
 {
 	struct bindings b;
 	struct mail_destination d;
+	struct route_table t;
 	struct outcome o;
 	char tokurl[128], uri[128];
 	time_t now;
+	int cockpit = cfg->routes_cockpit;
 
 	bind_server(&b, tokurl, uri, sizeof(tokurl));
 	cfg->http_retries = 0;
@@ -1224,6 +1250,22 @@ static void test_service_cache(struct config *cfg)
 	dest_free(&d);
 	ok(fs->token_requests == 0 && fs->find_requests == 1, "the new token was cached");
 	fs->revoked = 0;
+
+	/* the routes' lists go through the same loop (dest_service_call): a 401, a new token, once */
+	use_cache(cfg, 1);
+	cfg->routes_cockpit = 1;
+	memset(&t, 0, sizeof(t));
+	dest_resolve(cfg, &b, "MAIL_ONPREM", &d, &o);	/* tok123 cached */
+	dest_free(&d);
+	fs->revoked = 1;
+	fs->token_requests = fs->list_requests = 0;
+	if (!ok(routes_collect(cfg, &b, &t, &o) == 0, "routes after a 401: listed with a new token"))
+		printf("# %s\n", o.text);
+	routes_free(&t);
+	is_int(fs->token_requests, 1, "routes after a 401: one new token");
+	is_int(fs->list_requests, 3, "routes after a 401: the instance list twice, the subaccount's once");
+	is_str(fs->last_find_token, "tok456", "routes after a 401: the last with the new token");
+	cfg->routes_cockpit = cockpit;
 	cfg->destination_cache_ttl = 300;
 }
 

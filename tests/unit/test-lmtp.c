@@ -2,7 +2,9 @@
  * test-lmtp - the LMTP server side: command parsing (paths with quoted '>',
  * parameters, XFORWARD IDENT), the message read back from its transparent
  * form in chunks of every size, the bytes after the lone dot left for the
- * next command, and the replies made of outcomes.
+ * next command, the replies made of outcomes, and the session's states:
+ * commands out of order (RCPT before MAIL, DATA before RCPT, MAIL twice,
+ * anything after QUIT) answered with the exact refusal, the state unchanged.
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -262,9 +264,131 @@ static void replies(void)
 	ok(strlen(buf) <= 998, "a long text is cut to fit a reply line (%zu bytes)", strlen(buf));
 }
 
+#define DONE NULL		/* a script's line: the message's replies are given (lmtp_session_done) */
+
+/* one line of a session: the command, the exact reply (NULL: none), the state after it */
+struct step {
+	const char *line;
+	const char *reply;
+	enum lmtp_state state;
+};
+
+/* play - the script through lmtp_session_step; one test a line */
+static void play(struct lmtp_session *s, const struct step *script, size_t n)
+{
+	struct lmtp_cmd cmd;
+	char buf[LMTP_LINE_MAX];
+	const char *r;
+	enum lmtp_state was;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (script[i].line == DONE) {
+			lmtp_session_done(s);
+			is_int(s->state, script[i].state, "message done: %s",
+			       lmtp_state_name(script[i].state));
+			continue;
+		}
+		parse(script[i].line, &cmd, buf, sizeof(buf));
+		was = s->state;
+		r = lmtp_session_step(s, &cmd);
+		ok((r == NULL && script[i].reply == NULL)
+		   || (r != NULL && script[i].reply != NULL && strcmp(r, script[i].reply) == 0)
+		   , "%s in %s: %s", script[i].line, lmtp_state_name(was),
+		   script[i].reply ? script[i].reply : "no reply");
+		if (r != NULL && (script[i].reply == NULL || strcmp(r, script[i].reply) != 0))
+			printf("#   got \"%s\"\n", r);
+		is_int(s->state, script[i].state, "%s: state %s", script[i].line,
+		       lmtp_state_name(script[i].state));
+	}
+}
+
+#define LHLO_REPLY "250-lmtp.example\r\n250-PIPELINING\r\n250-SIZE\r\n250-8BITMIME\r\n" \
+	"250-ENHANCEDSTATUSCODES\r\n250-SMTPUTF8\r\n250 XFORWARD IDENT"
+#define NEED_MAIL "503 5.5.1 Error: need MAIL command"
+
+static void sessions(void)
+{
+	static const struct step before[] = {
+		{ "RSET", "250 2.0.0 Ok", LMTP_STATE_GREETING },
+		{ "RCPT TO:<u@x.example>", NEED_MAIL, LMTP_STATE_GREETING },
+		{ "DATA", NEED_MAIL, LMTP_STATE_GREETING },
+		{ "LHLO mta.example", LHLO_REPLY, LMTP_STATE_READY },
+		{ "RCPT TO:<u@x.example>", NEED_MAIL, LMTP_STATE_READY },
+		{ "DATA", NEED_MAIL, LMTP_STATE_READY },
+		{ "XFORWARD IDENT=4F66AA72333", "250 2.0.0 Ok", LMTP_STATE_READY },
+		{ "MAIL FROM:<a@b.example> SIZE=10", "250 2.1.0 Ok", LMTP_STATE_MAIL },
+		{ "MAIL FROM:<c@d.example>", "503 5.5.1 Error: nested MAIL command", LMTP_STATE_MAIL },
+		{ "DATA", "554 5.5.1 Error: no valid recipients", LMTP_STATE_MAIL },
+		{ "RCPT TO:<no domain>", "501 5.1.3 Bad recipient address syntax", LMTP_STATE_MAIL },
+		{ "RCPT TO:<u@x.example>", "250 2.1.5 Ok", LMTP_STATE_RCPT },
+		{ "MAIL FROM:<c@d.example>", "503 5.5.1 Error: nested MAIL command", LMTP_STATE_RCPT },
+		{ "LMTP", "500 5.5.2 Error: command not recognized", LMTP_STATE_RCPT },
+		{ "RCPT TO:<v@x.example>", "250 2.1.5 Ok", LMTP_STATE_RCPT },
+		{ "DATA", "354 End data with <CR><LF>.<CR><LF>", LMTP_STATE_DATA },
+		{ "RSET", NULL, LMTP_STATE_DATA },
+	};
+	static const struct step after[] = {
+		{ DONE, NULL, LMTP_STATE_READY },
+		{ "RCPT TO:<u@x.example>", NEED_MAIL, LMTP_STATE_READY },
+		{ "MAIL FROM:<>", "250 2.1.0 Ok", LMTP_STATE_MAIL },
+		{ "RSET", "250 2.0.0 Ok", LMTP_STATE_READY },
+		{ "DATA", NEED_MAIL, LMTP_STATE_READY },
+		{ "MAIL FROM:<a@b.example>", "250 2.1.0 Ok", LMTP_STATE_MAIL },
+		{ "RCPT TO:<u@x.example>", "250 2.1.5 Ok", LMTP_STATE_RCPT },
+		{ "LHLO again.example", LHLO_REPLY, LMTP_STATE_READY },
+		{ "RCPT TO:<u@x.example>", NEED_MAIL, LMTP_STATE_READY },
+		{ "NOOP", "250 2.0.0 Ok", LMTP_STATE_READY },
+		{ "QUIT", "221 2.0.0 Bye", LMTP_STATE_QUIT },
+		{ "NOOP", NULL, LMTP_STATE_QUIT },
+		{ "MAIL FROM:<a@b.example>", NULL, LMTP_STATE_QUIT },
+		{ "LHLO mta.example", NULL, LMTP_STATE_QUIT },
+		{ "QUIT", NULL, LMTP_STATE_QUIT },
+	};
+	static const struct step early[] = {
+		{ "MAIL FROM:<a@b.example>", "250 2.1.0 Ok", LMTP_STATE_MAIL },
+		{ "RCPT TO:<u@x.example>", "250 2.1.5 Ok", LMTP_STATE_RCPT },
+	};
+	struct lmtp_session s;
+	struct lmtp_cmd cmd;
+	char buf[64];
+	const char *r = NULL;
+	size_t i;
+
+	lmtp_session_init(&s, "lmtp.example");
+	is_int(s.state, LMTP_STATE_GREETING, "a new session waits for LHLO");
+	play(&s, before, sizeof(before) / sizeof(before[0]));
+	ok(s.sender != NULL && strcmp(s.sender, "a@b.example") == 0 && s.size == 10,
+	   "the first MAIL's sender and SIZE, not the nested one's");
+	ok(s.nrcpt == 2 && strcmp(s.rcpt[0], "u@x.example") == 0 && strcmp(s.rcpt[1], "v@x.example") == 0,
+	   "the two accepted recipients, not the refused one");
+	is_str(s.ident, "4F66AA72333", "XFORWARD's IDENT kept for the message");
+	play(&s, after, sizeof(after) / sizeof(after[0]));
+	ok(s.sender == NULL && s.nrcpt == 0 && s.ident[0] == '\0', "after QUIT nothing is kept");
+	lmtp_session_free(&s);
+
+	/* as before the state machine: a client that skips LHLO is served */
+	lmtp_session_init(&s, "lmtp.example");
+	play(&s, early, sizeof(early) / sizeof(early[0]));
+	lmtp_session_free(&s);
+
+	lmtp_session_init(&s, "lmtp.example");
+	parse("MAIL FROM:<a@b.example>", &cmd, buf, sizeof(buf));
+	lmtp_session_step(&s, &cmd);
+	for (i = 0; i <= LMTP_RCPT_MAX; i++) {
+		parse("RCPT TO:<u@x.example>", &cmd, buf, sizeof(buf));
+		r = lmtp_session_step(&s, &cmd);
+	}
+	is_str(r, "452 4.5.3 Error: too many recipients", "recipient %d: 452 4.5.3", LMTP_RCPT_MAX + 1);
+	ok(s.nrcpt == LMTP_RCPT_MAX && s.state == LMTP_STATE_RCPT, "the first %d kept, DATA may follow",
+	   LMTP_RCPT_MAX);
+	lmtp_session_free(&s);
+}
+
 int main(void)
 {
 	commands();
+	sessions();
 	bodies();
 	stuffed_bodies();
 	replies();

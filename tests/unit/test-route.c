@@ -7,16 +7,15 @@
  * does not exist, and when its TLS configuration is wrong (found before
  * any connection is made).
  */
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 #include "tap.h"
 #include "log.h"
 #include "route.h"
+#include "../lib/files.h"
+#include "../lib/peer.h"
 
 #define MAX_STEPS 16
 
@@ -80,13 +79,11 @@ int main(void)
 	static const enum route_step tls_config[] = {
 		ROUTE_BINDINGS, ROUTE_RESOLVE, ROUTE_TLS_POLICY, ROUTE_TLS_CONFIG,
 	};
-	char dir[] = "/tmp/btprelay-test-route-XXXXXX", conf[600], err[512], relay[320];
-	struct sockaddr_in sin;
-	socklen_t len = sizeof(sin);
+	char dir[] = "/tmp/btprelay-test-route-XXXXXX", conf[600], err[512], relay[320], text[800];
 	struct config cfg;
 	struct outcome o;
 	struct seen s;
-	FILE *fp;
+	unsigned port;
 	int lfd;
 
 	unsetenv("SERVICE_BINDING_ROOT");
@@ -94,17 +91,11 @@ int main(void)
 	log_open("test-route", "stderr", LOG_LVL_ERROR);
 	if (mkdtemp(dir) == NULL)
 		return 99;
-	lfd = socket(AF_INET, SOCK_STREAM, 0);
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (lfd < 0 || bind(lfd, (struct sockaddr *)&sin, sizeof(sin)) < 0 || listen(lfd, 4) < 0
-	    || getsockname(lfd, (struct sockaddr *)&sin, &len) < 0)
+	if ((lfd = peer_listen(4, &port)) < 0)
 		return 99;
 
 	snprintf(conf, sizeof(conf), "%s/btprelay.conf", dir);
-	fp = fopen(conf, "w");
-	fprintf(fp, "cache_dir =\n"
+	snprintf(text, sizeof(text), "cache_dir =\n"
 		"destination.T.ProxyType = Internet\n"
 		"destination.T.mail.smtp.host = 127.0.0.1\n"
 		"destination.T.mail.smtp.port = %u\n"
@@ -114,9 +105,8 @@ int main(void)
 		"destination.PIN.mail.smtp.port = %u\n"
 		"destination.PIN.mail.smtp.starttls.required = true\n"
 		"destination.PIN.mail.smtp.ssl.fingerprint = 12:34\n",
-		ntohs(sin.sin_port), ntohs(sin.sin_port));
-	fclose(fp);
-	chmod(conf, 0600);
+		port, port);
+	write_file(conf, text, 0600);
 	if (!ok(config_load(&cfg, conf, err, sizeof(err)) == 0, "configuration"))
 		printf("# %s\n", err);
 

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
 
 #include "address.h"
@@ -1788,6 +1789,68 @@ static void test_long_lines_session(void)
 	peer_free(&p);
 }
 
+/*
+ * test_xoauth2_long - a 10 KB bearer token (Entra ID tokens with many
+ * groups are that long) reaches the relay whole: the AUTH line is what
+ * OpenSSL's encoder makes of it, and decodes back to it; one over
+ * SMTP_TOKEN_MAX is a configuration error before anything is sent
+ */
+static void test_xoauth2_long(void)
+{
+	static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.";
+	static char token[17 * 1024], raw[sizeof(token) + 64], line[sizeof(raw) * 2];
+	static unsigned char decoded[sizeof(raw) + 4];
+	struct peer p = { 0 };
+	struct run r;
+	const char *b64;
+	size_t i, rawlen;
+	int n;
+
+	for (i = 0; i < 10 * 1024; i++)
+		token[i] = alphabet[i % (sizeof(alphabet) - 1)];
+	token[i] = '\0';
+	rawlen = (size_t)snprintf(raw, sizeof(raw), "user=oauthuser\001auth=Bearer %s\001\001", token);
+	n = snprintf(line, sizeof(line), "AUTH XOAUTH2 ");
+	n += EVP_EncodeBlock((unsigned char *)line + n, (const unsigned char *)raw, (int)rawlen);
+	snprintf(line + n, sizeof(line) - (size_t)n, "\r\n");
+
+	run_init(&r);
+	r.send = 0;
+	r.opt.auth_user = "oauthuser";
+	r.opt.auth_xoauth2_token = token;
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, "250-relay.test\r\n250 AUTH XOAUTH2\r\n");
+	EXPECT(&p, line);
+	SEND(&p, "235 2.7.0 Authentication successful\r\n");
+	EXPECT(&p, "QUIT\r\n");
+	run_session(&p, &r);
+	is_str(p.why, "", "XOAUTH2 with a 10 KB token: the AUTH line as OpenSSL encodes it");
+	is_int(r.open_rc, 0, "XOAUTH2 with a 10 KB token: session open");
+	b64 = p.got != NULL ? strstr(p.got, "AUTH XOAUTH2 ") : NULL;
+	n = b64 != NULL ? EVP_DecodeBlock(decoded, (const unsigned char *)b64 + 13,
+					  (int)strcspn(b64 + 13, "\r")) : -1;
+	/* EVP_DecodeBlock counts the padding's bytes too */
+	ok(n >= (int)rawlen && memcmp(decoded, raw, rawlen) == 0,
+	   "XOAUTH2 with a 10 KB token: the relay decodes user=U^Aauth=Bearer T^A^A, the token whole");
+	peer_free(&p);
+
+	memset(token, 'x', sizeof(token) - 1);
+	token[sizeof(token) - 1] = '\0';
+	run_init(&r);
+	r.opt.auth_user = "oauthuser";
+	r.opt.auth_xoauth2_token = token;
+	SEND(&p, GREETING);
+	EXPECT(&p, EHLO);
+	SEND(&p, "250-relay.test\r\n250 AUTH XOAUTH2\r\n");
+	EXPECT(&p, "QUIT\r\n");
+	run_session(&p, &r);
+	is_str(p.why, "", "XOAUTH2 with a 17 KB token: no AUTH sent, QUIT");
+	ok(r.open_rc == -1 && r.o.kind == OUTCOME_CONFIG && strstr(r.o.text, "too long") != NULL,
+	   "XOAUTH2 with a 17 KB token: a configuration error (%s)", r.o.text);
+	peer_free(&p);
+}
+
 static void test_xoauth2(void)
 {
 	struct peer p = { 0 };
@@ -2104,6 +2167,7 @@ int main(void)
 	test_body_random();
 	test_long_lines_session();
 	test_xoauth2();
+	test_xoauth2_long();
 	test_session_refused();
 	test_three_recipients();
 	test_route_tls_policy();

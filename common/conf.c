@@ -120,6 +120,7 @@ static const struct config_key config_table[] = {
 	CFG("fetch_state_dir", CFG_STRING, fetch_state_dir, "/var/lib/btprelay/fetch"),
 	CFG("fetch_smtp_server", CFG_STRING, fetch_smtp_server, "127.0.0.1:25"),
 	CFG("fetch_interval", CFG_DURATION, fetch_interval, "60"),
+	CFG_MAX("fetch_idle", CFG_DURATION0, fetch_idle, "1500", 1740),	/* RFC 2177: < 29 min */
 	CFG_MAX("fetch_max_messages", CFG_COUNT, fetch_max_messages, "0", 1000000),
 	CFG("fetch_timeout", CFG_DURATION, fetch_timeout, "60"),
 };

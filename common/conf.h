@@ -145,6 +145,7 @@ struct config {
 	char *fetch_state_dir;		/* default /var/lib/btprelay/fetch */
 	char *fetch_smtp_server;	/* the MTA: host:port, default 127.0.0.1:25 */
 	int fetch_interval;		/* --daemon: seconds between passes, default 60 */
+	int fetch_idle;			/* --daemon: one IMAP IDLE's seconds, 0 = poll; default 1500 */
 	int fetch_max_messages;		/* per source and pass, 0 = all */
 	int fetch_timeout;		/* seconds per mailbox command or reply, default 60 */
 };

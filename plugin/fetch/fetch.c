@@ -59,6 +59,8 @@ struct pass {
 	const char *sender;
 	enum done_action done;
 	int probe;			/* log in and look, fetch nothing, change nothing */
+	struct imap_session imap;	/* kept open after the pass for IDLE */
+	int more;			/* fetch_max_messages left messages for the next pass */
 	unsigned long fetched, skipped, kept, held, again;
 };
 
@@ -531,8 +533,8 @@ static int imap_mark_done(struct pass *p, struct imap_session *s, unsigned long 
 static int imap_pass(struct pass *p, struct outcome *o)
 {
 	static const char *const done_names[] = { "deleted", "moved", "kept" };
-	struct imap_session s;
-	struct imap_reader ir = { &s };
+	struct imap_session *s = &p->imap;
+	struct imap_reader ir = { s };
 	struct smtp_body_reader rd = { imap_body_read, &ir, 0 };
 	unsigned long *uids = NULL, *expunge = NULL, size;
 	size_t n = 0, nexpunge = 0, i;
@@ -540,21 +542,21 @@ static int imap_pass(struct pass *p, struct outcome *o)
 	int rc = -1, r, how;
 	char id[24];
 
-	if (imap_open(&s, &p->conn, p->server, o) < 0)
+	if (imap_open(s, &p->conn, p->server, o) < 0)
 		goto out;
-	if ((r = want_starttls(p, s.caps & IMAP_CAP_STARTTLS, o)) < 0)
+	if ((r = want_starttls(p, s->caps & IMAP_CAP_STARTTLS, o)) < 0)
 		goto out;
-	if (r == 1 && (imap_starttls_begin(&s, o) < 0 || starttls_handshake(p, o) < 0
-		       || imap_capability(&s, o) < 0))
+	if (r == 1 && (imap_starttls_begin(s, o) < 0 || starttls_handshake(p, o) < 0
+		       || imap_capability(s, o) < 0))
 		goto out;
 	if ((how = credentials(p, &secret, o)) < 0)
 		goto out;
-	if ((how == 1 ? imap_xoauth2(&s, p->d.user, secret, o)
-	     : imap_login(&s, p->d.user, secret, o)) < 0) {
+	if ((how == 1 ? imap_xoauth2(s, p->d.user, secret, o)
+	     : imap_login(s, p->d.user, secret, o)) < 0) {
 		log_error("%s: login to %s as %s failed: %s", p->name, p->server, p->d.user, o->text);
 		goto out;
 	}
-	if (imap_select(&s, p->cfg->fetch_mailbox, o) < 0 || imap_uid_search(&s, &uids, &n, o) < 0)
+	if (imap_select(s, p->cfg->fetch_mailbox, o) < 0 || imap_uid_search(s, &uids, &n, o) < 0)
 		goto out;
 	qsort(uids, n, sizeof(*uids), cmp_ulong);
 	if (p->probe) {
@@ -564,15 +566,15 @@ static int imap_pass(struct pass *p, struct outcome *o)
 			snprintf(id, sizeof(id), "%lu", uids[i]);
 			fresh += !state_has(&p->st, id);
 		}
-		if (p->st.uidvalidity != 0 && p->st.uidvalidity != s.uidvalidity)
+		if (p->st.uidvalidity != 0 && p->st.uidvalidity != s->uidvalidity)
 			fresh = n;
 		dsn_ok(o, "2.0.0", "login as %s ok; %s: UIDVALIDITY %lu (state file: %lu), %zu "
 		       "messages, %zu not handed over yet", p->d.user, p->cfg->fetch_mailbox,
-		       s.uidvalidity, p->st.uidvalidity, n, fresh);
+		       s->uidvalidity, p->st.uidvalidity, n, fresh);
 		rc = 0;
 		goto out;
 	}
-	if (imap_uidvalidity(p, s.uidvalidity, uids, n, o) < 0)
+	if (imap_uidvalidity(p, s->uidvalidity, uids, n, o) < 0)
 		goto out;
 	{
 		struct uid_list l = { uids, n };
@@ -586,45 +588,46 @@ static int imap_pass(struct pass *p, struct outcome *o)
 	for (i = 0; i < n && !*p->stop; i++) {
 		snprintf(id, sizeof(id), "%lu", uids[i]);
 		if (state_has(&p->st, id)) {	/* handed over before: only mark it done */
-			if (imap_mark_done(p, &s, uids[i], expunge, &nexpunge, o) < 0)
+			if (imap_mark_done(p, s, uids[i], expunge, &nexpunge, o) < 0)
 				goto out;
 			p->skipped++;
 			continue;
 		}
-		if (p->cfg->fetch_max_messages > 0 && p->fetched >= (unsigned long)p->cfg->fetch_max_messages)
+		if (p->cfg->fetch_max_messages > 0 && p->fetched >= (unsigned long)p->cfg->fetch_max_messages) {
+			p->more = 1;
 			break;
+		}
 		if (!may_hand_over(p, id))
 			continue;
-		if ((r = imap_fetch_begin(&s, uids[i], &size, o)) < 0)
+		if ((r = imap_fetch_begin(s, uids[i], &size, o)) < 0)
 			goto out;
 		if (r == 1)
 			continue;		/* expunged meanwhile */
 		if (hand_over(p, id, &rd, (long)size, o) < 0) {
 			struct outcome fo;
 
-			if (s.broken)	/* the mailbox side broke: say so, not "read error" */
+			if (s->broken)	/* the mailbox side broke: say so, not "read error" */
 				dsn_defer(o, "4.4.2", "IMAP server %s: connection lost after %lu of %lu "
 					  "bytes of the message; the MTA did not take it (%s)", p->server,
-					  size - s.literal_left, size, conn_strerror(p->conn.err));
+					  size - s->literal_left, size, conn_strerror(p->conn.err));
 			log_message(p, id, (long)size, o, NULL);
-			if (!s.broken && imap_fetch_end(&s, &fo) < 0)
+			if (!s->broken && imap_fetch_end(s, &fo) < 0)
 				*o = fo;
-			if (s.broken || o->cls != DSN_BOUNCE)
+			if (s->broken || o->cls != DSN_BOUNCE)
 				goto out;	/* the MTA defers, or the mailbox broke: next pass */
 			p->kept++;		/* refused for good: it stays on the server */
 			continue;
 		}
 		p->fetched++;
 		log_message(p, id, (long)size, o, done_names[p->done]);
-		if (imap_fetch_end(&s, o) < 0
-		    || imap_mark_done(p, &s, uids[i], expunge, &nexpunge, o) < 0)
+		if (imap_fetch_end(s, o) < 0
+		    || imap_mark_done(p, s, uids[i], expunge, &nexpunge, o) < 0)
 			goto out;
 	}
-	if (imap_expunge(&s, expunge, nexpunge, o) < 0)
+	if (imap_expunge(s, expunge, nexpunge, o) < 0)
 		goto out;
 	rc = 0;
-out:
-	imap_logout(&s);
+out:				/* fetch_source logs out, after IDLE */
 	free(uids);
 	free(expunge);
 	return rc;
@@ -746,6 +749,39 @@ out:
 
 /* ---- one source ---- */
 
+/*
+ * idle - after a complete IMAP pass, wait in IDLE (RFC 2177) for new mail
+ * instead of polling; IDLE is ended and sent again every fetch_idle
+ * seconds, under the 29 minutes after which a server may log us out.
+ * 1 when new mail came (or a stop was asked), 0 when the server offers no
+ * IDLE (poll), -1 when the session failed.
+ */
+static int idle(struct pass *p, struct outcome *o)
+{
+	int r;
+
+	if (!(p->imap.caps & IMAP_CAP_IDLE)) {
+		log_info("%s: %s offers no IMAP IDLE: next pass in fetch_interval (%d s)", p->name,
+			 p->server, p->cfg->fetch_interval);
+		return 0;
+	}
+	fetch_mta_close(p->mta);	/* no SMTP session left idle at the MTA meanwhile */
+	log_info("%s: waiting for new mail in %s (IMAP IDLE, renewed every %d s)", p->name,
+		 p->cfg->fetch_mailbox, p->cfg->fetch_idle);
+	while (!*p->stop) {
+		if ((r = imap_idle(&p->imap, p->cfg->fetch_idle, p->stop, o)) < 0) {
+			log_warn("%s: IMAP IDLE ended: %s", p->name, o->text);
+			return -1;
+		}
+		if (r == 1) {
+			log_info("%s: new mail in %s (IMAP IDLE: EXISTS)", p->name, p->cfg->fetch_mailbox);
+			return 1;
+		}
+		log_debug("%s: IMAP IDLE renewed after %d s", p->name, p->cfg->fetch_idle);
+	}
+	return 1;
+}
+
 /* lock_source - an exclusive lock beside the state file: one pass per source at a time */
 static int lock_source(const char *path)
 {
@@ -762,7 +798,7 @@ static int lock_source(const char *path)
 
 /* fetch_source - one pass over one source */
 int fetch_source(const struct config *cfg, const char *name, struct fetch_mta *mta,
-		 volatile sig_atomic_t *stop, int probe, struct outcome *o)
+		 volatile sig_atomic_t *stop, unsigned flags, struct outcome *o)
 {
 	struct pass p;
 	char path[4096], lock[4200], safe[256], err[512];
@@ -774,7 +810,7 @@ int fetch_source(const struct config *cfg, const char *name, struct fetch_mta *m
 	p.name = name;
 	p.mta = mta;
 	p.stop = stop;
-	p.probe = probe;
+	p.probe = (flags & FETCH_PROBE) != 0;
 	p.done = done_action(cfg->fetch_done);
 	str_copy(safe, name, sizeof(safe));
 	for (i = 0; safe[i]; i++)
@@ -788,7 +824,7 @@ int fetch_source(const struct config *cfg, const char *name, struct fetch_mta *m
 	}
 	snprintf(path, sizeof(path), "%s/%s.state", cfg->fetch_state_dir, safe);
 	snprintf(lock, sizeof(lock), "%s.lock", path);
-	if (probe) {		/* reads the state file, takes no lock, writes nothing */
+	if (p.probe) {		/* reads the state file, takes no lock, writes nothing */
 		lockfd = -1;
 		if (state_load(&p.st, path, err, sizeof(err)) < 0)
 			dsn_defer(o, "4.3.0", "%s", err);
@@ -829,10 +865,13 @@ int fetch_source(const struct config *cfg, const char *name, struct fetch_mta *m
 		       "%lu refused by the MTA, %lu held", p.fetched, p.again, p.skipped, p.kept,
 		       p.held);
 		log_info("%s: pass complete: %s", name, o->text);
+		if ((flags & FETCH_IDLE) && p.imap.conn != NULL && !p.more && !*stop)
+			rc = idle(&p, o);
 	} else {
 		log_warn("%s: pass ended early after %lu handed over: %s", name, p.fetched, o->text);
 	}
 out:
+	imap_logout(&p.imap);
 	conn_close(&p.conn);
 	if (p.ctx)
 		SSL_CTX_free(p.ctx);

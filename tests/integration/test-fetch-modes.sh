@@ -8,6 +8,12 @@
 #     (EXISTS) and arrives byte for byte although fetch_interval is an hour;
 #     SIGTERM ends it with exit 0.
 #  2. A server without IDLE: the daemon polls every fetch_interval instead.
+#  3. fetch_done = move: UID MOVE (RFC 6851) lands the messages in the target
+#     folder byte for byte and takes them out of INBOX; on a server without
+#     MOVE, UID COPY + \Deleted + UID EXPUNGE does the same.
+#  4. An OAuth2ClientCredentials destination logs in with XOAUTH2, IMAPS and
+#     POP3 (STLS), with the token from the Destination Service's authTokens,
+#     which the emulator verifies (issued for mail.user, unexpired).
 #
 # No timings: every wait is for a state (a counter, a log line, an arrival),
 # bounded; the assertions are on what the emulator and the sink recorded.
@@ -96,6 +102,64 @@ tap_ok "$([ "$(mailbox .counters.idles)" = "$idles" ]; echo $?)" "no IDLE offere
 daemon_stop
 tap_ok "$RC" "the polling daemon ends on SIGTERM, exit 0" "exit $RC"
 emu POST /mailstore '{"faults":{"hide_caps":null}}' >/dev/null
+forget_arrivals
+
+# --- 3. fetch_done = move --------------------------------------------------------
+# sha256s DIR - the sorted SHA-256 of the messages of DIR, as a JSON array
+sha256s() {
+	sha256sum "$1"/*.eml | cut -d' ' -f1 | sort | jq -R . | jq -cs .
+}
+fetch_conf "$WORK/etc/move.conf" "fetch_done = move" "fetch_move_folder = Archive"
+make_messages "$WORK/v1" v1 4
+emu POST /mailstore "{\"clear\":true,\"load_dir\":\"$WORK/v1\"}" >/dev/null
+run_fetch "$WORK/etc/move.conf"
+tap_ok "$RC" "move: one pass exits 0" "exit $RC; $(tail -2 "$FETCH_LOG")"
+settle "$WORK/v1" v1
+a=$(arrivals "$WORK/v1" v1)
+jq -e '.delivered == 4 and .duplicates == 0 and .mismatched == 0' <<< "$a" >/dev/null
+tap_ok $? "move: the messages arrived once, byte for byte" "$a"
+m=$(mailbox '[(.messages | length), .counters.moved, ([.folders.Archive[].sha256] | sort)] | @json')
+want=$(jq -nc --argjson s "$(sha256s "$WORK/v1")" '[0, 4, $s]')
+tap_ok "$([ "$m" = "$want" ]; echo $?)" \
+	"move: UID MOVE put them into Archive unchanged and took them out of INBOX" "$m, want $want"
+n=$(grep -c 'MAIL_IMAPS: uid=.*status=sent (250 .*done=moved' "$FETCH_LOG")
+tap_ok "$([ "$n" = 4 ]; echo $?)" "move: one log line per message, done=moved" "$n lines"
+make_messages "$WORK/v2" v2 3
+emu POST /mailstore "{\"clear\":true,\"load_dir\":\"$WORK/v2\",\"faults\":{\"hide_caps\":[\"MOVE\"]}}" >/dev/null
+expunged=$(mailbox .counters.expunged)
+run_fetch "$WORK/etc/move.conf"
+emu POST /mailstore '{"faults":{"hide_caps":null}}' >/dev/null
+settle "$WORK/v2" v2
+a=$(arrivals "$WORK/v2" v2)
+jq -e '.delivered == 3 and .duplicates == 0 and .mismatched == 0' <<< "$a" >/dev/null
+tap_ok $? "move without MOVE: the messages arrived once, byte for byte" "exit $RC; $a"
+m=$(mailbox "[(.messages | length), .counters.copied, .counters.expunged - $expunged, ([.folders.Archive[].sha256] | sort)] | @json")
+want=$(jq -nc --argjson s "$(sha256s "$WORK/v2")" '[0, 3, 3, $s]')
+tap_ok "$([ "$m" = "$want" ]; echo $?)" \
+	"move without MOVE: UID COPY, \\Deleted and UID EXPUNGE leave them in Archive only" "$m, want $want"
+forget_arrivals
+
+# --- 4. XOAUTH2 ---------------------------------------------------------------------
+dest_clone MAIL_IMAPS_OAUTH MAIL_OAUTH mail.store.protocol=imaps \
+	mail.imaps.host=mail.corp.internal mail.imaps.port=993
+dest_clone MAIL_POP3_OAUTH MAIL_OAUTH mail.store.protocol=pop3 \
+	mail.pop3.host=mail.corp.internal mail.pop3.port=110
+for src in MAIL_IMAPS_OAUTH MAIL_POP3_OAUTH; do
+	make_messages "$WORK/$src" "$src" 2
+	emu POST /mailstore "{\"clear\":true,\"load_dir\":\"$WORK/$src\"}" >/dev/null
+	before=$(mailbox .counters.xoauth2_logins)
+	fetch_conf "$WORK/etc/$src.conf" "fetch_sources = $src"
+	run_fetch "$WORK/etc/$src.conf"
+	settle "$WORK/$src" "$src"
+	a=$(arrivals "$WORK/$src" "$src")
+	jq -e '.delivered == 2 and .duplicates == 0 and .mismatched == 0' <<< "$a" >/dev/null
+	tap_ok $? "$src: OAuth2ClientCredentials, the messages arrived byte for byte" "exit $RC; $a"
+	m=$(mailbox "[.counters.xoauth2_logins - $before, (.messages | length)] | @text")
+	tap_ok "$([ "$m" = '[1,0]' ]; echo $?)" \
+		"$src: logged in with XOAUTH2 (the emulator verified the token), mailbox emptied" "$m"
+done
+grep -q 'XOAUTH2 failed' "$WORK/log/emulator.log"
+tap_ok "$([ $? = 1 ]; echo $?)" "XOAUTH2: no token refused" "$(grep 'XOAUTH2 failed' "$WORK/log/emulator.log")"
 forget_arrivals
 
 # --- no secret anywhere ---------------------------------------------------------

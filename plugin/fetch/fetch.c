@@ -70,50 +70,6 @@ static enum done_action done_action(const char *s)
 		: DONE_DELETE;
 }
 
-/* fetch_check - the fetch_* keys */
-int fetch_check(const struct config *cfg, char *err, size_t errlen)
-{
-	static const char *const policies[] = { "auto", "refetch", "skip", "stop" };
-	size_t i;
-
-	if (cfg->fetch_sources[0] == '\0') {
-		snprintf(err, errlen, "fetch_sources is empty: no inbound source configured");
-		return -1;
-	}
-	if (cfg->fetch_recipient[0] == '\0' || strpbrk(cfg->fetch_recipient, "<> \t\r\n")) {
-		snprintf(err, errlen, "fetch_recipient must be one address (user@domain)");
-		return -1;
-	}
-	if (strpbrk(cfg->fetch_sender, "<> \t\r\n")) {
-		snprintf(err, errlen, "fetch_sender must be one address or empty");
-		return -1;
-	}
-	if (strcmp(cfg->fetch_done, "delete") != 0 && strcmp(cfg->fetch_done, "move") != 0
-	    && strcmp(cfg->fetch_done, "keep") != 0) {
-		snprintf(err, errlen, "fetch_done must be delete, move or keep");
-		return -1;
-	}
-	if (strcmp(cfg->fetch_done, "move") == 0 && cfg->fetch_move_folder[0] == '\0') {
-		snprintf(err, errlen, "fetch_done = move needs fetch_move_folder");
-		return -1;
-	}
-	for (i = 0; i < 4 && strcmp(cfg->fetch_uidvalidity_change, policies[i]) != 0; i++)
-		;
-	if (i == 4) {
-		snprintf(err, errlen, "fetch_uidvalidity_change must be auto, refetch, skip or stop");
-		return -1;
-	}
-	if (cfg->fetch_state_dir[0] != '/') {
-		snprintf(err, errlen, "fetch_state_dir must be an absolute path");
-		return -1;
-	}
-	if (strrchr(cfg->fetch_smtp_server, ':') == NULL) {
-		snprintf(err, errlen, "fetch_smtp_server must be host:port");
-		return -1;
-	}
-	return 0;
-}
-
 /* uv_policy - fetch_uidvalidity_change, auto resolved by fetch_done */
 static enum uv_policy uv_policy(const struct config *cfg, enum done_action done)
 {

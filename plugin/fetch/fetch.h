@@ -31,8 +31,6 @@ struct fetch_mta {
 	char name[300];
 };
 
-/* fetch_check - the fetch_* keys, checked once; -1 with err set */
-int fetch_check(const struct config *cfg, char *err, size_t errlen);
 enum {
 	FETCH_PROBE = 1 << 0,	/* only connect, log in and count (o says what was found) */
 	FETCH_IDLE = 1 << 1,	/* after the pass, wait in IMAP IDLE where the server offers it */

@@ -88,18 +88,6 @@ static int one_pass(const struct config *cfg, char *const *only, int nonly, stru
 	return failed ? -1 : idled;
 }
 
-/* count_sources - how many names fetch_sources lists */
-static int count_sources(const char *list)
-{
-	int n = 0;
-
-	while (*(list += strspn(list, " ,\t")) != '\0') {
-		n++;
-		list += strcspn(list, " ,\t");
-	}
-	return n;
-}
-
 /* nap - sleep seconds unless a stop is requested */
 static void nap(int seconds)
 {
@@ -159,7 +147,7 @@ int main(int argc, char **argv)
 		free(cfg.fetch_sources);
 		cfg.fetch_sources = xstrdup(only[0]);	/* -s alone names a source */
 	}
-	if (fetch_check(&cfg, err, sizeof(err)) < 0) {
+	if (config_check_fetch(&cfg, err, sizeof(err)) < 0) {
 		log_error("configuration: %s", err);
 		fprintf(stderr, "btprelay-fetch: %s: %s\n", cfg.path ? cfg.path : "configuration", err);
 		config_free(&cfg);
@@ -171,7 +159,7 @@ int main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 
 	if (daemon_mode && !(fetch_flags & FETCH_PROBE) && cfg.fetch_idle > 0) {
-		if ((nonly > 0 ? nonly : count_sources(cfg.fetch_sources)) == 1)
+		if ((nonly > 0 ? nonly : config_fetch_sources(&cfg, NULL)) == 1)
 			fetch_flags |= FETCH_IDLE;
 		else
 			log_info("several sources: polling every %d s (IMAP IDLE waits on one source "

@@ -14,6 +14,9 @@
 #  4. An OAuth2ClientCredentials destination logs in with XOAUTH2, IMAPS and
 #     POP3 (STLS), with the token from the Destination Service's authTokens,
 #     which the emulator verifies (issued for mail.user, unexpired).
+#  5. btprelay check validates the inbound keys by btprelay-fetch's own rules
+#     (a wrong one: the same text, exit 78) and a source declared locally
+#     without mail.store.protocol.
 #
 # No timings: every wait is for a state (a counter, a log line, an arrival),
 # bounded; the assertions are on what the emulator and the sink recorded.
@@ -161,6 +164,32 @@ done
 grep -q 'XOAUTH2 failed' "$WORK/log/emulator.log"
 tap_ok "$([ $? = 1 ]; echo $?)" "XOAUTH2: no token refused" "$(grep 'XOAUTH2 failed' "$WORK/log/emulator.log")"
 forget_arrivals
+
+# --- 5. btprelay check --------------------------------------------------------------
+CLI=$top_builddir/plugin/cli/btprelay
+out=$("$CLI" -c "$CONF" check 2>&1)
+printf '%s\n' "$out" >> "$WORK/log/fetch.out"
+printf '%s\n' "$out" | grep -q "^ok: inbound: fetch_sources MAIL_IMAPS to inbox@corp.example by 127.0.0.1:$SMTP_PORT, fetch_done delete, state in $WORK/fetch-state$"
+tap_ok $? "btprelay check: the inbound keys are ok, one line" "$out"
+fetch_conf "$WORK/etc/bad.conf" "fetch_done = shred"
+out=$("$CLI" -c "$WORK/etc/bad.conf" check 2>&1)
+rc=$?
+printf '%s\n' "$out" >> "$WORK/log/fetch.out"
+fetch_out=$("$WORK/bin/btprelay-fetch" -c "$WORK/etc/bad.conf" 2>&1)
+fetch_rc=$?
+tap_ok "$([ "$rc" = 78 ] && [ "$fetch_rc" = 78 ] &&
+	printf '%s\n' "$out" | grep -q '^error: inbound: fetch_done must be delete, move or keep$' &&
+	printf '%s\n' "$fetch_out" | grep -q ': fetch_done must be delete, move or keep$'; echo $?)" \
+	"btprelay check: a wrong fetch key is an error (exit 78) in btprelay-fetch's words" \
+	"check exit $rc: $(printf '%s\n' "$out" | grep inbound); btprelay-fetch exit $fetch_rc: $fetch_out"
+fetch_conf "$WORK/etc/notbox.conf" "fetch_sources = MAIL_DECLARED" \
+	"destination.MAIL_DECLARED.mail.smtp.host = mail.corp.internal" \
+	"destination.MAIL_DECLARED.mail.smtp.port = 25"
+out=$("$CLI" -c "$WORK/etc/notbox.conf" check 2>&1)
+rc=$?
+printf '%s\n' "$out" >> "$WORK/log/fetch.out"
+tap_ok "$([ "$rc" = 78 ] && printf '%s\n' "$out" | grep -q '^error: destination MAIL_DECLARED (.*): fetch_sources lists it, but it has no mail.store.protocol'; echo $?)" \
+	"btprelay check: a source declared without mail.store.protocol is an error" "exit $rc: $out"
 
 # --- no secret anywhere ---------------------------------------------------------
 out=$(secret_scan "$FETCH_LOG" "$WORK/log/fetch.out" "$WORK/log/maillog" "$BTPRELAY_LOG" \

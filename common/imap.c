@@ -115,6 +115,15 @@ int imap_parse_literal(const char *line, size_t len, unsigned long *size)
 	return 1;
 }
 
+/* imap_news - whether an untagged line announces new mail: "* N EXISTS" */
+static int imap_news(const char *line)
+{
+	const char *p = line + 2;
+
+	return strncmp(line, "* ", 2) == 0 && imap_parse_number(&p) != 0
+		&& strcasecmp(p, " EXISTS") == 0;
+}
+
 /* imap_read_line - one response line without CRLF; -1 when the session broke */
 static ssize_t imap_read_line(struct imap_session *s, char *buf, size_t size, const char *what,
 			      struct outcome *o)
@@ -225,6 +234,7 @@ static int imap_command(struct imap_session *s, const char *what, imap_untagged_
 				return imap_broken(s, what, o);
 			continue;
 		}
+		s->news |= imap_news(buf);
 		if (fn != NULL && fn(s, buf, (size_t)n, arg) < 0)
 			return imap_broken(s, what, o);
 	}
@@ -420,6 +430,7 @@ int imap_uid_search(struct imap_session *s, unsigned long **uids, size_t *n, str
 	char *line = xmalloc(IMAP_SEARCH_LINE_MAX);
 	int rc;
 
+	s->news = 0;			/* what is there now, the search lists */
 	rc = imap_command(s, "UID SEARCH", on_search, &r, NULL, line, IMAP_SEARCH_LINE_MAX, o,
 			  "UID SEARCH ALL");
 	free(line);
@@ -457,8 +468,10 @@ int imap_fetch_begin(struct imap_session *s, unsigned long uid, unsigned long *s
 			return imap_broken(s, "UID FETCH", o);
 		if ((rc = imap_parse_literal(line, (size_t)n, &lit)) < 0)
 			return imap_broken(s, "UID FETCH", o);
-		if (rc == 0)
-			continue;		/* a flag update or other news */
+		if (rc == 0) {			/* a flag update or other news */
+			s->news |= imap_news(line);
+			continue;
+		}
 		if (strstr(line, " FETCH (") != NULL && strstr(line, "BODY[] {") != NULL) {
 			s->literal_left = lit;
 			s->literal_open = 1;
@@ -510,6 +523,7 @@ int imap_fetch_end(struct imap_session *s, struct outcome *o)
 			return -1;
 		if ((rc = imap_tagged(s, line, "UID FETCH", o)) <= 0)
 			return rc;
+		s->news |= imap_news(line);
 		if ((rc = imap_parse_literal(line, (size_t)n, &lit)) < 0
 		    || (rc == 1 && imap_skip_literal(s, lit) < 0))
 			return imap_broken(s, "UID FETCH", o);
@@ -568,15 +582,6 @@ int imap_expunge(struct imap_session *s, const unsigned long *uids, size_t n, st
 	return rc;
 }
 
-/* imap_news - whether an untagged line announces new mail: "* N EXISTS" */
-static int imap_news(const char *line)
-{
-	const char *p = line + 2;
-
-	return strncmp(line, "* ", 2) == 0 && imap_parse_number(&p) != 0
-		&& strcasecmp(p, " EXISTS") == 0;
-}
-
 /* imap_idle_line - one line while idling: 1 new mail, 0 other news, -1 (o set) failure */
 static int imap_idle_line(struct imap_session *s, struct outcome *o)
 {
@@ -615,6 +620,8 @@ int imap_idle(struct imap_session *s, int seconds, volatile sig_atomic_t *stop, 
 	ssize_t n;
 	int news = 0, rc;
 
+	if (s->news)			/* announced during the pass, after its search */
+		return 1;
 	if (s->broken)
 		return imap_broken(s, "IDLE", o);
 	s->tag++;

@@ -40,6 +40,7 @@ struct imap_session {
 	unsigned long tag;
 	unsigned long uidvalidity;	/* from SELECT, 0 = not said */
 	int broken;			/* the connection is unusable: only conn_close() */
+	int news;			/* "* N EXISTS" came after the last UID SEARCH */
 	/* UID FETCH in progress */
 	unsigned long literal_left;	/* bytes of the message literal not read yet */
 	int literal_open;
@@ -82,8 +83,9 @@ int imap_uid_move(struct imap_session *s, unsigned long uid, const char *folder,
 int imap_expunge(struct imap_session *s, const unsigned long *uids, size_t n, struct outcome *o);
 /*
  * imap_idle - IDLE (RFC 2177) for at most seconds, then DONE: 1 when the
- * server announced new mail (EXISTS), 0 when the time ran out or *stop
- * was set, -1 on failure. Every read has the connection's timeout; the
+ * server announced new mail (EXISTS; at once, without IDLE, when it did so
+ * during the pass after UID SEARCH), 0 when the time ran out or *stop was
+ * set, -1 on failure. Every read has the connection's timeout; the
  * wait between reads is cut into one-second polls that watch *stop.
  */
 int imap_idle(struct imap_session *s, int seconds, volatile sig_atomic_t *stop, struct outcome *o);

@@ -173,6 +173,7 @@ class ImapSession:
         self.user = None
         self.selected = None
         self.readonly = False
+        self.exists = 0              # the message count this client was told (EXISTS, EXPUNGE)
 
     def send(self, text):
         self.conn.send(text.encode("utf-8") + b"\r\n")
@@ -329,8 +330,7 @@ class ImapSession:
     def idle(self, tag):
         """IDLE (RFC 2177): "* N EXISTS" whenever INBOX grows, until the client's DONE."""
         self.store.bump("idles")
-        with self.store.lock:
-            seen = len(self.store.folders[self.selected])
+        seen = self.exists            # grown since the client was told: announced at once
         self.send("+ idling")
         deadline = time.monotonic() + IMAP_IDLE_MAX
         sock = self.conn.sock
@@ -347,6 +347,7 @@ class ImapSession:
                 self.store.bump("idle_news")
                 self.conn.log(f"IDLE: * {now} EXISTS")
             seen = now
+        self.exists = seen
         line = self.conn.reader.readline(IMAP_LINE_MAX)
         if not line:
             return False
@@ -366,6 +367,7 @@ class ImapSession:
                 self.send(f"{tag} NO [NONEXISTENT] Mailbox doesn't exist: {name}")
                 return
             box = self.store.folders[name]
+            self.exists = len(box)
             self.send("* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)")
             self.send(f"* {len(box)} EXISTS")
             self.send("* 0 RECENT")
@@ -450,6 +452,7 @@ class ImapSession:
                 box = self.store.folders[self.selected]
                 for i, m in reversed(found):
                     del box[i]
+                    self.exists -= 1
                     self.send(f"* {i + 1} EXPUNGE")
         self.send(f"{tag} OK {'MOVE' if move else 'COPY'} completed")
 
@@ -464,6 +467,7 @@ class ImapSession:
             while i < len(box):
                 if "\\Deleted" in box[i].flags and want(box[i].uid):
                     del box[i]
+                    self.exists -= 1
                     self.store.counters["expunged"] += 1
                     self.send(f"* {i + 1} EXPUNGE")
                 else:

@@ -56,6 +56,7 @@ struct pass {
 	struct tls_policy tp;
 	struct fetch_state st;
 	char server[320];		/* "mail.corp.internal:993" */
+	char tls_keys[16];		/* "mail.imaps": the view's TLS hints, as texts name them */
 	const char *sender;
 	enum done_action done;
 	int probe;			/* log in and look, fetch nothing, change nothing */
@@ -285,6 +286,8 @@ static int open_route(struct pass *p, struct outcome *o)
 	p->view.ssl_trust = s->ssl_trust;
 	p->view.ssl_fingerprint = s->ssl_fingerprint;
 	p->view.ssl_verifyname = s->ssl_verifyname;
+	snprintf(p->tls_keys, sizeof(p->tls_keys), "mail.%s", dest_store_name(s->protocol));
+	p->view.tls_keys = p->tls_keys;
 	snprintf(p->server, sizeof(p->server), "%s:%u", s->host, s->port);
 
 	route_tls_policy(cfg, &p->view, &p->tp);

@@ -17,6 +17,8 @@
 #  5. btprelay check validates the inbound keys by btprelay-fetch's own rules
 #     (a wrong one: the same text, exit 78) and a source declared locally
 #     without mail.store.protocol.
+#  6. TLS warnings about a mailbox name its keys (mail.imaps.ssl.trust,
+#     mail.pop3.ssl.checkserveridentity), not mail.smtp.*.
 #
 # No timings: every wait is for a state (a counter, a log line, an arrival),
 # bounded; the assertions are on what the emulator and the sink recorded.
@@ -190,6 +192,19 @@ rc=$?
 printf '%s\n' "$out" >> "$WORK/log/fetch.out"
 tap_ok "$([ "$rc" = 78 ] && printf '%s\n' "$out" | grep -q '^error: destination MAIL_DECLARED (.*): fetch_sources lists it, but it has no mail.store.protocol'; echo $?)" \
 	"btprelay check: a source declared without mail.store.protocol is an error" "exit $rc: $out"
+
+# --- 6. TLS warnings name the mailbox's keys ------------------------------------------
+dest_clone MAIL_IMAPS_TRUST MAIL_IMAPS 'mail.imaps.ssl.trust=*'
+dest_clone MAIL_POP3_NONAME MAIL_POP3 mail.pop3.ssl.checkserveridentity=false
+emu POST /mailstore '{"clear":true}' >/dev/null
+fetch_conf "$WORK/etc/warn.conf" "fetch_sources = MAIL_IMAPS_TRUST MAIL_POP3_NONAME"
+run_fetch "$WORK/etc/warn.conf"
+grep -q "warning: destination MAIL_IMAPS_TRUST: mail.imaps.ssl.trust=\*: the server's certificate is NOT verified$" "$FETCH_LOG" &&
+	grep -q "warning: destination MAIL_POP3_NONAME: mail.pop3.ssl.checkserveridentity=false: the name in the server's certificate is NOT checked$" "$FETCH_LOG"
+tap_ok $? "TLS warnings about a mailbox name mail.imaps.ssl.trust and mail.pop3.ssl.checkserveridentity" \
+	"exit $RC; $(grep 'warning: destination' "$FETCH_LOG")"
+grep 'warning: destination MAIL_\(IMAPS_TRUST\|POP3_NONAME\)' "$FETCH_LOG" | grep -q 'mail\.smtp'
+tap_ok "$([ $? = 1 ]; echo $?)" "... and never mail.smtp.*" "$(grep 'warning: destination' "$FETCH_LOG")"
 
 # --- no secret anywhere ---------------------------------------------------------
 out=$(secret_scan "$FETCH_LOG" "$WORK/log/fetch.out" "$WORK/log/maillog" "$BTPRELAY_LOG" \

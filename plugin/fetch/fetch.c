@@ -378,30 +378,39 @@ static int credentials(struct pass *p, const char **secret, struct outcome *o)
 	return 0;
 }
 
-/* ---- IMAP ---- */
+/* ---- what the server lists, both protocols ---- */
 
-struct imap_reader {
-	struct imap_session *s;
-};
-
-static ssize_t imap_body_read(void *arg, char *buf, size_t n)
-{
-	return imap_fetch_read(((struct imap_reader *)arg)->s, buf, n);
-}
-
-struct uid_list {
-	const unsigned long *uids;
+/* the messages in the mailbox as the state file names them: IMAP UIDs (ascending), POP3 UIDLs */
+struct listing {
+	const unsigned long *uids;	/* IMAP, else NULL */
+	const struct pop3_uidl *uidl;	/* POP3 */
 	size_t n;
 };
 
-/* on_server - whether a remembered UID is still in the mailbox (keep it) */
-static int on_server(const char *id, void *arg)
+/* listing_id - the state file's id of message i */
+static const char *listing_id(const struct listing *l, size_t i, char *buf, size_t size)
 {
-	const struct uid_list *l = arg;
-	unsigned long uid = strtoul(id, NULL, 10);
-	size_t lo = 0, hi = l->n;
+	if (l->uids == NULL)
+		return l->uidl[i].uid;
+	snprintf(buf, size, "%lu", l->uids[i]);
+	return buf;
+}
 
-	while (lo < hi) {		/* UID SEARCH answers in ascending order */
+/* listed - state_keep's question: whether the server still lists id */
+static int listed(const char *id, void *arg)
+{
+	const struct listing *l = arg;
+	unsigned long uid;
+	size_t lo = 0, hi = l->n, i;
+
+	if (l->uids == NULL) {
+		for (i = 0; i < l->n; i++)
+			if (strcmp(l->uidl[i].uid, id) == 0)
+				return 1;
+		return 0;
+	}
+	uid = strtoul(id, NULL, 10);
+	while (lo < hi) {		/* UIDs in ascending order */
 		size_t mid = lo + (hi - lo) / 2;
 
 		if (l->uids[mid] == uid)
@@ -412,6 +421,46 @@ static int on_server(const char *id, void *arg)
 			hi = mid;
 	}
 	return 0;
+}
+
+/*
+ * forget_gone - the state file forgets what the server no longer lists
+ * (deleted or moved meanwhile), and is saved when that changed it
+ */
+static int forget_gone(struct pass *p, const struct listing *l, struct outcome *o)
+{
+	size_t before = p->st.n;
+
+	state_keep(&p->st, listed, (void *)l);
+	return p->st.n != before ? save(p, o) : 0;
+}
+
+/*
+ * probe_summary - what --probe found, in o: the login, what (the IMAP
+ * folder and UIDVALIDITY, or ""), how many messages and how many of them
+ * were not handed over yet (all of them when all_new: UIDVALIDITY changed)
+ */
+static void probe_summary(struct pass *p, const struct listing *l, const char *what, int all_new,
+			  struct outcome *o)
+{
+	char buf[24];
+	size_t i, fresh = 0;
+
+	for (i = 0; i < l->n; i++)
+		fresh += !state_has(&p->st, listing_id(l, i, buf, sizeof(buf)));
+	dsn_ok(o, "2.0.0", "login as %s ok; %s%zu messages, %zu not handed over yet", p->d.user,
+	       what, l->n, all_new ? l->n : fresh);
+}
+
+/* ---- IMAP ---- */
+
+struct imap_reader {
+	struct imap_session *s;
+};
+
+static ssize_t imap_body_read(void *arg, char *buf, size_t n)
+{
+	return imap_fetch_read(((struct imap_reader *)arg)->s, buf, n);
 }
 
 static int cmp_ulong(const void *a, const void *b)
@@ -497,6 +546,7 @@ static int imap_pass(struct pass *p, struct outcome *o)
 	struct smtp_body_reader rd = { imap_body_read, &ir, 0 };
 	unsigned long *uids = NULL, *expunge = NULL, size;
 	size_t n = 0, nexpunge = 0, i;
+	struct listing l = { NULL, NULL, 0 };
 	const char *secret = NULL;
 	int rc = -1, r, how;
 	char id[24];
@@ -518,31 +568,20 @@ static int imap_pass(struct pass *p, struct outcome *o)
 	if (imap_select(s, p->cfg->fetch_mailbox, o) < 0 || imap_uid_search(s, &uids, &n, o) < 0)
 		goto out;
 	qsort(uids, n, sizeof(*uids), cmp_ulong);
+	l.uids = uids;
+	l.n = n;
 	if (p->probe) {
-		size_t fresh = 0;
+		char what[300];
 
-		for (i = 0; i < n; i++) {
-			snprintf(id, sizeof(id), "%lu", uids[i]);
-			fresh += !state_has(&p->st, id);
-		}
-		if (p->st.uidvalidity != 0 && p->st.uidvalidity != s->uidvalidity)
-			fresh = n;
-		dsn_ok(o, "2.0.0", "login as %s ok; %s: UIDVALIDITY %lu (state file: %lu), %zu "
-		       "messages, %zu not handed over yet", p->d.user, p->cfg->fetch_mailbox,
-		       s->uidvalidity, p->st.uidvalidity, n, fresh);
+		snprintf(what, sizeof(what), "%s: UIDVALIDITY %lu (state file: %lu), ",
+			 p->cfg->fetch_mailbox, s->uidvalidity, p->st.uidvalidity);
+		probe_summary(p, &l, what, p->st.uidvalidity != 0
+			      && p->st.uidvalidity != s->uidvalidity, o);
 		rc = 0;
 		goto out;
 	}
-	if (imap_uidvalidity(p, s->uidvalidity, uids, n, o) < 0)
+	if (imap_uidvalidity(p, s->uidvalidity, uids, n, o) < 0 || forget_gone(p, &l, o) < 0)
 		goto out;
-	{
-		struct uid_list l = { uids, n };
-		size_t before = p->st.n;
-
-		state_keep(&p->st, on_server, &l);
-		if (p->st.n != before && save(p, o) < 0)
-			goto out;
-	}
 	expunge = xcalloc(n + 1, sizeof(*expunge));
 	for (i = 0; i < n && !*p->stop; i++) {
 		snprintf(id, sizeof(id), "%lu", uids[i]);
@@ -599,28 +638,13 @@ static ssize_t pop3_body_read(void *arg, char *buf, size_t n)
 	return pop3_retr_read(arg, buf, n);
 }
 
-struct uidl_set {
-	const struct pop3_uidl *v;
-	size_t n;
-};
-
-static int uidl_listed(const char *id, void *arg)
-{
-	const struct uidl_set *l = arg;
-	size_t i;
-
-	for (i = 0; i < l->n; i++)
-		if (strcmp(l->v[i].uid, id) == 0)
-			return 1;
-	return 0;
-}
-
 /* pop3_pass - log in, UIDL, hand over each new message, DELE, QUIT */
 static int pop3_pass(struct pass *p, struct outcome *o)
 {
 	struct pop3_session s;
 	struct smtp_body_reader rd = { pop3_body_read, &s, 0 };
 	struct pop3_uidl *list = NULL;
+	struct listing l = { NULL, NULL, 0 };
 	const char *secret = NULL;
 	size_t n = 0, i;
 	int rc = -1, r, how;
@@ -646,24 +670,15 @@ static int pop3_pass(struct pass *p, struct outcome *o)
 	}
 	if (pop3_uidl(&s, &list, &n, o) < 0)
 		goto out;
+	l.uidl = list;
+	l.n = n;
 	if (p->probe) {
-		size_t fresh = 0;
-
-		for (i = 0; i < n; i++)
-			fresh += !state_has(&p->st, list[i].uid);
-		dsn_ok(o, "2.0.0", "login as %s ok; %zu messages, %zu not handed over yet",
-		       p->d.user, n, fresh);
+		probe_summary(p, &l, "", 0, o);
 		rc = pop3_quit(&s, o) < 0 ? -1 : 0;
 		goto out;
 	}
-	{
-		struct uidl_set l = { list, n };
-		size_t before = p->st.n;
-
-		state_keep(&p->st, uidl_listed, &l);
-		if (p->st.n != before && save(p, o) < 0)
-			goto out;
-	}
+	if (forget_gone(p, &l, o) < 0)
+		goto out;
 	for (i = 0; i < n && !*p->stop; i++) {
 		const char *id = list[i].uid;
 

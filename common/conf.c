@@ -121,6 +121,7 @@ static const struct config_key config_table[] = {
 	CFG("fetch_state_dir", CFG_STRING, fetch_state_dir, "/var/lib/btprelay/fetch"),
 	CFG("fetch_smtp_server", CFG_STRING, fetch_smtp_server, "127.0.0.1:25"),
 	CFG("fetch_interval", CFG_DURATION, fetch_interval, "60"),
+	CFG_MAX("fetch_idle", CFG_DURATION0, fetch_idle, "1500", 1740),	/* RFC 2177: < 29 min */
 	CFG_MAX("fetch_max_messages", CFG_COUNT, fetch_max_messages, "0", 1000000),
 	CFG("fetch_timeout", CFG_DURATION, fetch_timeout, "60"),
 };
@@ -779,4 +780,65 @@ int config_load(struct config *cfg, const char *path, char *errbuf, size_t errle
 		cfg->metrics_dir = xstrdup(cfg->cache_dir);
 	}
 	return 0;
+}
+
+/* config_check_fetch - the fetch_* keys, for btprelay-fetch and btprelay check */
+int config_check_fetch(const struct config *cfg, char *err, size_t errlen)
+{
+	static const char *const policies[] = { "auto", "refetch", "skip", "stop" };
+	size_t i;
+
+	if (cfg->fetch_sources[0] == '\0') {
+		snprintf(err, errlen, "fetch_sources is empty: no inbound source configured");
+		return -1;
+	}
+	if (cfg->fetch_recipient[0] == '\0' || strpbrk(cfg->fetch_recipient, "<> \t\r\n")) {
+		snprintf(err, errlen, "fetch_recipient must be one address (user@domain)");
+		return -1;
+	}
+	if (strpbrk(cfg->fetch_sender, "<> \t\r\n")) {
+		snprintf(err, errlen, "fetch_sender must be one address or empty");
+		return -1;
+	}
+	if (strcmp(cfg->fetch_done, "delete") != 0 && strcmp(cfg->fetch_done, "move") != 0
+	    && strcmp(cfg->fetch_done, "keep") != 0) {
+		snprintf(err, errlen, "fetch_done must be delete, move or keep");
+		return -1;
+	}
+	if (strcmp(cfg->fetch_done, "move") == 0 && cfg->fetch_move_folder[0] == '\0') {
+		snprintf(err, errlen, "fetch_done = move needs fetch_move_folder");
+		return -1;
+	}
+	for (i = 0; i < 4 && strcmp(cfg->fetch_uidvalidity_change, policies[i]) != 0; i++)
+		;
+	if (i == 4) {
+		snprintf(err, errlen, "fetch_uidvalidity_change must be auto, refetch, skip or stop");
+		return -1;
+	}
+	if (cfg->fetch_state_dir[0] != '/') {
+		snprintf(err, errlen, "fetch_state_dir must be an absolute path");
+		return -1;
+	}
+	if (strrchr(cfg->fetch_smtp_server, ':') == NULL) {
+		snprintf(err, errlen, "fetch_smtp_server must be host:port");
+		return -1;
+	}
+	return 0;
+}
+
+/* config_fetch_sources - the number of names in fetch_sources, or (name) whether it lists name */
+int config_fetch_sources(const struct config *cfg, const char *name)
+{
+	const char *p = cfg->fetch_sources;
+	size_t len;
+	int n = 0;
+
+	while (*(p += strspn(p, " ,\t")) != '\0') {
+		len = strcspn(p, " ,\t");
+		if (name && strlen(name) == len && strncmp(p, name, len) == 0)
+			return 1;
+		n++;
+		p += len;
+	}
+	return name ? 0 : n;
 }

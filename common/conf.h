@@ -146,6 +146,7 @@ struct config {
 	char *fetch_state_dir;		/* default /var/lib/btprelay/fetch */
 	char *fetch_smtp_server;	/* the MTA: host:port, default 127.0.0.1:25 */
 	int fetch_interval;		/* --daemon: seconds between passes, default 60 */
+	int fetch_idle;			/* --daemon: one IMAP IDLE's seconds, 0 = poll; default 1500 */
 	int fetch_max_messages;		/* per source and pass, 0 = all */
 	int fetch_timeout;		/* seconds per mailbox command or reply, default 60 */
 };
@@ -166,6 +167,14 @@ int config_parse_duration(const char *text);
 int config_parse_bool(const char *text);
 /* config_has_tenant - whether a subscriber tenant is configured (subdomain or id) */
 int config_has_tenant(const struct config *cfg);
+/*
+ * config_check_fetch - the fetch_* keys of btprelay-fetch(8), beyond their
+ * types: 0, or -1 with err naming the key (btprelay-fetch and btprelay
+ * check say the same)
+ */
+int config_check_fetch(const struct config *cfg, char *err, size_t errlen);
+/* config_fetch_sources - how many names fetch_sources lists; with name: whether it lists name */
+int config_fetch_sources(const struct config *cfg, const char *name);
 /* config_proxy_auth_name - "auto", "token", "none" */
 const char *config_proxy_auth_name(enum proxy_auth auth);
 /* config_selection_name - "subscriberFirst", "alwaysProvider", "alwaysSubscriber" */

@@ -98,6 +98,12 @@ struct mail_destination {
 	char *ssl_fingerprint;		/* mail.smtp.ssl.fingerprint: SHA-256 pins, NULL = none */
 	char *ssl_verifyname;		/* mail.smtp.ssl.verifyname: the certificate's name, NULL = host */
 	char *trust_store_location;	/* TrustStoreLocation: which certificates[] entry to trust */
+	/*
+	 * the keys the hints came from, as texts name them: NULL = mail.smtp
+	 * (the relay); "mail.imaps" and the like when btprelay-fetch puts a
+	 * mailbox's hints here (a view of the destination, never freed)
+	 */
+	const char *tls_keys;
 
 	/*
 	 * certificates[] of the Find response (Content is base64 of a PEM or

@@ -9,6 +9,7 @@
  * (LOGIN and AUTHENTICATE carry credentials).
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,6 +58,7 @@ unsigned imap_parse_caps(const char *list)
 		{ "STARTTLS", IMAP_CAP_STARTTLS }, { "LOGINDISABLED", IMAP_CAP_LOGINDISABLED },
 		{ "UIDPLUS", IMAP_CAP_UIDPLUS }, { "MOVE", IMAP_CAP_MOVE },
 		{ "AUTH=XOAUTH2", IMAP_CAP_XOAUTH2 }, { "IMAP4rev1", IMAP_CAP_IMAP4REV1 },
+		{ "IDLE", IMAP_CAP_IDLE },
 	};
 	unsigned bits = 0;
 	size_t i, len;
@@ -111,6 +113,15 @@ int imap_parse_literal(const char *line, size_t len, unsigned long *size)
 		return -1;
 	*size = (unsigned long)n;
 	return 1;
+}
+
+/* imap_news - whether an untagged line announces new mail: "* N EXISTS" */
+static int imap_news(const char *line)
+{
+	const char *p = line + 2;
+
+	return strncmp(line, "* ", 2) == 0 && imap_parse_number(&p) != 0
+		&& strcasecmp(p, " EXISTS") == 0;
 }
 
 /* imap_read_line - one response line without CRLF; -1 when the session broke */
@@ -223,6 +234,7 @@ static int imap_command(struct imap_session *s, const char *what, imap_untagged_
 				return imap_broken(s, what, o);
 			continue;
 		}
+		s->news |= imap_news(buf);
 		if (fn != NULL && fn(s, buf, (size_t)n, arg) < 0)
 			return imap_broken(s, what, o);
 	}
@@ -418,6 +430,7 @@ int imap_uid_search(struct imap_session *s, unsigned long **uids, size_t *n, str
 	char *line = xmalloc(IMAP_SEARCH_LINE_MAX);
 	int rc;
 
+	s->news = 0;			/* what is there now, the search lists */
 	rc = imap_command(s, "UID SEARCH", on_search, &r, NULL, line, IMAP_SEARCH_LINE_MAX, o,
 			  "UID SEARCH ALL");
 	free(line);
@@ -455,8 +468,10 @@ int imap_fetch_begin(struct imap_session *s, unsigned long uid, unsigned long *s
 			return imap_broken(s, "UID FETCH", o);
 		if ((rc = imap_parse_literal(line, (size_t)n, &lit)) < 0)
 			return imap_broken(s, "UID FETCH", o);
-		if (rc == 0)
-			continue;		/* a flag update or other news */
+		if (rc == 0) {			/* a flag update or other news */
+			s->news |= imap_news(line);
+			continue;
+		}
 		if (strstr(line, " FETCH (") != NULL && strstr(line, "BODY[] {") != NULL) {
 			s->literal_left = lit;
 			s->literal_open = 1;
@@ -508,6 +523,7 @@ int imap_fetch_end(struct imap_session *s, struct outcome *o)
 			return -1;
 		if ((rc = imap_tagged(s, line, "UID FETCH", o)) <= 0)
 			return rc;
+		s->news |= imap_news(line);
 		if ((rc = imap_parse_literal(line, (size_t)n, &lit)) < 0
 		    || (rc == 1 && imap_skip_literal(s, lit) < 0))
 			return imap_broken(s, "UID FETCH", o);
@@ -564,6 +580,85 @@ int imap_expunge(struct imap_session *s, const unsigned long *uids, size_t n, st
 				  "UID EXPUNGE %s", set);
 	}
 	return rc;
+}
+
+/* imap_idle_line - one line while idling: 1 new mail, 0 other news, -1 (o set) failure */
+static int imap_idle_line(struct imap_session *s, struct outcome *o)
+{
+	char line[IMAP_LINE_MAX], text[400];
+	unsigned long lit;
+	ssize_t n;
+	int rc;
+
+	if ((n = imap_read_line(s, line, sizeof(line), "IDLE", o)) < 0)
+		return -1;
+	if ((rc = imap_tagged(s, line, "IDLE", o)) <= 0) {	/* the server ended IDLE itself */
+		if (rc == 0)
+			dsn_defer(o, "4.4.2", "IMAP server %s ended IDLE unasked", s->server);
+		s->broken = 1;
+		return -1;
+	}
+	if (strncmp(line, "* ", 2) != 0)
+		return imap_broken(s, "IDLE", o);
+	if (strncasecmp(line + 2, "BYE", 3) == 0) {
+		str_printable(text, sizeof(text), line, (size_t)n);
+		s->broken = 1;
+		dsn_defer(o, "4.4.2", "IMAP server %s closed the session during IDLE: %s",
+			  s->server, text);
+		return -1;
+	}
+	if (imap_parse_literal(line, (size_t)n, &lit) == 1 && imap_skip_literal(s, lit) < 0)
+		return imap_broken(s, "IDLE", o);
+	return imap_news(line);
+}
+
+/* imap_idle - IDLE until new mail, the time or *stop, then DONE (RFC 2177) */
+int imap_idle(struct imap_session *s, int seconds, volatile sig_atomic_t *stop, struct outcome *o)
+{
+	char line[IMAP_LINE_MAX];
+	double end = conn_now() + seconds;
+	ssize_t n;
+	int news = 0, rc;
+
+	if (s->news)			/* announced during the pass, after its search */
+		return 1;
+	if (s->broken)
+		return imap_broken(s, "IDLE", o);
+	s->tag++;
+	if (conn_printf(s->conn, "a%lu IDLE\r\n", s->tag) < 0 || conn_flush(s->conn) < 0)
+		return imap_broken(s, "IDLE", o);
+	for (;;) {		/* up to the continuation request; news before it counts too */
+		if ((n = imap_read_line(s, line, sizeof(line), "IDLE", o)) < 0)
+			return -1;
+		if ((rc = imap_tagged(s, line, "IDLE", o)) <= 0)
+			return rc == 0 ? imap_broken(s, "IDLE", o) : -1;
+		if (line[0] == '+')
+			break;
+		if (strncmp(line, "* ", 2) != 0)
+			return imap_broken(s, "IDLE", o);
+		news |= imap_news(line);
+	}
+	while (!news && !*stop && conn_now() < end) {
+		struct pollfd pfd = { .fd = s->conn->fd, .events = POLLIN };
+		double left = end - conn_now();
+
+		if (!conn_input(s->conn) && poll(&pfd, 1, left > 1 ? 1000 : (int)(left * 1000) + 1) <= 0)
+			continue;	/* nothing yet, or a signal: look at *stop and the time */
+		if ((rc = imap_idle_line(s, o)) < 0)
+			return -1;
+		news = rc;
+	}
+	if (conn_puts(s->conn, "DONE\r\n") < 0 || conn_flush(s->conn) < 0)
+		return imap_broken(s, "IDLE", o);
+	for (;;) {		/* up to the tagged OK of IDLE */
+		if ((n = imap_read_line(s, line, sizeof(line), "IDLE", o)) < 0)
+			return -1;
+		if ((rc = imap_tagged(s, line, "IDLE", o)) <= 0)
+			return rc < 0 ? -1 : news;
+		if (strncmp(line, "* ", 2) != 0)
+			return imap_broken(s, "IDLE", o);
+		news |= imap_news(line);
+	}
 }
 
 /* imap_logout - LOGOUT without waiting */

@@ -1,12 +1,12 @@
 /*
  * imap - the IMAP4rev1 client of btprelay-fetch (RFC 3501; STARTTLS;
- * UIDPLUS's UID EXPUNGE, RFC 4315; MOVE, RFC 6851; XOAUTH2 as Google and
- * Microsoft document it).
+ * UIDPLUS's UID EXPUNGE, RFC 4315; MOVE, RFC 6851; IDLE, RFC 2177;
+ * XOAUTH2 as Google and Microsoft document it).
  *
  * Only what fetching needs: greeting, CAPABILITY, STARTTLS, LOGIN or
  * AUTHENTICATE XOAUTH2, SELECT (UIDVALIDITY), UID SEARCH ALL, UID FETCH
  * of one message's BODY.PEEK[] streamed out of the literal, UID STORE,
- * UID MOVE/COPY, EXPUNGE, LOGOUT. Every command waits for its tagged
+ * UID MOVE/COPY, EXPUNGE, IDLE, LOGOUT. Every command waits for its tagged
  * reply; a NO or BAD defers with the server's text verbatim; a lost
  * connection, a timeout or garbage breaks the session (s->broken) and
  * defers naming the command.
@@ -14,6 +14,7 @@
 #ifndef BTPRELAY_IMAP_H
 #define BTPRELAY_IMAP_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <sys/types.h>
 #include "conn.h"
@@ -29,6 +30,7 @@ enum {
 	IMAP_CAP_MOVE = 1 << 3,
 	IMAP_CAP_XOAUTH2 = 1 << 4,
 	IMAP_CAP_IMAP4REV1 = 1 << 5,
+	IMAP_CAP_IDLE = 1 << 6,
 };
 
 struct imap_session {
@@ -38,6 +40,7 @@ struct imap_session {
 	unsigned long tag;
 	unsigned long uidvalidity;	/* from SELECT, 0 = not said */
 	int broken;			/* the connection is unusable: only conn_close() */
+	int news;			/* "* N EXISTS" came after the last UID SEARCH */
 	/* UID FETCH in progress */
 	unsigned long literal_left;	/* bytes of the message literal not read yet */
 	int literal_open;
@@ -78,6 +81,14 @@ int imap_uid_move(struct imap_session *s, unsigned long uid, const char *folder,
 		  struct outcome *o);
 /* imap_expunge - UID EXPUNGE of the given UIDs with UIDPLUS, else EXPUNGE */
 int imap_expunge(struct imap_session *s, const unsigned long *uids, size_t n, struct outcome *o);
+/*
+ * imap_idle - IDLE (RFC 2177) for at most seconds, then DONE: 1 when the
+ * server announced new mail (EXISTS; at once, without IDLE, when it did so
+ * during the pass after UID SEARCH), 0 when the time ran out or *stop was
+ * set, -1 on failure. Every read has the connection's timeout; the
+ * wait between reads is cut into one-second polls that watch *stop.
+ */
+int imap_idle(struct imap_session *s, int seconds, volatile sig_atomic_t *stop, struct outcome *o);
 /* imap_logout - LOGOUT, its reply not waited for when broken */
 void imap_logout(struct imap_session *s);
 

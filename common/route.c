@@ -276,6 +276,29 @@ void route_close(struct route *rt)
 	bindings_free(&rt->bind);
 }
 
+/* tls_keys - the prefix of the keys d's TLS hints came from: mail.smtp, or a mailbox's */
+static const char *tls_keys(const struct mail_destination *d)
+{
+	return d->tls_keys ? d->tls_keys : "mail.smtp";
+}
+
+/* tls_required_by - "PREFIX.starttls.required=true", a string that outlives the policy */
+static const char *tls_required_by(const struct mail_destination *d)
+{
+	static const char *const keys[] = {
+		"mail.smtp.starttls.required=true", "mail.imap.starttls.required=true",
+		"mail.imaps.starttls.required=true", "mail.pop3.starttls.required=true",
+		"mail.pop3s.starttls.required=true",
+	};
+	const char *k = tls_keys(d);
+	size_t i, n = strlen(k);
+
+	for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		if (strncmp(keys[i], k, n) == 0 && keys[i][n] == '.')
+			return keys[i];
+	return keys[0];
+}
+
 /* route_tls_context - the TLS context for d, as every delivery to it makes it */
 int route_tls_context(const struct config *cfg, const struct mail_destination *d,
 		      const struct tls_policy *tp, SSL_CTX **ctx, struct outcome *o)
@@ -289,9 +312,9 @@ int route_tls_context(const struct config *cfg, const struct mail_destination *d
 	*ctx = NULL;
 	if (tp->peer.fingerprints
 	    && tls_fingerprints_check(tp->peer.fingerprints, err, sizeof(err)) < 0) {
-		dsn_config(o, "TLS configuration: %s of destination %s: %s",
-			   d->ssl_fingerprint ? "mail.smtp.ssl.fingerprint" : "smtp_tls_fingerprint",
-			   d->name, err);
+		dsn_config(o, "TLS configuration: %s%s of destination %s: %s",
+			   d->ssl_fingerprint ? tls_keys(d) : "smtp_tls_fingerprint",
+			   d->ssl_fingerprint ? ".ssl.fingerprint" : "", d->name, err);
 		return -1;
 	}
 	blobs = xcalloc(d->ncertificates + 1, sizeof(*blobs));
@@ -416,7 +439,9 @@ static void __attribute__((format(printf, 2, 3))) tls_warn(struct tls_policy *p,
 
 /*
  * route_tls_policy - the rules (btprelay-transport(8), TLS AND
- * AUTHENTICATION): the level is smtp_tls_security_level, which the
+ * AUTHENTICATION; btprelay-fetch(8) for a mailbox, whose hints are
+ * mail.imap(s).* or mail.pop3(s).*, named so in the warnings): the level
+ * is smtp_tls_security_level, which the
  * destination's starttls hints raise or lower, unless it is verify: then
  * nothing the destination says lowers TLS or its verification (the hint
  * is ignored with a warning).
@@ -435,7 +460,8 @@ void route_tls_policy(const struct config *cfg, const struct mail_destination *d
 		: cfg->smtp_tls_fingerprint && *cfg->smtp_tls_fingerprint
 		? cfg->smtp_tls_fingerprint : NULL;
 	int locked = cfg->smtp_tls_level == TLS_LEVEL_VERIFY;
-	const char *trust = d->ssl_trust;
+	const char *trust = d->ssl_trust, *k = tls_keys(d);
+	const char *peer = d->tls_keys ? "server" : "relay";
 
 	memset(p, 0, sizeof(*p));
 	p->level = cfg->smtp_tls_level;
@@ -443,12 +469,12 @@ void route_tls_policy(const struct config *cfg, const struct mail_destination *d
 	if (locked) {
 		p->required_by = "smtp_tls_security_level=verify";
 		if (d->starttls_enable == 0 && !p->implicit)
-			tls_warn(p, "mail.smtp.starttls.enable=false ignored: "
-				 "smtp_tls_security_level=verify");
+			tls_warn(p, "%s.starttls.enable=false ignored: "
+				 "smtp_tls_security_level=verify", k);
 	} else if (d->starttls_required == 1) {
 		if (p->level < TLS_LEVEL_ENCRYPT)
 			p->level = TLS_LEVEL_ENCRYPT;
-		p->required_by = "mail.smtp.starttls.required=true";
+		p->required_by = tls_required_by(d);
 	} else if (d->starttls_enable == 0) {
 		p->level = TLS_LEVEL_NONE;
 	} else if (d->starttls_enable == 1 && p->level == TLS_LEVEL_NONE) {
@@ -462,33 +488,33 @@ void route_tls_policy(const struct config *cfg, const struct mail_destination *d
 		return;		/* the pin is the whole check */
 	if (trust && strcmp(trust, "*") == 0) {
 		if (locked) {
-			tls_warn(p, "mail.smtp.ssl.trust=* ignored: smtp_tls_security_level=verify");
+			tls_warn(p, "%s.ssl.trust=* ignored: smtp_tls_security_level=verify", k);
 		} else {
 			p->peer.no_chain = 1;
 			if (d->ssl_checkserveridentity != 1)
 				p->peer.name = NULL;
-			tls_warn(p, "mail.smtp.ssl.trust=*: the relay's certificate is NOT verified%s",
-				 p->peer.name ? " (only its name, mail.smtp.ssl.checkserveridentity=true)"
-				 : "");
+			tls_warn(p, "%s.ssl.trust=*: the %s's certificate is NOT verified%s%s%s", k,
+				 peer, p->peer.name ? " (only its name, " : "", p->peer.name ? k : "",
+				 p->peer.name ? ".ssl.checkserveridentity=true)" : "");
 		}
 	} else if (trust && tls_host_listed(trust, d->host)) {
 		if (locked) {
-			tls_warn(p, "mail.smtp.ssl.trust lists %s, ignored: "
-				 "smtp_tls_security_level=verify", d->host);
+			tls_warn(p, "%s.ssl.trust lists %s, ignored: "
+				 "smtp_tls_security_level=verify", k, d->host);
 		} else {
 			p->peer.no_chain = 1;
-			tls_warn(p, "mail.smtp.ssl.trust lists %s: its certificate chain is NOT "
-				 "verified", d->host);
+			tls_warn(p, "%s.ssl.trust lists %s: its certificate chain is NOT "
+				 "verified", k, d->host);
 		}
 	}
 	if (d->ssl_checkserveridentity == 0 && p->peer.name) {
 		if (locked) {
-			tls_warn(p, "mail.smtp.ssl.checkserveridentity=false ignored: "
-				 "smtp_tls_security_level=verify");
+			tls_warn(p, "%s.ssl.checkserveridentity=false ignored: "
+				 "smtp_tls_security_level=verify", k);
 		} else {
 			p->peer.name = NULL;
-			tls_warn(p, "mail.smtp.ssl.checkserveridentity=false: the name in the relay's "
-				 "certificate is NOT checked");
+			tls_warn(p, "%s.ssl.checkserveridentity=false: the name in the %s's "
+				 "certificate is NOT checked", k, peer);
 		}
 	}
 }

@@ -6,7 +6,9 @@
  * secrets), the Connectivity proxy (address, authentication with a token
  * or without, and why), the destinations declared locally (file, variable,
  * configuration: each one checked as the lookup would), the tenant, the
- * CA files, the log target and the cache directory. Nothing is fetched
+ * CA files, the log target, the cache directory, and btprelay-fetch's
+ * inbound keys (fetch_*, as btprelay-fetch checks them; a source declared
+ * locally must have a mail.store.protocol). Nothing is fetched
  * from the network: `token` and `probe` do that.
  *
  * Exit: 0 when every check is ok, 78 (EX_CONFIG) otherwise.
@@ -40,6 +42,7 @@ struct check {
 	int errors;
 	int bindings_failed;
 	int destinations;	/* declared locally: usable without a destination binding */
+	const struct config *cfg;
 };
 
 /* ok - one passed check */
@@ -196,6 +199,9 @@ static void one_destination(void *arg, const char *name, const char *source,
 		return;
 	}
 	c->destinations++;
+	if (d->store.protocol == DEST_STORE_NONE && config_fetch_sources(c->cfg, d->name))
+		bad(c, "destination %s (%s): fetch_sources lists it, but it has no "
+		    "mail.store.protocol (imap, imaps, pop3, pop3s): not a mailbox", d->name, source);
 	if (d->host == NULL)	/* a mailbox only (btprelay-fetch(8)) */
 		ok(c, "destination %s (%s): %s mailbox %s:%u %s", d->name, source,
 		   d->onpremise ? "OnPremise" : "Internet", d->store.host, d->store.port,
@@ -536,11 +542,26 @@ static void check_routes(struct check *c, const struct config *cfg)
 		   "routes_transport %s", ROUTES_PROPERTY, cfg->routes_transport);
 }
 
+/* check_inbound - the fetch_* keys (btprelay-fetch(8)), by btprelay-fetch's own check */
+static void check_inbound(struct check *c, const struct config *cfg)
+{
+	char err[512];
+
+	if (cfg->fetch_sources[0] == '\0')
+		ok(c, "inbound: none (fetch_sources is empty)");
+	else if (config_check_fetch(cfg, err, sizeof(err)) < 0)
+		bad(c, "inbound: %s", err);
+	else
+		ok(c, "inbound: fetch_sources %s to %s by %s, fetch_done %s, state in %s",
+		   cfg->fetch_sources, cfg->fetch_recipient, cfg->fetch_smtp_server, cfg->fetch_done,
+		   cfg->fetch_state_dir);
+}
+
 /* cmd_check - check */
 int cmd_check(struct cli *cli, int argc, char **argv)
 {
 	struct config *cfg = &cli->cfg;
-	struct check c = { 0, 0, 0 };
+	struct check c = { 0, 0, 0, cfg };
 	struct bindings b;
 	char err[1024];
 
@@ -573,6 +594,7 @@ int cmd_check(struct cli *cli, int argc, char **argv)
 	check_log(&c, cfg);
 	check_cache_dir(&c, cfg->cache_dir);
 	check_routes(&c, cfg);
+	check_inbound(&c, cfg);
 	if (c.errors > 0) {
 		cli_error("check: %d error%s", c.errors, c.errors == 1 ? "" : "s");
 		return EX_CONFIG;

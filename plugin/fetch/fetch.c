@@ -56,9 +56,12 @@ struct pass {
 	struct tls_policy tp;
 	struct fetch_state st;
 	char server[320];		/* "mail.corp.internal:993" */
+	char tls_keys[16];		/* "mail.imaps": the view's TLS hints, as texts name them */
 	const char *sender;
 	enum done_action done;
 	int probe;			/* log in and look, fetch nothing, change nothing */
+	struct imap_session imap;	/* kept open after the pass for IDLE */
+	int more;			/* fetch_max_messages left messages for the next pass */
 	unsigned long fetched, skipped, kept, held, again;
 };
 
@@ -66,50 +69,6 @@ static enum done_action done_action(const char *s)
 {
 	return strcmp(s, "keep") == 0 ? DONE_KEEP : strcmp(s, "move") == 0 ? DONE_MOVE
 		: DONE_DELETE;
-}
-
-/* fetch_check - the fetch_* keys */
-int fetch_check(const struct config *cfg, char *err, size_t errlen)
-{
-	static const char *const policies[] = { "auto", "refetch", "skip", "stop" };
-	size_t i;
-
-	if (cfg->fetch_sources[0] == '\0') {
-		snprintf(err, errlen, "fetch_sources is empty: no inbound source configured");
-		return -1;
-	}
-	if (cfg->fetch_recipient[0] == '\0' || strpbrk(cfg->fetch_recipient, "<> \t\r\n")) {
-		snprintf(err, errlen, "fetch_recipient must be one address (user@domain)");
-		return -1;
-	}
-	if (strpbrk(cfg->fetch_sender, "<> \t\r\n")) {
-		snprintf(err, errlen, "fetch_sender must be one address or empty");
-		return -1;
-	}
-	if (strcmp(cfg->fetch_done, "delete") != 0 && strcmp(cfg->fetch_done, "move") != 0
-	    && strcmp(cfg->fetch_done, "keep") != 0) {
-		snprintf(err, errlen, "fetch_done must be delete, move or keep");
-		return -1;
-	}
-	if (strcmp(cfg->fetch_done, "move") == 0 && cfg->fetch_move_folder[0] == '\0') {
-		snprintf(err, errlen, "fetch_done = move needs fetch_move_folder");
-		return -1;
-	}
-	for (i = 0; i < 4 && strcmp(cfg->fetch_uidvalidity_change, policies[i]) != 0; i++)
-		;
-	if (i == 4) {
-		snprintf(err, errlen, "fetch_uidvalidity_change must be auto, refetch, skip or stop");
-		return -1;
-	}
-	if (cfg->fetch_state_dir[0] != '/') {
-		snprintf(err, errlen, "fetch_state_dir must be an absolute path");
-		return -1;
-	}
-	if (strrchr(cfg->fetch_smtp_server, ':') == NULL) {
-		snprintf(err, errlen, "fetch_smtp_server must be host:port");
-		return -1;
-	}
-	return 0;
 }
 
 /* uv_policy - fetch_uidvalidity_change, auto resolved by fetch_done */
@@ -327,6 +286,8 @@ static int open_route(struct pass *p, struct outcome *o)
 	p->view.ssl_trust = s->ssl_trust;
 	p->view.ssl_fingerprint = s->ssl_fingerprint;
 	p->view.ssl_verifyname = s->ssl_verifyname;
+	snprintf(p->tls_keys, sizeof(p->tls_keys), "mail.%s", dest_store_name(s->protocol));
+	p->view.tls_keys = p->tls_keys;
 	snprintf(p->server, sizeof(p->server), "%s:%u", s->host, s->port);
 
 	route_tls_policy(cfg, &p->view, &p->tp);
@@ -417,30 +378,39 @@ static int credentials(struct pass *p, const char **secret, struct outcome *o)
 	return 0;
 }
 
-/* ---- IMAP ---- */
+/* ---- what the server lists, both protocols ---- */
 
-struct imap_reader {
-	struct imap_session *s;
-};
-
-static ssize_t imap_body_read(void *arg, char *buf, size_t n)
-{
-	return imap_fetch_read(((struct imap_reader *)arg)->s, buf, n);
-}
-
-struct uid_list {
-	const unsigned long *uids;
+/* the messages in the mailbox as the state file names them: IMAP UIDs (ascending), POP3 UIDLs */
+struct listing {
+	const unsigned long *uids;	/* IMAP, else NULL */
+	const struct pop3_uidl *uidl;	/* POP3 */
 	size_t n;
 };
 
-/* on_server - whether a remembered UID is still in the mailbox (keep it) */
-static int on_server(const char *id, void *arg)
+/* listing_id - the state file's id of message i */
+static const char *listing_id(const struct listing *l, size_t i, char *buf, size_t size)
 {
-	const struct uid_list *l = arg;
-	unsigned long uid = strtoul(id, NULL, 10);
-	size_t lo = 0, hi = l->n;
+	if (l->uids == NULL)
+		return l->uidl[i].uid;
+	snprintf(buf, size, "%lu", l->uids[i]);
+	return buf;
+}
 
-	while (lo < hi) {		/* UID SEARCH answers in ascending order */
+/* listed - state_keep's question: whether the server still lists id */
+static int listed(const char *id, void *arg)
+{
+	const struct listing *l = arg;
+	unsigned long uid;
+	size_t lo = 0, hi = l->n, i;
+
+	if (l->uids == NULL) {
+		for (i = 0; i < l->n; i++)
+			if (strcmp(l->uidl[i].uid, id) == 0)
+				return 1;
+		return 0;
+	}
+	uid = strtoul(id, NULL, 10);
+	while (lo < hi) {		/* UIDs in ascending order */
 		size_t mid = lo + (hi - lo) / 2;
 
 		if (l->uids[mid] == uid)
@@ -451,6 +421,46 @@ static int on_server(const char *id, void *arg)
 			hi = mid;
 	}
 	return 0;
+}
+
+/*
+ * forget_gone - the state file forgets what the server no longer lists
+ * (deleted or moved meanwhile), and is saved when that changed it
+ */
+static int forget_gone(struct pass *p, const struct listing *l, struct outcome *o)
+{
+	size_t before = p->st.n;
+
+	state_keep(&p->st, listed, (void *)l);
+	return p->st.n != before ? save(p, o) : 0;
+}
+
+/*
+ * probe_summary - what --probe found, in o: the login, what (the IMAP
+ * folder and UIDVALIDITY, or ""), how many messages and how many of them
+ * were not handed over yet (all of them when all_new: UIDVALIDITY changed)
+ */
+static void probe_summary(struct pass *p, const struct listing *l, const char *what, int all_new,
+			  struct outcome *o)
+{
+	char buf[24];
+	size_t i, fresh = 0;
+
+	for (i = 0; i < l->n; i++)
+		fresh += !state_has(&p->st, listing_id(l, i, buf, sizeof(buf)));
+	dsn_ok(o, "2.0.0", "login as %s ok; %s%zu messages, %zu not handed over yet", p->d.user,
+	       what, l->n, all_new ? l->n : fresh);
+}
+
+/* ---- IMAP ---- */
+
+struct imap_reader {
+	struct imap_session *s;
+};
+
+static ssize_t imap_body_read(void *arg, char *buf, size_t n)
+{
+	return imap_fetch_read(((struct imap_reader *)arg)->s, buf, n);
 }
 
 static int cmp_ulong(const void *a, const void *b)
@@ -531,100 +541,91 @@ static int imap_mark_done(struct pass *p, struct imap_session *s, unsigned long 
 static int imap_pass(struct pass *p, struct outcome *o)
 {
 	static const char *const done_names[] = { "deleted", "moved", "kept" };
-	struct imap_session s;
-	struct imap_reader ir = { &s };
+	struct imap_session *s = &p->imap;
+	struct imap_reader ir = { s };
 	struct smtp_body_reader rd = { imap_body_read, &ir, 0 };
 	unsigned long *uids = NULL, *expunge = NULL, size;
 	size_t n = 0, nexpunge = 0, i;
+	struct listing l = { NULL, NULL, 0 };
 	const char *secret = NULL;
 	int rc = -1, r, how;
 	char id[24];
 
-	if (imap_open(&s, &p->conn, p->server, o) < 0)
+	if (imap_open(s, &p->conn, p->server, o) < 0)
 		goto out;
-	if ((r = want_starttls(p, s.caps & IMAP_CAP_STARTTLS, o)) < 0)
+	if ((r = want_starttls(p, s->caps & IMAP_CAP_STARTTLS, o)) < 0)
 		goto out;
-	if (r == 1 && (imap_starttls_begin(&s, o) < 0 || starttls_handshake(p, o) < 0
-		       || imap_capability(&s, o) < 0))
+	if (r == 1 && (imap_starttls_begin(s, o) < 0 || starttls_handshake(p, o) < 0
+		       || imap_capability(s, o) < 0))
 		goto out;
 	if ((how = credentials(p, &secret, o)) < 0)
 		goto out;
-	if ((how == 1 ? imap_xoauth2(&s, p->d.user, secret, o)
-	     : imap_login(&s, p->d.user, secret, o)) < 0) {
+	if ((how == 1 ? imap_xoauth2(s, p->d.user, secret, o)
+	     : imap_login(s, p->d.user, secret, o)) < 0) {
 		log_error("%s: login to %s as %s failed: %s", p->name, p->server, p->d.user, o->text);
 		goto out;
 	}
-	if (imap_select(&s, p->cfg->fetch_mailbox, o) < 0 || imap_uid_search(&s, &uids, &n, o) < 0)
+	if (imap_select(s, p->cfg->fetch_mailbox, o) < 0 || imap_uid_search(s, &uids, &n, o) < 0)
 		goto out;
 	qsort(uids, n, sizeof(*uids), cmp_ulong);
+	l.uids = uids;
+	l.n = n;
 	if (p->probe) {
-		size_t fresh = 0;
+		char what[300];
 
-		for (i = 0; i < n; i++) {
-			snprintf(id, sizeof(id), "%lu", uids[i]);
-			fresh += !state_has(&p->st, id);
-		}
-		if (p->st.uidvalidity != 0 && p->st.uidvalidity != s.uidvalidity)
-			fresh = n;
-		dsn_ok(o, "2.0.0", "login as %s ok; %s: UIDVALIDITY %lu (state file: %lu), %zu "
-		       "messages, %zu not handed over yet", p->d.user, p->cfg->fetch_mailbox,
-		       s.uidvalidity, p->st.uidvalidity, n, fresh);
+		snprintf(what, sizeof(what), "%s: UIDVALIDITY %lu (state file: %lu), ",
+			 p->cfg->fetch_mailbox, s->uidvalidity, p->st.uidvalidity);
+		probe_summary(p, &l, what, p->st.uidvalidity != 0
+			      && p->st.uidvalidity != s->uidvalidity, o);
 		rc = 0;
 		goto out;
 	}
-	if (imap_uidvalidity(p, s.uidvalidity, uids, n, o) < 0)
+	if (imap_uidvalidity(p, s->uidvalidity, uids, n, o) < 0 || forget_gone(p, &l, o) < 0)
 		goto out;
-	{
-		struct uid_list l = { uids, n };
-		size_t before = p->st.n;
-
-		state_keep(&p->st, on_server, &l);
-		if (p->st.n != before && save(p, o) < 0)
-			goto out;
-	}
 	expunge = xcalloc(n + 1, sizeof(*expunge));
 	for (i = 0; i < n && !*p->stop; i++) {
 		snprintf(id, sizeof(id), "%lu", uids[i]);
 		if (state_has(&p->st, id)) {	/* handed over before: only mark it done */
-			if (imap_mark_done(p, &s, uids[i], expunge, &nexpunge, o) < 0)
+			if (imap_mark_done(p, s, uids[i], expunge, &nexpunge, o) < 0)
 				goto out;
 			p->skipped++;
 			continue;
 		}
-		if (p->cfg->fetch_max_messages > 0 && p->fetched >= (unsigned long)p->cfg->fetch_max_messages)
+		if (p->cfg->fetch_max_messages > 0 && p->fetched >= (unsigned long)p->cfg->fetch_max_messages) {
+			p->more = 1;
 			break;
+		}
 		if (!may_hand_over(p, id))
 			continue;
-		if ((r = imap_fetch_begin(&s, uids[i], &size, o)) < 0)
+		if ((r = imap_fetch_begin(s, uids[i], &size, o)) < 0)
 			goto out;
 		if (r == 1)
 			continue;		/* expunged meanwhile */
 		if (hand_over(p, id, &rd, (long)size, o) < 0) {
 			struct outcome fo;
 
-			if (s.broken)	/* the mailbox side broke: say so, not "read error" */
+			if (s->broken)	/* the mailbox side broke: say so, not "read error" */
 				dsn_defer(o, "4.4.2", "IMAP server %s: connection lost after %lu of %lu "
 					  "bytes of the message; the MTA did not take it (%s)", p->server,
-					  size - s.literal_left, size, conn_strerror(p->conn.err));
+					  size - s->literal_left, size, conn_strerror(p->conn.err));
 			log_message(p, id, (long)size, o, NULL);
-			if (!s.broken && imap_fetch_end(&s, &fo) < 0)
+			if (!s->broken && imap_fetch_end(s, &fo) < 0)
 				*o = fo;
-			if (s.broken || o->cls != DSN_BOUNCE)
+			if (s->broken || o->cls != DSN_BOUNCE)
 				goto out;	/* the MTA defers, or the mailbox broke: next pass */
 			p->kept++;		/* refused for good: it stays on the server */
 			continue;
 		}
 		p->fetched++;
 		log_message(p, id, (long)size, o, done_names[p->done]);
-		if (imap_fetch_end(&s, o) < 0
-		    || imap_mark_done(p, &s, uids[i], expunge, &nexpunge, o) < 0)
+		if (imap_fetch_end(s, o) < 0
+		    || imap_mark_done(p, s, uids[i], expunge, &nexpunge, o) < 0)
 			goto out;
 	}
-	if (imap_expunge(&s, expunge, nexpunge, o) < 0)
+	if (imap_expunge(s, expunge, nexpunge, o) < 0)
 		goto out;
 	rc = 0;
-out:
-	imap_logout(&s);
+out:				/* fetch_source logs out, after IDLE */
 	free(uids);
 	free(expunge);
 	return rc;
@@ -637,28 +638,13 @@ static ssize_t pop3_body_read(void *arg, char *buf, size_t n)
 	return pop3_retr_read(arg, buf, n);
 }
 
-struct uidl_set {
-	const struct pop3_uidl *v;
-	size_t n;
-};
-
-static int uidl_listed(const char *id, void *arg)
-{
-	const struct uidl_set *l = arg;
-	size_t i;
-
-	for (i = 0; i < l->n; i++)
-		if (strcmp(l->v[i].uid, id) == 0)
-			return 1;
-	return 0;
-}
-
 /* pop3_pass - log in, UIDL, hand over each new message, DELE, QUIT */
 static int pop3_pass(struct pass *p, struct outcome *o)
 {
 	struct pop3_session s;
 	struct smtp_body_reader rd = { pop3_body_read, &s, 0 };
 	struct pop3_uidl *list = NULL;
+	struct listing l = { NULL, NULL, 0 };
 	const char *secret = NULL;
 	size_t n = 0, i;
 	int rc = -1, r, how;
@@ -684,24 +670,15 @@ static int pop3_pass(struct pass *p, struct outcome *o)
 	}
 	if (pop3_uidl(&s, &list, &n, o) < 0)
 		goto out;
+	l.uidl = list;
+	l.n = n;
 	if (p->probe) {
-		size_t fresh = 0;
-
-		for (i = 0; i < n; i++)
-			fresh += !state_has(&p->st, list[i].uid);
-		dsn_ok(o, "2.0.0", "login as %s ok; %zu messages, %zu not handed over yet",
-		       p->d.user, n, fresh);
+		probe_summary(p, &l, "", 0, o);
 		rc = pop3_quit(&s, o) < 0 ? -1 : 0;
 		goto out;
 	}
-	{
-		struct uidl_set l = { list, n };
-		size_t before = p->st.n;
-
-		state_keep(&p->st, uidl_listed, &l);
-		if (p->st.n != before && save(p, o) < 0)
-			goto out;
-	}
+	if (forget_gone(p, &l, o) < 0)
+		goto out;
 	for (i = 0; i < n && !*p->stop; i++) {
 		const char *id = list[i].uid;
 
@@ -746,6 +723,39 @@ out:
 
 /* ---- one source ---- */
 
+/*
+ * idle - after a complete IMAP pass, wait in IDLE (RFC 2177) for new mail
+ * instead of polling; IDLE is ended and sent again every fetch_idle
+ * seconds, under the 29 minutes after which a server may log us out.
+ * 1 when new mail came (or a stop was asked), 0 when the server offers no
+ * IDLE (poll), -1 when the session failed.
+ */
+static int idle(struct pass *p, struct outcome *o)
+{
+	int r;
+
+	if (!(p->imap.caps & IMAP_CAP_IDLE)) {
+		log_info("%s: %s offers no IMAP IDLE: next pass in fetch_interval (%d s)", p->name,
+			 p->server, p->cfg->fetch_interval);
+		return 0;
+	}
+	fetch_mta_close(p->mta);	/* no SMTP session left idle at the MTA meanwhile */
+	log_info("%s: waiting for new mail in %s (IMAP IDLE, renewed every %d s)", p->name,
+		 p->cfg->fetch_mailbox, p->cfg->fetch_idle);
+	while (!*p->stop) {
+		if ((r = imap_idle(&p->imap, p->cfg->fetch_idle, p->stop, o)) < 0) {
+			log_warn("%s: IMAP IDLE ended: %s", p->name, o->text);
+			return -1;
+		}
+		if (r == 1) {
+			log_info("%s: new mail in %s (IMAP IDLE: EXISTS)", p->name, p->cfg->fetch_mailbox);
+			return 1;
+		}
+		log_debug("%s: IMAP IDLE renewed after %d s", p->name, p->cfg->fetch_idle);
+	}
+	return 1;
+}
+
 /* lock_source - an exclusive lock beside the state file: one pass per source at a time */
 static int lock_source(const char *path)
 {
@@ -762,7 +772,7 @@ static int lock_source(const char *path)
 
 /* fetch_source - one pass over one source */
 int fetch_source(const struct config *cfg, const char *name, struct fetch_mta *mta,
-		 volatile sig_atomic_t *stop, int probe, struct outcome *o)
+		 volatile sig_atomic_t *stop, unsigned flags, struct outcome *o)
 {
 	struct pass p;
 	char path[4096], lock[4200], safe[256], err[512];
@@ -774,7 +784,7 @@ int fetch_source(const struct config *cfg, const char *name, struct fetch_mta *m
 	p.name = name;
 	p.mta = mta;
 	p.stop = stop;
-	p.probe = probe;
+	p.probe = (flags & FETCH_PROBE) != 0;
 	p.done = done_action(cfg->fetch_done);
 	str_copy(safe, name, sizeof(safe));
 	for (i = 0; safe[i]; i++)
@@ -788,7 +798,7 @@ int fetch_source(const struct config *cfg, const char *name, struct fetch_mta *m
 	}
 	snprintf(path, sizeof(path), "%s/%s.state", cfg->fetch_state_dir, safe);
 	snprintf(lock, sizeof(lock), "%s.lock", path);
-	if (probe) {		/* reads the state file, takes no lock, writes nothing */
+	if (p.probe) {		/* reads the state file, takes no lock, writes nothing */
 		lockfd = -1;
 		if (state_load(&p.st, path, err, sizeof(err)) < 0)
 			dsn_defer(o, "4.3.0", "%s", err);
@@ -829,10 +839,13 @@ int fetch_source(const struct config *cfg, const char *name, struct fetch_mta *m
 		       "%lu refused by the MTA, %lu held", p.fetched, p.again, p.skipped, p.kept,
 		       p.held);
 		log_info("%s: pass complete: %s", name, o->text);
+		if ((flags & FETCH_IDLE) && p.imap.conn != NULL && !p.more && !*stop)
+			rc = idle(&p, o);
 	} else {
 		log_warn("%s: pass ended early after %lu handed over: %s", name, p.fetched, o->text);
 	}
 out:
+	imap_logout(&p.imap);
 	conn_close(&p.conn);
 	if (p.ctx)
 		SSL_CTX_free(p.ctx);

@@ -31,14 +31,19 @@ struct fetch_mta {
 	char name[300];
 };
 
-/* fetch_check - the fetch_* keys, checked once; -1 with err set */
-int fetch_check(const struct config *cfg, char *err, size_t errlen);
+enum {
+	FETCH_PROBE = 1 << 0,	/* only connect, log in and count (o says what was found) */
+	FETCH_IDLE = 1 << 1,	/* after the pass, wait in IMAP IDLE where the server offers it */
+};
+
 /*
- * fetch_source - one pass over the source name; probe: only connect, log
- * in and count (o says what was found), nothing fetched, nothing changed
+ * fetch_source - one pass over the source name. Returns 0 when it
+ * completed, 1 when it completed and then IMAP IDLE (FETCH_IDLE, RFC 2177)
+ * saw new mail arrive or *stop end the wait: pass again now; -1 on failure
+ * (o says why).
  */
 int fetch_source(const struct config *cfg, const char *name, struct fetch_mta *mta,
-		 volatile sig_atomic_t *stop, int probe, struct outcome *o);
+		 volatile sig_atomic_t *stop, unsigned flags, struct outcome *o);
 void fetch_mta_close(struct fetch_mta *mta);
 
 #endif

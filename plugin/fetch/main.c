@@ -6,7 +6,9 @@
  * One pass over every source of fetch_sources (or -s NAME) by default,
  * for a systemd timer or a Kubernetes CronJob; --daemon repeats the pass
  * every fetch_interval, waiting longer after failed passes (doubling, at
- * most 16 times the interval). SIGTERM or SIGINT: the message in hand is
+ * most 16 times the interval). With one IMAP source whose server offers
+ * IDLE (RFC 2177) the daemon waits in IDLE instead and passes again as
+ * soon as new mail is announced. SIGTERM or SIGINT: the message in hand is
  * finished, then the program exits.
  *
  * Exit status: 0 every source done, 75 (EX_TEMPFAIL) a source failed and
@@ -45,36 +47,45 @@ static void on_stop(int sig)
 	stop_requested = 1;
 }
 
-static int probe_mode;
+static unsigned fetch_flags;		/* FETCH_PROBE, FETCH_IDLE */
 
 /* one_source - a pass over name; with --probe one line on stdout about it */
 static int one_source(const struct config *cfg, const char *name, struct fetch_mta *mta)
 {
 	struct outcome o;
-	int rc = fetch_source(cfg, name, mta, &stop_requested, probe_mode, &o);
+	int rc = fetch_source(cfg, name, mta, &stop_requested, fetch_flags, &o);
 
-	if (probe_mode)
-		printf("%s %s: %s\n", rc == 0 ? "ok" : "FAILED", name, o.text);
+	if (fetch_flags & FETCH_PROBE)
+		printf("%s %s: %s\n", rc >= 0 ? "ok" : "FAILED", name, o.text);
 	return rc;
 }
 
-/* one_pass - every source once; 0 when all completed */
+/*
+ * one_pass - every source once: -1 when one failed, 1 when the one source
+ * waited in IMAP IDLE and new mail came (pass again now), else 0
+ */
 static int one_pass(const struct config *cfg, char *const *only, int nonly, struct fetch_mta *mta)
 {
 	char *list = xstrdup(cfg->fetch_sources), *save = NULL, *name;
-	int failed = 0, i;
+	int failed = 0, idled = 0, i, rc;
 
 	if (nonly > 0) {
-		for (i = 0; i < nonly && !stop_requested; i++)
-			failed |= one_source(cfg, only[i], mta) < 0;
+		for (i = 0; i < nonly && !stop_requested; i++) {
+			rc = one_source(cfg, only[i], mta);
+			failed |= rc < 0;
+			idled |= rc == 1;
+		}
 	} else {
 		for (name = strtok_r(list, " ,\t", &save); name && !stop_requested;
-		     name = strtok_r(NULL, " ,\t", &save))
-			failed |= one_source(cfg, name, mta) < 0;
+		     name = strtok_r(NULL, " ,\t", &save)) {
+			rc = one_source(cfg, name, mta);
+			failed |= rc < 0;
+			idled |= rc == 1;
+		}
 	}
 	fetch_mta_close(mta);
 	free(list);
-	return failed ? -1 : 0;
+	return failed ? -1 : idled;
 }
 
 /* nap - sleep seconds unless a stop is requested */
@@ -117,7 +128,7 @@ int main(int argc, char **argv)
 			only[nonly++] = optarg;
 			break;
 		case 'd': daemon_mode = 1; break;
-		case 'p': probe_mode = 1; break;
+		case 'p': fetch_flags |= FETCH_PROBE; break;
 		case 'h': fputs(usage_text, stdout); return EX_OK;
 		case 'V': printf("btprelay-fetch %s\n", PACKAGE_VERSION); return EX_OK;
 		default: fputs(usage_text, stderr); return EX_USAGE;
@@ -136,7 +147,7 @@ int main(int argc, char **argv)
 		free(cfg.fetch_sources);
 		cfg.fetch_sources = xstrdup(only[0]);	/* -s alone names a source */
 	}
-	if (fetch_check(&cfg, err, sizeof(err)) < 0) {
+	if (config_check_fetch(&cfg, err, sizeof(err)) < 0) {
 		log_error("configuration: %s", err);
 		fprintf(stderr, "btprelay-fetch: %s: %s\n", cfg.path ? cfg.path : "configuration", err);
 		config_free(&cfg);
@@ -147,9 +158,16 @@ int main(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 
+	if (daemon_mode && !(fetch_flags & FETCH_PROBE) && cfg.fetch_idle > 0) {
+		if ((nonly > 0 ? nonly : config_fetch_sources(&cfg, NULL)) == 1)
+			fetch_flags |= FETCH_IDLE;
+		else
+			log_info("several sources: polling every %d s (IMAP IDLE waits on one source "
+				 "only)", cfg.fetch_interval);
+	}
 	rc = one_pass(&cfg, only, nonly, &mta);
-	while (daemon_mode && !probe_mode && !stop_requested) {
-		int wait = cfg.fetch_interval;
+	while (daemon_mode && !(fetch_flags & FETCH_PROBE) && !stop_requested) {
+		int wait = rc == 1 ? 0 : cfg.fetch_interval;	/* IDLE announced new mail */
 
 		failures = rc < 0 ? (failures < 4 ? failures + 1 : 4) : 0;
 		wait <<= failures;		/* 1, 2, 4, 8, 16 times the interval */

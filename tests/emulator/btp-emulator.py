@@ -2601,25 +2601,11 @@ class SmtpSession:
         """AUTH XOAUTH2: base64 of "user=U^Aauth=Bearer T^A^A". T must be an access token
         from an authTokens item of this run, unexpired, issued for mail.user U."""
         raw = self.sasl_decode(initial or self.sasl_response(""))
-        try:
-            fields = raw.decode("utf-8").split("\x01")
-        except UnicodeDecodeError:
-            fields = []
-        if len(fields) < 3 or fields[-1] or fields[-2]:
+        user, why = self.emu.xoauth2_check(raw)
+        if user is None:
             return "501 5.5.2 Error: malformed XOAUTH2 response"
-        values = dict(field.partition("=")[::2] for field in fields[:-2])
-        user = values.get("user", "")
-        scheme, _, token = values.get("auth", "").partition(" ")
-        if not user or scheme.lower() != "bearer" or not token.strip():
-            return "501 5.5.2 Error: malformed XOAUTH2 response"
-        try:
-            claims = self.emu.tokens.verify(token.strip())
-            if MAIL_TOKEN_SCOPE not in (claims.get("scope") or ()):
-                raise InvalidToken("not a mail access token")
-            if claims.get("user_name") != user:
-                raise InvalidToken("issued for another user")
-        except InvalidToken as e:
-            self.conn.log(f"XOAUTH2 failed for user {show(user, 60)}: token {e}")
+        if why:
+            self.conn.log(f"XOAUTH2 failed for user {show(user, 60)}: token {why}")
             self.emu.counters.bump("relay_auth_failed")
             if options["xoauth2_error_challenge"]:
                 error = to_json_bytes({"status": "401", "schemes": "bearer",
@@ -2884,6 +2870,32 @@ class Emulator:
                 pass
         context.sni_callback = remember_sni
         return context
+
+    def xoauth2_check(self, raw):
+        """An XOAUTH2 response, base64-decoded: "user=U^Aauth=Bearer T^A^A" (as Google and
+        Microsoft document it), T an access token from an authTokens item of this run,
+        unexpired, issued for mail.user U. (U, None) when good, (U, why) when the token is
+        not, (None, "malformed") when the response is not one."""
+        try:
+            fields = raw.decode("utf-8").split("\x01")
+        except UnicodeDecodeError:
+            fields = []
+        if len(fields) < 3 or fields[-1] or fields[-2]:
+            return None, "malformed"
+        values = dict(field.partition("=")[::2] for field in fields[:-2])
+        user = values.get("user", "")
+        scheme, _, token = values.get("auth", "").partition(" ")
+        if not user or scheme.lower() != "bearer" or not token.strip():
+            return None, "malformed"
+        try:
+            claims = self.tokens.verify(token.strip())
+            if MAIL_TOKEN_SCOPE not in (claims.get("scope") or ()):
+                raise InvalidToken("not a mail access token")
+            if claims.get("user_name") != user:
+                raise InvalidToken("issued for another user")
+        except InvalidToken as e:
+            return user, str(e)
+        return user, None
 
     def relay_tls_context(self, cert, client_cert, max_version):
         """The relay's context for the options cert, require_client_cert, tls_max_version."""

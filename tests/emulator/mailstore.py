@@ -1,19 +1,27 @@
 """mailstore: the on-premise mailbox behind the emulator's Cloud Connector, for btprelay-fetch.
 
 One INBOX (plus folders for "move") served over IMAP4rev1 (RFC 3501: STARTTLS, LOGIN,
-AUTHENTICATE PLAIN, SELECT/EXAMINE, UID SEARCH, UID FETCH, UID STORE, UID COPY, EXPUNGE,
-UID EXPUNGE of RFC 4315, IDLE of RFC 2177) and POP3 (RFC 1939: USER/PASS, STAT, LIST, UIDL,
-RETR, DELE, RSET, QUIT; STLS of RFC 2595). Implicit TLS on the imaps/pop3s listeners.
-The account is the relay's: relayuser and the mail.password of MAIL_ONPREM.
+AUTHENTICATE PLAIN and XOAUTH2, SELECT/EXAMINE, UID SEARCH, UID FETCH, UID STORE, UID COPY,
+EXPUNGE, UID EXPUNGE of RFC 4315, UID MOVE of RFC 6851, IDLE of RFC 2177: "* N EXISTS" as
+soon as a message arrives through the control API) and POP3 (RFC 1939: USER/PASS, STAT,
+LIST, UIDL, RETR, DELE, RSET, QUIT; CAPA of RFC 2449, STLS of RFC 2595, AUTH XOAUTH2 with an
+initial response). Implicit TLS on the imaps/pop3s listeners.
+The account is the relay's: relayuser and the mail.password of MAIL_ONPREM; XOAUTH2 takes
+any user with an access token from an authTokens item of this run issued for that user (as
+the emulator's relay checks it).
 
 Fault switches (POST /mailstore {"faults": {...}}), absent or null = healthy:
   login        "NO": every login fails (IMAP NO [AUTHENTICATIONFAILED], POP3 -ERR)
   drop_fetch   N: the next N message downloads (IMAP BODY[] literal, POP3 RETR) send half
                of the message, then the connection closes
   reply        {COMMAND: "NO text" | "BAD text"}: an IMAP command (lower case: select,
-               fetch, store, expunge, copy, search, login) answered so, without effect
+               fetch, store, expunge, copy, move, search, login) answered so, without effect
+  hide_caps    ["IDLE", "MOVE", ...]: IMAP capabilities not offered (and their commands
+               answered BAD), as on a server without them
 Control (btp-emulator.py's control port): GET /mailstore (state: uidvalidity, uidnext,
-messages with uid, flags, size, sha256; folders; faults; counters), POST /mailstore
+messages with uid, flags, size, sha256; folders; faults; counters: logins, login_failures,
+xoauth2_logins, downloads, drops, expunged, pop3_deleted, copied, moved, idles (IDLE
+commands), idle_news (EXISTS sent to an idling client)), POST /mailstore
 ({"load_dir": DIR} replaces INBOX with DIR's *.eml files in name order, "append_dir": DIR
 adds them with new UIDs;
 "uidvalidity": N changes UIDVALIDITY and gives every message a new UID; "faults": merge;
@@ -24,9 +32,13 @@ import base64
 import hashlib
 import os
 import re
+import select
 import threading
+import time
 
 IMAP_LINE_MAX = 8192
+IMAP_IDLE_MAX = 30 * 60      # RFC 2177: a server may log an idle client out after 30 minutes
+IMAP_CAPS = ["IMAP4rev1", "UIDPLUS", "MOVE", "IDLE", "AUTH=PLAIN", "AUTH=XOAUTH2"]
 
 
 class Message:
@@ -49,8 +61,9 @@ class MailStore:
             self.uidnext = 1
             self.folders = {"INBOX": [], "Archive": []}
             self.faults = {}
-            self.counters = {"logins": 0, "login_failures": 0, "downloads": 0, "drops": 0,
-                             "expunged": 0, "pop3_deleted": 0, "copied": 0}
+            self.counters = {"logins": 0, "login_failures": 0, "xoauth2_logins": 0,
+                             "downloads": 0, "drops": 0, "expunged": 0, "pop3_deleted": 0,
+                             "copied": 0, "moved": 0, "idles": 0, "idle_news": 0}
 
     def add(self, data, folder="INBOX"):
         with self.lock:
@@ -94,7 +107,7 @@ class MailStore:
         if not isinstance(patch, dict):
             raise ValueError("faults must be an object")
         for key, value in patch.items():
-            if key not in ("login", "drop_fetch", "reply"):
+            if key not in ("login", "drop_fetch", "reply", "hide_caps"):
                 raise ValueError(f"unknown mailstore fault {key}")
         with self.lock:
             for key, value in patch.items():
@@ -160,15 +173,19 @@ class ImapSession:
         self.user = None
         self.selected = None
         self.readonly = False
+        self.exists = 0              # the message count this client was told (EXISTS, EXPUNGE)
 
     def send(self, text):
         self.conn.send(text.encode("utf-8") + b"\r\n")
 
+    def offered(self, name):
+        return name not in (self.store.faults.get("hide_caps") or ())
+
     def capabilities(self):
-        caps = "IMAP4rev1 UIDPLUS IDLE AUTH=PLAIN"
+        caps = [c for c in IMAP_CAPS if self.offered(c)]
         if not self.conn.tls:
-            caps += " STARTTLS"
-        return caps
+            caps.append("STARTTLS")
+        return " ".join(caps)
 
     def run(self):
         if self.implicit_tls:
@@ -223,12 +240,8 @@ class ImapSession:
             self.select(tag, command, args)
         elif self.selected is None:
             self.send(f"{tag} BAD no mailbox selected")
-        elif command == "IDLE":
-            self.send("+ idling")
-            line = self.conn.reader.readline(IMAP_LINE_MAX)
-            if not line:
-                return False
-            self.send(f"{tag} OK IDLE terminated")
+        elif command == "IDLE" and self.offered("IDLE"):
+            return self.idle(tag)
         elif command in ("UID SEARCH", "SEARCH"):
             with self.store.lock:
                 box = self.store.folders[self.selected]
@@ -243,6 +256,8 @@ class ImapSession:
             self.store_flags(tag, args)
         elif command == "UID COPY":
             self.copy(tag, args)
+        elif command == "UID MOVE" and self.offered("MOVE"):
+            self.copy(tag, args, move=True)
         elif command in ("EXPUNGE", "UID EXPUNGE"):
             self.expunge(tag, args if command == "UID EXPUNGE" else None)
         elif command == "CLOSE":
@@ -254,6 +269,9 @@ class ImapSession:
 
     def login(self, tag, command, args):
         words = imap_words(args)
+        if command == "AUTHENTICATE" and words and words[0].upper() == "XOAUTH2":
+            self.xoauth2(tag, words[1] if len(words) > 1 else None)
+            return
         if command == "AUTHENTICATE":
             if not words or words[0].upper() != "PLAIN":
                 self.send(f"{tag} NO [CANNOT] mechanism not supported")
@@ -285,6 +303,60 @@ class ImapSession:
         self.user = user
         self.send(f"{tag} OK [CAPABILITY {self.capabilities()}] Logged in")
 
+    def xoauth2(self, tag, initial):
+        """AUTHENTICATE XOAUTH2, the response initial or after a "+ " (never logged)."""
+        if initial is None:
+            self.send("+ ")
+            initial = self.conn.reader.readline(IMAP_LINE_MAX).decode("ascii", "replace").strip()
+        try:
+            user, why = self.emu.xoauth2_check(base64.b64decode(initial, validate=True))
+        except ValueError:
+            user, why = None, "malformed"
+        if user is None:
+            self.send(f"{tag} BAD invalid XOAUTH2 response")
+            return
+        if self.fault_reply(tag, "login"):
+            return
+        if self.store.faults.get("login") or why:
+            self.conn.log(f"XOAUTH2 failed for {user[:60]}: token {why or 'refused (fault)'}")
+            self.store.bump("login_failures")
+            self.send(f"{tag} NO [AUTHENTICATIONFAILED] Invalid credentials")
+            return
+        self.store.bump("logins")
+        self.store.bump("xoauth2_logins")
+        self.user = user
+        self.send(f"{tag} OK [CAPABILITY {self.capabilities()}] Logged in with XOAUTH2")
+
+    def idle(self, tag):
+        """IDLE (RFC 2177): "* N EXISTS" whenever INBOX grows, until the client's DONE."""
+        self.store.bump("idles")
+        seen = self.exists            # grown since the client was told: announced at once
+        self.send("+ idling")
+        deadline = time.monotonic() + IMAP_IDLE_MAX
+        sock = self.conn.sock
+        while not self.conn.reader.buffered() and not (self.conn.tls and sock.pending()):
+            if self.emu.stopping.is_set() or time.monotonic() > deadline:
+                self.send("* BYE idle for too long")
+                return False
+            if select.select([sock], [], [], 0.1)[0]:
+                break
+            with self.store.lock:
+                now = len(self.store.folders[self.selected])
+            if now > seen:
+                self.send(f"* {now} EXISTS")
+                self.store.bump("idle_news")
+                self.conn.log(f"IDLE: * {now} EXISTS")
+            seen = now
+        self.exists = seen
+        line = self.conn.reader.readline(IMAP_LINE_MAX)
+        if not line:
+            return False
+        if line.strip().upper() != b"DONE":
+            self.send(f"{tag} BAD expected DONE")
+            return True
+        self.send(f"{tag} OK IDLE terminated")
+        return True
+
     def select(self, tag, command, args):
         words = imap_words(args)
         name = words[0] if words else ""
@@ -295,6 +367,7 @@ class ImapSession:
                 self.send(f"{tag} NO [NONEXISTENT] Mailbox doesn't exist: {name}")
                 return
             box = self.store.folders[name]
+            self.exists = len(box)
             self.send("* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)")
             self.send(f"* {len(box)} EXISTS")
             self.send("* 0 RECENT")
@@ -361,7 +434,8 @@ class ImapSession:
                     self.send(f"* {i + 1} FETCH (UID {m.uid} FLAGS ({' '.join(sorted(m.flags))}))")
         self.send(f"{tag} OK STORE completed")
 
-    def copy(self, tag, args):
+    def copy(self, tag, args, move=False):
+        """UID COPY, or UID MOVE (RFC 6851: copy, then expunge the originals)."""
         spec, _, rest = args.partition(" ")
         words = imap_words(rest)
         target = words[0] if words else ""
@@ -369,11 +443,18 @@ class ImapSession:
             if target not in self.store.folders:
                 self.send(f"{tag} NO [TRYCREATE] Mailbox doesn't exist: {target}")
                 return
-            for _, m in self.matching(spec):
+            found = self.matching(spec)
+            for _, m in found:
                 self.store.folders[target].append(Message(self.store.uidnext, m.data))
                 self.store.uidnext += 1
-                self.store.counters["copied"] += 1
-        self.send(f"{tag} OK COPY completed")
+                self.store.counters["moved" if move else "copied"] += 1
+            if move:
+                box = self.store.folders[self.selected]
+                for i, m in reversed(found):
+                    del box[i]
+                    self.exists -= 1
+                    self.send(f"* {i + 1} EXPUNGE")
+        self.send(f"{tag} OK {'MOVE' if move else 'COPY'} completed")
 
     def expunge(self, tag, spec):
         if self.readonly:
@@ -386,6 +467,7 @@ class ImapSession:
             while i < len(box):
                 if "\\Deleted" in box[i].flags and want(box[i].uid):
                     del box[i]
+                    self.exists -= 1
                     self.store.counters["expunged"] += 1
                     self.send(f"* {i + 1} EXPUNGE")
                 else:
@@ -410,15 +492,48 @@ class Pop3Session:
             self.conn.start_tls(self.emu.relay_tls_context("relay", False, ""))
         self.send("+OK mail.corp.internal POP3 ready")
         while True:
-            line = self.conn.reader.readline(512)
+            line = self.conn.reader.readline(IMAP_LINE_MAX)   # AUTH XOAUTH2 carries a token
             if not line:
                 return
             text = line.decode("utf-8", "replace").rstrip("\r\n")
             command, _, arg = text.partition(" ")
             command = command.upper()
-            self.conn.log(f"C: {command}" + (" " + arg[:40] if command not in ("PASS",) else ""))
+            self.conn.log(f"C: {command}" + (" " + arg[:40] if command not in ("PASS", "AUTH")
+                                             else ""))
             if not self.dispatch(command, arg):
                 return
+
+    def authorize(self, reply):
+        self.store.bump("logins")
+        self.authorized = True
+        with self.store.lock:
+            self.view = list(self.store.folders["INBOX"])
+        self.send(reply)
+
+    def xoauth2(self, arg):
+        """AUTH XOAUTH2 [initial response] (RFC 5034; never logged)."""
+        mechanism, _, initial = arg.partition(" ")
+        if mechanism.upper() != "XOAUTH2":
+            self.send("-ERR mechanism not supported")
+            return
+        if not initial:
+            self.send("+ ")
+            initial = self.conn.reader.readline(IMAP_LINE_MAX).decode("ascii", "replace").strip()
+        try:
+            user, why = self.emu.xoauth2_check(base64.b64decode(initial, validate=True))
+        except ValueError:
+            user, why = None, "malformed"
+        if user is None:
+            self.send("-ERR invalid XOAUTH2 response")
+            return
+        if self.store.faults.get("login") or why:
+            self.conn.log(f"XOAUTH2 failed for {user[:60]}: token {why or 'refused (fault)'}")
+            self.store.bump("login_failures")
+            self.send("-ERR [AUTH] Invalid credentials")
+            return
+        self.store.bump("xoauth2_logins")
+        self.user = user
+        self.authorize("+OK logged in with XOAUTH2")
 
     def message(self, arg):
         try:
@@ -441,12 +556,14 @@ class Pop3Session:
             return False
         if command == "CAPA":
             self.send("+OK capabilities follow")
-            for cap in ["USER", "UIDL", "TOP"] + ([] if self.conn.tls else ["STLS"]):
+            for cap in ["USER", "UIDL", "TOP", "SASL XOAUTH2"] + ([] if self.conn.tls else ["STLS"]):
                 self.send(cap)
             self.send(".")
         elif command == "STLS" and not self.conn.tls and not self.authorized:
             self.send("+OK begin TLS")
             self.conn.start_tls(self.emu.relay_tls_context("relay", False, ""))
+        elif command == "AUTH" and not self.authorized:
+            self.xoauth2(arg)
         elif command == "USER" and not self.authorized:
             self.user = arg
             self.send("+OK send PASS")
@@ -457,11 +574,7 @@ class Pop3Session:
                 self.send("-ERR [AUTH] Authentication failed.")
                 self.user = None
                 return True
-            self.store.bump("logins")
-            self.authorized = True
-            with self.store.lock:
-                self.view = list(self.store.folders["INBOX"])
-            self.send("+OK logged in")
+            self.authorize("+OK logged in")
         elif not self.authorized:
             self.send("-ERR not now")
         elif command == "NOOP":

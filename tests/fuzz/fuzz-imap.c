@@ -3,7 +3,7 @@
  * pop3.c): the input is everything the server sends, played through a
  * socketpair. The first byte picks IMAP or POP3; the rest is one whole
  * session: greeting, login, SELECT / UIDL, SEARCH, the fetch of a message
- * streamed out in chunks, STORE / DELE, EXPUNGE / QUIT. Each line of the
+ * streamed out in chunks, STORE / DELE, EXPUNGE / QUIT, IDLE and DONE. Each line of the
  * input also goes through the pure parsers (imap_parse_literal,
  * imap_parse_caps, imap_parse_code, pop3_parse_uidl).
  *
@@ -81,6 +81,14 @@ static void imap_session_run(const uint8_t *data, size_t size, int oauth)
 	    || imap_uid_move(&s, uid, "Archive", &o) < 0 || imap_expunge(&s, uids, n, &o) < 0) {
 		check(&o, data, size);
 		goto out;
+	}
+	{			/* IDLE and DONE without waiting: what the server says around them */
+		static volatile sig_atomic_t stop;
+		int r = imap_idle(&s, 0, &stop, &o);
+
+		fuzz_assert(r >= -1 && r <= 1);
+		if (r < 0)
+			check(&o, data, size);
 	}
 out:
 	imap_logout(&s);

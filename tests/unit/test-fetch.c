@@ -43,6 +43,8 @@ static void test_imap_parsers(void)
 	       IMAP_CAP_IMAP4REV1 | IMAP_CAP_MOVE | IMAP_CAP_XOAUTH2 | IMAP_CAP_LOGINDISABLED,
 	       "capabilities, any case");
 	is_int(imap_parse_caps("STARTTLSX UIDPLUSS"), 0, "no prefix matches");
+	is_int(imap_parse_caps("IMAP4rev1 IDLEX idle"), IMAP_CAP_IMAP4REV1 | IMAP_CAP_IDLE,
+	       "IDLE (RFC 2177), not IDLEX");
 	is_int(imap_parse_code("* OK [UIDVALIDITY 3857529045] UIDs valid", "UIDVALIDITY"),
 	       3857529045UL, "UIDVALIDITY response code");
 	is_int(imap_parse_code("* OK [UIDNEXT 4] x [UIDVALIDITY 7]", "UIDVALIDITY"), 7,

@@ -2100,6 +2100,42 @@ static void test_route_tls_policy(void)
 	config_free(&cfg);
 }
 
+/* a mailbox's hints (btprelay-fetch): the texts name its keys, mail.imaps.* or mail.pop3.* */
+static void test_route_tls_policy_mailbox(void)
+{
+	struct mail_destination d;
+	struct tls_policy pol;
+	struct config cfg;
+
+	config_defaults(&cfg);
+	memset(&d, 0, sizeof(d));
+	d.host = "mail.corp.internal";
+	d.starttls_enable = d.starttls_required = d.ssl_enable = d.ssl_checkserveridentity = -1;
+	d.ssl_trust = "*";
+	d.tls_keys = "mail.imaps";
+	route_tls_policy(&cfg, &d, &pol);
+	is_str(pol.warnings, "mail.imaps.ssl.trust=*: the server's certificate is NOT verified",
+	       "mailbox: the trust warning names mail.imaps.ssl.trust");
+	d.ssl_trust = NULL;
+	d.ssl_checkserveridentity = 0;
+	d.starttls_required = 1;
+	d.tls_keys = "mail.pop3";
+	route_tls_policy(&cfg, &d, &pol);
+	is_str(pol.warnings, "mail.pop3.ssl.checkserveridentity=false: the name in the server's "
+	       "certificate is NOT checked", "mailbox: the name warning names mail.pop3.ssl.*");
+	is_str(pol.required_by, "mail.pop3.starttls.required=true",
+	       "mailbox: TLS required by mail.pop3.starttls.required");
+	cfg.smtp_tls_level = TLS_LEVEL_VERIFY;
+	route_tls_policy(&cfg, &d, &pol);
+	is_str(pol.warnings, "mail.pop3.ssl.checkserveridentity=false ignored: "
+	       "smtp_tls_security_level=verify", "mailbox: an ignored hint named mail.pop3.ssl.*");
+	d.tls_keys = NULL;
+	route_tls_policy(&cfg, &d, &pol);
+	has_str(pol.warnings, "mail.smtp.ssl.checkserveridentity=false ignored",
+		"the relay's hints stay mail.smtp.*");
+	config_free(&cfg);
+}
+
 static void test_tls_helpers(void)
 {
 	static const struct {
@@ -2171,6 +2207,7 @@ int main(void)
 	test_session_refused();
 	test_three_recipients();
 	test_route_tls_policy();
+	test_route_tls_policy_mailbox();
 	test_tls_helpers();
 	return tap_done();
 }

@@ -119,10 +119,10 @@ PY
 }
 
 # settle DIR PREFIX [N] - wait until Postfix's queue is empty and every message of DIR
-# (or N of them) arrived
+# (or N of them) arrived; up to 10 minutes, for a machine that is busy elsewhere
 settle() {
-	local i n=${3:-$(ls "$1" | wc -l)}
-	for i in $(seq 1200); do
+	local n=${3:-$(ls "$1" | wc -l)} end=$((SECONDS + 600))
+	while [ "$SECONDS" -lt "$end" ]; do
 		if [ "$(postqueue -c "$PF" -j | wc -l)" = 0 ] &&
 			[ "$(grep -c "status=sent" "$WORK/log/maillog")" -ge "$((SENT + n))" ]; then
 			break

@@ -497,28 +497,58 @@ static void cache_sleep(double seconds)
 		;
 }
 
+static int cache_announce_fd = -1;	/* cache_announce_lock */
+
+/* cache_announce_lock - see cache.h */
+void cache_announce_lock(int fd)
+{
+	cache_announce_fd = fd;
+}
+
+/* cache_announce - one byte to the announcement descriptor, once; errno kept */
+static void cache_announce(void)
+{
+	int saved = errno;
+
+	if (cache_announce_fd >= 0) {
+		if (write(cache_announce_fd, "L", 1) < 0) {
+			/* the reader gone: nobody waits */
+		}
+		close(cache_announce_fd);
+		cache_announce_fd = -1;
+	}
+	errno = saved;
+}
+
 /* cache_lock - flock the key's lock file, waiting until deadline at most */
 int cache_lock(const struct cache *c, const char *key, double deadline)
 {
 	char path[CACHE_PATH_MAX];
 	struct stat st;
-	int fd;
+	int fd, got;
 
-	if (cache_path(c, key, "lock", path, sizeof(path)) < 0)
+	if (cache_path(c, key, "lock", path, sizeof(path)) < 0) {
+		cache_announce();
 		return -1;
+	}
 	fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		log_warn("cache lock %s: %s; going on without it", path, strerror(errno));
+		cache_announce();
 		return -1;
 	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid()) {
 		log_warn("cache lock %s: not a regular file of this user; going on without it",
 			 path);
 		close(fd);
+		cache_announce();
 		return -1;
 	}
 	for (;;) {
-		if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+		got = flock(fd, LOCK_EX | LOCK_NB) == 0;
+		/* held by this process or by another's fetch: either way one is under way */
+		cache_announce();
+		if (got)
 			return fd;
 		if (errno == EINTR)
 			continue;

@@ -87,6 +87,14 @@ void cache_entry_free(struct cache_entry *e);
  * ran out or the lock file cannot be used (the caller goes on unlocked).
  */
 int cache_lock(const struct cache *c, const char *key, double deadline);
+/*
+ * cache_announce_lock - the next cache_lock() of this process writes one
+ * byte to fd and closes it as soon as its first attempt settled who
+ * fetches (this process holds the lock, or another process does), or
+ * when it goes on without a lock. A process that fetches on behalf of its
+ * parent tells it so that the parent finds the fetch under way.
+ */
+void cache_announce_lock(int fd);
 /* cache_unlock - release a lock from cache_lock; -1 is ignored */
 void cache_unlock(int fd);
 

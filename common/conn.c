@@ -209,8 +209,16 @@ static void tls_error_text(struct conn *c, const char *what)
 static int conn_fill(struct conn *c, double end)
 {
 	ssize_t n;
+	int flushed = c->wlen > 0;
 
-	if (c->wlen > 0 && conn_flush(c) < 0)
+	if (flushed && conn_flush(c) < 0)
+		return -1;
+	/*
+	 * What was just written needs the peer's round trip before an answer
+	 * can be there: a plain socket is waited for first, not read in vain
+	 * (a recv() that says EAGAIN for every reply of a session).
+	 */
+	if (flushed && c->ssl == NULL && conn_wait(c, POLLIN, end) < 0)
 		return -1;
 	if (c->rpos > 0) {
 		memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);

@@ -175,6 +175,16 @@ void http_global_init(void)
 		log_warn("%s", http_load_error);
 }
 
+/*
+ * http_forget_connections - in a forked process that closed the descriptors
+ * it inherited: the connections in the shared cache were its parent's, and
+ * their numbers may now be other files; its requests open their own
+ */
+void http_forget_connections(void)
+{
+	http_share = NULL;	/* the parent's to clean up, not this process's */
+}
+
 struct http_sink {
 	struct http_response *resp;
 	size_t cap;

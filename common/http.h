@@ -81,5 +81,10 @@ void http_out_of_time(const struct http_options *opt, struct outcome *o);
  * it before its threads start; otherwise the first request does.
  */
 void http_global_init(void);
+/*
+ * http_forget_connections - a forked child that closed its inherited
+ * descriptors: requests from now on do not use the parent's connections
+ */
+void http_forget_connections(void);
 
 #endif

@@ -24,6 +24,7 @@
 #include "util.h"
 
 static char log_ident[64] = "btprelay";
+static char log_target[4096];	/* as given to log_open, for log_reopen */
 static char log_qid[64];
 static int log_fd = -1;		/* file or stderr; -1 = syslog */
 static int log_fd_owned;
@@ -37,6 +38,7 @@ int log_open(const char *ident, const char *target, enum log_level level)
 
 	log_close();
 	snprintf(log_ident, sizeof(log_ident), "%s", ident);
+	snprintf(log_target, sizeof(log_target), "%s", target ? target : "");
 	log_max = level;
 	if (target != NULL && (strcmp(target, "stderr") == 0 || strcmp(target, "terminal") == 0)) {
 		log_fd = STDERR_FILENO;
@@ -55,6 +57,16 @@ int log_open(const char *ident, const char *target, enum log_level level)
 	if (log_fd < 0)
 		openlog(log_ident, LOG_PID | LOG_NDELAY, LOG_MAIL);
 	return ret;
+}
+
+/* log_reopen - the target of the last log_open again, after log_close */
+int log_reopen(void)
+{
+	char ident[sizeof(log_ident)], target[sizeof(log_target)];
+
+	snprintf(ident, sizeof(ident), "%s", log_ident);
+	snprintf(target, sizeof(target), "%s", log_target);
+	return log_open(ident, target[0] ? target : NULL, log_max);
 }
 
 /* log_set_queue_id - prefix for every following line */

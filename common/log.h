@@ -22,6 +22,11 @@ void log_set_queue_id(const char *queue_id);
 int log_level_parse(const char *name);
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void log_close(void);
+/*
+ * log_reopen - log_open() with the last target, ident and level: a forked
+ * helper that closed every inherited descriptor (log_close() first) logs on
+ */
+int log_reopen(void);
 
 #define log_error(...) log_msg(LOG_LVL_ERROR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_LVL_WARN, __VA_ARGS__)

@@ -15,9 +15,11 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <poll.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cache.h"
 #include "http.h"
 #include "log.h"
 #include "oauth.h"
@@ -168,6 +170,32 @@ static int route_connect(const struct config *cfg, struct route *rt, struct outc
 	return route_report(rt, ROUTE_TLS_HANDSHAKE, NULL);
 }
 
+#define ROUTE_READY_FD 3	/* the grandchild's end of the announcement pipe */
+#define ROUTE_READY_WAIT 2.0	/* seconds at most for a grandchild to reach the lock */
+
+/* route_wait_ready - until the prefetching grandchild announces its fetch (or exits) */
+static void route_wait_ready(int fd, double deadline)
+{
+	double until = conn_now() + ROUTE_READY_WAIT;
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	char byte;
+
+	if (deadline > 0 && deadline < until)
+		until = deadline;
+	while (conn_now() < until) {
+		int r = poll(&pfd, 1, (int)((until - conn_now()) * 1000) + 1);
+
+		if (r > 0) {
+			if (read(fd, &byte, 1) < 0) {
+				/* EOF or an error: the grandchild is gone, nothing to wait for */
+			}
+			return;
+		}
+		if (r < 0 && errno != EINTR)
+			return;
+	}
+}
+
 /*
  * route_prefetch_token - with nothing cached, a delivery through the proxy
  * would wait for the destination token, the Find and then the connectivity
@@ -181,6 +209,14 @@ static int route_connect(const struct config *cfg, struct route *rt, struct outc
  * that turns out not to be OnPremise leaves it cached for its lifetime, one
  * request as before. The fetch runs in a grandchild, which init reaps: no
  * process is left for anyone to wait for, in btprelay-lmtp neither.
+ *
+ * This process goes on only once the grandchild's cache_lock() settled
+ * who fetches (a byte on a pipe, or its end): a grandchild slow to start
+ * on a busy machine would otherwise let this one reach the token first
+ * and fetch it itself, after the Find, one round trip after the other.
+ * The grandchild keeps none of this process's descriptors: from
+ * btprelay-lmtp they are the LMTP client's connection and the relay
+ * session, which must close when this process closes them.
  */
 static void route_prefetch_token(const struct config *cfg, const struct route *rt)
 {
@@ -189,7 +225,7 @@ static void route_prefetch_token(const struct config *cfg, const struct route *r
 	struct oauth_token tok = { 0 };
 	struct outcome o;
 	pid_t pid;
-	int fd;
+	int fd, ready[2];
 
 	if (!rt->bind.have_connectivity || proxy_plan(cfg, &rt->bind, NULL, &plan, &o) < 0
 	    || plan.auth != PROXY_AUTH_TOKEN
@@ -197,12 +233,16 @@ static void route_prefetch_token(const struct config *cfg, const struct route *r
 	    || (cfg->tenant_id != NULL && cfg->tenant_id[0] != '\0')
 	    || !oauth_token_missing(cfg, &rt->bind.connectivity, "connectivity", 0))
 		return;
-	pid = fork();
-	if (pid < 0)
+	if (pipe2(ready, O_CLOEXEC) < 0)
 		return;
-	if (pid > 0) {		/* the child only forks again: at once */
-		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+	pid = fork();
+	if (pid != 0) {		/* the child only forks again: at once */
+		close(ready[1]);
+		while (pid > 0 && waitpid(pid, NULL, 0) < 0 && errno == EINTR)
 			;
+		if (pid > 0)
+			route_wait_ready(ready[0], rt->conn.deadline);
+		close(ready[0]);
 		return;
 	}
 	if (fork() != 0)
@@ -214,6 +254,14 @@ static void route_prefetch_token(const struct config *cfg, const struct route *r
 		dup2(fd, STDOUT_FILENO);
 		dup2(fd, STDERR_FILENO);
 	}
+	/* nor any other descriptor: the announcement pipe becomes 3, the log is opened anew */
+	log_close();
+	if (ready[1] != ROUTE_READY_FD && dup2(ready[1], ROUTE_READY_FD) < 0)
+		_exit(0);
+	closefrom(ROUTE_READY_FD + 1);
+	log_reopen();
+	http_forget_connections();
+	cache_announce_lock(ROUTE_READY_FD);
 	log_debug("fetching the connectivity token while the destination is resolved");
 	http_options_init(&http, cfg, rt->conn.deadline);
 	oauth_token_cached(cfg, &rt->bind.connectivity, &http, "connectivity", 0, &tok, &o);

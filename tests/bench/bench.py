@@ -365,14 +365,18 @@ def _strace_calls(path):
 
 def cmd_timeline(path, ports_json, rtt_ms):
     """One line per wait of at least a third of a round trip: 'service|label|ms|rtts'.
-    A wait that lies for the most part within waits already counted (another process
-    of the delivery waiting at the same time: strace -f) is listed as "in parallel" and
-    not counted: the count is of the round trips the delivery waited for."""
+    The delivery's own process (the first in the trace) decides: each of its waits
+    counts. Another process of the delivery (strace -f: the child that fetches the
+    connectivity token) waits "in parallel" and does not count, unless most of its wait
+    lies where the delivery's process slept waiting for that child's cache lock
+    (nanosleep between flock() attempts): then the delivery waited for it. The count is
+    of the round trips the delivery waited for, whichever process did the waiting."""
     rtt = float(rtt_ms) / 1000.0
     ports = {int(v): k for k, v in json.load(open(ports_json)).items()}
-    fd_svc, label, waits, connecting = {}, "(start)", [], set()
-    t_first = t_last = None
+    fd_svc, label, waits, connecting, sleeps = {}, "(start)", [], set(), []
+    t_first = t_last = main = None
     for pid, t, call, args, ret, dur in _strace_calls(path):
+        main = pid if main is None else main
         t_first = t if t_first is None else min(t_first, t)
         t_last = max(t_last or t, t + float(dur or 0))
         if call == "connect":
@@ -386,21 +390,30 @@ def cmd_timeline(path, ports_json, rtt_ms):
             lm = re.search(r"btprelay-transport\[\d+\]: (?:[0-9A-Za-z]+: )?(.*?)(?:\\n)?\"", args)
             if lm:
                 label = lm.group(1)
+        if call in ("nanosleep", "clock_nanosleep") and pid == main and dur:
+            sleeps.append((t, t + float(dur)))
         if call in ("poll", "ppoll", "select", "pselect6", "epoll_wait", "epoll_pwait") and dur:
             d = float(dur)
             if d >= rtt / 3:
                 fm = re.search(r"fd=(\d+)", args)
                 key = (pid, fm.group(1) if fm else None)
-                waits.append((t, d, fd_svc.get(key, "?"), "TCP connect" if key in connecting else label))
+                waits.append((t, d, pid, fd_svc.get(key, "?"), "TCP connect" if key in connecting else label))
                 connecting.discard(key)
-    counted, rows = [], []
-    for t, d, svc, lab in sorted(waits):
-        inside = sum(max(0.0, min(t + d, b) - max(t, a)) for a, b in counted)
-        if inside >= d / 2:
-            rows.append((svc, "in parallel: " + lab, d, False))
+    # the delivery's sleeps between lock attempts, joined into spans of waiting
+    spans = []
+    for a, b in sorted(sleeps):
+        if spans and a - spans[-1][1] < rtt / 3:
+            spans[-1][1] = max(spans[-1][1], b)
         else:
-            counted.append((t, t + d))
-            rows.append((svc, lab, d, True))
+            spans.append([a, b])
+    rows, counted = [], 0
+    for t, d, pid, svc, lab in sorted(waits):
+        inside = sum(max(0.0, min(t + d, b) - max(t, a)) for a, b in spans)
+        if pid == main or inside >= d / 2:
+            rows.append((svc, lab if pid == main else "waited for: " + lab, d, True))
+            counted += 1
+        else:
+            rows.append((svc, "in parallel: " + lab, d, False))
     waited = sum(r[2] for r in rows if r[3])
     for svc, lab, d, _ in rows:
         lab = lab.replace("|", "/")
@@ -408,7 +421,7 @@ def cmd_timeline(path, ports_json, rtt_ms):
             lab = lab[:67] + "..."
         print("%s|%s|%.1f|%.2f" % (svc, lab, d * 1000, d / rtt))
     total = (t_last - t_first) if t_first is not None else 0.0
-    print("TOTAL|%d waits|%.1f|%.2f|%.1f" % (len(counted), waited * 1000, waited / rtt, total * 1000))
+    print("TOTAL|%d waits|%.1f|%.2f|%.1f" % (counted, waited * 1000, waited / rtt, total * 1000))
     return 0
 
 

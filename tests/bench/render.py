@@ -230,8 +230,15 @@ class Report:
                              "per message" % tun if tun is not None else ""),
                          "the Python proxy: 11–24 % of a CPU (RESULTS.md of issue 7)",
                          _verdict(pct < 3.0),
-                         "—" if pct < 3.0 else "each relayed chunk costs a poll() and two "
-                         "splice() calls, and the kernel's loopback TCP in the proxy's context"))
+                         "—" if pct < 3.0 else "a wake-up of the relay thread for every relayed "
+                         "chunk (about four per message: the pipelined commands, their replies, the "
+                         "body with its dot, the reply to it) and a handshake thread per tunnel; on "
+                         "this VM a context switch is the largest cost (perf of btp-fastproxy: "
+                         "pvm_irq_enable under finish_task_switch, a third of its samples), not "
+                         "the copy: recv()/send() through a buffer instead of splice() measured the "
+                         "same, 39 µs of CPU per request and reply either way. The figure is µs per "
+                         "message × the route's rate, so it also rises with the rate the machine "
+                         "allows"))
         else:
             rows.append((name, "–", "–", _verdict(None), "the Python proxy ran (%s)" %
                          r.get("run.proxy_why", "--python-proxy")))
@@ -635,8 +642,8 @@ class Report:
             return ("the connectivity token is fetched after the Find, on the token service's "
                     "kept-alive connection (1 round trip, where fetching it alongside the Find "
                     "would cost none)")
-        return ("more waits than the protocol needs in one traced delivery: the traces of Round "
-                "trips show them (one trace per variant; on a loaded machine a delivery also "
+        return ("more waits than the protocol needs in the traced deliveries: the traces of "
+                "Round trips show them (the fewest of a few traces per variant; on a loaded machine a delivery also "
                 "waits for the CPU, and a wait of a third of a round trip counts)")
 
     def cold_extra(self):
@@ -777,22 +784,32 @@ class Report:
                "TLS 1 + GET 1), the connectivity token fetched at the same time as the Find (or + 1 "
                "more on the token service's kept-alive connection). QUIT is never waited for." %
                RTT_COLD_EXTRA, "")
-        self.p("\"waits (traced)\": one more delivery per row under `strace -f -tt -T` with "
-               "`log_level = debug`; every poll() that blocked for at least a third of a round trip, "
-               "labelled with the service of its socket and the last log line before it:", "")
-        for cache in ("warm", "cold"):
-            text = r.get("rtt.auth.%s.timeline" % cache)
-            if not text:
-                continue
-            rows = []
-            for row in _pipe_rows(text):
-                if row[0] == "TOTAL":
+        self.p("\"waits (traced)\": %s more deliveries per row under `strace -f -tt -T` with "
+               "`log_level = debug` (as root, so that the non-dumpable transport's arguments are "
+               "readable), each with the cache emptied or warmed first; the one that waited least "
+               "counts: what the protocol makes a delivery wait for is in every trace, a relay or "
+               "process slowed by the machine's load only in some. A wait is a poll() that blocked "
+               "for at least a third of a round trip, labelled with the service of its socket and "
+               "the last log line before it. The delivery's own process decides; another process "
+               "of it (the grandchild fetching the connectivity token) waits \"in parallel\" and "
+               "does not count, unless the delivery slept for its cache lock meanwhile (\"waited "
+               "for\"):" % r.get("rtt.plain.cold.traces", "1"), "")
+        for v, name in VARIANTS:
+            for cache in ("warm", "cold", "cold_base"):
+                text = r.get("rtt.%s.%s.timeline" % (v, cache))
+                if not text:
                     continue
-                rows.append((len(rows) + 1, row[0], "`%s`" % row[1].replace("`", "'"), row[2],
-                             row[3]))
-            self.p("<details><summary>STARTTLS + AUTH, %s: %d waits</summary>" % (cache, len(rows)),
-                   "", _table(("#", "socket", "after the log line", "ms", "round trips"), rows),
-                   "", "</details>", "")
+                rows = []
+                for row in _pipe_rows(text):
+                    if row[0] == "TOTAL":
+                        continue
+                    rows.append((len(rows) + 1, row[0], "`%s`" % row[1].replace("`", "'"), row[2],
+                                 row[3]))
+                self.p("<details><summary>%s, %s: %s waits</summary>" % (
+                    name, cache.replace("cold_base", "cold, *before*"),
+                    self.rtt_waits(v, cache)),
+                       "", _table(("#", "socket", "after the log line", "ms", "round trips"), rows),
+                       "", "</details>", "")
 
     def cost_section(self):
         r = self.r
@@ -1179,9 +1196,10 @@ class Report:
                 items.append(
                     "**A cold delivery fetches the connectivity token alongside the Find.** When the "
                     "token is not cached, a grandchild process fetches it into the shared cache "
-                    "while the delivery resolves the destination (common/deliver.c, "
-                    "`prefetch_token`); the tunnel then finds it there, or waits for that same fetch "
-                    "(the cache's single flight). Traced waits with nothing cached: %s." % "; ".join(
+                    "while the delivery resolves the destination (common/route.c, "
+                    "`route_prefetch_token`); the delivery goes on once the grandchild holds the "
+                    "cache lock (a byte on a pipe), so the tunnel finds the token there or waits for "
+                    "that same fetch (the cache's single flight), never fetching it after the Find. Traced waits with nothing cached: %s." % "; ".join(
                         "%s %s (before: %s)" % (n, c, b) for n, b, c in bcold))
             items.append(
                 ("**Round trips are at the protocol minimum once the caches are warm** (TCP_NODELAY, "

@@ -561,6 +561,7 @@ class Conn:
         self.peer_cert = None           # the client certificate (getpeercert()), if any
         self.peer_cert_der = None
         self.send_delay = 0.0           # seconds to wait before each send (proxy "slow")
+        self.held = b""                 # replies held back by hold(), sent with the next send()
 
     @property
     def peer_port(self):
@@ -569,7 +570,15 @@ class Conn:
     def log(self, message):
         self.emu.log(self.name, message)
 
+    def hold(self, data):
+        """Keep data for the next send(): the replies to a pipelined group of commands go
+        out in one write, as a Postfix smtpd sends them (RFC 2920, 3.2: a server may
+        buffer its replies while more commands wait)."""
+        self.held += data
+
     def send(self, data):
+        if self.held:
+            data, self.held = self.held + data, b""
         if self.send_delay and self.emu.stopping.wait(self.send_delay):
             raise SessionEnd("shutdown")
         try:
@@ -2281,6 +2290,9 @@ class SmtpSession:
     """One SMTP connection to the relay. Every reply goes through respond(), where a fault
     switch for the stage may replace it."""
 
+    # commands whose replies may wait for the rest of a pipelined group (RFC 2920, 3.1:
+    # the ones that do not end a group)
+    GROUPED = ("MAIL", "RCPT", "RSET", "NOOP")
     COMMANDS = {   # verb: (fault stage, method)
         "EHLO": ("ehlo", "do_ehlo"), "HELO": ("helo", "do_helo"),
         "STARTTLS": ("starttls", "do_starttls"), "AUTH": ("auth", "do_auth"),
@@ -2309,6 +2321,7 @@ class SmtpSession:
         self.starttls_pending = False
         self.data_pending = False
         self.current = "greeting"          # what the log line of the next reply describes
+        self.verb = None                   # the command being answered
         self.started = time.monotonic()
         self.last_fill = None              # the read that completed the previous command
         self.record = None                 # this connection in GET /connections
@@ -2393,6 +2406,7 @@ class SmtpSession:
         arg = arg.strip()
         # AUTH's argument is a credential: log the mechanism only.
         self.current = f"AUTH {arg.split(' ')[0]}" if verb == "AUTH" else show(line)
+        self.verb = verb
         self.note_command(f"AUTH {arg.split(' ')[0]}".rstrip() if verb == "AUTH" else line[:1000])
         if self.no_service and verb != "QUIT":
             self.reply(self.own("503 5.5.1 Error: no SMTP service here"))
@@ -2414,7 +2428,10 @@ class SmtpSession:
         self.conn.log(f"{self.current} -> {show(first_line, 120)}")
         if self.record is not None and first_line[:3].isdigit():
             self.emu.relay_log.set_last(self.record, "commands", "reply", int(first_line[:3]))
-        self.conn.send(format_reply(text))
+        if self.verb in self.GROUPED and self.conn.reader.buffered():
+            self.conn.hold(format_reply(text))      # more of the group waits: answer it all at once
+        else:
+            self.conn.send(format_reply(text))
 
     def own(self, text):
         """A reply of the emulator's own (not a fault's): without D.D.D codes while the

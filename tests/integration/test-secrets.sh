@@ -109,7 +109,7 @@ expect_echo_masked() {
 	line=$(wait_status "$1" "$2")
 	printf '%s\n' "$line" | grep -q 'status=deferred.*535 5\.7\.8 Error: authentication failed: .*(client sent: .*\*\*\*\*\*\*\*\*'
 	tap_ok $? "$SCEN: deferred, the relay's quote of the $3 masked in the status text" "$line"
-	wait_queue "$1" deferred >/dev/null	# mailq shows the reason once the file is there
+	wait_deferred "$1" >/dev/null	# mailq shows the reason once the delivery is over
 	postqueue -c "$PF" -p > "$WORK/out/mailq.$3" 2>&1
 	grep -q 'client sent: .*\*\*\*\*\*\*\*\*' "$WORK/out/mailq.$3"
 	tap_ok $? "$SCEN: mailq shows the masked text" "$(cat "$WORK/out/mailq.$3")"

@@ -94,8 +94,8 @@ q=$(send_mail sender@client.test user@corp.example --header "Subject: $MARK")
 expect_status "$q" user@corp.example deferred 'dsn=4\.7\.0' \
 	'proxy refused to work without a token: it accepted neither method 0x80 without a JWT nor 0x00 (method reply 05 ff)' \
 	'proxy_authentication = token and a connectivity binding'
-out=$(wait_queue "$q" deferred)
-tap_ok $? "$SCEN: the message stays in the deferred queue" "$out"
+out=$(wait_deferred "$q")
+tap_ok $? "$SCEN: the message stays in Postfix's queue, deferred" "$out"
 [ "$(emu GET /counters | jq .relay_messages)" = 0 ]
 tap_ok $? "$SCEN: nothing reached the relay"
 emu POST /faults/clear >/dev/null

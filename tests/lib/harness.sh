@@ -206,14 +206,18 @@ wait_status() {
 	return 1
 }
 
-# wait_queue QID NAME - wait until QID sits in Postfix's queue NAME (deferred,
-# hold, ...): the status line is logged before the queue manager moves the file.
-# Returns 1 after $WAIT_SECONDS, printing the queue as postqueue -j shows it.
-wait_queue() {
-	local qid=$1 name=$2 i
+# wait_deferred QID - wait until QID sits in Postfix's queue, not being delivered
+# (not active), with a delay reason: the status line is logged before the queue
+# manager moves the file, and with this harness's one-second backoff a deferred
+# message moves on from the deferred queue quickly. Prints postqueue -j's entry
+# (the whole queue after $WAIT_SECONDS without one, returning 1).
+wait_deferred() {
+	local qid=$1 i entry
 	for i in $(seq $((WAIT_SECONDS * 10))); do
-		postqueue -c "$PF" -j | jq -e --arg q "$qid" --arg n "$name" \
-			'select(.queue_id == $q and .queue_name == $n)' >/dev/null && return 0
+		entry=$(postqueue -c "$PF" -j | jq -c --arg q "$qid" 'select(.queue_id == $q
+			and .queue_name != "active" and .queue_name != "hold"
+			and any(.recipients[]; .delay_reason != null))')
+		[ -n "$entry" ] && { printf '%s\n' "$entry"; return 0; }
 		sleep 0.1
 	done
 	postqueue -c "$PF" -j

@@ -576,6 +576,13 @@ class Conn:
         buffer its replies while more commands wait)."""
         self.held += data
 
+    def flush(self):
+        """Send what hold() kept: a fault at one command of a pipelined group comes
+        after the replies to the commands before it, as from a server that answered
+        those and then failed."""
+        if self.held:
+            self.send(b"")
+
     def send(self, data):
         if self.held:
             data, self.held = self.held + data, b""
@@ -2461,6 +2468,7 @@ class SmtpSession:
             self.reply(text)
             return text[0] in "23"
         self.conn.log(f"{self.current}: fault {stage} = {show(action, 80)}")
+        self.conn.flush()
         if action == "close":
             raise SessionEnd(f"fault {stage}: close")
         if action == "reset":

@@ -41,6 +41,19 @@ IMAP_IDLE_MAX = 30 * 60      # RFC 2177: a server may log an idle client out aft
 IMAP_CAPS = ["IMAP4rev1", "UIDPLUS", "MOVE", "IDLE", "AUTH=PLAIN", "AUTH=XOAUTH2"]
 
 
+
+def xoauth2_response(session, initial):
+    """The XOAUTH2 response of an IMAP or POP3 session: the initial one, or the line
+    after a "+ " continuation. Returns the emulator's (user, why); user None when the
+    response is not base64 of an XOAUTH2 string. Never logged."""
+    if initial is None:
+        session.send("+ ")
+        initial = session.conn.reader.readline(IMAP_LINE_MAX).decode("ascii", "replace").strip()
+    try:
+        return session.emu.xoauth2_check(base64.b64decode(initial, validate=True))
+    except ValueError:
+        return None, "malformed"
+
 class Message:
     def __init__(self, uid, data, flags=()):
         self.uid = uid
@@ -305,13 +318,7 @@ class ImapSession:
 
     def xoauth2(self, tag, initial):
         """AUTHENTICATE XOAUTH2, the response initial or after a "+ " (never logged)."""
-        if initial is None:
-            self.send("+ ")
-            initial = self.conn.reader.readline(IMAP_LINE_MAX).decode("ascii", "replace").strip()
-        try:
-            user, why = self.emu.xoauth2_check(base64.b64decode(initial, validate=True))
-        except ValueError:
-            user, why = None, "malformed"
+        user, why = xoauth2_response(self, initial)
         if user is None:
             self.send(f"{tag} BAD invalid XOAUTH2 response")
             return
@@ -516,13 +523,7 @@ class Pop3Session:
         if mechanism.upper() != "XOAUTH2":
             self.send("-ERR mechanism not supported")
             return
-        if not initial:
-            self.send("+ ")
-            initial = self.conn.reader.readline(IMAP_LINE_MAX).decode("ascii", "replace").strip()
-        try:
-            user, why = self.emu.xoauth2_check(base64.b64decode(initial, validate=True))
-        except ValueError:
-            user, why = None, "malformed"
+        user, why = xoauth2_response(self, initial or None)
         if user is None:
             self.send("-ERR invalid XOAUTH2 response")
             return
